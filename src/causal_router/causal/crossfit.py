@@ -1,0 +1,158 @@
+"""Cross-fitted nuisances: out-of-fold propensity, quality and cost predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+from .outcome import PooledRidge, TokenCostModel
+from .propensity import PropensityModel
+
+
+@dataclass
+class Nuisances:
+    """Nuisance predictions for a set of logged rows.
+
+    Attributes
+    ----------
+    propensity : ndarray (n, n_arms)
+        ``e_t(x_i)`` (fitted), for every arm.
+    logged_propensity : ndarray (n,)
+        ``e_{t_i}(x_i)``: the propensity DR uses (fitted or taken from the logs).
+    quality : ndarray (n, n_arms)
+        ``mu^a_t(x_i)``.
+    cost : ndarray (n, n_arms)
+        ``mu^c_t(x_i)``.
+    folds : ndarray (n,) or None
+        Fold of each row when cross-fitted (the row was predicted by models not fitted on it).
+    """
+
+    propensity: np.ndarray
+    logged_propensity: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    folds: np.ndarray | None = None
+
+
+class CrossFitter(BaseEstimator):
+    """Fits propensity and per-model outcome models out-of-fold (EconML-style injection).
+
+    Parameters
+    ----------
+    n_arms : int
+        Number of models K.
+    propensity_model : PropensityModel-like or None
+        Must expose ``fit(X, t)`` and ``predict_proba(X) -> (n, K)``.
+    quality_model, cost_model : multi-arm outcome models or None
+        ``fit(X, t, y, input_tokens, output_tokens)`` and ``predict(X, input_tokens) -> (n, K)``.
+        Defaults: :class:`PooledRidge` for quality, :class:`TokenCostModel` for cost.
+    cv : int
+        Number of folds F (default 5).
+    propensity : {"fitted", "logged"}
+        Use the fitted propensities or the logging policy's own (``logged_propensity`` in ``fit``).
+    random_state : int or None
+    """
+
+    def __init__(
+        self,
+        n_arms: int = 2,
+        propensity_model=None,
+        quality_model=None,
+        cost_model=None,
+        cv: int = 5,
+        propensity: str = "fitted",
+        random_state=None,
+    ):
+        self.n_arms = n_arms
+        self.propensity_model = propensity_model
+        self.quality_model = quality_model
+        self.cost_model = cost_model
+        self.cv = cv
+        self.propensity = propensity
+        self.random_state = random_state
+
+    def _models(self):
+        e = self.propensity_model if self.propensity_model is not None else PropensityModel(n_arms=self.n_arms)
+        q = self.quality_model if self.quality_model is not None else PooledRidge(n_arms=self.n_arms)
+        c = self.cost_model if self.cost_model is not None else TokenCostModel(n_arms=self.n_arms)
+        return clone(e), clone(q), clone(c)
+
+    def _fit_models(self, X, t, a, c, tin, tout):
+        e, q, cm = self._models()
+        return e.fit(X, t), q.fit(X, t, a, tin, tout), cm.fit(X, t, c, tin, tout)
+
+    def fit(self, X, treatment, quality, cost, input_tokens=None, output_tokens=None,
+            logged_propensity=None, groups=None):
+        """Cross-fit on logs and refit on all rows (for predicting new prompts).
+
+        Parameters
+        ----------
+        X : ndarray (n, d)
+        treatment : ndarray (n,) int
+        quality, cost : ndarray (n,)
+        input_tokens : ndarray (n,) or None
+        output_tokens : ndarray (n,) or None
+        logged_propensity : ndarray (n,) or None
+            Required when ``propensity="logged"``.
+        groups : ndarray (n,) or None
+            Rows of one group (prompt) never straddle folds.
+        """
+        if self.propensity not in ("fitted", "logged"):
+            raise ValueError(f"propensity must be 'fitted' or 'logged', got {self.propensity!r}")
+        if self.propensity == "logged" and logged_propensity is None:
+            raise ValueError("propensity='logged' needs the logs' 'propensity' column")
+        n = len(X)
+        t = np.asarray(treatment, dtype=int)
+        if groups is not None:
+            splitter = GroupKFold(n_splits=self.cv).split(X, t, groups)
+        else:
+            splitter = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(X, t)
+        e_oof = np.zeros((n, self.n_arms))
+        q_oof = np.zeros((n, self.n_arms))
+        c_oof = np.zeros((n, self.n_arms))
+        folds = np.full(n, -1)
+        sub = lambda v, idx: None if v is None else np.asarray(v)[idx]  # noqa: E731
+        self.fold_indices_ = []
+        for f, (tr, te) in enumerate(splitter):
+            e, q, cm = self._fit_models(X[tr], t[tr], quality[tr], cost[tr], sub(input_tokens, tr),
+                                        sub(output_tokens, tr))
+            e_oof[te] = e.predict_proba(X[te])
+            q_oof[te] = q.predict(X[te], sub(input_tokens, te))
+            c_oof[te] = cm.predict(X[te], sub(input_tokens, te))
+            folds[te] = f
+            self.fold_indices_.append((tr, te))
+        self.propensity_model_, self.quality_model_, self.cost_model_ = self._fit_models(
+            X, t, quality, cost, input_tokens, output_tokens
+        )
+        self.nuisances_ = Nuisances(
+            propensity=e_oof,
+            logged_propensity=self._logged(e_oof, t, logged_propensity),
+            quality=q_oof,
+            cost=c_oof,
+            folds=folds,
+        )
+        return self
+
+    def _logged(self, e, t, logged_propensity):
+        if self.propensity == "logged":
+            return np.asarray(logged_propensity, dtype=float)
+        return e[np.arange(len(t)), t]
+
+    def predict(self, X, treatment=None, input_tokens=None, logged_propensity=None) -> Nuisances:
+        """Nuisances for new rows from the models refitted on all training logs.
+
+        X : (m, d); treatment : (m,) int or None (needed for ``logged_propensity``).
+        """
+        e = self.propensity_model_.predict_proba(X)
+        lp = None
+        if treatment is not None:
+            lp = self._logged(e, np.asarray(treatment, dtype=int), logged_propensity)
+        return Nuisances(
+            propensity=e,
+            logged_propensity=lp,
+            quality=self.quality_model_.predict(X, input_tokens),
+            cost=self.cost_model_.predict(X, input_tokens),
+        )

@@ -1,0 +1,167 @@
+"""Per-model outcome models: quality ``mu^a_t(x)`` and cost ``mu^c_t(x)``.
+
+Every model here follows scikit-learn's estimator contract and a multi-arm signature:
+``fit(X, treatment, y, input_tokens=None, output_tokens=None)`` and ``predict(X, input_tokens=None)``
+returning one column per model (arm).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import nnls
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.linear_model import Ridge
+
+
+def _check_arms(treatment: np.ndarray, n_arms: int) -> None:
+    missing = sorted(set(range(n_arms)) - set(np.unique(treatment).tolist()))
+    if missing:
+        raise ValueError(f"no logged rows for model index(es) {missing}: cannot fit their outcome models")
+
+
+class PerArmRegressor(BaseEstimator):
+    """One clone of ``estimator`` per arm, fitted on the rows where that arm was logged.
+
+    Parameters
+    ----------
+    estimator : scikit-learn regressor, default Ridge(alpha=10)
+    n_arms : int
+    clip : tuple (low, high) or None
+        Bounds applied to predictions (e.g. (0, 1) for quality).
+    """
+
+    def __init__(self, estimator=None, n_arms: int = 2, clip=None):
+        self.estimator = estimator
+        self.n_arms = n_arms
+        self.clip = clip
+
+    def fit(self, X, treatment, y, input_tokens=None, output_tokens=None):
+        """X: (n, d); treatment: (n,) int in [0, n_arms); y: (n,)."""
+        _check_arms(treatment, self.n_arms)
+        base = self.estimator if self.estimator is not None else Ridge(alpha=10.0)
+        self.estimators_ = [clone(base).fit(X[treatment == k], y[treatment == k]) for k in range(self.n_arms)]
+        return self
+
+    def predict(self, X, input_tokens=None):
+        """Returns (n, n_arms)."""
+        out = np.column_stack([m.predict(X) for m in self.estimators_])
+        return np.clip(out, *self.clip) if self.clip is not None else out
+
+
+class PooledRidge(RegressorMixin, BaseEstimator):
+    """Multi-task ridge: ``mu_t(x) = b_t + x.w + x.v_t`` with ``v_t`` penalised more than ``w``.
+
+    Small logs per model (a few hundred rows each) make independent per-model fits noisy;
+    sharing a component across models borrows strength while ``v_t`` keeps them distinct
+    (Evgeniou and Pontil's regularised multi-task learning).
+
+    Parameters
+    ----------
+    alpha : float
+        Ridge penalty on the shared weights ``w``.
+    arm_penalty : float
+        How many times more the per-arm deviations ``v_t`` are penalised than ``w``.
+    n_arms : int
+    clip : tuple or None
+    """
+
+    def __init__(self, alpha: float = 3.0, arm_penalty: float = 3.0, n_arms: int = 2, clip=(0.0, 1.0)):
+        self.alpha = alpha
+        self.arm_penalty = arm_penalty
+        self.n_arms = n_arms
+        self.clip = clip
+
+    def _design(self, X, treatment):
+        n, d = X.shape
+        onehot = np.zeros((n, self.n_arms))
+        onehot[np.arange(n), treatment] = 1.0
+        # scaling a feature block by s makes its effective penalty alpha / s**2
+        s = 1.0 / np.sqrt(self.arm_penalty)
+        inter = (onehot[:, :, None] * X[:, None, :]).reshape(n, -1) * s
+        return np.hstack([X, onehot * 10.0, inter])
+
+    def fit(self, X, treatment, y, input_tokens=None, output_tokens=None):
+        """X: (n, d); treatment: (n,) int; y: (n,)."""
+        _check_arms(treatment, self.n_arms)
+        self.ridge_ = Ridge(alpha=self.alpha).fit(self._design(X, treatment), y)
+        return self
+
+    def predict(self, X, input_tokens=None):
+        """Returns (n, n_arms)."""
+        n = len(X)
+        out = np.column_stack(
+            [self.ridge_.predict(self._design(X, np.full(n, k))) for k in range(self.n_arms)]
+        )
+        return np.clip(out, *self.clip) if self.clip is not None else out
+
+
+class TokenCostModel(BaseEstimator):
+    """Cost from a price sheet and token counts: ``cost_t(x) = p_in_t * in(x) + p_out_t * E[out_t | x]``.
+
+    Cost is nearly deterministic given the model and the prompt's length, so it is computed,
+    not learned from embeddings. Prices (USD per token) come from ``prices`` or, when absent,
+    are recovered from the logged rows by non-negative least squares (exact when the logs'
+    costs were computed from tokens). Output tokens, when logged, are predicted per model by
+    a ridge regression on ``[x, log1p(input_tokens)]``. Without token counts, falls back to a
+    per-model ridge regression of cost on ``x``.
+
+    Parameters
+    ----------
+    prices : ndarray of shape (n_arms, 2) or None
+        USD per *million* input and output tokens, in arm order.
+    n_arms : int
+    alpha : float
+        Ridge penalty of the output-token model (and of the fallback cost model).
+    """
+
+    def __init__(self, prices=None, n_arms: int = 2, alpha: float = 10.0):
+        self.prices = prices
+        self.n_arms = n_arms
+        self.alpha = alpha
+
+    def fit(self, X, treatment, y, input_tokens=None, output_tokens=None):
+        """X: (n, d); treatment: (n,); y: (n,) logged cost; input_tokens: (n,); output_tokens: (n,)."""
+        _check_arms(treatment, self.n_arms)
+        self.uses_tokens_ = input_tokens is not None
+        if not self.uses_tokens_:
+            self.fallback_ = PerArmRegressor(Ridge(alpha=self.alpha), self.n_arms, clip=(0.0, None)).fit(
+                X, treatment, y
+            )
+            return self
+        has_out = output_tokens is not None and not np.all(np.isnan(output_tokens))
+        if self.prices is not None:
+            self.prices_ = np.asarray(self.prices, dtype=float) / 1e6
+        else:
+            self.prices_ = np.zeros((self.n_arms, 2))
+            for k in range(self.n_arms):
+                m = treatment == k
+                A = np.column_stack([input_tokens[m], output_tokens[m] if has_out else np.zeros(m.sum())])
+                self.prices_[k] = nnls(A, y[m])[0]
+        self.out_models_ = None
+        if has_out:
+            Z = self._z(X, input_tokens)
+            self.out_models_ = [
+                Ridge(alpha=self.alpha).fit(Z[treatment == k], output_tokens[treatment == k])
+                for k in range(self.n_arms)
+            ]
+        return self
+
+    @staticmethod
+    def _z(X, input_tokens):
+        return np.hstack([X, np.log1p(np.asarray(input_tokens, dtype=float))[:, None]])
+
+    def predict_output_tokens(self, X, input_tokens):
+        """Returns (n, n_arms) expected output tokens (zeros when none were logged)."""
+        if self.out_models_ is None:
+            return np.zeros((len(X), self.n_arms))
+        Z = self._z(X, input_tokens)
+        return np.clip(np.column_stack([m.predict(Z) for m in self.out_models_]), 0.0, None)
+
+    def predict(self, X, input_tokens=None):
+        """Returns (n, n_arms) expected cost in USD."""
+        if not self.uses_tokens_:
+            return self.fallback_.predict(X)
+        if input_tokens is None:
+            raise ValueError("this cost model was fitted with token counts: pass input_tokens to predict")
+        tin = np.asarray(input_tokens, dtype=float)[:, None]
+        return tin * self.prices_[:, 0] + self.predict_output_tokens(X, input_tokens) * self.prices_[:, 1]

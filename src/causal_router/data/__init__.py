@@ -1,0 +1,1 @@
+"""Data contracts: schema checks, loaders and log simulation."""

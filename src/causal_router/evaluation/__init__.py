@@ -1,0 +1,1 @@
+"""Evaluation on full-feedback tables: utility, regret, accuracy, cost, AIQ and plots."""

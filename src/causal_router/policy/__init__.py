@@ -1,0 +1,1 @@
+"""Routers: networks, regret losses, endpoint and interval training, the router registry."""

@@ -1,0 +1,116 @@
+"""From logs to fitted routers: cross-fit nuisances, build DR utilities, train the registry's routers."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from ..causal.crossfit import CrossFitter
+from ..causal.outcome import PooledRidge, TokenCostModel
+from ..causal.scores import clip_report, utilities
+from ..data import schema as S
+from .data import RoutingData
+from .routers import ROUTERS, get_router
+
+log = logging.getLogger(__name__)
+
+#: Routers trained when none are named.
+DEFAULT_METHODS = ("random", "cheapest", "best-single", "naive", "dr-regress", "rm-classification",
+                   "rm-softmax", "rm-interval")
+
+
+def _col(df: pd.DataFrame, name: str):
+    return df[name].to_numpy(dtype=float) if name in df else None
+
+
+def encode_treatment(logs: pd.DataFrame, models) -> np.ndarray:
+    """Logged model names -> indices into ``models``; unknown names raise."""
+    index = {m: k for k, m in enumerate(models)}
+    unknown = sorted(set(logs[S.MODEL]) - set(index))
+    if unknown:
+        raise ValueError(f"logs name models not in the model list: {unknown}")
+    return logs[S.MODEL].map(index).to_numpy(dtype=int)
+
+
+def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | None = None,
+                       X_val: np.ndarray | None = None, models=None, *, cv: int = 5,
+                       propensity: str = "fitted", clip: float = 0.01, estimator: str = "dr",
+                       cost_estimator: str | None = None, prices=None, quality_model=None,
+                       propensity_model=None, random_state: int = 0) -> RoutingData:
+    """Cross-fit nuisances on the training logs and build pseudo-utilities for train and val.
+
+    Parameters
+    ----------
+    train, val : observational logs (DataFrames, DESIGN.md section 3)
+    X, X_val : ndarray (n, d), (m, d)
+        Prompt features aligned with the rows of ``train`` and ``val``.
+    models : sequence of str or None
+        The K models, in index order (default: sorted names in ``train``).
+    propensity : {"fitted", "logged"}
+    clip : float
+        Propensity floor for DR weights (reported, never silent).
+    prices : mapping model -> (usd_per_m_input, usd_per_m_output) or None
+        Price sheet; without it, prices are recovered from the logs' costs and token counts.
+    """
+    models = list(models) if models is not None else sorted(train[S.MODEL].unique())
+    K = len(models)
+    t = encode_treatment(train, models)
+    price_arr = None
+    if prices is not None:
+        missing = [m for m in models if m not in prices]
+        if missing:
+            raise ValueError(f"price sheet lacks models {missing}")
+        price_arr = np.array([prices[m] for m in models], dtype=float)
+    cf = CrossFitter(
+        n_arms=K,
+        propensity_model=propensity_model,
+        quality_model=quality_model if quality_model is not None else PooledRidge(n_arms=K),
+        cost_model=TokenCostModel(prices=price_arr, n_arms=K),
+        cv=cv, propensity=propensity, random_state=random_state,
+    )
+    a, c = train[S.SCORE].to_numpy(float), train[S.COST].to_numpy(float)
+    tin = _col(train, S.INPUT_TOKENS)
+    cf.fit(X, t, a, c, tin, _col(train, S.OUTPUT_TOKENS), logged_propensity=_col(train, S.PROPENSITY))
+    U = utilities(t, a, c, cf.nuisances_, estimator, clip, cost_estimator)
+    report = clip_report(t, cf.nuisances_.logged_propensity, K, clip, models)
+    log.info("%s", report.summary())
+    data = RoutingData(models, X, t, a, c, tin, U, cf, clip_report=report)
+    if val is not None:
+        tv = encode_treatment(val, models)
+        vin = _col(val, S.INPUT_TOKENS)
+        nv = cf.predict(X_val, tv, vin, _col(val, S.PROPENSITY))
+        data.X_val, data.val_input_tokens = X_val, vin
+        data.val_utilities = utilities(tv, val[S.SCORE].to_numpy(float), val[S.COST].to_numpy(float), nv,
+                                       estimator, clip, cost_estimator)
+    return data
+
+
+def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = None):
+    """Fit the named routers (default :data:`DEFAULT_METHODS`).
+
+    Returns
+    -------
+    routers : dict name -> fitted router
+    seconds : dict name -> training wall time
+    """
+    methods = list(methods or DEFAULT_METHODS)
+    unknown = [m for m in methods if m not in ROUTERS]
+    if unknown:
+        raise KeyError(f"unknown router(s) {unknown}; registered: {', '.join(ROUTERS)}")
+    params = params or {}
+    routers, seconds = {}, {}
+    for name in methods:
+        start = time.perf_counter()
+        router = get_router(name, **params.get(name, {}))
+        if name == "rm-interval" and "rm-softmax" in routers and not params.get(name):
+            # same grid and hyperparameters: reuse the RM-Softmax endpoints as initial heads
+            router.set_params(**{k: v for k, v in routers["rm-softmax"].get_params().items()})
+            router.fit(data, lambdas, endpoints=routers["rm-softmax"])
+        else:
+            router.fit(data, lambdas)
+        routers[name] = router
+        seconds[name] = time.perf_counter() - start
+    return routers, seconds

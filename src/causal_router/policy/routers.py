@@ -1,0 +1,339 @@
+"""Routers under stable names. Each is fitted on :class:`RoutingData` and routes at any lambda.
+
+``scores(X, lam, input_tokens) -> (n, K)``: higher is better; ``predict`` takes the argmax;
+``predict_proba`` gives the policy's probabilities (one-hot except for ``random``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import Ridge
+
+from ..causal.scores import Utilities
+from .data import RoutingData
+from .network import MLP
+from .train import net_scores, train_network
+
+ROUTERS: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator adding a router to :data:`ROUTERS` under ``name``."""
+
+    def wrap(cls):
+        cls.name = name
+        ROUTERS[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_router(name: str, **params):
+    """Instantiate a registered router by name."""
+    if name not in ROUTERS:
+        raise KeyError(f"unknown router {name!r}; registered: {', '.join(ROUTERS)}")
+    return ROUTERS[name](**params)
+
+
+def _onehot(arms: np.ndarray, K: int) -> np.ndarray:
+    out = np.zeros((len(arms), K))
+    out[np.arange(len(arms)), arms] = 1.0
+    return out
+
+
+class Router(BaseEstimator):
+    """Base class: subclasses implement ``fit(data, lambdas)`` and ``scores``."""
+
+    name = "router"
+
+    def fit(self, data: RoutingData, lambdas) -> "Router":
+        raise NotImplementedError
+
+    def scores(self, X, lam: float, input_tokens=None) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, X, lam: float, input_tokens=None) -> np.ndarray:
+        """Chosen model index per prompt, shape (n,)."""
+        return self.scores(X, lam, input_tokens).argmax(1)
+
+    def predict_proba(self, X, lam: float, input_tokens=None) -> np.ndarray:
+        """Routing probabilities, shape (n, K)."""
+        return _onehot(self.predict(X, lam, input_tokens), self.n_arms_)
+
+
+@register("random")
+class RandomRouter(Router):
+    """Uniformly random routing (its value is the mean over models)."""
+
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, data, lambdas):
+        self.n_arms_ = data.n_arms
+        return self
+
+    def scores(self, X, lam, input_tokens=None):
+        return np.random.default_rng(self.random_state).random((len(X), self.n_arms_))
+
+    def predict_proba(self, X, lam, input_tokens=None):
+        return np.full((len(X), self.n_arms_), 1.0 / self.n_arms_)
+
+
+class _ConstantRouter(Router):
+    def scores(self, X, lam, input_tokens=None):
+        return np.tile(self._arm_scores(lam), (len(X), 1))
+
+
+@register("cheapest")
+class CheapestRouter(_ConstantRouter):
+    """Always the model with the lowest DR mean cost on the training logs."""
+
+    def fit(self, data, lambdas):
+        self.n_arms_ = data.n_arms
+        self.mean_cost_ = data.utilities.cost.mean(0)
+        return self
+
+    def _arm_scores(self, lam):
+        return -self.mean_cost_
+
+
+@register("best-single")
+class BestSingleRouter(_ConstantRouter):
+    """Always the model with the best DR mean utility at lambda (training and validation logs)."""
+
+    def fit(self, data, lambdas):
+        self.n_arms_ = data.n_arms
+        u = [data.utilities] + ([data.val_utilities] if data.val_utilities is not None else [])
+        self.mean_quality_ = np.concatenate([x.quality for x in u]).mean(0)
+        self.mean_cost_ = np.concatenate([x.cost for x in u]).mean(0)
+        return self
+
+    def _arm_scores(self, lam):
+        return self.mean_quality_ - lam * self.mean_cost_
+
+
+@register("naive")
+class NaiveRouter(Router):
+    """Direct method without bias correction: outcome models fitted on logged rows, argmax of
+    predicted utility."""
+
+    def fit(self, data, lambdas):
+        self.n_arms_ = data.n_arms
+        self.quality_model_ = data.crossfitter.quality_model_
+        self.cost_model_ = data.crossfitter.cost_model_
+        return self
+
+    def scores(self, X, lam, input_tokens=None):
+        return self.quality_model_.predict(X, input_tokens) - lam * self.cost_model_.predict(X, input_tokens)
+
+
+@register("dr-regress")
+class DRRegressRouter(Router):
+    """Regress-and-compare: ridge regression of the DR quality and cost pseudo-outcomes on x."""
+
+    def __init__(self, alpha: float = 10.0):
+        self.alpha = alpha
+
+    def fit(self, data, lambdas):
+        self.n_arms_ = data.n_arms
+        self.quality_ = Ridge(alpha=self.alpha).fit(data.X, data.utilities.quality)
+        self.cost_ = Ridge(alpha=self.alpha).fit(data.X, data.utilities.cost)
+        return self
+
+    def scores(self, X, lam, input_tokens=None):
+        return self.quality_.predict(X) - lam * self.cost_.predict(X)
+
+
+def _select(G_val: np.ndarray, learned: np.ndarray, fallback: int, margin: float) -> bool:
+    """Keep the learned policy only if its paired DR gain over ``fallback`` on validation logs
+    exceeds ``margin`` standard errors. learned: (m,) actions; G_val: (m, K)."""
+    rows = np.arange(len(G_val))
+    d = G_val[rows, learned] - G_val[:, fallback]
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.inf
+    return bool(d.mean() - margin * se > 0)
+
+
+class _EndpointRouter(Router):
+    """One network per lambda of the grid; lambdas off the grid use the nearest grid point."""
+
+    loss = "softmax"
+
+    def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
+                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 1.0,
+                 random_state: int = 0):
+        self.tau = tau
+        self.hidden = hidden
+        self.dropout = dropout
+        self.weight_decay = weight_decay
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.margin = margin
+        self.random_state = random_state
+
+    def _train(self, data: RoutingData, lam: float, net=None, epochs=None):
+        G = data.utilities.at(lam)
+        G_val = data.val_utilities.at(lam) if data.val_utilities is not None else None
+        return train_network(
+            data.X, G, data.X_val, G_val, loss=self.loss, tau=self.tau, hidden=self.hidden,
+            dropout=self.dropout, weight_decay=self.weight_decay, lr=self.lr,
+            epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+            seed=self.random_state, net=net,
+        )
+
+    def fit(self, data: RoutingData, lambdas):
+        self.n_arms_ = data.n_arms
+        self.lambdas_ = np.array(sorted(float(x) for x in lambdas))
+        best = BestSingleRouter().fit(data, lambdas)
+        self.nets_, self.fallback_, self.val_values_ = [], [], []
+        for lam in self.lambdas_:
+            res = self._train(data, lam)
+            arm = int(best._arm_scores(lam).argmax())
+            keep = True
+            if data.X_val is not None:
+                G_val = data.val_utilities.at(lam)
+                keep = _select(G_val, net_scores(res.net, data.X_val).argmax(1), arm, self.margin)
+            self.nets_.append(res.net)
+            self.fallback_.append(None if keep else arm)
+            self.val_values_.append(res.val_value)
+        return self
+
+    def _grid_index(self, lam: float) -> int:
+        return int(np.abs(self.lambdas_ - lam).argmin())
+
+    def _head_scores(self, k: int, X) -> np.ndarray:
+        if self.fallback_[k] is not None:
+            return _onehot(np.full(len(X), self.fallback_[k]), self.n_arms_)
+        return net_scores(self.nets_[k], X)
+
+    def scores(self, X, lam, input_tokens=None):
+        return self._head_scores(self._grid_index(lam), X)
+
+
+@register("rm-softmax")
+class RMSoftmaxRouter(_EndpointRouter):
+    """RM-Softmax: minimises ``sum_t softmax(f/tau)_t * regret_t`` on DR utilities per lambda;
+    early stopping by validation DR value; falls back to the best single model unless the
+    learned policy beats it on validation logs by ``margin`` standard errors."""
+
+    loss = "softmax"
+
+
+@register("rm-classification")
+class RMClassificationRouter(_EndpointRouter):
+    """RM-Classification: cross-entropy towards ``argmax_t G(t; lambda)`` per lambda."""
+
+    loss = "classification"
+
+
+@register("rm-interval")
+class RMIntervalRouter(_EndpointRouter):
+    """Interval router: endpoint heads on the lambda grid, linearly interpolated in lambda,
+    then fine-tuned jointly with lambda drawn uniformly over the grid's range. Answers any
+    lambda in ``[lambdas[0], lambdas[-1]]`` (clamped outside).
+
+    ``finetune_epochs=0`` keeps the heads equal to the RM-Softmax endpoint routers.
+    """
+
+    loss = "softmax"
+
+    def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
+                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 1.0,
+                 finetune_epochs: int = 20, finetune_lr: float = 3e-4, random_state: int = 0):
+        super().__init__(tau, hidden, dropout, weight_decay, lr, epochs, batch_size, margin, random_state)
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+
+    def _weights(self, lam: float):
+        lams = self.lambdas_
+        lam = float(np.clip(lam, lams[0], lams[-1]))
+        k = int(np.clip(np.searchsorted(lams, lam, side="right") - 1, 0, len(lams) - 1))
+        if k == len(lams) - 1:
+            return k, k, 0.0
+        alpha = (lam - lams[k]) / (lams[k + 1] - lams[k])
+        return k, k + 1, alpha
+
+    def scores(self, X, lam, input_tokens=None):
+        k, k1, alpha = self._weights(lam)
+        s = self._head_scores(k, X)
+        return s if alpha == 0.0 else (1 - alpha) * s + alpha * self._head_scores(k1, X)
+
+    def fit(self, data: RoutingData, lambdas, endpoints: "RMSoftmaxRouter | None" = None):
+        """Heads from ``endpoints`` (an RM-Softmax router fitted on the same grid) when given."""
+        if endpoints is not None and np.array_equal(endpoints.lambdas_, np.sort(np.asarray(lambdas, float))):
+            self.n_arms_, self.lambdas_ = endpoints.n_arms_, endpoints.lambdas_.copy()
+            self.nets_ = [_clone_net(n) for n in endpoints.nets_]
+            self.fallback_ = list(endpoints.fallback_)
+        else:
+            super().fit(data, lambdas)
+        if self.finetune_epochs > 0 and len(self.lambdas_) > 1:
+            self._finetune(data)
+        return self
+
+    def _val_value(self, data) -> float:
+        mids = (self.lambdas_[:-1] + self.lambdas_[1:]) / 2
+        vals = []
+        for lam in np.concatenate([self.lambdas_, mids]):
+            G = data.val_utilities.at(lam)
+            vals.append(G[np.arange(len(G)), self.predict(data.X_val, lam)].mean())
+        return float(np.mean(vals))
+
+    def _finetune(self, data: RoutingData):
+        # only learned heads move; fallback heads stay the constant best single model
+        live = [k for k, f in enumerate(self.fallback_) if f is None]
+        if not live:
+            return
+        torch.manual_seed(self.random_state)
+        rng = np.random.default_rng(self.random_state)
+        params = [p for k in live for p in self.nets_[k].parameters()]
+        opt = torch.optim.AdamW(params, lr=self.finetune_lr, weight_decay=self.weight_decay)
+        Xt = torch.as_tensor(data.X, dtype=torch.float32)
+        Gq = torch.as_tensor(data.utilities.quality, dtype=torch.float32)
+        Gc = torch.as_tensor(data.utilities.cost, dtype=torch.float32)
+        scales = {lam: float(data.utilities.at(lam).std()) or 1.0 for lam in self.lambdas_}
+        has_val = data.X_val is not None
+        best = self._val_value(data) if has_val else -np.inf
+        best_state = [_clone_net(n) for n in self.nets_]
+        n = len(Xt)
+        from .losses import rm_softmax_loss
+
+        for _ in range(self.finetune_epochs):
+            for net in self.nets_:
+                net.train()
+            for idx in np.array_split(rng.permutation(n), max(1, n // self.batch_size)):
+                lam = float(rng.uniform(self.lambdas_[0], self.lambdas_[-1]))
+                k, k1, alpha = self._weights(lam)
+                xb = Xt[idx]
+                s = self._torch_head(k, xb) * (1 - alpha) + self._torch_head(k1, xb) * alpha
+                scale = (1 - alpha) * scales[self.lambdas_[k]] + alpha * scales[self.lambdas_[k1]]
+                loss = rm_softmax_loss(s, (Gq[idx] - lam * Gc[idx]) / scale, self.tau)
+                if not loss.requires_grad:
+                    continue
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            for net in self.nets_:
+                net.eval()
+            if has_val:
+                v = self._val_value(data)
+                if v > best:
+                    best, best_state = v, [_clone_net(n) for n in self.nets_]
+        if has_val:
+            self.nets_ = best_state
+        for net in self.nets_:
+            net.eval()
+
+    def _torch_head(self, k: int, xb: torch.Tensor) -> torch.Tensor:
+        if self.fallback_[k] is not None:
+            out = torch.zeros(len(xb), self.n_arms_)
+            out[:, self.fallback_[k]] = 1.0
+            return out
+        return self.nets_[k](xb)
+
+
+def _clone_net(net: MLP) -> MLP:
+    import copy
+
+    return copy.deepcopy(net)

@@ -1,0 +1,55 @@
+"""A trained set of routers on disk: ``manifest.json`` plus ``routers.joblib`` in one directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+
+MANIFEST = "manifest.json"
+PAYLOAD = "routers.joblib"
+
+
+@dataclass
+class RouterSet:
+    """Fitted routers sharing a model list, a lambda grid and an encoder.
+
+    Attributes
+    ----------
+    models : list of str (K,)
+    lambdas : list of float
+    routers : dict name -> fitted router
+    encoder_key : str    identifies the features the routers expect
+    meta : dict          training parameters, timings, clipping report
+    """
+
+    models: list
+    lambdas: list
+    routers: dict
+    encoder_key: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def save(self, directory) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.routers, d / PAYLOAD)
+        manifest = {"models": self.models, "lambdas": self.lambdas, "methods": list(self.routers),
+                    "encoder_key": self.encoder_key, "meta": self.meta}
+        (d / MANIFEST).write_text(json.dumps(manifest, indent=2, default=float))
+        return d
+
+    @classmethod
+    def load(cls, directory) -> "RouterSet":
+        d = Path(directory)
+        if not (d / MANIFEST).exists() or not (d / PAYLOAD).exists():
+            raise FileNotFoundError(f"{d} is not a trained router set (expected {MANIFEST} and {PAYLOAD})")
+        manifest = json.loads((d / MANIFEST).read_text())
+        return cls(manifest["models"], manifest["lambdas"], joblib.load(d / PAYLOAD),
+                   manifest.get("encoder_key", ""), manifest.get("meta", {}))
+
+    def get(self, method: str):
+        if method not in self.routers:
+            raise KeyError(f"no router {method!r} in this set; it has: {', '.join(self.routers)}")
+        return self.routers[method]
