@@ -1,0 +1,277 @@
+"""The ``causal-router`` command: one sub-command per stage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Learn LLM routers from observational logs (causal, regret-minimising).")
+
+CacheDir = typer.Option(None, "--cache-dir", help="Embedding cache folder (default: $CAUSAL_ROUTER_CACHE_DIR "
+                        "or ~/.cache/causal-router/embeddings).")
+Encoder = typer.Option(None, "--encoder", help="Local Hugging Face model folder (default: offline all-MiniLM-L6-v2).")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}")
+
+
+def _names(text: Optional[str]) -> Optional[list[str]]:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _fail(message: str) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
+
+
+def _encoder(path: Optional[str], device: str = "cpu"):
+    from .features.embed import default_encoder
+    from .features.encoder import TransformerEncoder
+
+    return default_encoder() if path is None and device == "cpu" else TransformerEncoder(path, device=device)
+
+
+def _embed(texts, cache_dir, encoder):
+    from .features.embed import embed_with_stats
+
+    X, n_new = embed_with_stats(list(texts), cache_dir=cache_dir, encoder=encoder)
+    logging.getLogger("causal_router").info("embedded %d new prompt(s), %d from cache", n_new, len(set(texts)) - n_new)
+    return X
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr.")):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def validate(
+    file: Path = typer.Argument(..., help="Observational log or full-feedback table (parquet, CSV, JSONL)."),
+    kind: str = typer.Option("auto", help="logs, table or auto (a table has several rows per prompt_id)."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated models every log must cover."),
+    quarantine: Optional[Path] = typer.Option(None, help="Write failing rows here (with a reason) instead of failing."),
+):
+    """Check a file against the data contract: exit 0 if valid, 1 with a report naming rows and columns."""
+    from .data.loaders import read_frame, is_routerbench_wide, load_logs, load_table
+    from .data.validate import DataValidationError
+
+    if kind == "auto":
+        df = read_frame(file)
+        kind = "table" if is_routerbench_wide(df) or ("prompt_id" in df and df["prompt_id"].duplicated().any()
+                                                       and "model" in df and df.groupby("prompt_id")["model"].nunique().max() > 1) else "logs"
+    try:
+        df = load_logs(file, _names(models), quarantine) if kind == "logs" else load_table(file, quarantine)
+    except DataValidationError as err:
+        _fail(str(err))
+    except (ValueError, FileNotFoundError) as err:
+        _fail(f"{file}: {err}")
+    typer.echo(f"{file}: valid {'observational log' if kind == 'logs' else 'full-feedback table'}, {len(df)} rows"
+               + (f" (bad rows quarantined to {quarantine})" if quarantine else ""))
+
+
+@app.command()
+def embed(
+    file: Path = typer.Argument(..., help="Logs or table whose prompts to embed."),
+    cache_dir: Optional[Path] = CacheDir,
+    encoder: Optional[str] = Encoder,
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+):
+    """Embed every distinct prompt of FILE into the cache (a second run embeds nothing)."""
+    from .data.loaders import read_frame
+    from .features.embed import embed_with_stats
+
+    df = read_frame(file)
+    if "prompt" not in df:
+        _fail(f"{file}: no 'prompt' column")
+    texts = df["prompt"].astype(str).drop_duplicates().tolist()
+    start = time.perf_counter()
+    X, n_new = embed_with_stats(texts, cache_dir=cache_dir, encoder=_encoder(encoder, device))
+    typer.echo(f"{len(texts)} prompts: {n_new} embedded, {len(texts) - n_new} from cache, dim {X.shape[1]}, "
+               f"{time.perf_counter() - start:.1f}s")
+
+
+@app.command()
+def simulate(
+    table: Path = typer.Argument(..., help="Full-feedback table (long, or RouterBench wide)."),
+    policy: str = typer.Option("cost-biased", help="uniform, cost-biased or previous-router."),
+    beta: float = typer.Option(3.0, help="Strength of the cost-biased policy."),
+    kappa: Optional[float] = typer.Option(None, help="Peakedness of previous-router (default: mean max propensity 0.75)."),
+    lam_log: float = typer.Option(0.0, help="Lambda at which previous-router scores utility."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(..., help="Output folder for train.parquet, val.parquet, test.parquet."),
+    cache_dir: Optional[Path] = CacheDir,
+):
+    """Simulate observational logs from a full-feedback table (60/20/20 split; DESIGN.md section 3)."""
+    from .data.loaders import load_full_feedback
+    from .data.simulate import simulate as run
+
+    ff = load_full_feedback(table)
+    X = None if policy == "uniform" else _embed(ff.prompts, cache_dir, _encoder(None))
+    try:
+        sim = run(ff, X, policy, beta=beta, kappa=kappa, lam_log=lam_log, seed=seed)
+    except ValueError as err:
+        _fail(str(err))
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val", "test"):
+        getattr(sim, split).to_parquet(out / f"{split}.parquet", index=False)
+    (out / "simulation.json").write_text(json.dumps({**sim.info, "table": str(table)}, indent=2, default=str))
+    typer.echo(f"{out}: train {len(sim.train)} / val {len(sim.val)} logged queries, test {sim.info['n_test']} prompts "
+               f"x {len(ff.models)} models (policy {policy})")
+
+
+@app.command()
+def train(
+    logs: Path = typer.Argument(..., help="Training observational log."),
+    val: Path = typer.Option(..., "--val", help="Validation observational log (model selection, early stopping)."),
+    lambdas: str = typer.Option("0,100,500", help="Comma-separated lambda grid."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated routers (default: all registered defaults)."),
+    out: Path = typer.Option(..., help="Output folder of the trained router set."),
+    cache_dir: Optional[Path] = CacheDir,
+    encoder: Optional[str] = Encoder,
+    prices: Optional[Path] = typer.Option(None, help="Price sheet YAML {model: {input, output}} in USD per 1M tokens."),
+    propensity: str = typer.Option("fitted", help="fitted or logged (use the logs' propensity column)."),
+    clip: float = typer.Option(0.01, help="Propensity floor for DR weights (its effect is reported)."),
+    cv: int = typer.Option(5, help="Cross-fitting folds."),
+    seed: int = typer.Option(0),
+):
+    """Cross-fit nuisances, build DR utilities and train the routers on a lambda grid."""
+    from .config import load_prices
+    from .data.loaders import load_logs
+    from .data.validate import DataValidationError
+    from .policy.fit import DEFAULT_METHODS, build_routing_data, fit_routers
+    from .policy.routerset import RouterSet
+
+    try:
+        train_df, val_df = load_logs(logs), load_logs(val)
+    except DataValidationError as err:
+        _fail(str(err))
+    models = sorted(set(train_df["model"]) | set(val_df["model"]))
+    missing = sorted(set(models) - set(train_df["model"]))
+    if missing:
+        _fail(f"{logs}: no logged rows for model(s) {missing} (they appear in {val})")
+    enc = _encoder(encoder)
+    X = _embed(train_df["prompt"], cache_dir, enc)
+    X_val = _embed(val_df["prompt"], cache_dir, enc)
+    grid = _floats(lambdas)
+    start = time.perf_counter()
+    data = build_routing_data(train_df, X, val_df, X_val, models, cv=cv, propensity=propensity, clip=clip,
+                              prices=load_prices(prices) if prices else None, random_state=seed)
+    typer.echo(data.clip_report.summary())
+    try:
+        routers, seconds = fit_routers(data, grid, _names(methods) or DEFAULT_METHODS)
+    except KeyError as err:
+        _fail(str(err.args[0]))
+    chars = train_df["prompt"].str.len().sum()
+    meta = {
+        "train_logs": str(logs), "val_logs": str(val), "n_train": len(train_df), "n_val": len(val_df),
+        "propensity": propensity, "clip": clip, "cv": cv, "seed": seed, "train_seconds": seconds,
+        "total_seconds": time.perf_counter() - start, "clip_report": data.clip_report.to_records(),
+        # for routing new prompts whose token counts are unknown
+        "tokens_per_char": float(train_df["input_tokens"].sum() / chars) if "input_tokens" in train_df else None,
+    }
+    RouterSet(models, grid, routers, enc.key, meta).save(out)
+    typer.echo(f"trained {', '.join(routers)} on {len(train_df)} logs in {meta['total_seconds']:.1f}s -> {out}")
+
+
+def _load_set(path: Path, encoder: Optional[str]):
+    from .policy.routerset import RouterSet
+
+    try:
+        rs = RouterSet.load(path)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    enc = _encoder(encoder)
+    if rs.encoder_key and rs.encoder_key != enc.key:
+        _fail(f"{path} was trained on features of encoder {rs.encoder_key!r}, not {enc.key!r}: pass --encoder")
+    return rs, enc
+
+
+@app.command()
+def evaluate(
+    routers: Path = typer.Argument(..., help="Trained router set folder."),
+    table: Path = typer.Option(..., "--table", help="Full-feedback test table."),
+    lambdas: str = typer.Option("0,100,500", help="Comma-separated lambdas to evaluate at."),
+    out: Path = typer.Option(..., help="JSON file of records {method, lambda, utility, regret, accuracy, cost}."),
+    plot: Optional[Path] = typer.Option(None, help="PNG of utility against lambda per method."),
+    cache_dir: Optional[Path] = CacheDir,
+    encoder: Optional[str] = Encoder,
+):
+    """Score every router (plus oracle, random and the logging policy when known) on a full-feedback table."""
+    from .data.loaders import load_full_feedback
+    from .evaluation.metrics import aiq_table, evaluate_routers
+    from .evaluation.plots import plot_utility
+
+    rs, enc = _load_set(routers, encoder)
+    ff = load_full_feedback(table)
+    unknown = sorted(set(ff.models) ^ set(rs.models))
+    if unknown:
+        _fail(f"{table} and {routers} disagree on the models: {unknown}")
+    order = [list(ff.models).index(m) for m in rs.models]
+    ff = ff.__class__(**{**ff.__dict__, "models": ff.models[order], "scores": ff.scores[:, order],
+                         "costs": ff.costs[:, order],
+                         "output_tokens": None if ff.output_tokens is None else ff.output_tokens[:, order],
+                         "propensities": None if ff.propensities is None else ff.propensities[:, order]})
+    X = _embed(ff.prompts, cache_dir, enc)
+    routers_ = dict(rs.routers)
+    if "random" not in routers_:
+        from .policy.routers import RandomRouter
+        routers_["random"] = RandomRouter()
+        routers_["random"].n_arms_ = len(rs.models)
+    records = evaluate_routers(routers_, ff, X, _floats(lambdas), ff.input_tokens)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(records, indent=2))
+    aiq = aiq_table(records)
+    if plot:
+        plot_utility(records, plot)
+    _print_table(records, aiq)
+
+
+def _print_table(records, aiq=None):
+    lams = sorted({r["lambda"] for r in records})
+    methods = sorted({r["method"] for r in records},
+                     key=lambda m: -sum(r["utility"] for r in records if r["method"] == m))
+    head = f"{'method':<20}" + "".join(f"{'l=' + format(lam, 'g'):>10}" for lam in lams) + f"{'mean':>9}" + (f"{'AIQ':>8}" if aiq else "")
+    typer.echo(head)
+    for m in methods:
+        us = [next(r["utility"] for r in records if r["method"] == m and r["lambda"] == lam) for lam in lams]
+        line = f"{m:<20}" + "".join(f"{u:>10.4f}" for u in us) + f"{sum(us) / len(us):>9.4f}"
+        typer.echo(line + (f"{aiq[m]:>8.4f}" if aiq else ""))
+
+
+@app.command()
+def route(
+    routers: Path = typer.Argument(..., help="Trained router set folder."),
+    prompts: list[str] = typer.Argument(..., help="Prompt texts to route."),
+    method: str = typer.Option("rm-interval", help="Which router of the set."),
+    lam: float = typer.Option(..., "--lam", help="Cost preference lambda."),
+    cache_dir: Optional[Path] = CacheDir,
+    encoder: Optional[str] = Encoder,
+):
+    """Print the chosen model for each prompt."""
+    import numpy as np
+
+    rs, enc = _load_set(routers, encoder)
+    try:
+        router = rs.get(method)
+    except KeyError as err:
+        _fail(str(err.args[0]))
+    X = _embed(prompts, cache_dir, enc)
+    tpc = rs.meta.get("tokens_per_char")
+    tokens = np.array([len(p) * tpc for p in prompts]) if tpc else None
+    for p, k in zip(prompts, router.predict(X, lam, tokens)):
+        typer.echo(f"{rs.models[k]}\t{p}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,234 @@
+"""Routers and baselines (DESIGN.md section 2, steps 3 and 5) on synthetic logs with a known optimum."""
+
+import numpy as np
+import pytest
+import torch
+
+from causal_router.data.synthetic import make_synthetic
+from causal_router.policy.fit import DEFAULT_METHODS, build_routing_data, fit_routers
+from causal_router.policy.routers import (
+    ROUTERS,
+    BestSingleRouter,
+    CheapestRouter,
+    DRRegressRouter,
+    NaiveRouter,
+    RandomRouter,
+    RMClassificationRouter,
+    RMIntervalRouter,
+    RMSoftmaxRouter,
+    _select,
+    get_router,
+)
+
+N_TRAIN, N_VAL, N_TEST, K = 2000, 1000, 1000, 3
+LAMS = [0.0, 1000.0, 2000.0]
+NET = dict(epochs=30, hidden=64, batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks train several times faster on one thread (and do not fight other processes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _split(s):
+    a, b = N_TRAIN, N_TRAIN + N_VAL
+    return s.subset(np.arange(a)), s.subset(np.arange(a, b)), s.subset(np.arange(b, b + N_TEST))
+
+
+def _regret(router, te, lam):
+    chosen = router.predict(te.X, lam, te.logs["input_tokens"].to_numpy(float))
+    return te.value(te.optimal_policy(lam), lam) - te.value(chosen, lam)
+
+
+@pytest.fixture(scope="module")
+def separable(one_thread):
+    s = make_synthetic(n=N_TRAIN + N_VAL + N_TEST, d=4, n_models=K, confounding=2.0, separation=8.0, seed=0)
+    tr, va, te = _split(s)
+    data = build_routing_data(tr.logs, tr.X, va.logs, va.X, models=s.models, propensity="logged")
+    params = {"rm-softmax": NET, "rm-classification": NET, "random": {"random_state": 0}}
+    routers, seconds = fit_routers(data, LAMS, params=params)
+    return data, te, routers, seconds
+
+
+def test_fit_routers_trains_every_default_method(separable):
+    _, _, routers, seconds = separable
+    assert list(routers) == list(DEFAULT_METHODS) == list(seconds)
+    for name, r in routers.items():
+        assert isinstance(r, ROUTERS[name]) and r.name == name
+        assert seconds[name] >= 0
+
+
+@pytest.mark.parametrize("name", ["rm-softmax", "rm-classification", "rm-interval", "naive", "dr-regress"])
+def test_learned_routers_reach_near_zero_regret(separable, name):
+    _, te, routers, _ = separable
+    assert _regret(routers[name], te, 0.0) < 0.02
+
+
+@pytest.mark.parametrize("name", ["rm-softmax", "rm-classification"])
+def test_rm_routers_beat_single_model_baselines(separable, name):
+    _, te, routers, _ = separable
+    for lam in LAMS:
+        r = _regret(routers[name], te, lam)
+        assert r < 0.06
+        for base in ("best-single", "random", "cheapest"):
+            assert _regret(routers[base], te, lam) > r + 0.03, (lam, base)
+    assert _regret(routers["best-single"], te, 0.0) > 0.15 and _regret(routers["random"], te, 0.0) > 0.15
+
+
+def test_separable_problem_keeps_learned_policies(separable):
+    _, _, routers, _ = separable
+    for name in ("rm-softmax", "rm-classification"):
+        assert routers[name].fallback_ == [None] * len(LAMS)
+        assert len(routers[name].nets_) == len(LAMS) and len(routers[name].val_values_) == len(LAMS)
+        np.testing.assert_array_equal(routers[name].lambdas_, LAMS)
+
+
+def test_learned_routers_spend_less_at_higher_lambda(separable):
+    _, te, routers, _ = separable
+    rows = np.arange(N_TEST)
+    for name in ("rm-softmax", "rm-classification", "rm-interval", "dr-regress", "naive"):
+        spend = [te.cost[rows, routers[name].predict(te.X, lam, te.logs["input_tokens"].to_numpy(float))].mean()
+                 for lam in LAMS]
+        assert spend[0] > spend[1] > spend[2] or spend[0] > spend[2] * 1.2, (name, spend)
+
+
+def test_predict_proba_is_one_hot_of_predict(separable):
+    _, te, routers, _ = separable
+    tin = te.logs["input_tokens"].to_numpy(float)
+    for name in ("cheapest", "best-single", "naive", "dr-regress", "rm-softmax", "rm-interval"):
+        p = routers[name].predict_proba(te.X, 1000.0, tin)
+        assert p.shape == (N_TEST, K)
+        np.testing.assert_array_equal(p.sum(1), 1.0)
+        np.testing.assert_array_equal(p.argmax(1), routers[name].predict(te.X, 1000.0, tin))
+
+
+def test_endpoint_router_uses_nearest_grid_lambda(separable):
+    _, te, routers, _ = separable
+    r = routers["rm-softmax"]
+    np.testing.assert_array_equal(r.scores(te.X, 400.0), r.scores(te.X, 0.0))
+    np.testing.assert_array_equal(r.scores(te.X, 1400.0), r.scores(te.X, 1000.0))
+    np.testing.assert_array_equal(r.scores(te.X, 1e6), r.scores(te.X, 2000.0))
+    assert not np.array_equal(r.scores(te.X, 0.0), r.scores(te.X, 2000.0))
+
+
+def test_random_router_is_uniform(separable):
+    data, te, routers, _ = separable
+    r = routers["random"]
+    np.testing.assert_array_equal(r.predict_proba(te.X, 0.0), np.full((N_TEST, K), 1 / K))
+    picks = r.predict(te.X, 0.0)
+    assert set(picks.tolist()) == set(range(K))
+    counts = np.bincount(picks, minlength=K) / N_TEST
+    assert np.all(np.abs(counts - 1 / K) < 0.06)
+    np.testing.assert_array_equal(picks, RandomRouter(random_state=0).fit(data, LAMS).predict(te.X, 0.0))
+
+
+def test_cheapest_picks_the_cheapest_model(separable):
+    data, te, routers, _ = separable
+    r = routers["cheapest"]
+    cheapest = int(te.cost.mean(0).argmin())
+    assert cheapest == 0  # prices rise with the model index
+    for lam in (0.0, 500.0, 2000.0):
+        np.testing.assert_array_equal(r.predict(te.X, lam), cheapest)
+    np.testing.assert_allclose(r.mean_cost_, data.utilities.cost.mean(0))
+
+
+def _boosted(seed=1, boost=0.1):
+    """Synthetic logs where model 2 (the most expensive) is best on average at lambda 0."""
+    s = make_synthetic(n=N_TRAIN + N_VAL + N_TEST, d=4, n_models=K, confounding=2.0, separation=8.0, seed=seed)
+    s.mean_quality = np.clip(s.mean_quality + np.array([0.0, 0.0, boost]), 0.0, 1.0)
+    rows = np.arange(len(s.treatment))
+    s.logs["score"] = np.random.default_rng(seed).binomial(1, s.mean_quality[rows, s.treatment]).astype(float)
+    return s
+
+
+def test_best_single_picks_best_true_mean_utility():
+    s = _boosted()
+    tr, va, te = _split(s)
+    data = build_routing_data(tr.logs, tr.X, va.logs, va.X, models=s.models, propensity="logged")
+    best = BestSingleRouter().fit(data, LAMS)
+    cheapest = CheapestRouter().fit(data, LAMS)
+    checked = 0
+    for lam in (0.0, 50.0, 1000.0, 2000.0):
+        true_means = s.utility(lam).mean(0)
+        top2 = np.sort(true_means)[-2:]
+        if top2[1] - top2[0] < 0.04:
+            continue
+        checked += 1
+        np.testing.assert_array_equal(best.predict(te.X, lam), int(true_means.argmax()))
+    assert checked >= 3
+    assert best.predict(te.X[:1], 0.0)[0] == 2 and cheapest.predict(te.X[:1], 0.0)[0] == 0
+
+
+def test_select_margin_rule():
+    rng = np.random.default_rng(0)
+    G = rng.normal(size=(500, 3))
+    G[:, 1] += 1.0
+    assert _select(G, np.full(500, 1), fallback=0, margin=1.0)       # clearly better
+    assert not _select(G, np.full(500, 0), fallback=0, margin=1.0)   # identical: no gain
+    assert not _select(G, np.full(500, 0), fallback=1, margin=1.0)   # worse
+    assert not _select(G, np.full(500, 1), fallback=0, margin=100.0)  # gain below a huge margin
+
+
+@pytest.fixture(scope="module")
+def no_signal(one_thread):
+    # separation 0: every model has quality 0.5 everywhere, so the DR utilities carry no signal in x
+    s = make_synthetic(n=N_TRAIN + N_VAL + N_TEST, d=4, n_models=K, confounding=2.0, separation=0.0, seed=3)
+    tr, va, te = _split(s)
+    data = build_routing_data(tr.logs, tr.X, va.logs, va.X, models=s.models, propensity="logged")
+    return data, te
+
+
+@pytest.mark.parametrize("cls", [RMSoftmaxRouter, RMClassificationRouter])
+def test_no_signal_falls_back_to_best_single(no_signal, cls):
+    data, te = no_signal
+    r = cls(**NET).fit(data, [0.0, 1000.0])
+    best = BestSingleRouter().fit(data, LAMS)
+    for k, lam in enumerate(r.lambdas_):
+        arm = int(best._arm_scores(lam).argmax())
+        assert r.fallback_[k] == arm
+        np.testing.assert_array_equal(r.predict(te.X, lam), arm)
+        np.testing.assert_array_equal(r.predict(te.X, lam), best.predict(te.X, lam))
+    assert r.fallback_[1] == 0  # with equal quality, the cheapest model is best once cost counts
+
+
+def test_no_signal_huge_negative_margin_keeps_network(no_signal):
+    data, _ = no_signal
+    r = RMSoftmaxRouter(margin=-1e9, **NET).fit(data, [0.0])
+    assert r.fallback_ == [None]
+
+
+def test_without_validation_logs_no_fallback(no_signal):
+    data, te = no_signal
+    from dataclasses import replace
+
+    r = RMSoftmaxRouter(**{**NET, "epochs": 3}).fit(replace(data, X_val=None, val_utilities=None), [0.0])
+    assert r.fallback_ == [None]
+    assert r.predict(te.X, 0.0).shape == (N_TEST,)
+
+
+def test_registry_holds_every_default_method():
+    for name in DEFAULT_METHODS:
+        assert name in ROUTERS
+        assert isinstance(get_router(name), ROUTERS[name])
+    assert ROUTERS["rm-softmax"] is RMSoftmaxRouter and ROUTERS["rm-interval"] is RMIntervalRouter
+    assert ROUTERS["naive"] is NaiveRouter and ROUTERS["dr-regress"] is DRRegressRouter
+    assert get_router("rm-softmax", tau=0.3).tau == 0.3
+
+
+def test_unknown_router_raises_naming_registered():
+    with pytest.raises(KeyError) as err:
+        get_router("nope")
+    msg = str(err.value)
+    assert "nope" in msg
+    for name in ROUTERS:
+        assert name in msg
+
+
+def test_fit_routers_rejects_unknown_method(no_signal):
+    data, _ = no_signal
+    with pytest.raises(KeyError, match="nope"):
+        fit_routers(data, LAMS, methods=["random", "nope"])
