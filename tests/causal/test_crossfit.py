@@ -209,3 +209,9 @@ def test_default_propensity_model_is_logistic():
     assert isinstance(pm.estimator_, LogisticRegression)
     p = pm.predict_proba(np.zeros((4, 2)))
     assert p.shape == (4, 3) and np.all(p[:, 1] == 0) and np.allclose(p.sum(1), 1)
+
+
+def test_predict_logged_without_propensities_raises(fitted):
+    s, X, _, logged, _ = fitted
+    with pytest.raises(ValueError, match="propensity"):
+        logged.predict(X[:20, 1:], s.treatment[:20], s.logs["input_tokens"].to_numpy(float)[:20])

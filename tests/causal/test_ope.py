@@ -101,14 +101,14 @@ def test_hand_computed_small_example():
     t = np.array([0, 1, 1, 0])
     a = np.array([1.0, 0.0, 1.0, 0.5])
     c = np.array([0.1, 0.2, 0.2, 0.1])
-    e = np.array([0.5, 0.25, 0.5, 0.8])
+    e = np.array([0.5, 0.25, 0.25, 0.8])
     mu_q = np.array([[0.5, 0.5]] * 4)
     mu_c = np.array([[0.1, 0.2]] * 4)
     nu = Nuisances(propensity=None, logged_propensity=e, quality=mu_q, cost=mu_c)
     pol = np.array([0, 0, 1, 1])
     lam = 1.0
     y = a - lam * c
-    w = np.array([1 / 0.5, 0.0, 1 / 0.5, 0.0])
+    w = np.array([1 / 0.5, 0.0, 1 / 0.25, 0.0])
     ipw = policy_value(pol, t, a, c, nu, lam, "ipw")
     assert ipw.value == pytest.approx(np.mean(w * y))
     snips = policy_value(pol, t, a, c, nu, lam, "snips")
@@ -117,7 +117,7 @@ def test_hand_computed_small_example():
     assert dm.value == pytest.approx(np.mean([0.4, 0.4, 0.3, 0.3]))
     dr = policy_value(pol, t, a, c, nu, lam, "dr")
     # rows 0 and 2 follow the policy: correction (y - mu) / e
-    contrib = np.array([0.4 + (0.9 - 0.4) / 0.5, 0.4, 0.3 + (0.8 - 0.3) / 0.5, 0.3])
+    contrib = np.array([0.4 + (0.9 - 0.4) / 0.5, 0.4, 0.3 + (0.8 - 0.3) / 0.25, 0.3])
     assert dr.value == pytest.approx(contrib.mean())
     np.testing.assert_allclose(contributions(pol, t, a, c, nu, lam, "dr"), contrib)
 

@@ -138,6 +138,8 @@ class CrossFitter(BaseEstimator):
 
     def _logged(self, e, t, logged_propensity):
         if self.propensity == "logged":
+            if logged_propensity is None:
+                raise ValueError("propensity='logged' needs these logs' 'propensity' column")
             return np.asarray(logged_propensity, dtype=float)
         return e[np.arange(len(t)), t]
 

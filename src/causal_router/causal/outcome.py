@@ -88,10 +88,11 @@ class PooledRidge(RegressorMixin, BaseEstimator):
 
     def predict(self, X, input_tokens=None):
         """Returns (n, n_arms)."""
-        n = len(X)
-        out = np.column_stack(
-            [self.ridge_.predict(self._design(X, np.full(n, k))) for k in range(self.n_arms)]
-        )
+        d, K = X.shape[1], self.n_arms
+        coef = self.ridge_.coef_
+        w, bias, V = coef[:d], coef[d:d + K] * 10.0, coef[d + K:].reshape(K, d) / np.sqrt(self.arm_penalty)
+        # the design's blocks, multiplied out: x.w + b_t + x.v_t
+        out = X @ (w[:, None] + V.T) + bias + self.ridge_.intercept_
         return np.clip(out, *self.clip) if self.clip is not None else out
 
 
@@ -129,6 +130,9 @@ class TokenCostModel(BaseEstimator):
             )
             return self
         has_out = output_tokens is not None and not np.all(np.isnan(output_tokens))
+        if has_out and np.isnan(output_tokens).any():
+            raise ValueError(f"output_tokens is missing on {int(np.isnan(output_tokens).sum())} logged row(s): "
+                             "give it on every row or on none")
         if self.prices is not None:
             self.prices_ = np.asarray(self.prices, dtype=float) / 1e6
         else:
