@@ -107,7 +107,8 @@ def simulate(
     policy: str = typer.Option("cost-biased", help="uniform, cost-biased or previous-router."),
     beta: float = typer.Option(3.0, help="Strength of the cost-biased policy."),
     kappa: Optional[float] = typer.Option(None, help="Peakedness of previous-router (default: mean max propensity 0.75)."),
-    lam_log: float = typer.Option(0.0, help="Lambda at which previous-router scores utility."),
+    lam_log: Optional[float] = typer.Option(None, help="Lambda at which previous-router scores utility "
+                                            "(default: 0.5 / the dearest model's mean cost)."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., help="Output folder for train.parquet, val.parquet, test.parquet."),
     cache_dir: Optional[Path] = CacheDir,

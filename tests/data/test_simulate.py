@@ -90,7 +90,7 @@ def test_simulation_frames(data, sims, policy):
 def test_logged_propensity_and_values_match(data, sims, policy):
     ff, X = data
     sim = sims[policy]
-    probs, _ = logging_probabilities(ff, X, policy, seed=7, kappa=sim.info["strength"],
+    probs, _ = logging_probabilities(ff, X, policy, seed=7, kappa=sim.info["strength"], lam_log=sim.info["lam_log"],
                                      fit_idx=_slice(ff, sim) if policy == "previous-router" else None)
     pos = {p: i for i, p in enumerate(ff.prompt_ids)}
     mpos = {m: t for t, m in enumerate(ff.models)}

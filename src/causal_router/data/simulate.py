@@ -339,6 +339,14 @@ def _test_frame(ff: FullFeedback, idx: np.ndarray, probs: np.ndarray) -> pd.Data
     return pd.DataFrame(cols)
 
 
+def default_lam_log(ff: FullFeedback) -> float:
+    """A middle cost preference, free of the table's price scale: ``lam * (dearest model's mean cost) = 0.5``.
+
+    (100 on RouterBench, about 7,400 on LLMRouter: the middle of the benchmark grids.)
+    """
+    return float(0.5 / max(ff.costs.mean(axis=0).max(), 1e-300))
+
+
 def simulate(
     ff: FullFeedback,
     X: np.ndarray | None,
@@ -346,7 +354,7 @@ def simulate(
     *,
     beta: float = 3.0,
     kappa: float | None = None,
-    lam_log: float = 0.0,
+    lam_log: float | None = None,
     seed: int = 0,
 ) -> Simulation:
     """Simulate train/val logs and a full-feedback test split from a full-feedback table.
@@ -364,8 +372,8 @@ def simulate(
     kappa : float or None
         Inverse temperature of ``previous-router``; None sets it so that the mean largest
         probability over the train+val prompts is 0.75.
-    lam_log : float
-        Cost weight of the previous router's utility.
+    lam_log : float or None
+        Cost weight of the previous router's utility; None means :func:`default_lam_log`.
     seed : int
         Seed of every random step (split, slice, projection, preferences, draws).
 
@@ -377,6 +385,7 @@ def simulate(
         slice of the training prompts fits the logger and is dropped from ``train``.
     """
     _check_policy(policy)
+    lam_log = default_lam_log(ff) if lam_log is None else lam_log
     _check_strengths(beta, kappa, lam_log)
     X = _check_X(ff, X, policy)
 

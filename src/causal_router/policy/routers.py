@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from ..causal.scores import Utilities
 from .data import RoutingData
 from .network import MLP
-from .train import net_scores, train_network
+from .train import fit_regression, net_scores, train_network
 
 ROUTERS: dict[str, type] = {}
 
@@ -162,7 +162,7 @@ class _EndpointRouter(Router):
 
     def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
                  lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 1.0,
-                 random_state: int = 0):
+                 init: str = "dm", random_state: int = 0):
         self.tau = tau
         self.hidden = hidden
         self.dropout = dropout
@@ -171,10 +171,19 @@ class _EndpointRouter(Router):
         self.epochs = epochs
         self.batch_size = batch_size
         self.margin = margin
+        self.init = init
         self.random_state = random_state
 
     def _train(self, data: RoutingData, lam: float, net=None, epochs=None):
         G = data.utilities.at(lam)
+        if net is None and self.init == "dm" and data.crossfitter is not None:
+            # start at the direct method's policy; RM training then moves away from it only as far
+            # as the validation DR value supports (early stopping keeps epoch 0 otherwise)
+            nu = data.crossfitter.nuisances_
+            net = fit_regression(data.X, nu.quality - lam * nu.cost, hidden=self.hidden, dropout=self.dropout,
+                                 weight_decay=self.weight_decay, lr=self.lr, seed=self.random_state)
+        elif self.init not in ("dm", "random"):
+            raise ValueError(f"init must be 'dm' or 'random', got {self.init!r}")
         G_val = data.val_utilities.at(lam) if data.val_utilities is not None else None
         return train_network(
             data.X, G, data.X_val, G_val, loss=self.loss, tau=self.tau, hidden=self.hidden,
@@ -241,8 +250,8 @@ class RMIntervalRouter(_EndpointRouter):
 
     def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
                  lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 1.0,
-                 finetune_epochs: int = 20, finetune_lr: float = 3e-4, random_state: int = 0):
-        super().__init__(tau, hidden, dropout, weight_decay, lr, epochs, batch_size, margin, random_state)
+                 init: str = "dm", finetune_epochs: int = 20, finetune_lr: float = 3e-4, random_state: int = 0):
+        super().__init__(tau, hidden, dropout, weight_decay, lr, epochs, batch_size, margin, init, random_state)
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
 
