@@ -9,12 +9,14 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export PREFECT_LOGGING_LEVEL ?= WARNING
 export TRANSFORMERS_OFFLINE := 1
 
 SAMPLE := samples/llmrouter_9models_sample.parquet
 LAMBDAS ?= 0,3700,7400,14800,37000,74000
 
-.PHONY: install run test clean
+.PHONY: install run data demo test clean
 
 # torch first and pinned: anything depending on it would otherwise pull a multi-GB CUDA build
 $(BIN)/causal-router: pyproject.toml
@@ -26,7 +28,24 @@ $(BIN)/causal-router: pyproject.toml
 
 install: $(BIN)/causal-router
 
-run: install
+# The main job: the train flow then the promotion gate on the bundled sample logs (simulated
+# from LLMRouter with the previous-router policy), embedded MLflow (SQLite under mlruns/) and
+# Prefect (a local temporary server).
+run: install data
+	$(BIN)/python -m flows.train params.yaml
+	$(BIN)/python -m flows.promote params.yaml
+	@$(BIN)/dvc status
+	@echo ""
+	@echo "MLflow UI:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db  (then http://127.0.0.1:5000)"
+	@echo "Prefect UI: $(BIN)/prefect server start  (then http://127.0.0.1:4200; set PREFECT_API_URL=http://127.0.0.1:4200/api before make run to record runs there)"
+	@echo "Lineage:    $(BIN)/causal-router lineage models:/causal-router-interval@champion"
+
+# The bundled observational logs, byte-identical to what data.dvc records.
+data:
+	@test -f data/train.parquet || (mkdir -p data && cp samples/llmrouter_logs/* data/)
+
+# The library alone (no pipeline): simulate, train and evaluate on the bundled full-feedback sample.
+demo: install
 	$(BIN)/causal-router simulate $(SAMPLE) --policy previous-router --seed 0 --out $(OUT)/logs
 	$(BIN)/causal-router train $(OUT)/logs/train.parquet --val $(OUT)/logs/val.parquet \
 		--lambdas $(LAMBDAS) --prices configs/prices/llmrouter_9models.yaml --out $(OUT)/routers
@@ -37,4 +56,4 @@ test: install
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf out .cache
+	rm -rf out .cache artifacts mlruns/mlflow.db mlruns/artifacts

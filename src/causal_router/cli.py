@@ -110,12 +110,13 @@ def simulate(
     lam_log: Optional[float] = typer.Option(None, help="Lambda at which previous-router scores utility "
                                             "(default: 0.5 / the dearest model's mean cost)."),
     seed: int = typer.Option(0),
-    out: Path = typer.Option(..., help="Output folder for train.parquet, val.parquet, test.parquet."),
+    out: Path = typer.Option(..., help="Output folder for train.parquet, val.parquet, test.parquet "
+                             "(and holdout.parquet: logs drawn from the test prompts)."),
     cache_dir: Optional[Path] = CacheDir,
 ):
     """Simulate observational logs from a full-feedback table (60/20/20 split; DESIGN.md section 3)."""
     from .data.loaders import load_full_feedback
-    from .data.simulate import simulate as run
+    from .data.simulate import draw_logs, simulate as run
 
     ff = load_full_feedback(table)
     X = None if policy == "uniform" else _embed(ff.prompts, cache_dir, _encoder(None))
@@ -126,6 +127,7 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val", "test"):
         getattr(sim, split).to_parquet(out / f"{split}.parquet", index=False)
+    draw_logs(sim.test, seed).to_parquet(out / "holdout.parquet", index=False)
     (out / "simulation.json").write_text(json.dumps({**sim.info, "table": str(table)}, indent=2, default=str))
     typer.echo(f"{out}: train {len(sim.train)} / val {len(sim.val)} logged queries, test {sim.info['n_test']} prompts "
                f"x {len(ff.models)} models (policy {policy})")
@@ -272,6 +274,81 @@ def route(
     tokens = np.array([len(p) * tpc for p in prompts]) if tpc else None
     for p, k in zip(prompts, router.predict(X, lam, tokens)):
         typer.echo(f"{rs.models[k]}\t{p}")
+
+
+stage_app = typer.Typer(no_args_is_help=True, help="Pipeline stages configured by params.yaml (what dvc.yaml runs).")
+app.add_typer(stage_app, name="stage")
+Params = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")
+
+
+def _stage_params(path: Path):
+    from .pipeline.params import load_params
+
+    p = load_params(path)
+    return p, Path(p["artifacts"])
+
+
+@stage_app.command("validate")
+def stage_validate(params: Path = Params):
+    """Great Expectations checks of the logs: valid rows, quarantine and report under artifacts/validation."""
+    from .pipeline.stages import LOG_SPLITS, validate_stage
+    from .validation.gx_suite import DataQualityError
+
+    p, art = _stage_params(params)
+    v = p["validate"]
+    try:
+        out = validate_stage({s: p["data"][s] for s in LOG_SPLITS}, art / "validation", v["models"],
+                             v["positivity_floor"], v["warn"])
+    except DataQualityError as err:
+        _fail(str(err))
+    typer.echo(f"validated: {', '.join(out)}")
+
+
+@stage_app.command("embed")
+def stage_embed(params: Path = Params, cache_dir: Optional[Path] = CacheDir):
+    """Embed the validated logs and the test table (artifacts/embeddings: a versioned DVC output)."""
+    from .pipeline.stages import LOG_SPLITS, embed_stage
+
+    p, art = _stage_params(params)
+    inputs = {s: art / "validation" / s / "valid.parquet" for s in LOG_SPLITS}
+    inputs["test"] = Path(p["data"]["test"])
+    out = embed_stage(inputs, art / "embeddings", cache_dir, p["embed"]["encoder"], p["embed"]["max_length"])
+    typer.echo(f"embedded: {', '.join(out)}")
+
+
+@stage_app.command("crossfit")
+def stage_crossfit(params: Path = Params):
+    """Cross-fit nuisances and build DR utilities (artifacts/crossfit)."""
+    from .pipeline.stages import crossfit_stage
+
+    p, art = _stage_params(params)
+    v = art / "validation"
+    crossfit_stage(v / "train" / "valid.parquet", v / "val" / "valid.parquet", art / "embeddings",
+                   art / "crossfit", **p["crossfit"])
+    typer.echo((art / "crossfit" / "clip_report.json").read_text())
+
+
+@stage_app.command("train")
+def stage_train(params: Path = Params):
+    """Train every configured router on the lambda grid (artifacts/routers)."""
+    from .pipeline.stages import train_stage
+
+    p, art = _stage_params(params)
+    out = train_stage(art / "crossfit", art / "routers", p["train"]["lambdas"], p["train"]["methods"],
+                      art / "embeddings")
+    typer.echo(f"trained -> {out}")
+
+
+@stage_app.command("evaluate")
+def stage_evaluate(params: Path = Params):
+    """Evaluate the routers on the full-feedback test table (artifacts/metrics.json, plots)."""
+    from .evaluation.metrics import aiq_table
+    from .pipeline.stages import evaluate_stage
+
+    p, art = _stage_params(params)
+    records = evaluate_stage(art / "routers", p["data"]["test"], art / "embeddings", art / "metrics.json",
+                             p["evaluate"]["lambdas"], art / "plots" / "utility.png")
+    _print_table(records, aiq_table(records))
 
 
 if __name__ == "__main__":  # pragma: no cover

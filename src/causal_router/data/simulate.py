@@ -28,7 +28,7 @@ SOFTMAX_WEIGHT = 0.95
 SLICE_FRACTION = 0.10
 
 # Spawn keys of the child seed sequences, one per random step.
-_SPLIT, _PROJECTION, _PREF, _SLICE, _DRAW_TRAIN, _DRAW_VAL, _FALLBACK_SLICE = range(7)
+_SPLIT, _PROJECTION, _PREF, _SLICE, _DRAW_TRAIN, _DRAW_VAL, _FALLBACK_SLICE, _DRAW_HOLDOUT = range(8)
 
 
 def _child(seed: int, key: int) -> np.random.SeedSequence:
@@ -337,6 +337,17 @@ def _test_frame(ff: FullFeedback, idx: np.ndarray, probs: np.ndarray) -> pd.Data
     if ff.output_tokens is not None:
         cols[S.OUTPUT_TOKENS] = np.asarray(ff.output_tokens, dtype=float)[idx].ravel()
     return pd.DataFrame(cols)
+
+
+def draw_logs(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Observational logs (one row per prompt) drawn from a full-feedback table that carries the
+    logging policy's probabilities in ``propensity`` (e.g. a simulated test split): fresh logs
+    for a promotion gate that no router has seen."""
+    ff = FullFeedback.from_frame(table)
+    if ff.propensities is None:
+        raise ValueError("draw_logs needs the table's 'propensity' column (the logging probabilities)")
+    chosen = _draw(ff.propensities, _rng(seed, _DRAW_HOLDOUT))
+    return _log_frame(ff, np.arange(ff.n_prompts), chosen, ff.propensities)
 
 
 def default_lam_log(ff: FullFeedback) -> float:

@@ -122,15 +122,39 @@ def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = 
     return routers, seconds
 
 
-def _fit_each(data, lambdas, methods, params, routers, seconds):
+#: Routers trained one network per lambda: the flows fan these out over the grid.
+ENDPOINT_METHODS = ("rm-classification", "rm-softmax")
+
+
+def fit_endpoint(data: RoutingData, method: str, lam: float, params: dict | None = None):
+    """One endpoint router (a method of :data:`ENDPOINT_METHODS`) fitted at a single lambda."""
+    return get_router(method, **(params or {}).get(method, {})).fit(data, [lam])
+
+
+def _fit_each(data, lambdas, methods, params, routers, seconds, endpoints=None):
+    """Fits ``methods`` in order into ``routers``; ``endpoints`` maps an endpoint method to its
+    routers already fitted per lambda (merged rather than refitted)."""
+    endpoints = endpoints or {}
     for name in methods:
         start = time.perf_counter()
-        router = get_router(name, **params.get(name, {}))
-        if name == "rm-interval" and "rm-softmax" in routers and not params.get(name):
-            # same grid and hyperparameters: reuse the RM-Softmax endpoints as initial heads
-            router.set_params(**{k: v for k, v in routers["rm-softmax"].get_params().items()})
-            router.fit(data, lambdas, endpoints=routers["rm-softmax"])
+        if name in endpoints:
+            router = ROUTERS[name].merge(endpoints[name])
         else:
-            router.fit(data, lambdas)
+            router = get_router(name, **params.get(name, {}))
+            if name == "rm-interval" and "rm-softmax" in routers and not params.get(name):
+                # same grid and hyperparameters: reuse the RM-Softmax endpoints as initial heads
+                router.set_params(**routers["rm-softmax"].get_params())
+                router.fit(data, lambdas, endpoints=routers["rm-softmax"])
+            else:
+                router.fit(data, lambdas)
         routers[name] = router
         seconds[name] = time.perf_counter() - start
+
+
+def assemble_routers(data: RoutingData, lambdas, methods, endpoints: dict, params: dict | None = None,
+                     threads: int = 1):
+    """Like :func:`fit_routers`, with the endpoint routers given per lambda (from a fan-out)."""
+    routers, seconds = {}, {}
+    with torch_threads(threads):
+        _fit_each(data, lambdas, list(methods), params or {}, routers, seconds, endpoints)
+    return routers, seconds

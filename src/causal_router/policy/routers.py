@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from ..causal.scores import Utilities
 from .data import RoutingData
 from .network import MLP
-from .train import fit_regression, net_scores, train_network
+from .train import fit_imitation, fit_regression, net_scores, train_network
 
 ROUTERS: dict[str, type] = {}
 
@@ -161,8 +161,8 @@ class _EndpointRouter(Router):
     loss = "softmax"
 
     def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
-                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 1.0,
-                 init: str = "dm", random_state: int = 0):
+                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 0.5,
+                 init: str = "auto", holdout: float = 0.5, random_state: int = 0):
         self.tau = tau
         self.hidden = hidden
         self.dropout = dropout
@@ -172,42 +172,88 @@ class _EndpointRouter(Router):
         self.batch_size = batch_size
         self.margin = margin
         self.init = init
+        self.holdout = holdout
         self.random_state = random_state
+
+    def _starts(self, data: RoutingData, lam: float) -> list:
+        """Initial networks: the direct method's policy ("dm"), the logger's ("logging"), both
+        ("auto") or a fresh network ("random"). RM training moves away from a start only as far
+        as the validation DR value supports (early stopping keeps epoch 0 otherwise)."""
+        inits = {"auto": ("dm", "logging"), "dm": ("dm",), "logging": ("logging",), "random": ("random",)}
+        if self.init not in inits:
+            raise ValueError(f"init must be one of {sorted(inits)}, got {self.init!r}")
+        kw = dict(hidden=self.hidden, dropout=self.dropout, weight_decay=self.weight_decay, lr=self.lr,
+                  seed=self.random_state)
+        starts = []
+        for init in inits[self.init]:
+            if init == "dm" and data.crossfitter is not None:
+                nu = data.crossfitter.nuisances_
+                starts.append(fit_regression(data.X, nu.quality - lam * nu.cost, **kw))
+            elif init == "logging" and data.treatment is not None:
+                starts.append(fit_imitation(data.X, data.treatment, data.n_arms, **kw))
+        return starts or [None]
 
     def _train(self, data: RoutingData, lam: float, net=None, epochs=None):
         G = data.utilities.at(lam)
-        if net is None and self.init == "dm" and data.crossfitter is not None:
-            # start at the direct method's policy; RM training then moves away from it only as far
-            # as the validation DR value supports (early stopping keeps epoch 0 otherwise)
-            nu = data.crossfitter.nuisances_
-            net = fit_regression(data.X, nu.quality - lam * nu.cost, hidden=self.hidden, dropout=self.dropout,
-                                 weight_decay=self.weight_decay, lr=self.lr, seed=self.random_state)
-        elif self.init not in ("dm", "random"):
-            raise ValueError(f"init must be 'dm' or 'random', got {self.init!r}")
         G_val = data.val_utilities.at(lam) if data.val_utilities is not None else None
-        return train_network(
-            data.X, G, data.X_val, G_val, loss=self.loss, tau=self.tau, hidden=self.hidden,
-            dropout=self.dropout, weight_decay=self.weight_decay, lr=self.lr,
-            epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
-            seed=self.random_state, net=net,
-        )
+        best = None
+        for start in ([net] if net is not None else self._starts(data, lam)):
+            res = train_network(
+                data.X, G, data.X_val, G_val, loss=self.loss, tau=self.tau, hidden=self.hidden,
+                dropout=self.dropout, weight_decay=self.weight_decay, lr=self.lr,
+                epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+                seed=self.random_state, net=start,
+            )
+            if best is None or res.val_value > best.val_value:
+                best = res
+        return best
+
+    def _split_validation(self, data: RoutingData):
+        """(data whose validation logs are the early-stopping half, the other half's (X, Utilities)).
+
+        Early stopping and the choice of start take the best of many noisy DR values; judging
+        the winner against the best single model on the same rows would favour it (winner's curse).
+        """
+        if data.X_val is None or self.holdout <= 0:
+            return data, (data.X_val, data.val_utilities)
+        from dataclasses import replace
+
+        m = len(data.X_val)
+        perm = np.random.default_rng(self.random_state).permutation(m)
+        a, b = np.sort(perm[int(m * self.holdout):]), np.sort(perm[:int(m * self.holdout)])
+        U = data.val_utilities
+        sub = lambda idx: Utilities(U.quality[idx], U.cost[idx])  # noqa: E731
+        return replace(data, X_val=data.X_val[a], val_utilities=sub(a)), (data.X_val[b], sub(b))
 
     def fit(self, data: RoutingData, lambdas):
         self.n_arms_ = data.n_arms
         self.lambdas_ = np.array(sorted(float(x) for x in lambdas))
         best = BestSingleRouter().fit(data, lambdas)
         self.nets_, self.fallback_, self.val_values_ = [], [], []
+        stop_data, (X_check, U_check) = self._split_validation(data)
         for lam in self.lambdas_:
-            res = self._train(data, lam)
+            res = self._train(stop_data, lam)
             arm = int(best._arm_scores(lam).argmax())
             keep = True
-            if data.X_val is not None:
-                G_val = data.val_utilities.at(lam)
-                keep = _select(G_val, net_scores(res.net, data.X_val).argmax(1), arm, self.margin)
+            if X_check is not None:
+                keep = _select(U_check.at(lam), net_scores(res.net, X_check).argmax(1), arm, self.margin)
             self.nets_.append(res.net)
             self.fallback_.append(None if keep else arm)
             self.val_values_.append(res.val_value)
         return self
+
+    @classmethod
+    def merge(cls, parts: list) -> "_EndpointRouter":
+        """One router from routers of the same class and parameters fitted on parts of the grid
+        (the fan-out over lambdas); equal to fitting on the whole grid at once."""
+        out = cls(**parts[0].get_params())
+        pairs = sorted((lam, r, k) for r in parts for k, lam in enumerate(r.lambdas_))
+        out.n_arms_ = parts[0].n_arms_
+        out.lambdas_ = np.array([lam for lam, _, _ in pairs])
+        out.nets_ = [r.nets_[k] for _, r, k in pairs]
+        out.fallback_ = [r.fallback_[k] for _, r, k in pairs]
+        out.val_values_ = [r.val_values_[k] for _, r, k in pairs]
+        return out
 
     def _grid_index(self, lam: float) -> int:
         return int(np.abs(self.lambdas_ - lam).argmin())
@@ -249,9 +295,11 @@ class RMIntervalRouter(_EndpointRouter):
     loss = "softmax"
 
     def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
-                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 1.0,
-                 init: str = "dm", finetune_epochs: int = 20, finetune_lr: float = 3e-4, random_state: int = 0):
-        super().__init__(tau, hidden, dropout, weight_decay, lr, epochs, batch_size, margin, init, random_state)
+                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 0.5,
+                 init: str = "auto", holdout: float = 0.5, finetune_epochs: int = 20, finetune_lr: float = 3e-4,
+                 random_state: int = 0):
+        super().__init__(tau, hidden, dropout, weight_decay, lr, epochs, batch_size, margin, init, holdout,
+                         random_state)
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
 

@@ -1,1 +1,11 @@
-"""registry"""
+"""MLflow side of causal-router: tracking store, pyfunc router, training runs, promotion, lineage.
+
+- :mod:`.tracking`  ``configure()``: SQLite store under ``mlruns/`` with file artifacts, experiment.
+- :mod:`.pyfunc`    ``RouterModel`` (prompts in, chosen model out, ``lam`` per request) and ``log_router_model``.
+- :mod:`.runs`      ``log_training_run`` (params, regret curves, reports) and ``register_routers``
+  (``causal-router-endpoint-<lam>``, ``causal-router-interval``, alias ``challenger``).
+- :mod:`.promote`   ``promote``: evidence-gated move of ``champion`` (DR value on held-out logs).
+- :mod:`.lineage`   ``collect_lineage`` (git commit, DVC hashes) and ``describe`` / ``format_lineage``.
+
+Nothing is imported or configured at package import; import the submodules.
+"""

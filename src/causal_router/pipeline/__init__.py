@@ -1,0 +1,1 @@
+"""Pipeline stages: plain functions with files in and files out, shared by the CLI, DVC and Prefect."""

@@ -1,0 +1,343 @@
+"""Evidence-gated promotion: ``challenger`` becomes ``champion`` only if held-out logs say it is better.
+
+Both routers are evaluated on the SAME held-out logs with the SAME nuisances: a
+:class:`~causal_router.causal.crossfit.CrossFitter` is cross-fitted on the held-out logs
+themselves (the routers' model list as arms; the logs' own ``propensity`` column when present),
+and each router's doubly robust (DR) policy value is the mean of its per-row DR contributions
+(averaged over lambdas when several are given). The gate::
+
+    promote  iff  challenger DR value's lower confidence bound  >  champion DR value
+
+The evidence (values, interval, paired difference, compared version, reason, timestamp) is
+written as ``promotion.*`` tags on the challenger version and ``promotion.last_challenge.*`` tags
+on the champion version. Moving the champion is ``set_registered_model_alias(name, "champion",
+version)``; the alias is never deleted, and a failure while evaluating never touches it (the
+challenger is tagged ``promotion.decision=error``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from ..causal.crossfit import CrossFitter, Nuisances
+from ..causal.ope import Estimate, contributions
+from ..causal.outcome import PooledRidge, TokenCostModel
+from ..data import schema as S
+from ..policy.fit import encode_treatment
+from ..policy.routerset import RouterSet
+from .pyfunc import INTERVAL_METHOD, RouterModel
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG = "promotion."
+CHAMPION_TAG = "promotion.last_challenge."
+
+
+@dataclass
+class Policy:
+    """A router ready to evaluate: the set, the router it serves and its default lambda(s).
+
+    ``lambdas`` is the lambda an endpoint model serves, or the whole grid for the interval model.
+    """
+
+    routerset: RouterSet
+    method: str
+    lambdas: list
+    source: str = ""
+
+    @property
+    def models(self) -> list:
+        return list(self.routerset.models)
+
+    def probabilities(self, X: np.ndarray, lam: float, models, input_tokens=None) -> np.ndarray:
+        """Routing probabilities (n, K) in the order of ``models`` (names).
+
+        Raises ValueError if the router sends traffic to a model outside ``models``.
+        """
+        probs = np.asarray(self.routerset.get(self.method).predict_proba(X, lam, input_tokens), dtype=float)
+        index = {m: k for k, m in enumerate(models)}
+        out = np.zeros((len(X), len(models)))
+        for j, m in enumerate(self.routerset.models):
+            if m in index:
+                out[:, index[m]] += probs[:, j]
+            elif probs[:, j].any():
+                raise ValueError(f"router {self.source or self.method} routes to {m!r}, which the evaluation's "
+                                 f"model list {list(models)} lacks")
+        return out
+
+
+def load_policy(model, method: str | None = None) -> Policy:
+    """A :class:`Policy` from a model URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
+    ``runs:/...``), a loaded pyfunc or :class:`RouterModel`, a :class:`RouterSet` or its directory.
+
+    ``method`` overrides the model's configured router (default for bare sets: ``rm-interval``).
+    """
+    if isinstance(model, Policy):
+        return model if method is None else Policy(model.routerset, method, model.lambdas, model.source)
+    config: dict = {}
+    source = str(model)
+    if isinstance(model, RouterSet):
+        rs, source = model, "router set"
+    elif isinstance(model, (str, Path)) and Path(model).is_dir():
+        rs = RouterSet.load(model)
+    elif isinstance(model, RouterModel) or hasattr(model, "unwrap_python_model"):
+        wrapped = model if isinstance(model, RouterModel) else model.unwrap_python_model()
+        if not isinstance(wrapped, RouterModel):
+            raise TypeError(f"{model!r} is not a causal-router pyfunc model")
+        rs, config = wrapped.routerset, wrapped.config
+    elif isinstance(model, str) and ":/" in model:
+        import mlflow
+
+        from .tracking import ensure_configured
+
+        ensure_configured()
+        policy = load_policy(mlflow.pyfunc.load_model(model), method)
+        policy.source = model
+        return policy
+    else:
+        raise TypeError(f"cannot evaluate {model!r}: give a model URI, a RouterSet or its directory")
+    method = method or config.get("method") or INTERVAL_METHOD
+    rs.get(method)
+    if config.get("kind") == "endpoint" or (config and method != INTERVAL_METHOD):
+        lambdas = [float(config.get("lam", 0.0))]
+    else:
+        lambdas = [float(x) for x in rs.lambdas]
+    return Policy(rs, method, lambdas, source)
+
+
+@dataclass
+class HoldoutEvidence:
+    """Held-out logs as arrays plus their cross-fitted nuisances (shared by every router evaluated)."""
+
+    models: list
+    X: np.ndarray
+    treatment: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    input_tokens: np.ndarray | None
+    nuisances: Nuisances
+    propensity: str
+    clip: float
+
+
+def fit_holdout_nuisances(logs: pd.DataFrame, X: np.ndarray, models, nuisance_seed: int = 0, cv: int = 5,
+                          clip: float = 0.01, propensity: str | None = None) -> HoldoutEvidence:
+    """Cross-fit nuisances on held-out logs (arms = ``models``, in that order).
+
+    Parameters
+    ----------
+    logs : observational log DataFrame (n rows; DESIGN.md section 3)
+    X : ndarray (n, d) features of the logs' prompts, aligned with the rows
+    models : list of str (K,)
+    propensity : {"logged", "fitted"} or None
+        None: "logged" when the logs carry a complete ``propensity`` column, else "fitted".
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) != len(logs):
+        raise ValueError(f"X must have shape (n, d) with n = {len(logs)} holdout rows, got {X.shape}")
+    if len(logs) < 2 * cv:
+        raise ValueError(f"{len(logs)} holdout rows are too few for {cv}-fold cross-fitting")
+    models = list(models)
+    K = len(models)
+    t = encode_treatment(logs, models)
+    has_p = S.PROPENSITY in logs and logs[S.PROPENSITY].notna().all()
+    propensity = propensity or ("logged" if has_p else "fitted")
+    col = lambda c: logs[c].to_numpy(float) if c in logs else None  # noqa: E731
+    tin, tout = col(S.INPUT_TOKENS), col(S.OUTPUT_TOKENS)
+    groups = logs[S.PROMPT_ID].to_numpy() if S.PROMPT_ID in logs and logs[S.PROMPT_ID].duplicated().any() else None
+    cf = CrossFitter(n_arms=K, quality_model=PooledRidge(n_arms=K), cost_model=TokenCostModel(n_arms=K), cv=cv,
+                     propensity=propensity, random_state=nuisance_seed)
+    a, c = logs[S.SCORE].to_numpy(float), logs[S.COST].to_numpy(float)
+    cf.fit(X, t, a, c, tin, tout, logged_propensity=col(S.PROPENSITY), groups=groups)
+    return HoldoutEvidence(models, X, t, a, c, tin, cf.nuisances_, propensity, clip)
+
+
+def policy_contributions(policy: Policy, ev: HoldoutEvidence, lam=None) -> np.ndarray:
+    """Per-row DR contributions (n,) of ``policy`` on the held-out evidence, averaged over
+    ``lam`` (a float or a list; None: the policy's own lambdas)."""
+    lams = policy.lambdas if lam is None else ([float(lam)] if np.isscalar(lam) else [float(x) for x in lam])
+    if not lams:
+        raise ValueError("no lambda to evaluate at")
+    total = np.zeros(len(ev.X))
+    for x in lams:
+        pi = policy.probabilities(ev.X, x, ev.models, ev.input_tokens)
+        total += contributions(pi, ev.treatment, ev.quality, ev.cost, ev.nuisances, x, "dr", ev.clip)
+    return total / len(lams)
+
+
+def summarize(contrib: np.ndarray, alpha: float = 0.05, name: str = "dr") -> Estimate:
+    """Mean of per-row contributions with a normal (1 - alpha) interval."""
+    contrib = np.asarray(contrib, dtype=float)
+    n = len(contrib)
+    value = float(contrib.mean())
+    se = float(contrib.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    z = float(norm.ppf(1 - alpha / 2))
+    return Estimate(name, value, se, value - z * se, value + z * se, n)
+
+
+def evaluate_policy_on_logs(model, logs: pd.DataFrame, X: np.ndarray, lam=None, models=None, nuisance_seed: int = 0,
+                            method: str | None = None, alpha: float = 0.05, cv: int = 5,
+                            clip: float = 0.01) -> Estimate:
+    """DR policy value of a router on held-out logs (nuisances cross-fitted on those logs).
+
+    Parameters
+    ----------
+    model : model URI, pyfunc, RouterSet or its directory (see :func:`load_policy`)
+    logs : DataFrame (n rows), X : ndarray (n, d) its prompts' features
+    lam : float, list of float or None (the model's own lambda, or its grid for the interval router)
+    models : list of str or None (the router's models)
+    """
+    policy = load_policy(model, method)
+    ev = fit_holdout_nuisances(logs, X, models or policy.models, nuisance_seed, cv, clip)
+    return summarize(policy_contributions(policy, ev, lam), alpha)
+
+
+@dataclass
+class PromotionDecision:
+    """The outcome of :func:`promote` and the evidence behind it (estimates are DR policy values)."""
+
+    name: str
+    promoted: bool
+    reason: str
+    challenger_version: str | None = None
+    champion_version: str | None = None  # before the decision
+    challenger: Estimate | None = None
+    champion: Estimate | None = None
+    difference: Estimate | None = None  # paired challenger - champion
+    lambdas: list = field(default_factory=list)
+    decision: str = ""  # promoted | rejected | error | skipped
+    timestamp: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        def est(e):
+            return "n/a" if e is None else f"{e.value:.4f} [{e.ci_low:.4f}, {e.ci_high:.4f}]"
+
+        return (f"{self.name}: {self.decision} (challenger v{self.challenger_version}, champion before "
+                f"v{self.champion_version}) challenger {est(self.challenger)}, champion {est(self.champion)}, "
+                f"difference {est(self.difference)}: {self.reason}")
+
+
+def _version(client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _fmt(x) -> str:
+    return "" if x is None else format(float(x), ".6g")
+
+
+def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, lam=None, client=None,
+            alpha: float = 0.05, nuisance_seed: int = 0, cv: int = 5, clip: float = 0.01,
+            dry_run: bool = False) -> PromotionDecision:
+    """Promote ``name@challenger`` to ``name@champion`` if held-out evidence says it is better.
+
+    Parameters
+    ----------
+    name : registered model name (e.g. ``causal-router-interval``)
+    holdout_logs : DataFrame (n rows) of held-out observational logs (not used in training)
+    X : ndarray (n, d) features of the held-out prompts, aligned with the rows
+    lam : float, list of float or None
+        Lambda(s) to compare at; a list averages the per-row DR contributions over lambdas.
+        None: the challenger's configured lambda (endpoint models) or its grid (interval model).
+    client : MlflowClient or None (default: the configured store)
+    alpha : float
+        The challenger's lower bound is of a two-sided (1 - alpha) interval.
+    dry_run : bool
+        Decide and return, writing no tags and moving no alias.
+
+    Returns
+    -------
+    PromotionDecision
+    """
+    from .tracking import client as default_client
+
+    c = client or default_client()
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    challenger = _version(c, name, CHALLENGER)
+    champion = _version(c, name, CHAMPION)
+    d = PromotionDecision(name, False, "", challenger.version if challenger else None,
+                          champion.version if champion else None, timestamp=now)
+    if challenger is None:
+        d.reason, d.decision = "no challenger", "skipped"
+        return d
+    if champion is not None and champion.version == challenger.version:
+        d.reason, d.decision = "the challenger is already the champion", "skipped"
+        return d
+    try:
+        ch = load_policy(f"models:/{name}/{challenger.version}")
+        lams = ch.lambdas if lam is None else ([float(lam)] if np.isscalar(lam) else [float(x) for x in lam])
+        d.lambdas = lams
+        if champion is None:
+            if holdout_logs is not None and X is not None:
+                ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip)
+                d.challenger = summarize(policy_contributions(ch, ev, lams), alpha)
+            d.promoted, d.decision = True, "promoted"
+            d.reason = "no champion: the challenger becomes the first champion"
+        else:
+            if holdout_logs is None or X is None:
+                raise ValueError("a champion exists: held-out logs and their features are needed to compare")
+            cp = load_policy(f"models:/{name}/{champion.version}")
+            ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip)
+            c_ch, c_cp = policy_contributions(ch, ev, lams), policy_contributions(cp, ev, lams)
+            d.challenger, d.champion = summarize(c_ch, alpha), summarize(c_cp, alpha)
+            d.difference = summarize(c_ch - c_cp, alpha, "dr-diff")
+            d.promoted = bool(d.challenger.ci_low > d.champion.value)
+            d.decision = "promoted" if d.promoted else "rejected"
+            rel = ">" if d.promoted else "<="
+            d.reason = (f"challenger DR lower bound {d.challenger.ci_low:.4f} {rel} champion DR value "
+                        f"{d.champion.value:.4f} on {ev.X.shape[0]} held-out logs (propensity {ev.propensity})")
+    except Exception as err:  # evaluation failed: never touch the champion
+        log.exception("promotion of %s v%s failed while evaluating", name, challenger.version)
+        d.promoted, d.decision = False, "error"
+        d.reason = f"evaluation failed: {type(err).__name__}: {err}"[:5000]
+    if dry_run:
+        return d
+    if d.promoted:
+        c.set_registered_model_alias(name, CHAMPION, challenger.version)
+    _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs), clip=clip)
+    log.info("%s", d.summary())
+    return d
+
+
+def _write_tags(c, d: PromotionDecision, holdout_n, clip):
+    tags = {
+        "decision": d.decision, "reason": d.reason, "timestamp": d.timestamp,
+        "compared_to_version": d.champion_version or "",
+        "dr_value": _fmt(d.challenger.value if d.challenger else None),
+        "ci_low": _fmt(d.challenger.ci_low if d.challenger else None),
+        "ci_high": _fmt(d.challenger.ci_high if d.challenger else None),
+        "champion_value": _fmt(d.champion.value if d.champion else None),
+        "diff": _fmt(d.difference.value if d.difference else None),
+        "diff_ci_low": _fmt(d.difference.ci_low if d.difference else None),
+        "diff_ci_high": _fmt(d.difference.ci_high if d.difference else None),
+        "lambdas": ",".join(format(x, "g") for x in d.lambdas),
+        "n_holdout": "" if holdout_n is None else str(holdout_n),
+        "clip": format(clip, "g"), "estimator": "dr",
+    }
+    try:
+        for k, v in tags.items():
+            c.set_model_version_tag(d.name, d.challenger_version, TAG + k, v)
+        if d.champion_version:
+            champ = {"version": d.challenger_version, "decision": d.decision, "timestamp": d.timestamp,
+                     "value": _fmt(d.champion.value if d.champion else None),
+                     "challenger_value": _fmt(d.challenger.value if d.challenger else None)}
+            for k, v in champ.items():
+                c.set_model_version_tag(d.name, d.champion_version, CHAMPION_TAG + k, v)
+    except Exception:  # the decision stands; the evidence could not be recorded
+        log.exception("could not write promotion tags on %s", d.name)

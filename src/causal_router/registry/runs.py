@@ -1,0 +1,222 @@
+"""A training run in MLflow, and its routers registered as ``challenger``.
+
+:func:`log_training_run` records one training: parameters, per-lambda regret curves as
+metrics (the step is the lambda), the evaluation records, the clipping/overlap report and
+plots. :func:`register_routers` then logs the run's router set as pyfunc models and registers
+
+- ``causal-router-endpoint-<lam>`` for each grid lambda (RM-Softmax at that lambda), and
+- ``causal-router-interval`` (the interval router, any lambda in the grid's range),
+
+each new version carrying the alias ``challenger`` and the given tags (lineage). Promotion to
+``champion`` is :func:`causal_router.registry.promote.promote`'s decision, never this module's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import mlflow
+
+from ..policy.routerset import MANIFEST, RouterSet
+from .pyfunc import ENDPOINT_METHOD, INTERVAL_METHOD, default_lambda, log_router_model
+from .tracking import client as _client, ensure_configured
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_PREFIX = "causal-router-endpoint-"
+INTERVAL_NAME = "causal-router-interval"
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+METRICS = ("utility", "regret", "accuracy", "cost")
+
+# MLflow limits (mlflow.utils.validation)
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+_BAD_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-. /:]")
+
+
+def format_lambda(lam: float) -> str:
+    """Lambda as it appears in a model name: ``3700.0 -> "3700"``, ``0.5 -> "0p5"``."""
+    lam = float(lam)
+    if lam.is_integer():
+        return str(int(lam))
+    return repr(lam).replace(".", "p").replace("+", "")
+
+
+def endpoint_name(lam: float) -> str:
+    """Registered name of the endpoint router at ``lam``, e.g. ``causal-router-endpoint-3700``."""
+    return f"{ENDPOINT_PREFIX}{format_lambda(lam)}"
+
+
+def _key(text: str) -> str:
+    return _BAD_KEY_CHARS.sub("_", str(text))[:MAX_KEY]
+
+
+def _truncate(value, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str) if isinstance(value, (list, tuple)) \
+        else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def flatten_params(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> ``{"a.b": "value"}`` with keys and values within MLflow's limits."""
+    out: dict[str, str] = {}
+    for k, v in (params or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten_params(v, key + "."))
+        else:
+            out[_key(key)] = _truncate("" if v is None else v, MAX_PARAM_VALUE)
+    return out
+
+
+def metric_batches(records: list[dict]) -> list[tuple[str, float, int]]:
+    """Evaluation records -> ``(key, value, step)``: ``{metric}/{method}`` at ``step=round(lambda)``
+    and ``{metric}/{method}/mean`` (mean over lambdas, step 0). Missing or non-finite values are skipped."""
+    rows: list[tuple[str, float, int]] = []
+    per: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        method, lam = r.get("method"), r.get("lambda")
+        if method is None or lam is None:
+            raise ValueError(f"evaluation record lacks 'method' or 'lambda': {r}")
+        step = int(round(float(lam)))
+        for m in METRICS:
+            v = r.get(m)
+            if v is None or not math.isfinite(float(v)):
+                continue
+            key = _key(f"{m}/{method}")
+            rows.append((key, float(v), step))
+            per[key].append(float(v))
+    rows += [(_key(f"{k}/mean"), sum(v) / len(v), 0) for k, v in per.items()]
+    return rows
+
+
+def log_training_run(routerset_dir, records: list[dict], params: dict | None = None, tags: dict | None = None,
+                     clip_report: list[dict] | None = None, plots: dict | None = None,
+                     run_name: str | None = None) -> str:
+    """Record a training run; returns its run id.
+
+    Parameters
+    ----------
+    routerset_dir : path of the saved :class:`RouterSet` (its manifest is logged as an artifact;
+        its ``meta["train_seconds"]`` become ``train_seconds/<method>`` metrics)
+    records : list of dict
+        Evaluation records ``{method, lambda, utility, regret, accuracy, cost}`` (DESIGN.md
+        section 5); logged as metrics ``{metric}/{method}`` with ``step=round(lambda)``, their means
+        over lambdas as ``{metric}/{method}/mean``, and whole as ``evaluation/records.json``.
+    params : dict
+        Training parameters (nested dicts flattened to ``a.b``; values stringified and truncated).
+    tags : dict
+        Run tags (e.g. :func:`causal_router.registry.lineage.collect_lineage`).
+    clip_report : list of dict or None
+        Clipping/overlap report (default: the router set's ``meta["clip_report"]``), logged as
+        ``diagnostics/clip_report.json``.
+    plots : dict name -> path of a PNG, or None
+        Logged under ``plots/``.
+    """
+    ensure_configured()
+    rs_dir = Path(routerset_dir)
+    rs = RouterSet.load(rs_dir)
+    if clip_report is None:
+        clip_report = rs.meta.get("clip_report")
+    c = _client()
+    with mlflow.start_run(run_name=run_name) as run:
+        run_id = run.info.run_id
+        from mlflow.entities import Metric, Param, RunTag
+
+        base = {"routers.models": ",".join(rs.models), "routers.lambdas": ",".join(format(float(x), "g") for x in rs.lambdas),
+                "routers.methods": ",".join(rs.routers), "routers.encoder_key": rs.encoder_key}
+        flat = {**{k: _truncate(v, MAX_PARAM_VALUE) for k, v in base.items()}, **flatten_params(params or {})}
+        all_tags = {_key(k): _truncate(v, MAX_TAG_VALUE) for k, v in (tags or {}).items()}
+        ts = int(time.time() * 1000)
+        metrics = [Metric(k, v, ts, s) for k, v, s in metric_batches(records or [])]
+        for method, sec in (rs.meta.get("train_seconds") or {}).items():
+            metrics.append(Metric(_key(f"train_seconds/{method}"), float(sec), ts, 0))
+        c.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in flat.items()],
+                    tags=[RunTag(k, v) for k, v in all_tags.items()])
+        mlflow.log_dict(list(records or []), "evaluation/records.json")
+        if clip_report is not None:
+            mlflow.log_dict(clip_report, "diagnostics/clip_report.json")
+        if (rs_dir / MANIFEST).exists():
+            mlflow.log_artifact(str(rs_dir / MANIFEST), "routerset")
+        for name, path in (plots or {}).items():
+            p = Path(path)
+            if not p.exists():
+                raise FileNotFoundError(f"plot {name!r} not found at {p}")
+            mlflow.log_artifact(str(p), "plots")
+    return run_id
+
+
+def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHALLENGER, tags: dict | None = None,
+                     encoder_path: str | None = None) -> dict[str, str]:
+    """Log the router set's endpoint and interval routers in run ``run_id`` and register them.
+
+    Parameters
+    ----------
+    run_id : str
+        The training run (from :func:`log_training_run`); the models are logged into it.
+    routerset_dir : path of the saved :class:`RouterSet`
+    lambdas : sequence of float or None
+        Grid lambdas to register endpoint models for (default: the set's whole grid); each must
+        be on the grid.
+    alias : str
+        Alias set on every new version (default ``challenger``).
+    tags : dict or None
+        Copied onto every new model version (e.g. lineage: git commit, data hashes).
+    encoder_path : str or None
+        Local encoder folder the models embed prompts with (None: the default encoder).
+
+    Returns
+    -------
+    dict registered name -> new version (str)
+    """
+    ensure_configured()
+    rs = RouterSet.load(routerset_dir)
+    grid = [float(x) for x in rs.lambdas]
+    lambdas = grid if lambdas is None else [float(x) for x in lambdas]
+    off = [x for x in lambdas if not any(math.isclose(x, g, rel_tol=1e-9, abs_tol=1e-12) for g in grid)]
+    if off:
+        raise ValueError(f"lambdas {off} are not on the router set's grid {grid}")
+    plan = []  # (registered name, logged model name, method, lam)
+    if ENDPOINT_METHOD in rs.routers:
+        plan += [(endpoint_name(x), f"endpoint-{format_lambda(x)}", ENDPOINT_METHOD, x) for x in lambdas]
+    else:
+        log.warning("router set has no %r router: no endpoint models registered", ENDPOINT_METHOD)
+    if INTERVAL_METHOD in rs.routers:
+        plan.append((INTERVAL_NAME, "interval", INTERVAL_METHOD, None))
+    else:
+        log.warning("router set has no %r router: no interval model registered", INTERVAL_METHOD)
+    if not plan:
+        raise ValueError(f"router set at {routerset_dir} has neither {ENDPOINT_METHOD!r} nor {INTERVAL_METHOD!r}")
+    c = _client()
+    version_tags = {_key(k): _truncate(v, MAX_TAG_VALUE) for k, v in (tags or {}).items()}
+    versions: dict[str, str] = {}
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        ctx = contextlib.nullcontext()
+    else:
+        ctx = mlflow.start_run(run_id=run_id, nested=active is not None)
+    with ctx:
+        for reg_name, model_name, method, lam in plan:
+            info = log_router_model(routerset_dir, model_name, method, lam, registered_model_name=reg_name,
+                                    encoder_path=encoder_path)
+            version = str(info.registered_model_version)
+            cfg_lam = default_lambda(rs.lambdas, method, lam)
+            auto = {"router.method": method, "router.kind": "endpoint" if lam is not None else "interval",
+                    "router.lambda": format(cfg_lam, "g"),
+                    "router.lambda_grid": ",".join(format(g, "g") for g in grid),
+                    "router.models": ",".join(rs.models), "router.encoder_key": rs.encoder_key,
+                    "router.model_id": getattr(info, "model_id", "") or ""}
+            for k, v in {**auto, **version_tags}.items():
+                c.set_model_version_tag(reg_name, version, k, v)
+            c.set_registered_model_alias(reg_name, alias, version)
+            versions[reg_name] = version
+    return versions
