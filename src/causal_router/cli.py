@@ -276,6 +276,37 @@ def route(
         typer.echo(f"{rs.models[k]}\t{p}")
 
 
+@app.command()
+def lineage(
+    model_uri: str = typer.Argument(..., help="e.g. models:/causal-router-interval@champion"),
+    root: Path = typer.Option(Path("."), help="Repository root (git and DVC)."),
+):
+    """Which data, code and parameters made a registered router, and does the workspace still hold that data?"""
+    from .registry.lineage import describe, format_lineage
+    from .registry.tracking import configure
+
+    configure(root)
+    try:
+        typer.echo(format_lineage(describe(model_uri, repo_root=root)))
+    except Exception as err:  # an unknown model or alias: say which
+        _fail(f"{model_uri}: {err}")
+
+
+@app.command()
+def promote(
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file."),
+    name: Optional[str] = typer.Option(None, help="One registered model (default: interval and every endpoint)."),
+):
+    """Run the evidence gate: move 'champion' to 'challenger' only if its DR lower bound beats the champion."""
+    from .pipeline.params import load_params
+    from .pipeline.promotion import gate, holdout_features, router_names
+
+    p = load_params(params)
+    logs, X = holdout_features(".", p)
+    for n in [name] if name else router_names(p):
+        typer.echo(gate(".", n, logs, X, p).summary())
+
+
 stage_app = typer.Typer(no_args_is_help=True, help="Pipeline stages configured by params.yaml (what dvc.yaml runs).")
 app.add_typer(stage_app, name="stage")
 Params = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 LAMS = [0.0, 1000.0, 2000.0]
 SMALL = dict(epochs=3, hidden=16, batch_size=128)

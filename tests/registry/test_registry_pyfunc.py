@@ -34,6 +34,14 @@ def test_predict_returns_model_names_and_responds_to_lambda(interval_model, rout
     np.testing.assert_array_equal(high["model_index"].to_numpy(), expected)
 
 
+def test_encoder_path_can_be_set_at_load_time(interval_model, store):
+    model = interval_model.unwrap_python_model()
+    assert model.config["method"] == INTERVAL_METHOD and model.config["models"] == ["model-0", "model-1", "model-2"]
+    assert model.config["encoder_path"] == ""
+    again = mlflow.pyfunc.load_model(f"models:/{INTERVAL_NAME}@challenger", model_config={"encoder_path": "/enc"})
+    assert again.unwrap_python_model().config["encoder_path"] == "/enc"
+
+
 def test_default_params_come_from_the_model_config(interval_model, problem):
     sig = interval_model.metadata.signature
     defaults = {p.name: p.default for p in sig.params.params}

@@ -61,13 +61,22 @@ class PooledRidge(RegressorMixin, BaseEstimator):
         Ridge penalty on the shared weights ``w``.
     arm_penalty : float
         How many times more the per-arm deviations ``v_t`` are penalised than ``w``.
+    arm_prior : float
+        Penalty on the per-arm offsets ``b_t`` (about a pseudo-count of rows at the common mean):
+        a model logged a dozen times is pulled towards the others instead of trusted blindly.
     n_arms : int
     clip : tuple or None
+    require_all_arms : bool
+        False lets arms without logged rows through (they get the shared prediction), e.g. for
+        evaluating on small held-out logs.
     """
 
-    def __init__(self, alpha: float = 3.0, arm_penalty: float = 3.0, n_arms: int = 2, clip=(0.0, 1.0)):
+    def __init__(self, alpha: float = 10.0, arm_penalty: float = 3.0, arm_prior: float = 30.0, n_arms: int = 2,
+                 clip=(0.0, 1.0), require_all_arms: bool = True):
+        self.require_all_arms = require_all_arms
         self.alpha = alpha
         self.arm_penalty = arm_penalty
+        self.arm_prior = arm_prior
         self.n_arms = n_arms
         self.clip = clip
 
@@ -78,11 +87,15 @@ class PooledRidge(RegressorMixin, BaseEstimator):
         # scaling a feature block by s makes its effective penalty alpha / s**2
         s = 1.0 / np.sqrt(self.arm_penalty)
         inter = (onehot[:, :, None] * X[:, None, :]).reshape(n, -1) * s
-        return np.hstack([X, onehot * 10.0, inter])
+        return np.hstack([X, onehot * self._bias_scale(), inter])
+
+    def _bias_scale(self) -> float:
+        return float(np.sqrt(self.alpha / self.arm_prior)) if self.arm_prior > 0 else 1e3
 
     def fit(self, X, treatment, y, input_tokens=None, output_tokens=None):
         """X: (n, d); treatment: (n,) int; y: (n,)."""
-        _check_arms(treatment, self.n_arms)
+        if self.require_all_arms:
+            _check_arms(treatment, self.n_arms)
         self.ridge_ = Ridge(alpha=self.alpha).fit(self._design(X, treatment), y)
         return self
 
@@ -90,7 +103,7 @@ class PooledRidge(RegressorMixin, BaseEstimator):
         """Returns (n, n_arms)."""
         d, K = X.shape[1], self.n_arms
         coef = self.ridge_.coef_
-        w, bias, V = coef[:d], coef[d:d + K] * 10.0, coef[d + K:].reshape(K, d) / np.sqrt(self.arm_penalty)
+        w, bias, V = coef[:d], coef[d:d + K] * self._bias_scale(), coef[d + K:].reshape(K, d) / np.sqrt(self.arm_penalty)
         # the design's blocks, multiplied out: x.w + b_t + x.v_t
         out = X @ (w[:, None] + V.T) + bias + self.ridge_.intercept_
         return np.clip(out, *self.clip) if self.clip is not None else out
@@ -121,8 +134,13 @@ class TokenCostModel(BaseEstimator):
         self.alpha = alpha
 
     def fit(self, X, treatment, y, input_tokens=None, output_tokens=None):
-        """X: (n, d); treatment: (n,); y: (n,) logged cost; input_tokens: (n,); output_tokens: (n,)."""
-        _check_arms(treatment, self.n_arms)
+        """X: (n, d); treatment: (n,); y: (n,) logged cost; input_tokens: (n,); output_tokens: (n,).
+
+        With a price sheet, models without logged rows are allowed (their output tokens are
+        predicted by a model pooled over all rows); without one, every model needs rows.
+        """
+        if self.prices is None or input_tokens is None:
+            _check_arms(treatment, self.n_arms)
         self.uses_tokens_ = input_tokens is not None
         if not self.uses_tokens_:
             self.fallback_ = PerArmRegressor(Ridge(alpha=self.alpha), self.n_arms, clip=(0.0, None)).fit(
@@ -144,10 +162,13 @@ class TokenCostModel(BaseEstimator):
         self.out_models_ = None
         if has_out:
             Z = self._z(X, input_tokens)
-            self.out_models_ = [
-                Ridge(alpha=self.alpha).fit(Z[treatment == k], output_tokens[treatment == k])
-                for k in range(self.n_arms)
-            ]
+            pooled = None
+            self.out_models_ = []
+            for k in range(self.n_arms):
+                m = treatment == k
+                if not m.any():
+                    pooled = pooled or Ridge(alpha=self.alpha).fit(Z, output_tokens)
+                self.out_models_.append(Ridge(alpha=self.alpha).fit(Z[m], output_tokens[m]) if m.any() else pooled)
         return self
 
     @staticmethod

@@ -33,7 +33,7 @@ def encode_treatment(logs: pd.DataFrame, models) -> np.ndarray:
     unknown = sorted(set(logs[S.MODEL]) - set(index))
     if unknown:
         raise ValueError(f"logs name models not in the model list: {unknown}")
-    return logs[S.MODEL].map(index).to_numpy(dtype=int)
+    return logs[S.MODEL].map(index).to_numpy(dtype=int).copy()  # writable: torch wraps it
 
 
 def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | None = None,

@@ -105,7 +105,8 @@ def declared_hash(repo_root, path) -> tuple[str, str] | None:
             continue
         seen.add(dvc_file)
         for out in _yaml(dvc_file).get("outs") or []:
-            if isinstance(out, dict) and out.get("path") and out.get("md5") and _same(dvc_file.parent / out["path"], target):
+            if (isinstance(out, dict) and out.get("path") and out.get("md5")
+                    and _same(dvc_file.parent / out["path"], target)):
                 return str(out["md5"]), _rel(dvc_file, root)
     lock = root / "dvc.lock"
     if lock.is_file():
@@ -116,7 +117,8 @@ def declared_hash(repo_root, path) -> tuple[str, str] | None:
                     continue
                 wdir = root / (spec.get("wdir") or "")
                 for entry in spec.get(kind) or []:
-                    if isinstance(entry, dict) and entry.get("path") and entry.get("md5") and _same(wdir / entry["path"], target):
+                    if (isinstance(entry, dict) and entry.get("path") and entry.get("md5")
+                            and _same(wdir / entry["path"], target)):
                         return str(entry["md5"]), f"dvc.lock:{stage}"
     return None
 
@@ -195,7 +197,8 @@ _URI = re.compile(r"^(?:models:/)?(?P<name>[^@/]+?)(?:@(?P<alias>[^/]+)|/(?P<ver
 def _resolve(client, model_uri: str):
     m = _URI.match(model_uri.strip())
     if not m:
-        raise ValueError(f"not a registered model URI: {model_uri!r} (expected models:/NAME@ALIAS or models:/NAME/VERSION)")
+        raise ValueError(f"not a registered model URI: {model_uri!r} "
+                         "(expected models:/NAME@ALIAS or models:/NAME/VERSION)")
     name, alias, version = m.group("name"), m.group("alias"), m.group("version")
     if alias:
         return client.get_model_version_by_alias(name, alias)
@@ -251,7 +254,7 @@ def describe(model_uri: str, repo_root=None, client=None) -> dict:
     return {"uri": model_uri, "name": mv.name, "version": str(mv.version), "aliases": aliases, "tags": mv_tags,
             "run_id": mv.run_id, "run": run_info,
             "git": {"commit": commit, "dirty": merged.get("git.dirty"), "current": now["git.commit"],
-                    "same": commit is not None and commit == now["git.commit"]},
+                    "same": commit not in (None, "unknown") and commit == now["git.commit"]},
             "data": data}
 
 
@@ -263,7 +266,7 @@ def format_lineage(d: dict) -> str:
         lines.append(f"  run        {d['run_id']}" + (f" ({run.get('name')})" if run.get("name") else ""))
     g = d["git"]
     if g.get("commit"):
-        here = "same as the workspace" if g["same"] else f"workspace is at {g['current']}"
+        here = "same as the workspace" if g["same"] else f"workspace at {g['current']}"
         lines.append(f"  git        {g['commit']} (dirty: {g.get('dirty')}; {here})")
     else:
         lines.append("  git        not recorded")

@@ -130,7 +130,7 @@ class HoldoutEvidence:
 
 
 def fit_holdout_nuisances(logs: pd.DataFrame, X: np.ndarray, models, nuisance_seed: int = 0, cv: int = 5,
-                          clip: float = 0.01, propensity: str | None = None) -> HoldoutEvidence:
+                          clip: float = 0.01, propensity: str | None = None, prices=None) -> HoldoutEvidence:
     """Cross-fit nuisances on held-out logs (arms = ``models``, in that order).
 
     Parameters
@@ -140,6 +140,9 @@ def fit_holdout_nuisances(logs: pd.DataFrame, X: np.ndarray, models, nuisance_se
     models : list of str (K,)
     propensity : {"logged", "fitted"} or None
         None: "logged" when the logs carry a complete ``propensity`` column, else "fitted".
+    prices : mapping model -> (usd_per_m_input, usd_per_m_output) or None
+        Price sheet: with it, a model absent from small held-out logs is still costed exactly
+        (and its quality predicted by the pooled model); without it every model needs rows.
     """
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or len(X) != len(logs):
@@ -154,7 +157,9 @@ def fit_holdout_nuisances(logs: pd.DataFrame, X: np.ndarray, models, nuisance_se
     col = lambda c: logs[c].to_numpy(float) if c in logs else None  # noqa: E731
     tin, tout = col(S.INPUT_TOKENS), col(S.OUTPUT_TOKENS)
     groups = logs[S.PROMPT_ID].to_numpy() if S.PROMPT_ID in logs and logs[S.PROMPT_ID].duplicated().any() else None
-    cf = CrossFitter(n_arms=K, quality_model=PooledRidge(n_arms=K), cost_model=TokenCostModel(n_arms=K), cv=cv,
+    price_arr = None if prices is None else np.array([prices[m] for m in models], dtype=float)
+    cf = CrossFitter(n_arms=K, quality_model=PooledRidge(n_arms=K, require_all_arms=price_arr is None),
+                     cost_model=TokenCostModel(prices=price_arr, n_arms=K), cv=cv,
                      propensity=propensity, random_state=nuisance_seed)
     a, c = logs[S.SCORE].to_numpy(float), logs[S.COST].to_numpy(float)
     cf.fit(X, t, a, c, tin, tout, logged_propensity=col(S.PROPENSITY), groups=groups)
@@ -244,7 +249,7 @@ def _fmt(x) -> str:
 
 def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, lam=None, client=None,
             alpha: float = 0.05, nuisance_seed: int = 0, cv: int = 5, clip: float = 0.01,
-            dry_run: bool = False) -> PromotionDecision:
+            dry_run: bool = False, prices=None) -> PromotionDecision:
     """Promote ``name@challenger`` to ``name@champion`` if held-out evidence says it is better.
 
     Parameters
@@ -271,29 +276,29 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     challenger = _version(c, name, CHALLENGER)
     champion = _version(c, name, CHAMPION)
-    d = PromotionDecision(name, False, "", challenger.version if challenger else None,
-                          champion.version if champion else None, timestamp=now)
+    d = PromotionDecision(name, False, "", str(challenger.version) if challenger else None,
+                          str(champion.version) if champion else None, timestamp=now)
     if challenger is None:
         d.reason, d.decision = "no challenger", "skipped"
         return d
-    if champion is not None and champion.version == challenger.version:
+    if champion is not None and str(champion.version) == str(challenger.version):
         d.reason, d.decision = "the challenger is already the champion", "skipped"
         return d
     try:
-        ch = load_policy(f"models:/{name}/{challenger.version}")
+        ch = load_policy(f"models:/{name}/{d.challenger_version}")
         lams = ch.lambdas if lam is None else ([float(lam)] if np.isscalar(lam) else [float(x) for x in lam])
         d.lambdas = lams
         if champion is None:
             if holdout_logs is not None and X is not None:
-                ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip)
+                ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip, prices=prices)
                 d.challenger = summarize(policy_contributions(ch, ev, lams), alpha)
             d.promoted, d.decision = True, "promoted"
             d.reason = "no champion: the challenger becomes the first champion"
         else:
             if holdout_logs is None or X is None:
                 raise ValueError("a champion exists: held-out logs and their features are needed to compare")
-            cp = load_policy(f"models:/{name}/{champion.version}")
-            ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip)
+            cp = load_policy(f"models:/{name}/{d.champion_version}")
+            ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip, prices=prices)
             c_ch, c_cp = policy_contributions(ch, ev, lams), policy_contributions(cp, ev, lams)
             d.challenger, d.champion = summarize(c_ch, alpha), summarize(c_cp, alpha)
             d.difference = summarize(c_ch - c_cp, alpha, "dr-diff")
@@ -303,13 +308,13 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
             d.reason = (f"challenger DR lower bound {d.challenger.ci_low:.4f} {rel} champion DR value "
                         f"{d.champion.value:.4f} on {ev.X.shape[0]} held-out logs (propensity {ev.propensity})")
     except Exception as err:  # evaluation failed: never touch the champion
-        log.exception("promotion of %s v%s failed while evaluating", name, challenger.version)
+        log.exception("promotion of %s v%s failed while evaluating", name, d.challenger_version)
         d.promoted, d.decision = False, "error"
         d.reason = f"evaluation failed: {type(err).__name__}: {err}"[:5000]
     if dry_run:
         return d
     if d.promoted:
-        c.set_registered_model_alias(name, CHAMPION, challenger.version)
+        c.set_registered_model_alias(name, CHAMPION, d.challenger_version)
     _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs), clip=clip)
     log.info("%s", d.summary())
     return d

@@ -1,7 +1,8 @@
 """A trained router set as an MLflow pyfunc model: prompts in, chosen model out, lambda per request.
 
 One logged model wraps one :class:`~causal_router.policy.routerset.RouterSet` directory (the
-artifact ``routers``) and a model config naming the router it serves:
+artifact ``routers``) and a serving config (the artifact ``serving``, a JSON file) naming the
+router it serves:
 
 - endpoint models (``causal-router-endpoint-<lam>``): ``method="rm-softmax"``, ``lam`` = their grid lambda;
 - the interval model (``causal-router-interval``): ``method="rm-interval"``, ``lam`` = the grid's middle.
@@ -22,7 +23,12 @@ Precomputed features: when the DataFrame carries columns ``f0 .. f{d-1}`` (the e
 output, in order) they are used as they are and nothing is embedded (offline tests, batch
 jobs that embedded already). Otherwise prompts are embedded inside, through the embedding
 cache (``$CAUSAL_ROUTER_CACHE_DIR`` or the default cache folder) with the default encoder
-or the local encoder folder named by the config's ``encoder_path``.
+or the local encoder folder named by the model config's ``encoder_path`` (settable when
+logging, or when loading: ``mlflow.pyfunc.load_model(uri, model_config={"encoder_path": ...})``).
+
+Why a serving artifact rather than ``model_config`` for ``method`` and ``lam``: MLflow logs a
+model's ``model_config`` as params of the run, and one training run logs several router models
+whose lambdas differ (run params cannot change value), so only the ``encoder_path`` goes there.
 
 The package itself is not shipped with the model: the serving environment must have
 ``causal-router`` installed (its pinned dependencies are the model's pip requirements).
@@ -30,8 +36,10 @@ The package itself is not shipped with the model: the serving environment must h
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +53,7 @@ from ..policy.routerset import RouterSet
 log = logging.getLogger(__name__)
 
 ARTIFACT_KEY = "routers"
+SERVING_KEY = "serving"
 ENDPOINT_METHOD = "rm-softmax"
 INTERVAL_METHOD = "rm-interval"
 FEATURE_PREFIX = "f"
@@ -137,7 +146,8 @@ class RouterModel(mlflow.pyfunc.PythonModel):
     """Pyfunc wrapper of a router set; see the module docstring for inputs and params.
 
     After ``load_context``: ``routerset`` (:class:`RouterSet`), ``routerset_dir`` (Path),
-    ``config`` (dict: ``method``, ``lam``, ``encoder_path``, ``kind``).
+    ``config`` (dict: ``method``, ``lam``, ``kind``, ``models``, ``lambdas``, ``encoder_key``,
+    ``encoder_path``: the serving artifact updated with the model config).
     """
 
     def __init__(self):
@@ -149,7 +159,11 @@ class RouterModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.routerset_dir = Path(context.artifacts[ARTIFACT_KEY])
         self.routerset = RouterSet.load(self.routerset_dir)
-        self.config = dict(context.model_config or {})
+        config = {}
+        serving = (context.artifacts or {}).get(SERVING_KEY)
+        if serving and Path(serving).is_file():
+            config = json.loads(Path(serving).read_text())
+        self.config = {**config, **(context.model_config or {})}
         self._encoder = None  # loaded on the first prompt that needs embedding
 
     # -- helpers -------------------------------------------------------------------------
@@ -168,8 +182,9 @@ class RouterModel(mlflow.pyfunc.PythonModel):
         if fcols:
             idx = [i for i, _ in fcols]
             if idx != list(range(len(idx))):
-                raise ValueError(f"feature columns must be f0..f{len(idx) - 1} without gaps, got {[c for _, c in fcols]}")
-            X = df[[c for _, c in fcols]].to_numpy(dtype=np.float32)
+                raise ValueError(f"feature columns must be f0..f{len(idx) - 1} without gaps, "
+                                 f"got {[c for _, c in fcols]}")
+            X = df[[c for _, c in fcols]].to_numpy(dtype=np.float32, copy=True)
             if np.isnan(X).any():
                 raise ValueError("precomputed feature columns contain missing values")
             return X
@@ -182,7 +197,8 @@ class RouterModel(mlflow.pyfunc.PythonModel):
         key = self.routerset.encoder_key
         if key and key != enc.key:
             raise ValueError(f"this router set was trained on features of encoder {key!r}, not {enc.key!r}: "
-                             "set model_config['encoder_path'] to the right local encoder")
+                             "log the model with encoder_path=..., or load it with "
+                             "model_config={'encoder_path': <local encoder folder>}")
         from ..features.embed import embed_texts
 
         return embed_texts([str(p) for p in prompts], cache_dir=None, encoder=enc)
@@ -239,7 +255,7 @@ def _explode_lists(df: pd.DataFrame) -> pd.DataFrame:
 def log_router_model(routerset_dir, name: str, method: str, lam: float | None = None,
                      registered_model_name: str | None = None, encoder_path: str | None = None,
                      extra_config: dict | None = None):
-    """Log a router set as a pyfunc model in the active run (one is started if none is active).
+    """Log a router set as a pyfunc model (in the active run, if any).
 
     Parameters
     ----------
@@ -253,7 +269,9 @@ def log_router_model(routerset_dir, name: str, method: str, lam: float | None = 
     registered_model_name : str or None
         Also register the model under this name (a new version).
     encoder_path : str or None
-        Local encoder folder for embedding prompts (None: the default encoder).
+        Local encoder folder for embedding prompts (None: the default encoder); the model config.
+    extra_config : dict or None
+        More entries for the serving config.
 
     Returns
     -------
@@ -265,16 +283,19 @@ def log_router_model(routerset_dir, name: str, method: str, lam: float | None = 
     rs = RouterSet.load(routerset_dir)
     rs.get(method)  # fail early on a method the set lacks
     lam = default_lambda(rs.lambdas, method, lam)
-    config = {"method": method, "lam": lam, "kind": "interval" if method == INTERVAL_METHOD else "endpoint",
-              "models": list(rs.models), "lambdas": [float(x) for x in rs.lambdas],
-              "encoder_key": rs.encoder_key, "encoder_path": encoder_path, **(extra_config or {})}
-    with warnings.catch_warnings():
+    serving = {"method": method, "lam": lam, "kind": "interval" if method == INTERVAL_METHOD else "endpoint",
+               "models": list(rs.models), "lambdas": [float(x) for x in rs.lambdas],
+               "encoder_key": rs.encoder_key, **(extra_config or {})}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        serving_file = Path(tmp) / "serving.json"
+        serving_file.write_text(json.dumps(serving, indent=2))
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(MODEL_CODE),
-            artifacts={ARTIFACT_KEY: str(Path(routerset_dir).resolve())},
-            model_config=config,
+            artifacts={ARTIFACT_KEY: str(Path(routerset_dir).resolve()), SERVING_KEY: str(serving_file)},
+            # always present (empty: the default encoder), so that loading may override it
+            model_config={"encoder_path": str(encoder_path or "")},
             signature=_signature(feature_dim(rs), lam, method),
             pip_requirements=pip_requirements(),
             registered_model_name=registered_model_name,

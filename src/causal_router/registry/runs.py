@@ -18,6 +18,8 @@ import json
 import logging
 import math
 import re
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -64,6 +66,19 @@ def _truncate(value, limit: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str) if isinstance(value, (list, tuple)) \
         else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _jsonable(obj):
+    """JSON round trip turning numpy scalars and arrays into plain numbers and lists."""
+
+    def default(o):
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if hasattr(o, "item"):
+            return o.item()
+        return str(o)
+
+    return json.loads(json.dumps(obj, default=default))
 
 
 def flatten_params(params: dict, prefix: str = "") -> dict[str, str]:
@@ -120,19 +135,29 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
         Clipping/overlap report (default: the router set's ``meta["clip_report"]``), logged as
         ``diagnostics/clip_report.json``.
     plots : dict name -> path of a PNG, or None
-        Logged under ``plots/``.
+        Logged as ``plots/<name>.png``.
+    run_name : str or None
+
+    Returns
+    -------
+    str : the run id (the run is ended; nested under the active run if there is one)
     """
     ensure_configured()
     rs_dir = Path(routerset_dir)
     rs = RouterSet.load(rs_dir)
     if clip_report is None:
         clip_report = rs.meta.get("clip_report")
+    plots = {str(k): Path(v) for k, v in (plots or {}).items()}
+    for name, p in plots.items():
+        if not p.is_file():
+            raise FileNotFoundError(f"plot {name!r} not found at {p}")
     c = _client()
-    with mlflow.start_run(run_name=run_name) as run:
+    with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
         run_id = run.info.run_id
         from mlflow.entities import Metric, Param, RunTag
 
-        base = {"routers.models": ",".join(rs.models), "routers.lambdas": ",".join(format(float(x), "g") for x in rs.lambdas),
+        base = {"routers.models": ",".join(rs.models),
+                "routers.lambdas": ",".join(format(float(x), "g") for x in rs.lambdas),
                 "routers.methods": ",".join(rs.routers), "routers.encoder_key": rs.encoder_key}
         flat = {**{k: _truncate(v, MAX_PARAM_VALUE) for k, v in base.items()}, **flatten_params(params or {})}
         all_tags = {_key(k): _truncate(v, MAX_TAG_VALUE) for k, v in (tags or {}).items()}
@@ -142,16 +167,16 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
             metrics.append(Metric(_key(f"train_seconds/{method}"), float(sec), ts, 0))
         c.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in flat.items()],
                     tags=[RunTag(k, v) for k, v in all_tags.items()])
-        mlflow.log_dict(list(records or []), "evaluation/records.json")
+        mlflow.log_dict(_jsonable(list(records or [])), "evaluation/records.json")
         if clip_report is not None:
-            mlflow.log_dict(clip_report, "diagnostics/clip_report.json")
+            mlflow.log_dict(_jsonable(clip_report), "diagnostics/clip_report.json")
         if (rs_dir / MANIFEST).exists():
             mlflow.log_artifact(str(rs_dir / MANIFEST), "routerset")
-        for name, path in (plots or {}).items():
-            p = Path(path)
-            if not p.exists():
-                raise FileNotFoundError(f"plot {name!r} not found at {p}")
-            mlflow.log_artifact(str(p), "plots")
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, p in plots.items():  # stored as plots/<name><suffix>
+                target = Path(tmp) / f"{_BAD_KEY_CHARS.sub('_', name)}{p.suffix}"
+                shutil.copyfile(p, target)
+                mlflow.log_artifact(str(target), "plots")
     return run_id
 
 

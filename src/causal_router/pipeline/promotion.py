@@ -1,0 +1,42 @@
+"""The promotion gate over every registered router, on the held-out logs named in params.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import stages
+
+
+def holdout_features(root, p: dict):
+    """(held-out logs, their features (n, d)): embeddings from the pipeline, else embedded now."""
+    from ..data.loaders import load_logs
+
+    logs = load_logs(Path(root) / p["data"]["holdout"])
+    try:
+        X = stages.load_embeddings(Path(root) / p["artifacts"] / "embeddings", "holdout", logs["prompt_id"])
+    except (FileNotFoundError, KeyError):
+        from ..features.embed import embed_texts
+
+        X = embed_texts(logs["prompt"].astype(str).tolist())
+    return logs, X
+
+
+def router_names(p: dict) -> list[str]:
+    """The interval router and one endpoint router per grid lambda."""
+    from ..registry.runs import endpoint_name
+
+    return ["causal-router-interval"] + [endpoint_name(lam) for lam in p["train"]["lambdas"]]
+
+
+def gate(root, name: str, logs, X, p: dict):
+    """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
+    from ..registry.promote import promote
+    from ..registry.tracking import configure
+
+    from ..config import load_prices
+
+    configure(root)
+    lambdas = p["promote"]["lambdas"] if name == "causal-router-interval" else None
+    prices = p["crossfit"].get("prices")
+    return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"], clip=p["crossfit"]["clip"],
+                   prices=load_prices(Path(root) / prices) if prices else None)

@@ -1,0 +1,124 @@
+"""Evidence-gated promotion: the first challenger becomes champion, a clearly better one replaces
+it, a worse one is refused, and nothing (not even an error) ever leaves the registry without one."""
+
+import mlflow
+import numpy as np
+import pytest
+
+from causal_router.registry.promote import (evaluate_policy_on_logs, fit_holdout_nuisances, load_policy,
+                                            policy_contributions, promote)
+from causal_router.registry.pyfunc import log_router_model
+
+NAME = "causal-router-interval"
+
+
+def add_version(routerset_dir, method, alias="challenger"):
+    with mlflow.start_run():
+        info = log_router_model(routerset_dir, f"router-{method}", method, registered_model_name=NAME)
+    version = str(info.registered_model_version)
+    if alias:
+        mlflow.MlflowClient().set_registered_model_alias(NAME, alias, version)
+    return version
+
+
+def champion():
+    return mlflow.MlflowClient().get_model_version_by_alias(NAME, "champion")
+
+
+def holdout(problem):
+    h = problem["holdout"]
+    return h.logs, h.X
+
+
+def test_no_challenger(store, problem):
+    d = promote(NAME, *holdout(problem))
+    assert not d.promoted and d.reason == "no challenger"
+
+
+def test_first_challenger_becomes_champion(store, routerset_dir, problem):
+    v = add_version(routerset_dir, "rm-interval")
+    d = promote(NAME, *holdout(problem))
+    assert d.promoted and d.decision == "promoted" and d.champion_version is None
+    assert str(champion().version) == v
+    assert d.challenger is not None and d.challenger.n == len(problem["holdout"].logs)
+    tags = mlflow.MlflowClient().get_model_version(NAME, v).tags
+    assert tags["promotion.decision"] == "promoted" and "first champion" in tags["promotion.reason"]
+    assert tags["promotion.lambdas"] == "0,1000,2000"
+    # asking again changes nothing
+    again = promote(NAME, *holdout(problem))
+    assert not again.promoted and "already the champion" in again.reason and str(champion().version) == v
+
+
+def test_clearly_better_challenger_is_promoted(store, routerset_dir, problem):
+    old = add_version(routerset_dir, "best-single", alias="champion")
+    new = add_version(routerset_dir, "rm-interval")
+    d = promote(NAME, *holdout(problem))
+    assert d.promoted, d.summary()
+    assert d.champion_version == old and d.challenger_version == new
+    assert d.challenger.ci_low > d.champion.value and d.difference.value > 0
+    assert str(champion().version) == new
+    c = mlflow.MlflowClient()
+    tags = c.get_model_version(NAME, new).tags
+    assert tags["promotion.decision"] == "promoted" and tags["promotion.compared_to_version"] == old
+    assert float(tags["promotion.ci_low"]) == pytest.approx(d.challenger.ci_low, rel=1e-5)
+    assert float(tags["promotion.champion_value"]) == pytest.approx(d.champion.value, rel=1e-5)
+    for k in ("promotion.dr_value", "promotion.ci_high", "promotion.timestamp", "promotion.diff"):
+        assert tags[k]
+    old_tags = c.get_model_version(NAME, old).tags
+    assert old_tags["promotion.last_challenge.version"] == new
+    assert old_tags["promotion.last_challenge.decision"] == "promoted"
+    # the DR values track the true values of the two policies on the held-out prompts
+    h = problem["holdout"]
+    true = {m: np.mean([h.value(load_policy(f"models:/{NAME}/{v}").routerset.get(m).predict(h.X, lam), lam)
+                        for lam in (0.0, 1000.0, 2000.0)]) for m, v in (("best-single", old), ("rm-interval", new))}
+    assert true["rm-interval"] > true["best-single"]
+    assert d.challenger.ci_low - 0.05 < true["rm-interval"] < d.challenger.ci_high + 0.05
+
+
+def test_worse_challenger_is_refused(store, routerset_dir, problem):
+    good = add_version(routerset_dir, "rm-interval", alias="champion")
+    bad = add_version(routerset_dir, "random")
+    d = promote(NAME, *holdout(problem), lam=[0.0, 1000.0, 2000.0])
+    assert not d.promoted and d.decision == "rejected", d.summary()
+    assert str(champion().version) == good
+    assert str(mlflow.MlflowClient().get_model_version_by_alias(NAME, "challenger").version) == bad
+    tags = mlflow.MlflowClient().get_model_version(NAME, bad).tags
+    assert tags["promotion.decision"] == "rejected" and tags["promotion.compared_to_version"] == good
+
+
+def test_error_while_evaluating_leaves_the_champion(store, routerset_dir, problem):
+    good = add_version(routerset_dir, "rm-interval", alias="champion")
+    new = add_version(routerset_dir, "rm-interval")
+    logs, X = holdout(problem)
+    d = promote(NAME, logs, X[:-5])  # misaligned features
+    assert not d.promoted and d.decision == "error" and "X must have shape" in d.reason
+    assert str(champion().version) == good
+    assert mlflow.MlflowClient().get_model_version(NAME, new).tags["promotion.decision"] == "error"
+    bad_logs = logs.assign(model=logs["model"].where(logs.index > 0, "unknown-model"))
+    d = promote(NAME, bad_logs, X)
+    assert d.decision == "error" and str(champion().version) == good
+
+
+def test_dry_run_moves_nothing(store, routerset_dir, problem):
+    good = add_version(routerset_dir, "best-single", alias="champion")
+    new = add_version(routerset_dir, "rm-interval")
+    d = promote(NAME, *holdout(problem), dry_run=True)
+    assert d.promoted and str(champion().version) == good
+    assert "promotion.decision" not in mlflow.MlflowClient().get_model_version(NAME, new).tags
+
+
+def test_evaluate_policy_on_logs_works_on_router_sets(routerset, routerset_dir, problem):
+    h = problem["holdout"]
+    est = evaluate_policy_on_logs(routerset, h.logs, h.X, lam=0.0)
+    same = evaluate_policy_on_logs(str(routerset_dir), h.logs, h.X, lam=0.0)
+    assert est == same and est.ci_low < est.value < est.ci_high
+    truth = h.value(routerset.get("rm-interval").predict(h.X, 0.0), 0.0)
+    assert abs(est.value - truth) < 4 * est.se + 0.02
+    # one set of nuisances serves several routers; a list of lambdas averages the contributions
+    ev = fit_holdout_nuisances(h.logs, h.X, routerset.models)
+    p = load_policy(routerset)
+    both = policy_contributions(p, ev, [0.0, 2000.0])
+    np.testing.assert_allclose(both, (policy_contributions(p, ev, 0.0) + policy_contributions(p, ev, 2000.0)) / 2)
+    assert ev.propensity == "logged"
+    ev_fit = fit_holdout_nuisances(h.logs.drop(columns=["propensity"]), h.X, routerset.models)
+    assert ev_fit.propensity == "fitted"
