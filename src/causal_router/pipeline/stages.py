@@ -93,12 +93,14 @@ def crossfit_stage(train_path, val_path, emb_dir, out_dir, cv: int = 5, propensi
     from ..policy.fit import build_routing_data
 
     train, val = load_logs(train_path), load_logs(val_path)
-    models = list(models) if models else sorted(set(train["model"]) | set(val["model"]))
+    price_sheet = load_prices(prices) if prices else None
+    # the served models: configured, else the price sheet's, else those in the logs
+    models = list(models or price_sheet or sorted(set(train["model"]) | set(val["model"])))
     X = load_embeddings(emb_dir, "train", train["prompt_id"])
     X_val = load_embeddings(emb_dir, "val", val["prompt_id"])
     start = time.perf_counter()
     data = build_routing_data(train, X, val, X_val, models, cv=cv, propensity=propensity, clip=clip,
-                              prices=load_prices(prices) if prices else None, random_state=seed)
+                              prices=price_sheet, random_state=seed)
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     joblib.dump(data, d / "routing_data.joblib")

@@ -68,7 +68,8 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
     cf = CrossFitter(
         n_arms=K,
         propensity_model=propensity_model,
-        quality_model=quality_model if quality_model is not None else PooledRidge(n_arms=K),
+        # rare models can be absent from a cross-fitting fold: the pooled model still predicts them
+        quality_model=quality_model if quality_model is not None else PooledRidge(n_arms=K, require_all_arms=False),
         cost_model=TokenCostModel(prices=price_arr, n_arms=K),
         cv=cv, propensity=propensity, random_state=random_state,
     )

@@ -1,0 +1,69 @@
+"""End to end: the train flow registers challengers with lineage tags; the promote flow gates them."""
+
+import json
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from flows.promote import promote_flow
+from flows.train import train_flow
+
+
+@pytest.fixture
+def trained(project, prefect_harness):
+    result = train_flow("params.yaml", str(project))
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    return project, result
+
+
+def test_train_flow_registers_challengers_with_lineage(trained):
+    project, result = trained
+    names = {"causal-router-interval", "causal-router-endpoint-0", "causal-router-endpoint-7400"}
+    assert set(result["versions"]) == names
+    client = MlflowClient()
+    for name in names:
+        mv = client.get_model_version_by_alias(name, "challenger")
+        assert mv.tags["run_id"] == result["run_id"]
+        assert len(mv.tags["data.logs.md5"]) >= 32 and mv.tags["data.logs.path"] == "data"
+        assert "git.commit" in mv.tags
+    run = client.get_run(result["run_id"])
+    assert "utility/rm-softmax/mean" in run.data.metrics
+    # the flow's outputs exist where dvc.yaml says the stages put them
+    for path in ("artifacts/routers/manifest.json", "artifacts/metrics.json", "artifacts/summary.json",
+                 "artifacts/crossfit/clip_report.json", "artifacts/embeddings/train.npy",
+                 "artifacts/validation/train/quarantine.parquet"):
+        assert (project / path).exists(), path
+    records = json.loads((project / "artifacts/metrics.json").read_text())
+    assert {"oracle", "rm-softmax", "rm-interval"} <= {r["method"] for r in records}
+
+
+def test_promote_flow_sets_first_champion_then_keeps_one(trained):
+    project, _ = trained
+    first = promote_flow("params.yaml", str(project), ["causal-router-interval"])
+    assert first[0].promoted and first[0].decision == "promoted"
+    client = MlflowClient()
+    champ = client.get_model_version_by_alias("causal-router-interval", "champion")
+    assert champ.tags["promotion.decision"] == "promoted"
+    # the challenger is now the champion: running the gate again leaves a champion in place
+    again = promote_flow("params.yaml", str(project), ["causal-router-interval"])
+    assert not again[0].promoted
+    assert client.get_model_version_by_alias("causal-router-interval", "champion").version == champ.version
+    model = mlflow.pyfunc.load_model("models:/causal-router-interval@champion")
+    out = model.predict({"prompt": ["What is 2 + 2?", "Translate 'cat' into French."]}, params={"lam": 3700.0})
+    assert len(out) == 2 and set(out["model"]) <= set(json.loads(
+        (project / "artifacts/routers/manifest.json").read_text())["models"])
+
+
+def test_interrupted_run_resumes_from_cache(trained, monkeypatch):
+    """A second run with unchanged inputs reuses the cached stage results (no re-embedding)."""
+    project, _ = trained
+    from causal_router.pipeline import stages
+
+    def boom(*a, **k):
+        raise AssertionError("embed stage re-ran despite the cache")
+
+    monkeypatch.setattr(stages, "embed_stage", boom)
+    monkeypatch.setattr(stages, "crossfit_stage", boom)
+    result = train_flow("params.yaml", str(project), register=False)
+    assert result["records"]
