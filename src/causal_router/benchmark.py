@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .causal.scores import Utilities
 from .data.matrices import FullFeedback
 from .data.simulate import simulate
 from .evaluation.metrics import evaluate_routers
 from .policy.data import RoutingData
-from .policy.fit import build_routing_data, fit_routers
+from .policy.fit import build_routing_data, fit_routers, torch_threads
 from .policy.routers import get_router
+
+log = logging.getLogger(__name__)
+
+RECORD_COLUMNS = ("dataset", "policy", "strength", "seed", "method", "lambda", "utility", "regret", "accuracy",
+                  "cost", "train_seconds")
 
 
 def _rows(ff: FullFeedback, prompt_ids) -> np.ndarray:
@@ -28,15 +36,26 @@ def full_feedback_skyline(ff, X, train_idx, val_idx, lambdas, params=None):
         utilities=Utilities(ff.scores[train_idx], ff.costs[train_idx]), crossfitter=None,
         X_val=X[val_idx], val_utilities=Utilities(ff.scores[val_idx], ff.costs[val_idx]),
     )
-    return get_router("rm-softmax", **(params or {})).fit(data, lambdas)
+    with torch_threads(1):
+        return get_router("rm-softmax", **(params or {})).fit(data, lambdas)
+
+
+def parse_policies(text: str) -> list[tuple[str, float | None]]:
+    """``"uniform,cost-biased:1,cost-biased:3,previous-router"`` -> [(policy, strength or None)]."""
+    out = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, _, strength = item.partition(":")
+        out.append((name, float(strength) if strength else None))
+    return out
 
 
 def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None, seed: int = 0, lambdas=(0,),
-                 methods=None, params=None, skyline: bool = True, data_kwargs=None) -> list[dict]:
+                 methods=None, params=None, skyline: bool = True, peers: bool = False, data_kwargs=None,
+                 dataset: str = "") -> list[dict]:
     """One simulated study: logs from ``policy``, routers trained, metrics on the test split.
 
     ff : full-feedback table; X : (n_prompts, d) features aligned with ``ff.prompt_ids``.
-    Returns records with ``method, lambda, utility, regret, accuracy, cost, quality, train_seconds``.
+    Returns records with the keys of :data:`RECORD_COLUMNS` plus ``quality``.
     """
     kw = {"beta": strength} if policy == "cost-biased" else {"kappa": strength} if policy == "previous-router" else {}
     sim = simulate(ff, X, policy, seed=seed, **{k: v for k, v in kw.items() if v is not None})
@@ -48,14 +67,49 @@ def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None,
                               **(data_kwargs or {}))
     nuisance_seconds = time.perf_counter() - start
     routers, seconds = fit_routers(data, lambdas, methods, params)
+    seconds = {k: v + nuisance_seconds for k, v in seconds.items()}
     if skyline:
         start = time.perf_counter()
         routers["full-feedback"] = full_feedback_skyline(ff, X, tr, va, lambdas, (params or {}).get("rm-softmax"))
         seconds["full-feedback"] = time.perf_counter() - start
-    tin = test.input_tokens
-    records = evaluate_routers(routers, test, X[te], lambdas, tin)
+    if peers:
+        from .peers import EconMLDRPolicyForestRouter
+
+        start = time.perf_counter()
+        routers["econml-drpolicyforest"] = EconMLDRPolicyForestRouter(random_state=seed).fit(data, lambdas)
+        seconds["econml-drpolicyforest"] = time.perf_counter() - start
+    records = evaluate_routers(routers, test, X[te], lambdas, test.input_tokens)
     for r in records:
-        r["train_seconds"] = seconds.get(r["method"], 0.0) + (nuisance_seconds if r["method"] in seconds else 0.0)
-        r["strength"] = sim.info.get("strength")
+        r.update(dataset=dataset, policy=policy, strength=sim.info.get("strength"), seed=seed,
+                 train_seconds=seconds.get(r["method"], 0.0))
     return records
 
+
+def run_study(ff: FullFeedback, X: np.ndarray, policies, seeds, lambdas, out_dir, dataset: str, methods=None,
+              peers: bool = True, params=None, data_kwargs=None) -> pd.DataFrame:
+    """Every (policy, seed) of a study; records appended to ``out_dir/records.csv`` as they finish."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for policy, strength in policies:
+        for seed in seeds:
+            start = time.perf_counter()
+            recs = run_protocol(ff, X, policy, strength=strength, seed=seed, lambdas=lambdas, methods=methods,
+                                peers=peers, params=params, data_kwargs=data_kwargs, dataset=dataset)
+            df = pd.DataFrame(recs)[list(RECORD_COLUMNS) + ["quality"]]
+            df["requested_strength"] = strength
+            frames.append(df)
+            pd.concat(frames).to_csv(out / "records.csv", index=False)
+            log.info("%s %s:%s seed %d: %.0fs", dataset, policy, strength, seed, time.perf_counter() - start)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarize(records: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of utility per (dataset, policy, requested strength, method, lambda)."""
+    keys = ["dataset", "policy", "requested_strength", "method", "lambda"]
+    df = records.copy()
+    df["requested_strength"] = df["requested_strength"].fillna(-1)
+    g = df.groupby(keys)["utility"]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["requested_strength"] = out["requested_strength"].replace(-1, np.nan)
+    return out

@@ -307,6 +307,58 @@ def promote(
         typer.echo(gate(".", n, logs, X, p).summary())
 
 
+@app.command()
+def benchmark(
+    table: Path = typer.Argument(..., help="Full-feedback table (long, or RouterBench wide)."),
+    policies: str = typer.Option("uniform,cost-biased:1,cost-biased:3,previous-router",
+                                 help="Logging policies, each optionally NAME:STRENGTH (beta or kappa)."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
+    lambdas: str = typer.Option("0,50,100,200,500,1000", help="Comma-separated lambda grid."),
+    out: Path = typer.Option(..., help="Output folder: records.csv and summary.csv."),
+    methods: Optional[str] = typer.Option(None, help="Routers of the registry (default: all)."),
+    peers: bool = typer.Option(True, help="Add EconML's DRPolicyForest (needs the 'bench' extra)."),
+    mlflow_log: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the study to MLflow."),
+    cache_dir: Optional[Path] = CacheDir,
+):
+    """The paper's protocol: simulate logs per policy and seed, train every router, evaluate on the test split."""
+    from .benchmark import parse_policies, run_study, summarize
+    from .data.loaders import load_full_feedback
+
+    ff = load_full_feedback(table)
+    X = _embed(ff.prompts, cache_dir, _encoder(None))
+    if peers:
+        try:
+            import econml  # noqa: F401
+        except ImportError:
+            _fail("--peers needs EconML: pip install -e '.[bench]' (or pass --no-peers)")
+    dataset = table.name.split(".")[0]
+    start = time.perf_counter()
+    records = run_study(ff, X, parse_policies(policies), [int(x) for x in seeds.split(",")], _floats(lambdas), out,
+                        dataset, _names(methods), peers)
+    summary = summarize(records)
+    summary.to_csv(out / "summary.csv", index=False)
+    seconds = time.perf_counter() - start
+    if mlflow_log:
+        import mlflow
+
+        from .registry.tracking import configure
+
+        configure(".")
+        with mlflow.start_run(run_name=f"benchmark-{dataset}"):
+            mlflow.log_params({"table": str(table), "policies": policies, "seeds": seeds, "lambdas": lambdas,
+                               "dataset": dataset})
+            mean = records.groupby(["policy", "requested_strength", "method"], dropna=False)["utility"].mean()
+            mlflow.log_metrics({f"utility/{p}{'' if pd_isna(s) else ':' + format(s, 'g')}/{m}": float(v)
+                                for (p, s, m), v in mean.items()} | {"study_seconds": seconds})
+            mlflow.log_artifact(str(out / "records.csv"))
+            mlflow.log_artifact(str(out / "summary.csv"))
+    typer.echo(f"{len(records)} records in {seconds:.0f}s -> {out}/records.csv")
+
+
+def pd_isna(x) -> bool:
+    return x is None or x != x
+
+
 stage_app = typer.Typer(no_args_is_help=True, help="Pipeline stages configured by params.yaml (what dvc.yaml runs).")
 app.add_typer(stage_app, name="stage")
 Params = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")

@@ -147,6 +147,8 @@ class TokenCostModel(BaseEstimator):
                 X, treatment, y
             )
             return self
+        # for prompts whose token count is not given at prediction time
+        self.tokens_model_ = Ridge(alpha=self.alpha).fit(X, np.log1p(np.asarray(input_tokens, dtype=float)))
         has_out = output_tokens is not None and not np.all(np.isnan(output_tokens))
         if has_out and np.isnan(output_tokens).any():
             raise ValueError(f"output_tokens is missing on {int(np.isnan(output_tokens).sum())} logged row(s): "
@@ -182,11 +184,16 @@ class TokenCostModel(BaseEstimator):
         Z = self._z(X, input_tokens)
         return np.clip(np.column_stack([m.predict(Z) for m in self.out_models_]), 0.0, None)
 
+    def predict_input_tokens(self, X) -> np.ndarray:
+        """Input tokens (n,) estimated from the prompts' features, for when the count is not given."""
+        return np.expm1(self.tokens_model_.predict(X)).clip(0.0, None)
+
     def predict(self, X, input_tokens=None):
-        """Returns (n, n_arms) expected cost in USD."""
+        """Returns (n, n_arms) expected cost in USD; without ``input_tokens`` the counts are
+        estimated from the features (see :meth:`predict_input_tokens`)."""
         if not self.uses_tokens_:
             return self.fallback_.predict(X)
         if input_tokens is None:
-            raise ValueError("this cost model was fitted with token counts: pass input_tokens to predict")
+            input_tokens = self.predict_input_tokens(X)
         tin = np.asarray(input_tokens, dtype=float)[:, None]
         return tin * self.prices_[:, 0] + self.predict_output_tokens(X, input_tokens) * self.prices_[:, 1]

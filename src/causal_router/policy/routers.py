@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
@@ -14,7 +16,8 @@ from sklearn.linear_model import Ridge
 from ..causal.scores import Utilities
 from .data import RoutingData
 from .network import MLP
-from .train import fit_imitation, fit_regression, net_scores, train_network
+from .losses import rm_softmax_loss
+from .train import net_scores, train_network
 
 ROUTERS: dict[str, type] = {}
 
@@ -156,9 +159,20 @@ def _select(G_val: np.ndarray, learned: np.ndarray, fallback: int, margin: float
 
 
 class _EndpointRouter(Router):
-    """One network per lambda of the grid; lambdas off the grid use the nearest grid point."""
+    """One head per lambda of the grid; lambdas off the grid use the nearest grid point.
+
+    A head scores ``offset(x) + g(x)``: a fixed starting policy's scores plus a network ``g``
+    that starts at zero. Starts: the direct method's predicted utility ("dm", i.e. the naive
+    router), the logging policy's log-propensity ("logging", an imitation of the logger), both
+    ("auto": the better on validation is kept) or none ("random": a plain network). RM training
+    corrects a start only as far as the validation DR value supports (early stopping keeps
+    ``g = 0`` otherwise), and a head falls back to the best single model unless a held-back part
+    of the validation logs confirms the gain by ``margin`` standard errors (a negative margin
+    keeps the learned head unless the best single model wins by that much).
+    """
 
     loss = "softmax"
+    STARTS = {"auto": ("dm", "logging"), "dm": ("dm",), "logging": ("logging",), "random": (None,)}
 
     def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
                  lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 0.5,
@@ -175,70 +189,91 @@ class _EndpointRouter(Router):
         self.holdout = holdout
         self.random_state = random_state
 
-    def _starts(self, data: RoutingData, lam: float) -> list:
-        """Initial networks: the direct method's policy ("dm"), the logger's ("logging"), both
-        ("auto") or a fresh network ("random"). RM training moves away from a start only as far
-        as the validation DR value supports (early stopping keeps epoch 0 otherwise)."""
-        inits = {"auto": ("dm", "logging"), "dm": ("dm",), "logging": ("logging",), "random": ("random",)}
-        if self.init not in inits:
-            raise ValueError(f"init must be one of {sorted(inits)}, got {self.init!r}")
-        kw = dict(hidden=self.hidden, dropout=self.dropout, weight_decay=self.weight_decay, lr=self.lr,
-                  seed=self.random_state)
-        starts = []
-        for init in inits[self.init]:
-            if init == "dm" and data.crossfitter is not None:
-                nu = data.crossfitter.nuisances_
-                starts.append(fit_regression(data.X, nu.quality - lam * nu.cost, **kw))
-            elif init == "logging" and data.treatment is not None:
-                starts.append(fit_imitation(data.X, data.treatment, data.n_arms, **kw))
-        return starts or [None]
+    # -- starting policies -------------------------------------------------------------------
+    def _offset(self, start, lam: float, X, input_tokens=None) -> np.ndarray:
+        """Scores (n, K) of a starting policy: (kind, scale) or None."""
+        if start is None:
+            return np.zeros((len(X), self.n_arms_))
+        kind, scale = start
+        nu = self.nuisance_
+        if kind == "dm":
+            return (nu["quality"].predict(X, input_tokens) - lam * nu["cost"].predict(X, input_tokens)) * scale
+        return np.log(np.maximum(nu["propensity"].predict_proba(X), 1e-4))
 
-    def _train(self, data: RoutingData, lam: float, net=None, epochs=None):
+    def _start_kinds(self, data: RoutingData, lam: float) -> list:
+        if self.init not in self.STARTS:
+            raise ValueError(f"init must be one of {sorted(self.STARTS)}, got {self.init!r}")
+        if data.crossfitter is None:
+            return [None]
+        out = []
+        for kind in self.STARTS[self.init]:
+            if kind == "dm":
+                nu = data.crossfitter.nuisances_
+                # standardised utilities: the softmax starts neither flat nor saturated
+                out.append(("dm", 1.0 / (float(np.std(nu.quality - lam * nu.cost)) or 1.0)))
+            else:
+                out.append((kind, 1.0) if kind else None)
+        return out
+
+    def _train(self, data: RoutingData, lam: float, epochs=None):
         G = data.utilities.at(lam)
         G_val = data.val_utilities.at(lam) if data.val_utilities is not None else None
         best = None
-        for start in ([net] if net is not None else self._starts(data, lam)):
+        for start in self._start_kinds(data, lam):
+            net = MLP(data.X.shape[1], data.n_arms, self.hidden, self.dropout)
+            if start is not None:
+                net.zero_output()
             res = train_network(
                 data.X, G, data.X_val, G_val, loss=self.loss, tau=self.tau, hidden=self.hidden,
                 dropout=self.dropout, weight_decay=self.weight_decay, lr=self.lr,
                 epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
-                seed=self.random_state, net=start,
+                seed=self.random_state, net=net,
+                offset=self._offset(start, lam, data.X, data.input_tokens),
+                offset_val=None if data.X_val is None else self._offset(start, lam, data.X_val, data.val_input_tokens),
             )
-            if best is None or res.val_value > best.val_value:
-                best = res
+            if best is None or res.val_value > best[0].val_value:
+                best = (res, start)
         return best
 
     def _split_validation(self, data: RoutingData):
-        """(data whose validation logs are the early-stopping half, the other half's (X, Utilities)).
+        """(data whose validation logs are the early-stopping part, the held-back part's
+        (X, Utilities, input_tokens)).
 
         Early stopping and the choice of start take the best of many noisy DR values; judging
         the winner against the best single model on the same rows would favour it (winner's curse).
         """
         if data.X_val is None or self.holdout <= 0:
-            return data, (data.X_val, data.val_utilities)
+            return data, (data.X_val, data.val_utilities, data.val_input_tokens)
         from dataclasses import replace
 
         m = len(data.X_val)
         perm = np.random.default_rng(self.random_state).permutation(m)
         a, b = np.sort(perm[int(m * self.holdout):]), np.sort(perm[:int(m * self.holdout)])
-        U = data.val_utilities
+        U, tok = data.val_utilities, data.val_input_tokens
         sub = lambda idx: Utilities(U.quality[idx], U.cost[idx])  # noqa: E731
-        return replace(data, X_val=data.X_val[a], val_utilities=sub(a)), (data.X_val[b], sub(b))
+        pick = lambda idx: None if tok is None else tok[idx]  # noqa: E731
+        return (replace(data, X_val=data.X_val[a], val_utilities=sub(a), val_input_tokens=pick(a)),
+                (data.X_val[b], sub(b), pick(b)))
 
     def fit(self, data: RoutingData, lambdas):
         self.n_arms_ = data.n_arms
         self.lambdas_ = np.array(sorted(float(x) for x in lambdas))
+        cf = data.crossfitter
+        self.nuisance_ = None if cf is None else {
+            "quality": cf.quality_model_, "cost": cf.cost_model_, "propensity": cf.propensity_model_}
         best = BestSingleRouter().fit(data, lambdas)
-        self.nets_, self.fallback_, self.val_values_ = [], [], []
-        stop_data, (X_check, U_check) = self._split_validation(data)
+        self.nets_, self.starts_, self.fallback_, self.val_values_ = [], [], [], []
+        stop_data, (X_check, U_check, tok_check) = self._split_validation(data)
         for lam in self.lambdas_:
-            res = self._train(stop_data, lam)
-            arm = int(best._arm_scores(lam).argmax())
-            keep = True
-            if X_check is not None:
-                keep = _select(U_check.at(lam), net_scores(res.net, X_check).argmax(1), arm, self.margin)
+            res, start = self._train(stop_data, lam)
             self.nets_.append(res.net)
-            self.fallback_.append(None if keep else arm)
+            self.starts_.append(start)
+            self.fallback_.append(None)
+            k = len(self.nets_) - 1
+            arm = int(best._arm_scores(lam).argmax())
+            if X_check is not None and not _select(U_check.at(lam), self._head_scores(k, X_check, tok_check).argmax(1),
+                                                   arm, self.margin):
+                self.fallback_[k] = arm
             self.val_values_.append(res.val_value)
         return self
 
@@ -247,31 +282,29 @@ class _EndpointRouter(Router):
         """One router from routers of the same class and parameters fitted on parts of the grid
         (the fan-out over lambdas); equal to fitting on the whole grid at once."""
         out = cls(**parts[0].get_params())
-        pairs = sorted((lam, r, k) for r in parts for k, lam in enumerate(r.lambdas_))
-        out.n_arms_ = parts[0].n_arms_
+        pairs = sorted((lam, i, k) for i, r in enumerate(parts) for k, lam in enumerate(r.lambdas_))
+        out.n_arms_, out.nuisance_ = parts[0].n_arms_, parts[0].nuisance_
         out.lambdas_ = np.array([lam for lam, _, _ in pairs])
-        out.nets_ = [r.nets_[k] for _, r, k in pairs]
-        out.fallback_ = [r.fallback_[k] for _, r, k in pairs]
-        out.val_values_ = [r.val_values_[k] for _, r, k in pairs]
+        for attr in ("nets_", "starts_", "fallback_", "val_values_"):
+            setattr(out, attr, [getattr(parts[i], attr)[k] for _, i, k in pairs])
         return out
 
     def _grid_index(self, lam: float) -> int:
         return int(np.abs(self.lambdas_ - lam).argmin())
 
-    def _head_scores(self, k: int, X) -> np.ndarray:
+    def _head_scores(self, k: int, X, input_tokens=None) -> np.ndarray:
         if self.fallback_[k] is not None:
             return _onehot(np.full(len(X), self.fallback_[k]), self.n_arms_)
-        return net_scores(self.nets_[k], X)
+        return net_scores(self.nets_[k], X) + self._offset(self.starts_[k], self.lambdas_[k], X, input_tokens)
 
     def scores(self, X, lam, input_tokens=None):
-        return self._head_scores(self._grid_index(lam), X)
+        return self._head_scores(self._grid_index(lam), X, input_tokens)
 
 
 @register("rm-softmax")
 class RMSoftmaxRouter(_EndpointRouter):
-    """RM-Softmax: minimises ``sum_t softmax(f/tau)_t * regret_t`` on DR utilities per lambda;
-    early stopping by validation DR value; falls back to the best single model unless the
-    learned policy beats it on validation logs by ``margin`` standard errors."""
+    """RM-Softmax: minimises ``sum_t softmax(f/tau)_t * regret_t`` on DR utilities per lambda
+    (see :class:`_EndpointRouter` for starts, early stopping and the fallback rule)."""
 
     loss = "softmax"
 
@@ -314,15 +347,18 @@ class RMIntervalRouter(_EndpointRouter):
 
     def scores(self, X, lam, input_tokens=None):
         k, k1, alpha = self._weights(lam)
-        s = self._head_scores(k, X)
-        return s if alpha == 0.0 else (1 - alpha) * s + alpha * self._head_scores(k1, X)
+        s = self._head_scores(k, X, input_tokens)
+        return s if alpha == 0.0 else (1 - alpha) * s + alpha * self._head_scores(k1, X, input_tokens)
 
     def fit(self, data: RoutingData, lambdas, endpoints: "RMSoftmaxRouter | None" = None):
         """Heads from ``endpoints`` (an RM-Softmax router fitted on the same grid) when given."""
         if endpoints is not None and np.array_equal(endpoints.lambdas_, np.sort(np.asarray(lambdas, float))):
-            self.n_arms_, self.lambdas_ = endpoints.n_arms_, endpoints.lambdas_.copy()
+            self.n_arms_, self.lambdas_, self.nuisance_ = endpoints.n_arms_, endpoints.lambdas_.copy(), \
+                endpoints.nuisance_
             self.nets_ = [_clone_net(n) for n in endpoints.nets_]
+            self.starts_ = list(endpoints.starts_)
             self.fallback_ = list(endpoints.fallback_)
+            self.val_values_ = list(endpoints.val_values_)
         else:
             super().fit(data, lambdas)
         if self.finetune_epochs > 0 and len(self.lambdas_) > 1:
@@ -334,7 +370,7 @@ class RMIntervalRouter(_EndpointRouter):
         vals = []
         for lam in np.concatenate([self.lambdas_, mids]):
             G = data.val_utilities.at(lam)
-            vals.append(G[np.arange(len(G)), self.predict(data.X_val, lam)].mean())
+            vals.append(G[np.arange(len(G)), self.predict(data.X_val, lam, data.val_input_tokens)].mean())
         return float(np.mean(vals))
 
     def _finetune(self, data: RoutingData):
@@ -349,21 +385,24 @@ class RMIntervalRouter(_EndpointRouter):
         Xt = torch.as_tensor(data.X, dtype=torch.float32)
         Gq = torch.as_tensor(data.utilities.quality, dtype=torch.float32)
         Gc = torch.as_tensor(data.utilities.cost, dtype=torch.float32)
+        # fixed parts of each head on the training rows: its start's offset, or its constant
+        fixed = [torch.as_tensor(
+            _onehot(np.full(len(data.X), f), self.n_arms_) if f is not None
+            else self._offset(self.starts_[k], self.lambdas_[k], data.X, data.input_tokens), dtype=torch.float32)
+            for k, f in enumerate(self.fallback_)]
         scales = {lam: float(data.utilities.at(lam).std()) or 1.0 for lam in self.lambdas_}
         has_val = data.X_val is not None
         best = self._val_value(data) if has_val else -np.inf
         best_state = [_clone_net(n) for n in self.nets_]
         n = len(Xt)
-        from .losses import rm_softmax_loss
-
         for _ in range(self.finetune_epochs):
             for net in self.nets_:
                 net.train()
             for idx in np.array_split(rng.permutation(n), max(1, n // self.batch_size)):
                 lam = float(rng.uniform(self.lambdas_[0], self.lambdas_[-1]))
                 k, k1, alpha = self._weights(lam)
-                xb = Xt[idx]
-                s = self._torch_head(k, xb) * (1 - alpha) + self._torch_head(k1, xb) * alpha
+                s = self._torch_head(k, Xt[idx], fixed[k][idx]) * (1 - alpha) + \
+                    self._torch_head(k1, Xt[idx], fixed[k1][idx]) * alpha
                 scale = (1 - alpha) * scales[self.lambdas_[k]] + alpha * scales[self.lambdas_[k1]]
                 loss = rm_softmax_loss(s, (Gq[idx] - lam * Gc[idx]) / scale, self.tau)
                 if not loss.requires_grad:
@@ -382,15 +421,9 @@ class RMIntervalRouter(_EndpointRouter):
         for net in self.nets_:
             net.eval()
 
-    def _torch_head(self, k: int, xb: torch.Tensor) -> torch.Tensor:
-        if self.fallback_[k] is not None:
-            out = torch.zeros(len(xb), self.n_arms_)
-            out[:, self.fallback_[k]] = 1.0
-            return out
-        return self.nets_[k](xb)
+    def _torch_head(self, k: int, xb: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        return fixed if self.fallback_[k] is not None else self.nets_[k](xb) + fixed
 
 
 def _clone_net(net: MLP) -> MLP:
-    import copy
-
     return copy.deepcopy(net)
