@@ -185,7 +185,7 @@ def no_signal(one_thread):
 @pytest.mark.parametrize("cls", [RMSoftmaxRouter, RMClassificationRouter])
 def test_no_signal_falls_back_to_best_single(no_signal, cls):
     data, te = no_signal
-    r = cls(**NET).fit(data, [0.0, 1000.0])
+    r = cls(margin=1.0, **NET).fit(data, [0.0, 1000.0])
     best = BestSingleRouter().fit(data, LAMS)
     for k, lam in enumerate(r.lambdas_):
         arm = int(best._arm_scores(lam).argmax())

@@ -112,6 +112,44 @@ class EmbeddingCache:
                     found[i] = vectors[row]
         return found
 
+    def fill(self, encoder_key: str, texts: Sequence[str], out: np.ndarray) -> np.ndarray:
+        """Copy cached embeddings of texts into ``out``, shard by shard (no shard stays in memory).
+
+        Parameters
+        ----------
+        encoder_key : str
+        texts : sequence of str, length n
+        out : ndarray of float32, shape (n, dim)
+            Rows of the texts found are overwritten; the others are left alone.
+
+        Returns
+        -------
+        ndarray of bool, shape (n,)
+            True where the text was found.
+        """
+        wanted: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            wanted.setdefault(text_key(encoder_key, text), []).append(i)
+        found = np.zeros(len(texts), dtype=bool)
+        for shard in self.shards(encoder_key):
+            if not wanted:
+                break
+            loaded = self._read(shard)
+            if loaded is None:
+                continue
+            keys, vectors = loaded
+            if vectors.shape[1] != out.shape[1]:
+                logger.warning("Ignoring embedding cache shard %s of dimension %d, not %d",
+                               shard, vectors.shape[1], out.shape[1])
+                continue
+            for row, k in enumerate(keys.tolist()):
+                positions = wanted.pop(k, None)
+                if positions:
+                    out[positions] = vectors[row]
+                    found[positions] = True
+            del keys, vectors
+        return found
+
     def put(self, encoder_key: str, texts: Sequence[str], vectors: np.ndarray) -> Path | None:
         """Store embeddings as one new shard.
 

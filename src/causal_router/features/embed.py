@@ -17,7 +17,10 @@ logger = logging.getLogger(__name__)
 
 @functools.cache
 def default_encoder() -> TransformerEncoder:
-    """The shared default encoder (all-MiniLM-L6-v2, loaded once per process on first use)."""
+    """The shared default encoder (all-MiniLM-L6-v2, loaded once per process on first use).
+
+    Device and precision are chosen automatically (see :class:`TransformerEncoder`).
+    """
     return TransformerEncoder()
 
 
@@ -35,7 +38,10 @@ def embed_with_stats(
     cache_dir : str or Path or None
         None means :func:`default_cache_dir`.
     encoder : TransformerEncoder or None
-        None means :func:`default_encoder`.
+        None means :func:`default_encoder`. Any object with ``encode``, ``key`` and ``dim``
+        works; one with ``iter_encode`` (as :class:`TransformerEncoder`) is streamed: texts are
+        encoded chunk by chunk and each chunk is written to the cache as its own shard, so an
+        interrupted run keeps what it finished and memory holds little beyond the result.
     use_cache : bool
         False encodes everything and touches no files.
 
@@ -56,21 +62,29 @@ def embed_with_stats(
     cache = None
     if use_cache:
         cache = EmbeddingCache(cache_dir if cache_dir is not None else default_cache_dir())
-    found = cache.lookup(encoder.key, unique) if cache is not None else {}
+    key = encoder.key
     U = np.empty((len(unique), encoder.dim), dtype=np.float32)
-    for i, v in found.items():
-        U[i] = v
-    missing = [i for i in range(len(unique)) if i not in found]
-    if missing:
+    found = cache.fill(key, unique, U) if cache is not None else np.zeros(len(unique), dtype=bool)
+    missing = np.flatnonzero(~found)
+    if len(missing):
         new_texts = [unique[i] for i in missing]
-        U[missing] = encoder.encode(new_texts)
-        if cache is not None:
-            cache.put(encoder.key, new_texts, U[missing])
+        iter_encode = getattr(encoder, "iter_encode", None)
+        if iter_encode is not None:  # chunk by chunk: one cache shard per chunk
+            chunks = iter_encode(new_texts)
+        else:  # any object with .encode, .key and .dim
+            chunks = [(np.arange(len(new_texts)), encoder.encode(new_texts))]
+        for positions, vectors in chunks:
+            U[missing[positions]] = vectors
+            if cache is not None:
+                cache.put(key, [new_texts[p] for p in positions], vectors)
     logger.info(
-        "embedded %d of %d distinct texts (%d from cache)", len(missing), len(unique), len(found)
+        "embedded %d of %d distinct texts (%d from cache)",
+        len(missing), len(unique), len(unique) - len(missing),
     )
+    if len(unique) == len(texts):  # no duplicates: rows are already in the input order
+        return U, int(len(missing))
     index = {t: i for i, t in enumerate(unique)}
-    return U[[index[t] for t in texts]], len(missing)
+    return U[[index[t] for t in texts]], int(len(missing))
 
 
 def embed_texts(

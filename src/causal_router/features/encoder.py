@@ -41,6 +41,10 @@ _POOLINGS = POOLINGS  # backwards-compatible alias
 _FINGERPRINT_BYTES = 1 << 20  # files up to this size are hashed whole, larger ones head + tail
 _PROGRESS_MIN = 1000  # automatic progress bars only for at least this many texts
 SLAB_ROWS = 1024  # rows per bf16 CPU matmul call (see BF16Linear.forward)
+CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET = 4096, 65536
+_CONFIG = ("model_path", "max_length", "batch_size", "device", "pooling", "precision", "token_budget",
+           "threads", "progress", "chunk_size")
+WIDTH_STEP = 16  # texts are padded to a multiple of this many tokens (see TransformerEncoder._width)
 
 
 def default_model_path() -> Path:
@@ -310,8 +314,9 @@ class TransformerEncoder:
         first token's state, or the last real token's state (decoders; texts are right-padded).
     precision : {"auto", "fp32", "bf16", "fp16"}
         See :func:`resolve_precision`. Part of :attr:`key`.
-    token_budget : int
-        Most padded tokens (texts x longest text) per forward pass.
+    token_budget : int or None
+        Most padded tokens (texts x padded width) per forward pass; None: 4,096 on CPU (larger
+        batches only spill the caches there), 65,536 on a GPU.
     threads : int or None
         Torch CPU threads while encoding; None means :func:`auto_threads` (decided once, on
         first use). Restored afterwards.
@@ -331,7 +336,7 @@ class TransformerEncoder:
         device: str = "auto",
         pooling: str = "mean",
         precision: str = "auto",
-        token_budget: int = 8192,
+        token_budget: int | None = None,
         threads: int | None = None,
         progress: bool | None = None,
         chunk_size: int = 2048,
@@ -342,7 +347,7 @@ class TransformerEncoder:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
-        if min(max_length, batch_size, token_budget, chunk_size) < 1 or (threads is not None and threads < 1):
+        if min(max_length, batch_size, chunk_size, token_budget or 1, threads or 1) < 1:
             raise ValueError("max_length, batch_size, token_budget, chunk_size and threads must be positive")
         self.model_path = None if model_path is None else str(model_path)
         self.max_length = int(max_length)
@@ -350,7 +355,7 @@ class TransformerEncoder:
         self.device = device
         self.pooling = pooling
         self.precision = precision
-        self.token_budget = int(token_budget)
+        self.token_budget = None if token_budget is None else int(token_budget)
         self.threads = threads
         self.progress = progress
         self.chunk_size = int(chunk_size)
@@ -406,6 +411,17 @@ class TransformerEncoder:
         if self._precision is None:
             self._precision = resolve_precision(self.precision, self.resolved_device)
         return self._precision
+
+    @property
+    def resolved_token_budget(self) -> int:
+        """The token budget in use (None resolved by device)."""
+        if self.token_budget is not None:
+            return self.token_budget
+        return CPU_TOKEN_BUDGET if self.resolved_device == "cpu" else GPU_TOKEN_BUDGET
+
+    def config(self) -> dict:
+        """Constructor arguments: ``TransformerEncoder(**enc.config())`` is an equal encoder."""
+        return {name: getattr(self, name) for name in _CONFIG}
 
     @property
     def base_key(self) -> str:
@@ -481,23 +497,31 @@ class TransformerEncoder:
         return contextlib.nullcontext()  # fp32, or CPU bf16 (handled by prepare_cpu_bf16)
 
     # -- encoding --------------------------------------------------------------------------
-    def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Row groups over ``lengths`` (longest first), each within the token budget."""
-        order = np.argsort(-lengths, kind="stable")
-        batches, start = [], 0
-        while start < len(order):
-            width = max(1, int(lengths[order[start]]))
-            rows = max(1, min(self.batch_size, self.token_budget // width))
-            batches.append(order[start : start + rows])
-            start += rows
+    def _width(self, length: int, cap: int) -> int:
+        """Padded width of a text of ``length`` tokens: rounded up to a multiple of WIDTH_STEP.
+
+        The width depends on the text alone, never on its batch: bf16 attention sums its
+        softmax in an order that depends on the padded width, so a text padded to its batch's
+        longest text would not always round the same way.
+        """
+        return min(cap, -(-max(1, length) // WIDTH_STEP) * WIDTH_STEP)
+
+    def _batches(self, lengths: np.ndarray, cap: int) -> list[tuple[int, np.ndarray]]:
+        """(width, rows) groups over ``lengths``, widest first: rows of one width, at most
+        ``batch_size`` of them and ``token_budget`` padded tokens."""
+        widths = np.array([self._width(int(n), cap) for n in lengths], dtype=np.int64)
+        batches = []
+        for width in sorted(set(widths.tolist()), reverse=True):
+            rows = np.flatnonzero(widths == width)
+            step = max(1, min(self.batch_size, self.resolved_token_budget // width))
+            batches.extend((width, rows[i : i + step]) for i in range(0, len(rows), step))
         return batches
 
-    def _forward(self, ids: list[list[int]], rows: np.ndarray, pad: int):
+    def _forward(self, ids: list[list[int]], rows: np.ndarray, width: int, pad: int):
         import torch
 
         model = self._model
         lens = [len(ids[i]) for i in rows]
-        width = max(max(lens), 1)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for r, i in enumerate(rows):
@@ -565,9 +589,10 @@ class TransformerEncoder:
                     chunk = texts[start : start + self.chunk_size]
                     ids = tokenizer(chunk, truncation=True, max_length=cap, return_attention_mask=False,
                                     return_token_type_ids=False)["input_ids"]
+                    ids = [x if len(x) else [pad] for x in ids]  # a text with no tokens at all
                     out = np.empty((len(chunk), self.dim), dtype=np.float32)
-                    for rows in self._batches(np.array([len(x) for x in ids])):
-                        out[rows] = self._forward(ids, rows, pad)
+                    for width, rows in self._batches(np.array([len(x) for x in ids]), cap):
+                        out[rows] = self._forward(ids, rows, width, pad)
                         if bar is not None:
                             bar.update(len(rows))
                     del ids

@@ -175,8 +175,8 @@ class _EndpointRouter(Router):
     STARTS = {"auto": ("dm", "logging"), "dm": ("dm",), "logging": ("logging",), "random": (None,)}
 
     def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
-                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 0.5,
-                 init: str = "auto", holdout: float = 0.5, random_state: int = 0):
+                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 0.0,
+                 init: str = "auto", holdout: float = 0.0, random_state: int = 0):
         self.tau = tau
         self.hidden = hidden
         self.dropout = dropout
@@ -220,6 +220,7 @@ class _EndpointRouter(Router):
         G_val = data.val_utilities.at(lam) if data.val_utilities is not None else None
         best = None
         for start in self._start_kinds(data, lam):
+            torch.manual_seed(self.random_state)  # the same head whether fitted alone or with others
             net = MLP(data.X.shape[1], data.n_arms, self.hidden, self.dropout)
             if start is not None:
                 net.zero_output()
@@ -328,8 +329,8 @@ class RMIntervalRouter(_EndpointRouter):
     loss = "softmax"
 
     def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
-                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 0.5,
-                 init: str = "auto", holdout: float = 0.5, finetune_epochs: int = 20, finetune_lr: float = 3e-4,
+                 lr: float = 1e-3, epochs: int = 100, batch_size: int = 128, margin: float = 0.0,
+                 init: str = "auto", holdout: float = 0.0, finetune_epochs: int = 20, finetune_lr: float = 3e-4,
                  random_state: int = 0):
         super().__init__(tau, hidden, dropout, weight_decay, lr, epochs, batch_size, margin, init, holdout,
                          random_state)
