@@ -159,22 +159,26 @@ def train(
         train_df, val_df = load_logs(logs), load_logs(val)
     except DataValidationError as err:
         _fail(str(err))
-    models = sorted(set(train_df["model"]) | set(val_df["model"]))
+    from .policy.routers import ROUTERS
+
+    unknown = [m for m in _names(methods) or [] if m not in ROUTERS]
+    if unknown:
+        _fail(f"unknown router(s) {unknown}; registered: {', '.join(ROUTERS)}")
+    sheet = load_prices(prices) if prices else None
+    # the served models: the price sheet's when given (some may have no logged rows yet)
+    models = sorted(sheet) if sheet else sorted(set(train_df["model"]) | set(val_df["model"]))
     missing = sorted(set(models) - set(train_df["model"]))
-    if missing:
-        _fail(f"{logs}: no logged rows for model(s) {missing} (they appear in {val})")
+    if missing and not sheet:
+        _fail(f"{logs}: no logged rows for model(s) {missing}: pass --prices so they can still be costed")
     enc = _encoder(encoder)
     X = _embed(train_df["prompt"], cache_dir, enc)
     X_val = _embed(val_df["prompt"], cache_dir, enc)
     grid = _floats(lambdas)
     start = time.perf_counter()
     data = build_routing_data(train_df, X, val_df, X_val, models, cv=cv, propensity=propensity, clip=clip,
-                              prices=load_prices(prices) if prices else None, random_state=seed)
+                              prices=sheet, random_state=seed)
     typer.echo(data.clip_report.summary())
-    try:
-        routers, seconds = fit_routers(data, grid, _names(methods) or DEFAULT_METHODS)
-    except KeyError as err:
-        _fail(str(err.args[0]))
+    routers, seconds = fit_routers(data, grid, _names(methods) or DEFAULT_METHODS)
     chars = train_df["prompt"].str.len().sum()
     meta = {
         "train_logs": str(logs), "val_logs": str(val), "n_train": len(train_df), "n_val": len(val_df),
@@ -216,15 +220,10 @@ def evaluate(
     from .evaluation.plots import plot_utility
 
     rs, enc = _load_set(routers, encoder)
-    ff = load_full_feedback(table)
-    unknown = sorted(set(ff.models) ^ set(rs.models))
-    if unknown:
-        _fail(f"{table} and {routers} disagree on the models: {unknown}")
-    order = [list(ff.models).index(m) for m in rs.models]
-    ff = ff.__class__(**{**ff.__dict__, "models": ff.models[order], "scores": ff.scores[:, order],
-                         "costs": ff.costs[:, order],
-                         "output_tokens": None if ff.output_tokens is None else ff.output_tokens[:, order],
-                         "propensities": None if ff.propensities is None else ff.propensities[:, order]})
+    try:
+        ff = load_full_feedback(table).select_models(rs.models)
+    except ValueError as err:
+        _fail(f"{table} and {routers}: {err}")
     X = _embed(ff.prompts, cache_dir, enc)
     routers_ = dict(rs.routers)
     if "random" not in routers_:

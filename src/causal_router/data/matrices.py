@@ -46,6 +46,18 @@ class FullFeedback:
     def n_models(self) -> int:
         return len(self.models)
 
+    def select_models(self, models) -> "FullFeedback":
+        """The same table with its model axis in the order of ``models`` (the same set)."""
+        from dataclasses import replace
+
+        diff = sorted(set(self.models) ^ set(models))
+        if diff:
+            raise ValueError(f"the table and the routers disagree on the models: {diff}")
+        order = [list(self.models).index(m) for m in models]
+        pick = lambda a: None if a is None else a[:, order]  # noqa: E731
+        return replace(self, models=self.models[order], scores=self.scores[:, order], costs=self.costs[:, order],
+                       output_tokens=pick(self.output_tokens), propensities=pick(self.propensities))
+
     def utility(self, lam: float) -> np.ndarray:
         """Utility ``score - lam * cost``, shape (n_prompts, n_models)."""
         return self.scores - lam * self.costs

@@ -210,13 +210,13 @@ def _bf16_linear_module():
         is returned as ``out_dtype``.
         """
 
-        def __init__(self, linear, act: str = "none", out_dtype=torch.float32):
+        def __init__(self, weight, bias, act: str = "none", out_dtype=torch.float32):
+            """``weight`` of shape (out_features, in_features), as in ``nn.Linear``."""
             super().__init__()
-            self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16).contiguous())
-            b = linear.bias
-            self.register_buffer("bias", None if b is None else b.detach().to(torch.bfloat16).contiguous())
+            self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
+            self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16).contiguous())
             self.act, self.out_dtype = act, out_dtype
-            self.in_features, self.out_features = linear.in_features, linear.out_features
+            self.out_features, self.in_features = self.weight.shape
 
         def _matmul(self, x):
             if op is not None:
@@ -268,21 +268,30 @@ def prepare_cpu_bf16(model) -> dict:
     """
     import torch
 
+    try:
+        from transformers.pytorch_utils import Conv1D  # GPT-2 style "linear" layers
+    except ImportError:  # pragma: no cover
+        Conv1D = ()
+
     BF16Linear = _bf16_linear_module()
     sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
     counts = {"linear": 0, "fused_gelu": 0, "bf16_qkv": 0}
     for module in list(model.modules()):
         dense = getattr(module, "dense", None)
         if isinstance(dense, torch.nn.Linear) and _is_exact_gelu(getattr(module, "intermediate_act_fn", None)):
-            module.dense = BF16Linear(dense, act="gelu", out_dtype=torch.bfloat16)
+            module.dense = BF16Linear(dense.weight, dense.bias, act="gelu", out_dtype=torch.bfloat16)
             module.intermediate_act_fn = torch.nn.Identity()
             counts["fused_gelu"] += 1
         for name, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear):
                 bf16_out = sdpa and name in ("query", "key", "value")
-                setattr(module, name, BF16Linear(child, out_dtype=torch.bfloat16 if bf16_out else torch.float32))
+                out_dtype = torch.bfloat16 if bf16_out else torch.float32
+                setattr(module, name, BF16Linear(child.weight, child.bias, out_dtype=out_dtype))
                 counts["linear"] += 1
                 counts["bf16_qkv"] += bf16_out
+            elif Conv1D and isinstance(child, Conv1D):  # weight (in, out)
+                setattr(module, name, BF16Linear(child.weight.t(), child.bias))
+                counts["linear"] += 1
     return counts
 
 
@@ -482,11 +491,32 @@ class TransformerEncoder:
                     hf_logging.enable_progress_bar()
             model = model.to(device).eval()
             if precision == "bf16" and torch.device(device).type == "cpu":
-                self._fast_bf16 = prepare_cpu_bf16(model)
+                model = self._prepare_cpu_bf16(model, path)
             self._dim = int(getattr(model.config, "hidden_size", 0) or self.dim)
             self._tokenizer, self._model = tokenizer, model
             logger.debug("loaded encoder %s from %s on %s (%s)", self.key, path, device, precision)
         return self._tokenizer, self._model
+
+    def _prepare_cpu_bf16(self, model, path):
+        """bf16 matmuls through :func:`prepare_cpu_bf16`, checked on a tiny input; a model it
+        cannot handle is reloaded and run under ``torch.autocast`` instead (slower, and not
+        batch-invariant), with a warning."""
+        import torch
+        from transformers import AutoModel
+
+        try:
+            self._fast_bf16 = prepare_cpu_bf16(model)
+            with torch.inference_mode():
+                ids = torch.ones((2, 4), dtype=torch.long)
+                mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+                out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            if not torch.isfinite(out.float()).all():
+                raise FloatingPointError("non-finite hidden states")
+            return model
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the generic path
+            logger.warning("bf16 matmul rewrite failed for %s (%s): using torch.autocast instead", path, exc)
+            self._fast_bf16 = None
+            return AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
 
     def _autocast(self):
         import torch
@@ -494,7 +524,9 @@ class TransformerEncoder:
         device, precision = self.resolved_device, self.resolved_precision
         if torch.device(device).type == "cuda" and precision in ("bf16", "fp16"):
             return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-        return contextlib.nullcontext()  # fp32, or CPU bf16 (handled by prepare_cpu_bf16)
+        if precision == "bf16" and self._fast_bf16 is None:  # CPU fallback
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()  # fp32, or CPU bf16 through prepare_cpu_bf16
 
     # -- encoding --------------------------------------------------------------------------
     def _width(self, length: int, cap: int) -> int:

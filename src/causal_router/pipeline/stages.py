@@ -137,7 +137,7 @@ def evaluate_stage(routers_dir, table_path, emb_dir, out_path, lambdas, plot_pat
     from ..policy.routerset import RouterSet
 
     rs = RouterSet.load(routers_dir)
-    ff = align_models(load_full_feedback(table_path), rs.models)
+    ff = load_full_feedback(table_path).select_models(rs.models)
     X = load_embeddings(emb_dir, "test", ff.prompt_ids)
     records = evaluate_routers(rs.routers, ff, X, lambdas, ff.input_tokens)
     out = Path(out_path)
@@ -156,19 +156,6 @@ def evaluate_stage(routers_dir, table_path, emb_dir, out_path, lambdas, plot_pat
         Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
         plot_utility(records, plot_path)
     return records
-
-
-def align_models(ff, models):
-    """``ff`` with its model axis in the order of ``models`` (same set required)."""
-    from dataclasses import replace
-
-    diff = sorted(set(ff.models) ^ set(models))
-    if diff:
-        raise ValueError(f"the table and the routers disagree on the models: {diff}")
-    order = [list(ff.models).index(m) for m in models]
-    pick = lambda a: None if a is None else a[:, order]  # noqa: E731
-    return replace(ff, models=ff.models[order], scores=ff.scores[:, order], costs=ff.costs[:, order],
-                   output_tokens=pick(ff.output_tokens), propensities=pick(ff.propensities))
 
 
 def summary_table(records: list[dict]) -> pd.DataFrame:

@@ -1,0 +1,82 @@
+"""Precision: bf16 close to fp32 on every prompt, never mixed in the cache; batching invariance."""
+
+import numpy as np
+import pytest
+
+from causal_router.features import encoder as encoder_mod
+from causal_router.features.embed import embed_with_stats
+from causal_router.features.encoder import TransformerEncoder, resolve_device, resolve_precision
+
+
+@pytest.fixture(scope="module")
+def X32(fp32_encoder, prompts):
+    return fp32_encoder.encode(prompts)
+
+
+@pytest.fixture(scope="module")
+def X16(bf16_encoder, prompts):
+    return bf16_encoder.encode(prompts)
+
+
+def test_bf16_cosine_to_fp32_on_every_prompt(bf16_encoder, X32, X16):
+    assert bf16_encoder._fast_bf16 and bf16_encoder._fast_bf16["linear"] > 0  # the oneDNN path ran
+    np.testing.assert_allclose(np.linalg.norm(X16, axis=1), 1.0, atol=1e-5)
+    cosine = (X32 * X16).sum(1)
+    assert cosine.min() >= 0.9999, f"worst prompt #{cosine.argmin()}: cosine {cosine.min():.6f}"
+    assert not np.array_equal(X32, X16)  # really a different computation
+
+
+@pytest.mark.parametrize("settings", [
+    {"batch_size": 1},
+    {"batch_size": 5, "token_budget": 300},
+    {"token_budget": 100_000, "batch_size": 1000},
+    {"chunk_size": 7},
+    {"threads": 1},
+    {"threads": 2},
+])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_embeddings_whatever_the_batching(request, clone, prompts, precision, settings):
+    base = request.getfixturevalue(f"{precision}_encoder")
+    X = request.getfixturevalue("X32" if precision == "fp32" else "X16")
+    perm = np.random.default_rng(len(str(settings))).permutation(len(prompts))
+    Y = clone(base, **settings).encode([prompts[i] for i in perm])
+    np.testing.assert_allclose(Y, X[perm], atol=1e-5, rtol=0)
+
+
+def test_precision_is_part_of_the_key_and_the_cache_never_mixes(fp32_encoder, bf16_encoder, prompts, tmp_path):
+    assert fp32_encoder.key.endswith("|precision=fp32") and bf16_encoder.key.endswith("|precision=bf16")
+    assert fp32_encoder.base_key == bf16_encoder.base_key
+    assert fp32_encoder.key == f"{fp32_encoder.base_key}|precision=fp32"
+    X32, n32 = embed_with_stats(prompts[:8], tmp_path, fp32_encoder)
+    X16, n16 = embed_with_stats(prompts[:8], tmp_path, bf16_encoder)
+    assert (n32, n16) == (8, 8)  # bf16 found nothing of fp32's
+    np.testing.assert_array_equal(embed_with_stats(prompts[:8], tmp_path, fp32_encoder)[0], X32)
+    np.testing.assert_array_equal(embed_with_stats(prompts[:8], tmp_path, bf16_encoder)[0], X16)
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(encoder_mod, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    assert TransformerEncoder(device="cpu").key.endswith("|precision=bf16")
+    monkeypatch.setattr(encoder_mod, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert TransformerEncoder(device="cpu").key.endswith("|precision=fp32")
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="CUDA devices only"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError):
+        resolve_precision("int8", "cpu")
+    with pytest.raises(ValueError):
+        TransformerEncoder(precision="fp64")
+
+
+def test_device_resolution():
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        TransformerEncoder(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            TransformerEncoder(device="cuda").key  # a clear error, not a silent CPU run

@@ -1,0 +1,77 @@
+"""CLI round trip on a few hundred prompts of the bundled sample: simulate, train, evaluate, route."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from causal_router.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+LAMBDAS = "0,7400,37000"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    table = pd.read_parquet(ROOT / "samples" / "llmrouter_9models_sample.parquet")
+    keep = table["prompt_id"].drop_duplicates().sample(400, random_state=0)
+    table[table["prompt_id"].isin(keep)].to_parquet(d / "table.parquet", index=False)
+    return d
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_simulate_train_evaluate_route(workdir):
+    cache = workdir / "cache"
+    invoke("simulate", workdir / "table.parquet", "--policy", "previous-router", "--seed", "0",
+           "--out", workdir / "logs", "--cache-dir", cache)
+    for split in ("train", "val", "test", "holdout"):
+        assert (workdir / "logs" / f"{split}.parquet").exists()
+    assert "propensity" in pd.read_parquet(workdir / "logs" / "train.parquet")
+    out = invoke("train", workdir / "logs" / "train.parquet", "--val", workdir / "logs" / "val.parquet",
+                 "--lambdas", LAMBDAS, "--methods", "best-single,naive,rm-softmax,rm-interval",
+                 "--prices", ROOT / "configs" / "prices" / "llmrouter_9models.yaml",
+                 "--out", workdir / "routers", "--cache-dir", cache)
+    assert "propensity clipping" in out  # the clipping report is never silent
+    invoke("evaluate", workdir / "routers", "--table", workdir / "logs" / "test.parquet", "--lambdas", LAMBDAS,
+           "--out", workdir / "metrics.json", "--plot", workdir / "utility.png", "--cache-dir", cache)
+    records = json.loads((workdir / "metrics.json").read_text())
+    assert {"method", "lambda", "utility", "regret", "accuracy", "cost"} <= set(records[0])
+    methods = {r["method"] for r in records}
+    assert {"oracle", "random", "logging-policy", "rm-softmax", "rm-interval"} <= methods
+    for r in records:
+        assert r["regret"] >= -1e-9 and 0 <= r["accuracy"] <= 1
+    assert (workdir / "utility.png").stat().st_size > 1000
+    out = invoke("route", workdir / "routers", "--method", "rm-interval", "--lam", "20000",
+                 "Solve 12 * 7.", "Who wrote Hamlet?", "--cache-dir", cache)
+    models = json.loads((workdir / "routers" / "manifest.json").read_text())["models"]
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in models for line in lines)
+
+
+def test_validate_exit_codes(workdir, tmp_path):
+    good = workdir / "table.parquet"
+    assert CliRunner().invoke(app, ["validate", str(good)]).exit_code == 0
+    bad = pd.read_parquet(good)
+    bad.loc[3, "score"] = 1.7
+    bad.to_parquet(tmp_path / "bad.parquet", index=False)
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "bad.parquet")])
+    assert result.exit_code == 1
+    assert "score" in result.output and "3" in result.output
+
+
+def test_train_rejects_unknown_method(workdir):
+    logs = workdir / "logs"
+    if not (logs / "train.parquet").exists():
+        pytest.skip("needs the round trip's logs")
+    result = CliRunner().invoke(app, ["train", str(logs / "train.parquet"), "--val", str(logs / "val.parquet"),
+                                      "--methods", "nope", "--out", str(workdir / "r2"),
+                                      "--cache-dir", str(workdir / "cache")])
+    assert result.exit_code == 1 and "nope" in result.output
