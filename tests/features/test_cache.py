@@ -108,3 +108,17 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "xdg" / "causal-router" / "embeddings"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "causal-router" / "embeddings"
+
+
+def test_fill_copies_rows_and_reports_hits(tmp_path, caplog):
+    cache = EmbeddingCache(tmp_path)
+    cache.put("k", ["a", "b"], np.array([[1, 2], [3, 4]], np.float32))
+    cache.put("k", ["c"], np.array([[5, 6]], np.float32))
+    out = np.zeros((4, 2), np.float32)
+    found = cache.fill("k", ["c", "z", "a", "c"], out)
+    assert found.tolist() == [True, False, True, True]
+    np.testing.assert_array_equal(out, [[5, 6], [0, 0], [1, 2], [5, 6]])
+    cache.put("k", ["z"], np.ones((1, 3), np.float32))  # a shard of another dimension is ignored
+    with caplog.at_level(logging.WARNING, logger="causal_router.features.cache"):
+        assert not cache.fill("k", ["z"], np.zeros((1, 2), np.float32))[0]
+    assert "dimension" in caplog.text

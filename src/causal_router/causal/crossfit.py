@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.model_selection import GroupKFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from .outcome import PooledRidge, TokenCostModel
 from .propensity import PropensityModel
@@ -108,8 +108,10 @@ class CrossFitter(BaseEstimator):
         t = np.asarray(treatment, dtype=int)
         if groups is not None:
             splitter = GroupKFold(n_splits=self.cv).split(X, t, groups)
-        else:
+        elif np.bincount(t)[np.bincount(t) > 0].min() >= self.cv:
             splitter = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(X, t)
+        else:  # a model logged fewer times than there are folds cannot be stratified
+            splitter = KFold(self.cv, shuffle=True, random_state=self.random_state).split(X, t)
         e_oof = np.zeros((n, self.n_arms))
         q_oof = np.zeros((n, self.n_arms))
         c_oof = np.zeros((n, self.n_arms))

@@ -356,7 +356,8 @@ class TransformerEncoder:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
-        if min(max_length, batch_size, chunk_size, token_budget or 1, threads or 1) < 1:
+        optional = [x for x in (token_budget, threads) if x is not None]
+        if min(max_length, batch_size, chunk_size, *optional) < 1:
             raise ValueError("max_length, batch_size, token_budget, chunk_size and threads must be positive")
         self.model_path = None if model_path is None else str(model_path)
         self.max_length = int(max_length)
