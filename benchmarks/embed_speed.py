@@ -74,6 +74,9 @@ def plain_model(device: str, threads: int | None):
 
     if threads:
         torch.set_num_threads(threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     path = default_model_path()
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).to(device).eval()
@@ -115,7 +118,7 @@ def run_worker(args) -> None:
         X = plain_loop(tok, model, texts, device)
         info.update(threads=torch.get_num_threads(), precision="fp32")
     else:
-        precision = args.worker.split("-", 1)[1]
+        precision = args.worker.split("-", 1)[1].split("@")[0]
         enc = TransformerEncoder(device=args.device, precision=precision, progress=False)
         enc.encode(texts[:2])  # loads and warms up
         loaded = time.perf_counter()
@@ -136,14 +139,14 @@ def run_worker(args) -> None:
 # driver
 # ---------------------------------------------------------------------------------------------
 def run_variant(name: str, texts_file: Path, work: Path, device: str) -> tuple[dict, np.ndarray]:
-    result, vectors = work / f"{name}.json", work / f"{name}.npy"
+    result, vectors = work / f"{name.replace('@', '-at-')}.json", work / f"{name.replace('@', '-at-')}.npy"
     cmd = [sys.executable, __file__, "--worker", name, "--texts", str(texts_file), "--result", str(result),
            "--vectors", str(vectors), "--device", device]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     info = json.loads(result.read_text())
     info["process_s"] = time.perf_counter() - t
-    print(f"  {name:14s} {info['prompts_per_s']:7.1f} prompts/s  peak RSS {info['peak_rss_mib']:6.0f} MiB  "
+    print(f"  {name:14s} n={info['n']:5d} {info['prompts_per_s']:7.1f} prompts/s  peak RSS {info['peak_rss_mib']:6.0f} MiB  "
           f"threads {info['threads']}  ({info['encode_s']:.1f}s encoding)", flush=True)
     return info, np.load(vectors)
 
@@ -208,14 +211,20 @@ def write_markdown(res: dict, path: Path) -> None:
         f"Throughput on {res['n_prompts']} distinct RouterBench prompts (seeded subset, seed {res['seed']}, "
         f"file order; all-MiniLM-L6-v2, 256-token cap), each variant in its own process:",
         "",
-        "| variant | precision | threads | prompts/s | vs plain | peak RSS (MiB) |",
-        "|---|---|---|---:|---:|---:|",
+        "| variant | prompts | precision | threads | prompts/s | vs plain | peak RSS (MiB) |",
+        "|---|---:|---|---|---:|---:|---:|",
     ]
     for r in res["variants"]:
-        lines.append(f"| {r['variant']} | {r['precision']} | {r['threads']} | {r['prompts_per_s']:.1f} | "
+        lines.append(f"| {r['variant']} | {r['n']} | {r['precision']} | {r['threads']} | {r['prompts_per_s']:.1f} | "
                      f"{r['prompts_per_s'] / base:.2f}x | {r['peak_rss_mib']:.0f} |")
+    if res.get("memory_scaling"):
+        m = res["memory_scaling"]
+        lines += ["", f"Streaming: peak RSS of `{m['variant']}` at {m['n_small']} prompts {m['rss_small_mib']:.0f} MiB, "
+                  f"at {m['n_large']} prompts {m['rss_large_mib']:.0f} MiB (+{m['growth_mib']:.0f} MiB; the "
+                  f"{m['n_large'] - m['n_small']} extra embeddings and prompt strings alone take "
+                  f"{m['payload_mib']:.1f} MiB)."]
     a = res["agreement"]
-    lines += ["", "Agreement: " + "; ".join(f"{k} = {val:.3g}" for k, val in a.items()), ""]
+    lines += ["", "Agreement: " + "; ".join(f"{k} = {val:.7g}" for k, val in a.items()), ""]
     if "cli" in res:
         c = res["cli"]
         lines += [
@@ -224,10 +233,13 @@ def write_markdown(res: dict, path: Path) -> None:
             "",
             f"- cold (empty cache): {c['cold']['seconds']:.1f} s",
             f"- warm (second run): {c['warm']['seconds']:.1f} s = {100 * c['warm_over_cold']:.1f}% of cold",
-            f"- peak RSS of the cold run: {c['cold_peak_rss_mib']:.0f} MiB "
-            f"(ours at {res['n_prompts']} prompts: {c['subset_peak_rss_mib']:.0f} MiB)",
+            f"- peak RSS of the cold run: {c['cold_peak_rss_mib']:.0f} MiB, of the warm run "
+            f"{c['warm_peak_rss_mib']:.0f} MiB (the command also reads the whole table into pandas)",
             "",
         ]
+    if not res["machine"]["gpu"]:
+        lines += ["No GPU on this machine. On one, the same command picks CUDA and bf16 (fp16 on GPUs "
+                  "without bf16) by itself; `--tag gpu` writes `embed_speed_gpu.{json,md}`.", ""]
     lines += [f"Ratios: {json.dumps(res['ratios'])}", ""]
     path.write_text("\n".join(lines))
 
@@ -242,15 +254,21 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the result files (embed_speed_<tag>.json)")
     ap.add_argument("--skip-cli", action="store_true", help="skip the cold/warm whole-process runs")
     ap.add_argument("--skip-plain-threads", action="store_true")
+    ap.add_argument("--skip-scaling", action="store_true",
+                    help="skip our fastest variant on every prompt (peak memory against --n prompts)")
     ap.add_argument("--force-bf16", action="store_true", help="run ours-bf16 even where bf16 is slow")
     # worker mode (internal)
     ap.add_argument("--worker")
     ap.add_argument("--texts")
     ap.add_argument("--result")
     ap.add_argument("--vectors")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args()
     if args.worker:
         return run_worker(args)
+    stem = "embed_speed" + (f"_{args.tag}" if args.tag else "")
+    if args.markdown_only:
+        return write_markdown(json.loads((args.out / f"{stem}.json").read_text()), args.out / f"{stem}.md")
 
     from causal_router.features.encoder import TransformerEncoder
 
@@ -263,13 +281,16 @@ def main() -> None:
     bf16_fast = auto.resolved_precision in ("bf16", "fp16") or args.force_bf16
     variants = ["plain"] + ([] if args.skip_plain_threads else ["plain-threads"]) + ["ours-fp32"]
     variants += ["ours-bf16"] if bf16_fast else []
+    all_texts = load_prompts(args.data, None, 0)
+    scaling = not args.skip_scaling and len(all_texts) > len(texts)
     results, vectors = [], {}
     with tempfile.TemporaryDirectory(prefix="embed-speed-") as tmp:
         work = Path(tmp)
-        texts_file = work / "texts.json"
+        texts_file, all_file = work / "texts.json", work / "all.json"
         texts_file.write_text(json.dumps(texts))
-        for name in variants:
-            r, X = run_variant(name, texts_file, work, args.device)
+        all_file.write_text(json.dumps(all_texts))
+        for name in variants + ([f"{variants[-1]}@all"] if scaling else []):
+            r, X = run_variant(name, all_file if name.endswith("@all") else texts_file, work, args.device)
             results.append(r)
             vectors[name] = X
         res: dict = {
@@ -283,7 +304,17 @@ def main() -> None:
             agreement["min_cosine ours-bf16 vs ours-fp32"] = float(cos.min())
             agreement["prompts_below_0.9999"] = int((cos < 0.9999).sum())
         res["agreement"] = agreement
-        speed = {r["variant"]: r["prompts_per_s"] for r in results}
+        if scaling:
+            small, large = results[len(variants) - 1], results[-1]
+            dim = vectors[large["variant"]].shape[1]
+            n_extra = len(all_texts) - len(texts)  # extra float32 rows, and roughly as many str objects
+            payload = n_extra * dim * 4 + sum(len(t.encode()) + 49 for t in all_texts[:n_extra])
+            res["memory_scaling"] = {
+                "variant": small["variant"], "n_small": small["n"], "n_large": large["n"],
+                "rss_small_mib": small["peak_rss_mib"], "rss_large_mib": large["peak_rss_mib"],
+                "growth_mib": large["peak_rss_mib"] - small["peak_rss_mib"], "payload_mib": payload / 2**20,
+            }
+        speed = {r["variant"]: r["prompts_per_s"] for r in results if "@" not in r["variant"]}
         ratios = {f"{k}/plain": round(s / speed["plain"], 2) for k, s in speed.items() if k != "plain"}
         if "plain-threads" in speed:
             ratios.update({f"{k}/plain-threads": round(speed[k] / speed["plain-threads"], 2)
@@ -307,7 +338,6 @@ def main() -> None:
         res["ratios"] = ratios
         res["total_seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "embed_speed" + (f"_{args.tag}" if args.tag else "")
     (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, args.out / f"{stem}.md")
     print(json.dumps(ratios), flush=True)

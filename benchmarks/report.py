@@ -65,7 +65,14 @@ def gap_closed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    records = pd.read_csv(RESULTS / "paper_protocol.csv")
+    path = RESULTS / "paper_protocol.csv"
+    if not path.exists():  # the study run per dataset (one process per core): join the parts
+        parts = sorted(RESULTS.glob("paper_protocol_*_*.csv"))
+        pd.concat([pd.read_csv(p) for p in parts if not p.stem.endswith("summary")]).to_csv(path, index=False)
+    records = pd.read_csv(path)
+    from causal_router.benchmark import summarize
+
+    summarize(records).to_csv(RESULTS / "paper_protocol_summary.csv", index=False)
     DOCS.mkdir(exist_ok=True)
     meta = json.loads((RESULTS / "paper_protocol_meta.json").read_text()) if (RESULTS / "paper_protocol_meta.json").exists() else {}
     out = ["# Benchmark results", "",
@@ -75,11 +82,13 @@ def main() -> None:
     if meta:
         out += [f"Machine: {meta.get('machine', '')}. Wall time of the study: {meta.get('seconds', 0) / 60:.0f} min "
                 "(embeddings cached).", ""]
+    for dataset in sorted(records["dataset"].unique()):
+        out += [f"## {dataset}: mean test utility over lambdas and seeds", "", compact_table(records, dataset), ""]
     for (dataset, policy, strength), df in records.groupby(["dataset", "policy", records["requested_strength"].fillna(-1)]):
         label = policy_label(policy, strength)
         png = DOCS / f"results_{dataset}_{label.replace(' ', '_').replace('=', '')}.png"
         plot(df, f"{dataset}, {label}", png)
-        out += [f"## {dataset}, {label}", "", utility_table(df), "",
+        out += [f"### {dataset}, {label}", "", utility_table(df), "",
                 "Gap closed between best single model and oracle (mean over lambdas): "
                 + ", ".join(f"{m} {v:.2f}" for m, v in gap_closed(df).items() if m in ORDER[:10]), "",
                 f"![{dataset} {label}]({png.name})", ""]
@@ -88,3 +97,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def compact_table(records: pd.DataFrame, dataset: str) -> str:
+    """Markdown: mean test utility over lambdas and seeds, methods (rows) by logging policy (columns)."""
+    df = records[records["dataset"] == dataset].copy()
+    df["policy"] = [policy_label(p, s) for p, s in zip(df["policy"], df["requested_strength"].fillna(-1))]
+    t = df.groupby(["method", "policy"])["utility"].mean().unstack()
+    cols = [c for c in ["uniform", "cost-biased beta=1", "cost-biased beta=3", "previous-router"] if c in t.columns]
+    methods = [m for m in ORDER if m in t.index]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(f"{t.loc[m, c]:.3f}" for c in cols) + " |" for m in methods]
+    return "\n".join(lines)

@@ -28,8 +28,8 @@ def validate(inputs: dict, out_dir: str, digest: str, models, floor: float, warn
 
 
 @task(retries=2, retry_delay_seconds=5, **CACHE)  # a retry helps with a busy cache folder
-def embed(inputs: dict, out_dir: str, digest: str, encoder, max_length: int) -> dict:
-    return stages.embed_stage(inputs, out_dir, encoder=encoder, max_length=max_length)
+def embed(inputs: dict, out_dir: str, digest: str, cfg: dict) -> dict:
+    return stages.embed_stage(inputs, out_dir, **cfg)
 
 
 @task(**CACHE)
@@ -104,7 +104,7 @@ def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool
                      p["validate"]["positivity_floor"], p["validate"]["warn"])
     to_embed = {**valid, **({"test": d["test"]} if Path(d["test"]).exists() else {})}
     emb_dir = str(art / "embeddings")
-    embed(to_embed, emb_dir, file_md5(*to_embed.values()), p["embed"]["encoder"], p["embed"]["max_length"])
+    embed(to_embed, emb_dir, file_md5(*to_embed.values()), p["embed"])
     cf_dir = crossfit(valid["train"], valid["val"], emb_dir, str(art / "crossfit"),
                       file_md5(valid["train"], valid["val"], f"{emb_dir}/train.npy", f"{emb_dir}/val.npy"),
                       p["crossfit"])
@@ -130,6 +130,18 @@ def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool
     return result
 
 
+def with_runner(flow_fn, params_path: str = "params.yaml"):
+    """The flow on the task runner named by $CAUSAL_ROUTER_TASK_RUNNER or params.yaml's ``runner``
+    (local threads, a local Dask cluster, or dask://HOST:PORT; see infra/dask.md)."""
+    import os
+
+    from causal_router.pipeline.runners import make_task_runner
+
+    setting = os.environ.get("CAUSAL_ROUTER_TASK_RUNNER") or load_params(params_path).get("runner")
+    return flow_fn.with_options(task_runner=make_task_runner(setting))
+
+
 if __name__ == "__main__":
-    out = train_flow(*(sys.argv[1:2] or []))
+    params_path = (sys.argv[1:2] or ["params.yaml"])[0]
+    out = with_runner(train_flow, params_path)(params_path)
     print(stages.summary_table(out["records"]).round(4).to_string() if out["records"] else "no test table")

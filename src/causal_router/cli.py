@@ -35,11 +35,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _encoder(path: Optional[str], device: str = "cpu"):
+def _encoder(path: Optional[str] = None, device: str = "auto", precision: str = "auto"):
     from .features.embed import default_encoder
     from .features.encoder import TransformerEncoder
 
-    return default_encoder() if path is None and device == "cpu" else TransformerEncoder(path, device=device)
+    if path is None and device == "auto" and precision == "auto":
+        return default_encoder()
+    return TransformerEncoder(path, device=device, precision=precision)
 
 
 def _embed(texts, cache_dir, encoder):
@@ -85,7 +87,8 @@ def embed(
     file: Path = typer.Argument(..., help="Logs or table whose prompts to embed."),
     cache_dir: Optional[Path] = CacheDir,
     encoder: Optional[str] = Encoder,
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    precision: str = typer.Option("auto", help="auto (bf16 on a GPU or a CPU with bf16 matrix units), fp32 or bf16."),
 ):
     """Embed every distinct prompt of FILE into the cache (a second run embeds nothing)."""
     from .data.loaders import read_frame
@@ -96,7 +99,11 @@ def embed(
         _fail(f"{file}: no 'prompt' column")
     texts = df["prompt"].astype(str).drop_duplicates().tolist()
     start = time.perf_counter()
-    X, n_new = embed_with_stats(texts, cache_dir=cache_dir, encoder=_encoder(encoder, device))
+    try:
+        enc = _encoder(encoder, device, precision)
+        X, n_new = embed_with_stats(texts, cache_dir=cache_dir, encoder=enc)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
     typer.echo(f"{len(texts)} prompts: {n_new} embedded, {len(texts) - n_new} from cache, dim {X.shape[1]}, "
                f"{time.perf_counter() - start:.1f}s")
 
@@ -199,7 +206,9 @@ def _load_set(path: Path, encoder: Optional[str]):
     except FileNotFoundError as err:
         _fail(str(err))
     enc = _encoder(encoder)
-    if rs.encoder_key and rs.encoder_key != enc.key:
+    from .features.encoder import features_compatible
+
+    if rs.encoder_key and not features_compatible(rs.encoder_key, enc.key):
         _fail(f"{path} was trained on features of encoder {rs.encoder_key!r}, not {enc.key!r}: pass --encoder")
     return rs, enc
 
@@ -394,7 +403,7 @@ def stage_embed(params: Path = Params, cache_dir: Optional[Path] = CacheDir):
     p, art = _stage_params(params)
     inputs = {s: art / "validation" / s / "valid.parquet" for s in LOG_SPLITS}
     inputs["test"] = Path(p["data"]["test"])
-    out = embed_stage(inputs, art / "embeddings", cache_dir, p["embed"]["encoder"], p["embed"]["max_length"])
+    out = embed_stage(inputs, art / "embeddings", cache_dir, **p["embed"])
     typer.echo(f"embedded: {', '.join(out)}")
 
 

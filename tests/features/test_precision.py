@@ -87,3 +87,12 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             TransformerEncoder(device="cuda").key  # a clear error, not a silent CPU run
+
+
+def test_features_compatible_across_precisions(fp32_encoder, bf16_encoder):
+    from causal_router.features.encoder import features_compatible, strip_precision
+
+    assert strip_precision(bf16_encoder.key) == bf16_encoder.base_key == strip_precision(bf16_encoder.base_key)
+    assert features_compatible(fp32_encoder.key, bf16_encoder.key)
+    assert features_compatible(fp32_encoder.base_key, bf16_encoder.key)  # keys from before precision
+    assert not features_compatible(fp32_encoder.key, TransformerEncoder(max_length=128, precision="fp32").key)

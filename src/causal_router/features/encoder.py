@@ -68,6 +68,23 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def features_compatible(key_a: str, key_b: str) -> bool:
+    """Whether two encoder keys describe the same features up to precision.
+
+    Keys differ only by their ``|precision=...`` suffix when the same model, token cap and
+    pooling ran in fp32 and in bf16 (cosine >= 0.9999 between their vectors): a router trained
+    on one can route with the other. Keys written before the precision was part of the key
+    (no suffix) are compatible with either.
+    """
+    return strip_precision(key_a) == strip_precision(key_b)
+
+
+def strip_precision(key: str) -> str:
+    """An encoder key without its ``|precision=...`` part (see :attr:`TransformerEncoder.base_key`)."""
+    head, sep, tail = key.rpartition("|precision=")
+    return head if sep and "|" not in tail else key
+
+
 # --------------------------------------------------------------------------------------------
 # hardware
 # --------------------------------------------------------------------------------------------
@@ -89,17 +106,35 @@ def cpu_has_fast_bf16() -> bool:
     Without AMX (AVX512-BF16 alone, or AVX2) bf16 inference is not faster than fp32 here, so
     ``precision="auto"`` stays fp32.
     """
+    flags = cpu_flags()
+    if flags and "amx_bf16" not in flags:
+        return False
+    if flags and "torch" not in sys.modules:
+        # x86 builds of torch ship oneDNN with bf16: skip the 1-2 s import (a warm-cache run
+        # needs the key, not the model); _load checks again before using it
+        return True
     import torch
 
-    flags = cpu_flags()
-    if flags:
-        amx = "amx_bf16" in flags
-    else:  # no /proc/cpuinfo: ask torch
-        amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-    if not amx or not torch.backends.mkldnn.is_available():
+    if not flags and not getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return False
+    return _torch_has_onednn_bf16()
+
+
+def _torch_has_onednn_bf16() -> bool:
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
         return False
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else True
+
+
+def _gpu_visible() -> bool:
+    """False when no GPU device node exists (then torch cannot see one either)."""
+    dev = Path("/dev")
+    if not dev.is_dir():
+        return True  # not Linux: ask torch
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists()
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -112,6 +147,8 @@ def resolve_device(device: str = "auto") -> str:
     RuntimeError
         A CUDA device was asked for and torch sees none.
     """
+    if device == "auto" and "torch" not in sys.modules and not _gpu_visible():
+        return "cpu"  # without importing torch (see cpu_has_fast_bf16)
     import torch
 
     if device == "auto":
@@ -131,20 +168,20 @@ def resolve_precision(precision: str, device: str) -> str:
     bf16 matrix units (:func:`cpu_has_fast_bf16`), else fp32. ``"bf16"`` on a CPU without them
     works (slowly) and logs a warning; ``"fp16"`` is for GPUs only.
     """
-    import torch
-
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    cuda = torch.device(device).type == "cuda"
+    cuda = str(device).startswith("cuda")
     if precision == "auto":
         if cuda:
+            import torch
+
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     if precision == "fp16" and not cuda:
         raise ValueError("precision 'fp16' is for CUDA devices only; use 'bf16' or 'fp32' on CPU")
     if precision == "bf16" and not cuda:
-        if not torch.backends.mkldnn.is_available():
-            raise ValueError("precision 'bf16' on CPU needs torch built with oneDNN (mkldnn)")
+        if not _torch_has_onednn_bf16():
+            raise ValueError("precision 'bf16' on CPU needs torch's oneDNN with bf16 support")
         if not cpu_has_fast_bf16():
             logger.warning("bf16 asked for on a CPU without bf16 matrix units (AMX): expect it to be slow")
     return precision
@@ -333,8 +370,10 @@ class TransformerEncoder:
         tqdm progress bar on stderr; None: only when stderr is a terminal and there are at
         least 1,000 texts.
     chunk_size : int
-        Texts tokenised and encoded at a time (bounds memory; :meth:`iter_encode` yields once
-        per chunk).
+        Texts tokenised and encoded at a time: peak memory grows with this, not with the number
+        of texts (about 30 MiB of tokens and activations per 512 long prompts);
+        :meth:`iter_encode` yields, and :func:`~causal_router.features.embed.embed_with_stats`
+        writes a cache shard, once per chunk.
     """
 
     def __init__(
@@ -348,7 +387,7 @@ class TransformerEncoder:
         token_budget: int | None = None,
         threads: int | None = None,
         progress: bool | None = None,
-        chunk_size: int = 2048,
+        chunk_size: int = 512,
     ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -389,9 +428,10 @@ class TransformerEncoder:
         )
 
     def __getstate__(self) -> dict:
-        """Pickles the settings only (a worker process loads the model itself)."""
+        """Pickles the settings only: a worker process loads the model itself and resolves
+        ``"auto"`` device, precision and threads on its own hardware."""
         state = self.__dict__.copy()
-        for k in ("_model", "_tokenizer", "_threads", "_fast_bf16"):
+        for k in ("_model", "_tokenizer", "_threads", "_fast_bf16", "_device", "_precision", "_key"):
             state[k] = None
         return state
 
@@ -492,6 +532,9 @@ class TransformerEncoder:
                     hf_logging.enable_progress_bar()
             model = model.to(device).eval()
             if precision == "bf16" and torch.device(device).type == "cpu":
+                if not _torch_has_onednn_bf16():
+                    raise RuntimeError(f"encoder key {self.key!r} asks for bf16, but this torch build has no "
+                                       "oneDNN bf16: pass precision='fp32'")
                 model = self._prepare_cpu_bf16(model, path)
             self._dim = int(getattr(model.config, "hidden_size", 0) or self.dim)
             self._tokenizer, self._model = tokenizer, model

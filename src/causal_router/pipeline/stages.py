@@ -41,7 +41,8 @@ def validate_stage(inputs: dict, out_dir, models=None, positivity_floor: float =
     return out
 
 
-def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length: int = 256) -> dict:
+def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length: int = 256, pooling: str = "mean",
+                device: str = "auto", precision: str = "auto") -> dict:
     """Embeds the prompts of each file in ``inputs`` ({name: path}) through the cache.
 
     Writes ``out_dir/<name>.npy`` (n, d) float32 and ``out_dir/<name>.ids.json`` (the prompt_ids,
@@ -51,7 +52,9 @@ def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length:
     from ..features.embed import default_encoder, embed_with_stats
     from ..features.encoder import TransformerEncoder
 
-    enc = default_encoder() if encoder is None and max_length == 256 else TransformerEncoder(encoder, max_length)
+    defaults = (encoder, max_length, pooling, device, precision) == (None, 256, "mean", "auto", "auto")
+    enc = default_encoder() if defaults else TransformerEncoder(encoder, max_length, device=device, pooling=pooling,
+                                                                precision=precision)
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     out, total_new = {}, 0

@@ -195,7 +195,9 @@ class RouterModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"missing prompt on rows {list(np.flatnonzero(prompts.isna().to_numpy()))}")
         enc = self.encoder
         key = self.routerset.encoder_key
-        if key and key != enc.key:
+        from ..features.encoder import features_compatible
+
+        if key and not features_compatible(key, enc.key):
             raise ValueError(f"this router set was trained on features of encoder {key!r}, not {enc.key!r}: "
                              "log the model with encoder_path=..., or load it with "
                              "model_config={'encoder_path': <local encoder folder>}")
