@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 SAMPLE := samples/llmrouter_9models_sample.parquet
 LAMBDAS ?= 0,3700,7400,14800,37000,74000
 
-.PHONY: install run data demo test clean
+.PHONY: install run data demo test bench bench-embed clean
 
 # torch first and pinned: anything depending on it would otherwise pull a multi-GB CUDA build
 $(BIN)/causal-router: pyproject.toml
@@ -54,6 +54,16 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q
+
+# Benchmarks (need ../shared/data and the 'bench' extra for EconML).
+bench: install
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/paper_protocol.py
+	$(BIN)/python benchmarks/ablations.py
+	$(BIN)/python benchmarks/report.py
+
+bench-embed: install
+	$(BIN)/python benchmarks/embed_speed.py
 
 clean:
 	rm -rf out .cache artifacts mlruns/mlflow.db mlruns/artifacts

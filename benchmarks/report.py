@@ -44,11 +44,12 @@ def utility_table(df: pd.DataFrame) -> str:
 def plot(df: pd.DataFrame, title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     g = df.groupby(["method", "lambda"])[["utility", "cost", "quality"]].mean().reset_index()
-    for m in [x for x in ORDER if x in set(g["method"])]:
+    for i, m in enumerate(x for x in ORDER if x in set(g["method"])):
         r = g[g["method"] == m].sort_values("lambda")
-        style = "--" if m in ("oracle", "random", "logging-policy", "full-feedback") else "-"
-        axes[0].plot(r["lambda"], r["utility"], style, marker="o", ms=3, label=m)
-        axes[1].plot(r["cost"] * 1e3, r["quality"], style, marker="o", ms=3, label=m)
+        style = dict(ls="--" if m in ("oracle", "random", "logging-policy", "full-feedback") else "-",
+                     marker="o", ms=3, color=plt.cm.tab20(i % 20), label=m)
+        axes[0].plot(r["lambda"], r["utility"], **style)
+        axes[1].plot(r["cost"] * 1e3, r["quality"], **style)
     axes[0].set(xlabel="lambda", ylabel="mean test utility", title=f"{title}: utility against lambda")
     axes[1].set(xlabel="mean cost per query (USD x 1e-3)", ylabel="mean quality", title="cost-quality frontier")
     axes[0].legend(fontsize=7, ncol=2)
@@ -92,11 +93,20 @@ def main() -> None:
                 "Gap closed between best single model and oracle (mean over lambdas): "
                 + ", ".join(f"{m} {v:.2f}" for m, v in gap_closed(df).items() if m in ORDER[:10]), "",
                 f"![{dataset} {label}]({png.name})", ""]
+    ablations = RESULTS / "ablations.csv"
+    if ablations.exists():
+        a = pd.read_csv(ablations)
+        per_seed = a.groupby(["ablation", "setting", "method", "seed"])["utility"].mean()
+        t = per_seed.groupby(["ablation", "setting", "method"]).agg(["mean", "std"]).reset_index()
+        out += ["## Ablations (RouterBench, cost-biased beta=3, seeds 0-2)", "",
+                "`python benchmarks/ablations.py`: mean test utility over lambdas 0-1000 (the interval rows: over "
+                "lambdas 100, 300, 500, 700, 900, off the interval router's grid 0, 200, ..., 1000).", "",
+                "| ablation | setting | method | utility (std over seeds) |", "|---|---|---|---|"]
+        out += [f"| {r.ablation} | {r.setting} | {r.method} | {r['mean']:.4f} ({r['std']:.4f}) |"
+                for _, r in t.iterrows()]
+        out.append("")
     (DOCS / "results.md").write_text("\n".join(out))
 
-
-if __name__ == "__main__":
-    main()
 
 
 def compact_table(records: pd.DataFrame, dataset: str) -> str:
@@ -109,3 +119,7 @@ def compact_table(records: pd.DataFrame, dataset: str) -> str:
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += [f"| {m} | " + " | ".join(f"{t.loc[m, c]:.3f}" for c in cols) + " |" for m in methods]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
