@@ -75,3 +75,18 @@ def test_train_rejects_unknown_method(workdir):
                                       "--methods", "nope", "--out", str(workdir / "r2"),
                                       "--cache-dir", str(workdir / "cache")])
     assert result.exit_code == 1 and "nope" in result.output
+
+
+def test_benchmark_writes_records(workdir):
+    out = workdir / "bench"
+    invoke("benchmark", workdir / "table.parquet", "--policies", "uniform,cost-biased:3", "--seeds", "0",
+           "--lambdas", "0,37000", "--methods", "best-single,naive", "--no-peers", "--no-mlflow", "--out", out,
+           "--cache-dir", workdir / "cache")
+    records = pd.read_csv(out / "records.csv")
+    expected = ["dataset", "policy", "strength", "seed", "method", "lambda", "utility", "regret", "accuracy",
+                "cost", "train_seconds"]
+    assert expected == list(records.columns[:len(expected)])
+    assert set(records["policy"]) == {"uniform", "cost-biased"}
+    assert {"oracle", "logging-policy", "full-feedback", "best-single", "naive"} <= set(records["method"])
+    assert (records.loc[records["policy"] == "cost-biased", "strength"] == 3.0).all()
+    assert (out / "summary.csv").exists()
