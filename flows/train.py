@@ -32,9 +32,21 @@ def embed(inputs: dict, out_dir: str, digest: str, cfg: dict) -> dict:
     return stages.embed_stage(inputs, out_dir, **cfg)
 
 
+@task
+def crossfit_fold(job: tuple):
+    from causal_router.causal.crossfit import fit_fold
+
+    return fit_fold(*job)
+
+
+def _fold_tasks(fn, jobs):
+    """Run the cross-fitting folds as tasks on the flow's task runner (a Dask cluster fans them out)."""
+    return [f.result() for f in crossfit_fold.map(jobs)]
+
+
 @task(**CACHE)
 def crossfit(train: str, val: str, emb_dir: str, out_dir: str, digest: str, cfg: dict) -> str:
-    return str(stages.crossfit_stage(train, val, emb_dir, out_dir, **cfg))
+    return str(stages.crossfit_stage(train, val, emb_dir, out_dir, fold_map=_fold_tasks, **cfg))
 
 
 @task(**CACHE)
@@ -104,7 +116,8 @@ def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool
                      p["validate"]["positivity_floor"], p["validate"]["warn"])
     to_embed = {**valid, **({"test": d["test"]} if Path(d["test"]).exists() else {})}
     emb_dir = str(art / "embeddings")
-    embed(to_embed, emb_dir, file_md5(*to_embed.values()), p["embed"])
+    emb_cfg = {**p["embed"], "cache_dir": str(root_p / p["embed"]["cache_dir"]) if p["embed"]["cache_dir"] else None}
+    embed(to_embed, emb_dir, file_md5(*to_embed.values()), emb_cfg)
     cf_dir = crossfit(valid["train"], valid["val"], emb_dir, str(art / "crossfit"),
                       file_md5(valid["train"], valid["val"], f"{emb_dir}/train.npy", f"{emb_dir}/val.npy"),
                       p["crossfit"])

@@ -403,7 +403,8 @@ def stage_embed(params: Path = Params, cache_dir: Optional[Path] = CacheDir):
     p, art = _stage_params(params)
     inputs = {s: art / "validation" / s / "valid.parquet" for s in LOG_SPLITS}
     inputs["test"] = Path(p["data"]["test"])
-    out = embed_stage(inputs, art / "embeddings", cache_dir, **p["embed"])
+    cfg = {**p["embed"], **({"cache_dir": cache_dir} if cache_dir else {})}
+    out = embed_stage(inputs, art / "embeddings", **cfg)
     typer.echo(f"embedded: {', '.join(out)}")
 
 

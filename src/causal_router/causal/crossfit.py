@@ -37,6 +37,22 @@ class Nuisances:
     folds: np.ndarray | None = None
 
 
+def _rows(v, idx):
+    return None if v is None else np.asarray(v)[idx]
+
+
+def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, train_idx, test_idx):
+    """One fold: fit the nuisance models on ``train_idx`` and predict ``test_idx``.
+
+    Returns (propensity, quality, cost) predictions, each (len(test_idx), K). A module-level
+    function so that a task runner can ship it to another process.
+    """
+    tr, te = train_idx, test_idx
+    e, q, cm = crossfitter._fit_models(X[tr], t[tr], quality[tr], cost[tr], _rows(input_tokens, tr),
+                                       _rows(output_tokens, tr))
+    return e.predict_proba(X[te]), q.predict(X[te], _rows(input_tokens, te)), cm.predict(X[te], _rows(input_tokens, te))
+
+
 class CrossFitter(BaseEstimator):
     """Fits propensity and per-model outcome models out-of-fold (EconML-style injection).
 
@@ -85,7 +101,7 @@ class CrossFitter(BaseEstimator):
         return e.fit(X, t), q.fit(X, t, a, tin, tout), cm.fit(X, t, c, tin, tout)
 
     def fit(self, X, treatment, quality, cost, input_tokens=None, output_tokens=None,
-            logged_propensity=None, groups=None):
+            logged_propensity=None, groups=None, fold_map=None):
         """Cross-fit on logs and refit on all rows (for predicting new prompts).
 
         Parameters
@@ -99,6 +115,9 @@ class CrossFitter(BaseEstimator):
             Required when ``propensity="logged"``.
         groups : ndarray (n,) or None
             Rows of one group (prompt) never straddle folds.
+        fold_map : callable or None
+            ``fold_map(fit_fold, jobs) -> list`` runs the folds (e.g. as tasks on a cluster);
+            None runs them here, one after the other.
         """
         if self.propensity not in ("fitted", "logged"):
             raise ValueError(f"propensity must be 'fitted' or 'logged', got {self.propensity!r}")
@@ -116,16 +135,11 @@ class CrossFitter(BaseEstimator):
         q_oof = np.zeros((n, self.n_arms))
         c_oof = np.zeros((n, self.n_arms))
         folds = np.full(n, -1)
-        sub = lambda v, idx: None if v is None else np.asarray(v)[idx]  # noqa: E731
-        self.fold_indices_ = []
-        for f, (tr, te) in enumerate(splitter):
-            e, q, cm = self._fit_models(X[tr], t[tr], quality[tr], cost[tr], sub(input_tokens, tr),
-                                        sub(output_tokens, tr))
-            e_oof[te] = e.predict_proba(X[te])
-            q_oof[te] = q.predict(X[te], sub(input_tokens, te))
-            c_oof[te] = cm.predict(X[te], sub(input_tokens, te))
-            folds[te] = f
-            self.fold_indices_.append((tr, te))
+        self.fold_indices_ = list(splitter)
+        jobs = [(self, X, t, quality, cost, input_tokens, output_tokens, tr, te) for tr, te in self.fold_indices_]
+        outputs = fold_map(fit_fold, jobs) if fold_map is not None else [fit_fold(*job) for job in jobs]
+        for f, ((_, te), (e, q, c)) in enumerate(zip(self.fold_indices_, outputs)):
+            e_oof[te], q_oof[te], c_oof[te], folds[te] = e, q, c, f
         self.propensity_model_, self.quality_model_, self.cost_model_ = self._fit_models(
             X, t, quality, cost, input_tokens, output_tokens
         )

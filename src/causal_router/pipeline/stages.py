@@ -88,9 +88,10 @@ def encoder_key(emb_dir) -> str:
 
 
 def crossfit_stage(train_path, val_path, emb_dir, out_dir, cv: int = 5, propensity: str = "fitted",
-                   clip: float = 0.01, prices=None, seed: int = 0, models=None) -> Path:
+                   clip: float = 0.01, prices=None, seed: int = 0, models=None, fold_map=None) -> Path:
     """Cross-fits nuisances and builds DR utilities; writes ``routing_data.joblib`` and
-    ``clip_report.json`` (the overlap/clipping report) under ``out_dir``."""
+    ``clip_report.json`` (the overlap/clipping report) under ``out_dir``; ``fold_map`` runs the
+    folds (e.g. as Prefect tasks on a Dask cluster)."""
     from ..config import load_prices
     from ..data.loaders import load_logs
     from ..policy.fit import build_routing_data
@@ -103,7 +104,7 @@ def crossfit_stage(train_path, val_path, emb_dir, out_dir, cv: int = 5, propensi
     X_val = load_embeddings(emb_dir, "val", val["prompt_id"])
     start = time.perf_counter()
     data = build_routing_data(train, X, val, X_val, models, cv=cv, propensity=propensity, clip=clip,
-                              prices=price_sheet, random_state=seed)
+                              prices=price_sheet, random_state=seed, fold_map=fold_map)
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     joblib.dump(data, d / "routing_data.joblib")

@@ -40,7 +40,7 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
                        X_val: np.ndarray | None = None, models=None, *, cv: int = 5,
                        propensity: str = "fitted", clip: float = 0.01, estimator: str = "dr",
                        cost_estimator: str | None = None, prices=None, quality_model=None,
-                       propensity_model=None, random_state: int = 0) -> RoutingData:
+                       propensity_model=None, random_state: int = 0, fold_map=None) -> RoutingData:
     """Cross-fit nuisances on the training logs and build pseudo-utilities for train and val.
 
     Parameters
@@ -55,6 +55,8 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
         Propensity floor for DR weights (reported, never silent).
     prices : mapping model -> (usd_per_m_input, usd_per_m_output) or None
         Price sheet; without it, prices are recovered from the logs' costs and token counts.
+    fold_map : callable or None
+        Runs the cross-fitting folds (see :meth:`CrossFitter.fit`).
     """
     models = list(models) if models is not None else sorted(train[S.MODEL].unique())
     K = len(models)
@@ -75,7 +77,8 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
     )
     a, c = train[S.SCORE].to_numpy(float), train[S.COST].to_numpy(float)
     tin = _col(train, S.INPUT_TOKENS)
-    cf.fit(X, t, a, c, tin, _col(train, S.OUTPUT_TOKENS), logged_propensity=_col(train, S.PROPENSITY))
+    cf.fit(X, t, a, c, tin, _col(train, S.OUTPUT_TOKENS), logged_propensity=_col(train, S.PROPENSITY),
+           fold_map=fold_map)
     U = utilities(t, a, c, cf.nuisances_, estimator, clip, cost_estimator)
     report = clip_report(t, cf.nuisances_.logged_propensity, K, clip, models)
     log.info("%s", report.summary())
