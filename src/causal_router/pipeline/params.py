@@ -12,7 +12,7 @@ DEFAULTS = {
     "artifacts": "artifacts",
     "validate": {"positivity_floor": 0.001, "warn": ["positivity_floor"], "models": None},
     "embed": {"encoder": None, "max_length": 256, "pooling": "mean", "device": "auto", "precision": "auto",
-              "cache_dir": None},
+              "cache_dir": None, "shards": 1},
     "runner": "local",
     "crossfit": {"cv": 5, "propensity": "fitted", "clip": 0.01, "prices": None, "seed": 0},
     "train": {"lambdas": [0, 100, 500], "methods": None},

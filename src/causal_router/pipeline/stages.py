@@ -42,11 +42,13 @@ def validate_stage(inputs: dict, out_dir, models=None, positivity_floor: float =
 
 
 def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length: int = 256, pooling: str = "mean",
-                device: str = "auto", precision: str = "auto") -> dict:
+                device: str = "auto", precision: str = "auto", shards: int = 1) -> dict:
     """Embeds the prompts of each file in ``inputs`` ({name: path}) through the cache.
 
     Writes ``out_dir/<name>.npy`` (n, d) float32 and ``out_dir/<name>.ids.json`` (the prompt_ids,
-    one per row, in the file's order). Returns {name: npy path}.
+    one per row, in the file's order). Returns {name: npy path}. With ``shards > 1`` inside a
+    Prefect flow, each file's prompts are embedded as that many tasks on the flow's task runner
+    (Dask workers share the cache folder).
     """
     from ..data.loaders import read_frame
     from ..features.embed import default_encoder, embed_with_stats
@@ -62,8 +64,14 @@ def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length:
         if path is None or not Path(path).exists():
             continue
         df = read_frame(path).drop_duplicates("prompt_id")
-        X, n_new = embed_with_stats(df["prompt"].astype(str).tolist(), cache_dir=cache_dir, encoder=enc)
-        total_new += n_new
+        texts = df["prompt"].astype(str).tolist()
+        if shards > 1:
+            from .runners import embed_shards
+
+            X = embed_shards(texts, shards, cache_dir=cache_dir, encoder=enc)
+        else:
+            X, n_new = embed_with_stats(texts, cache_dir=cache_dir, encoder=enc)
+            total_new += n_new
         np.save(d / f"{name}.npy", X)
         (d / f"{name}.ids.json").write_text(json.dumps(df["prompt_id"].astype(str).tolist()))
         out[name] = str(d / f"{name}.npy")
