@@ -151,7 +151,7 @@ def train(
     encoder: Optional[str] = Encoder,
     prices: Optional[Path] = typer.Option(None, help="Price sheet YAML {model: {input, output}} in USD per 1M tokens."),
     propensity: str = typer.Option("fitted", help="fitted or logged (use the logs' propensity column)."),
-    clip: float = typer.Option(0.01, help="Propensity floor for DR weights (its effect is reported)."),
+    clip: float = typer.Option(0.1, help="Propensity floor for DR weights (its effect is reported)."),
     cv: int = typer.Option(5, help="Cross-fitting folds."),
     seed: int = typer.Option(0),
 ):

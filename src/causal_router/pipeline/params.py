@@ -14,7 +14,7 @@ DEFAULTS = {
     "embed": {"encoder": None, "max_length": 256, "pooling": "mean", "device": "auto", "precision": "auto",
               "cache_dir": None, "shards": 1},
     "runner": "local",
-    "crossfit": {"cv": 5, "propensity": "fitted", "clip": 0.01, "prices": None, "seed": 0},
+    "crossfit": {"cv": 5, "propensity": "fitted", "clip": 0.1, "prices": None, "seed": 0},
     "train": {"lambdas": [0, 100, 500], "methods": None},
     "evaluate": {"lambdas": None},
     "promote": {"lambdas": None, "alpha": 0.05},

@@ -96,7 +96,7 @@ def encoder_key(emb_dir) -> str:
 
 
 def crossfit_stage(train_path, val_path, emb_dir, out_dir, cv: int = 5, propensity: str = "fitted",
-                   clip: float = 0.01, prices=None, seed: int = 0, models=None, fold_map=None) -> Path:
+                   clip: float = 0.1, prices=None, seed: int = 0, models=None, fold_map=None) -> Path:
     """Cross-fits nuisances and builds DR utilities; writes ``routing_data.joblib`` and
     ``clip_report.json`` (the overlap/clipping report) under ``out_dir``; ``fold_map`` runs the
     folds (e.g. as Prefect tasks on a Dask cluster)."""

@@ -38,7 +38,7 @@ def encode_treatment(logs: pd.DataFrame, models) -> np.ndarray:
 
 def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | None = None,
                        X_val: np.ndarray | None = None, models=None, *, cv: int = 5,
-                       propensity: str = "fitted", clip: float = 0.01, estimator: str = "dr",
+                       propensity: str = "fitted", clip: float = 0.1, estimator: str = "dr",
                        cost_estimator: str | None = None, prices=None, quality_model=None,
                        propensity_model=None, random_state: int = 0, fold_map=None) -> RoutingData:
     """Cross-fit nuisances on the training logs and build pseudo-utilities for train and val.

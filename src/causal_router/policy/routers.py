@@ -174,7 +174,7 @@ class _EndpointRouter(Router):
     loss = "softmax"
     STARTS = {"auto": ("dm", "logging"), "dm": ("dm",), "logging": ("logging",), "random": (None,)}
 
-    def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
+    def __init__(self, tau: float = 10.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
                  lr: float = 1e-3, epochs: int = 40, batch_size: int = 128, margin: float = 0.0,
                  init: str = "auto", holdout: float = 0.0, random_state: int = 0):
         self.tau = tau
@@ -328,7 +328,7 @@ class RMIntervalRouter(_EndpointRouter):
 
     loss = "softmax"
 
-    def __init__(self, tau: float = 1.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
+    def __init__(self, tau: float = 10.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
                  lr: float = 1e-3, epochs: int = 40, batch_size: int = 128, margin: float = 0.0,
                  init: str = "auto", holdout: float = 0.0, finetune_epochs: int = 20, finetune_lr: float = 3e-4,
                  random_state: int = 0):
