@@ -57,6 +57,17 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _looks_like_table(df) -> bool:
+    """RouterBench's wide layout, or several models answering the same prompt."""
+    from .data.loaders import is_routerbench_wide
+
+    if is_routerbench_wide(df):
+        return True
+    if not {"prompt_id", "model"} <= set(df.columns):
+        return False
+    return bool(df.groupby("prompt_id")["model"].nunique().max() > 1)
+
+
 @app.command()
 def validate(
     file: Path = typer.Argument(..., help="Observational log or full-feedback table (parquet, CSV, JSONL)."),
@@ -65,13 +76,11 @@ def validate(
     quarantine: Optional[Path] = typer.Option(None, help="Write failing rows here (with a reason) instead of failing."),
 ):
     """Check a file against the data contract: exit 0 if valid, 1 with a report naming rows and columns."""
-    from .data.loaders import read_frame, is_routerbench_wide, load_logs, load_table
+    from .data.loaders import load_logs, load_table, read_frame
     from .data.validate import DataValidationError
 
     if kind == "auto":
-        df = read_frame(file)
-        kind = "table" if is_routerbench_wide(df) or ("prompt_id" in df and df["prompt_id"].duplicated().any()
-                                                       and "model" in df and df.groupby("prompt_id")["model"].nunique().max() > 1) else "logs"
+        kind = "table" if _looks_like_table(read_frame(file)) else "logs"
     try:
         df = load_logs(file, _names(models), quarantine) if kind == "logs" else load_table(file, quarantine)
     except DataValidationError as err:
@@ -234,11 +243,10 @@ def evaluate(
     except ValueError as err:
         _fail(f"{table} and {routers}: {err}")
     X = _embed(ff.prompts, cache_dir, enc)
-    routers_ = dict(rs.routers)
-    if "random" not in routers_:
-        from .policy.routers import RandomRouter
-        routers_["random"] = RandomRouter()
-        routers_["random"].n_arms_ = len(rs.models)
+    from .policy.routers import RandomRouter
+
+    # the random baseline is always reported, trained or not
+    routers_ = {"random": RandomRouter.for_models(len(rs.models)), **rs.routers}
     records = evaluate_routers(routers_, ff, X, _floats(lambdas), ff.input_tokens)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records, indent=2))

@@ -77,6 +77,13 @@ class RandomRouter(Router):
         self.n_arms_ = data.n_arms
         return self
 
+    @classmethod
+    def for_models(cls, n_arms: int, random_state=None) -> "RandomRouter":
+        """A random router over ``n_arms`` models (it learns nothing, so needs no data)."""
+        router = cls(random_state)
+        router.n_arms_ = n_arms
+        return router
+
     def scores(self, X, lam, input_tokens=None):
         return np.random.default_rng(self.random_state).random((len(X), self.n_arms_))
 
