@@ -91,6 +91,11 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
     tags = collect_lineage(root, data_paths)
     rs = RouterSet.load(routers_dir)
     run_id = log_training_run(routers_dir, records, params, tags, rs.meta.get("clip_report"), plots)
+    from mlflow import MlflowClient
+
+    # the data checks behind this run: expectations, failed rows, overlap per model
+    for report in sorted(Path(root, params["artifacts"], "validation").glob("*/report.json")):
+        MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")
     versions = register_routers(run_id, routers_dir, rs.lambdas, alias="challenger", tags={**tags, "run_id": run_id})
     return {"run_id": run_id, "versions": versions}
 
@@ -131,7 +136,7 @@ def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool
     routers_dir = assemble(cf_dir, str(art / "routers"), emb_dir, lambdas, methods, endpoints)
     records, plots = [], {}
     if "test" in to_embed:
-        plots = {"utility": str(art / "plots" / "utility.png")}
+        plots = {"utility": str(art / "plots" / "utility.png"), "frontier": str(art / "plots" / "frontier.png")}
         records = evaluate(routers_dir, d["test"], emb_dir, str(art / "metrics.json"),
                            [float(x) for x in p["evaluate"]["lambdas"]], plots["utility"])
     result = {"routers": routers_dir, "records": records}

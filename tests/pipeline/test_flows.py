@@ -29,6 +29,10 @@ def test_train_flow_registers_challengers_with_lineage(trained):
         assert "git.commit" in mv.tags
     run = client.get_run(result["run_id"])
     assert "utility/rm-softmax/mean" in run.data.metrics
+    logged = {a.path for a in client.list_artifacts(result["run_id"], "validation")}
+    assert {"validation/train", "validation/val"} <= logged  # the data checks behind the run
+    assert {a.path for a in client.list_artifacts(result["run_id"], "plots")} >= {"plots/utility.png",
+                                                                                   "plots/frontier.png"}
     # the flow's outputs exist where dvc.yaml says the stages put them
     for path in ("artifacts/routers/manifest.json", "artifacts/metrics.json", "artifacts/summary.json",
                  "artifacts/crossfit/clip_report.json", "artifacts/embeddings/train.npy",
@@ -67,3 +71,19 @@ def test_interrupted_run_resumes_from_cache(trained, monkeypatch):
     monkeypatch.setattr(stages, "crossfit_stage", boom)
     result = train_flow("params.yaml", str(project), register=False)
     assert result["records"]
+
+
+def test_retrain_deployment_runs_on_the_declared_schedule():
+    """The cron of `flow.serve` and of infra/prefect.yaml agree, and the deployment targets the retrain flow."""
+    from pathlib import Path
+
+    import yaml
+
+    from flows.retrain import CRON, retrain_flow
+
+    deployment = retrain_flow.to_deployment(name="nightly-retrain", cron=CRON)
+    assert deployment.schedules[0].schedule.cron == CRON
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "infra" / "prefect.yaml").read_text())
+    nightly = next(d for d in spec["deployments"] if d["name"] == "nightly-retrain")
+    assert nightly["schedules"][0]["cron"] == CRON
+    assert nightly["entrypoint"] == "flows/retrain.py:retrain_flow"

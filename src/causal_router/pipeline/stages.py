@@ -165,8 +165,11 @@ def evaluate_stage(routers_dir, table_path, emb_dir, out_path, lambdas, plot_pat
                for m, row in table.iterrows()}
     (out.parent / "summary.json").write_text(json.dumps(summary, indent=2))
     if plot_path:
+        from ..evaluation.plots import plot_frontier
+
         Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
         plot_utility(records, plot_path)
+        plot_frontier(records, Path(plot_path).with_name("frontier.png"))
     return records
 
 
