@@ -106,6 +106,14 @@ def main() -> None:
                 for _, r in t.iterrows()]
         out.append("")
     (DOCS / "results.md").write_text("\n".join(out))
+    readme = Path("README.md")
+    text = readme.read_text()
+    start, end = "<!-- results:start (written by benchmarks/report.py) -->", "<!-- results:end -->"
+    if start in text and end in text:
+        tables = "\n\n".join(compact_table(records, d) for d in ["routerbench_subset", "llmrouter_9models"]
+                             if d in set(records["dataset"]))
+        text = text[:text.index(start) + len(start)] + "\n" + tables + "\n" + text[text.index(end):]
+        readme.write_text(text)
 
 
 
