@@ -82,7 +82,8 @@ def main() -> None:
            "`score - lambda * cost` per query, mean over seeds with the standard deviation in brackets).", ""]
     if meta:
         out += [f"Machine: {meta.get('machine', '')}. Wall time of the study: {meta.get('seconds', 0) / 60:.0f} min "
-                "(embeddings cached).", ""]
+                "(embeddings cached).", "",
+                "Commands: " + "; ".join(f"`{c}`" for c in meta.get("commands", [])), ""]
     for dataset in sorted(records["dataset"].unique()):
         out += [f"## {dataset}: mean test utility over lambdas and seeds", "", compact_table(records, dataset), ""]
     for (dataset, policy, strength), df in records.groupby(["dataset", "policy", records["requested_strength"].fillna(-1)]):
