@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from causal_router.benchmark import _rows

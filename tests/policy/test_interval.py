@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from causal_router.data.synthetic import make_synthetic
 from causal_router.policy.fit import build_routing_data, fit_routers
@@ -11,14 +10,6 @@ from causal_router.policy.routers import RMIntervalRouter, RMSoftmaxRouter
 N_TRAIN, N_VAL, N_TEST, K = 2000, 1000, 1000, 3
 LAMS = [0.0, 1000.0, 2000.0]
 NET = dict(epochs=25, hidden=64, batch_size=128)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from causal_router.data.synthetic import make_synthetic
 from causal_router.policy.fit import DEFAULT_METHODS, build_routing_data, fit_routers
@@ -23,15 +22,6 @@ from causal_router.policy.routers import (
 N_TRAIN, N_VAL, N_TEST, K = 2000, 1000, 1000, 3
 LAMS = [0.0, 1000.0, 2000.0]
 NET = dict(epochs=30, hidden=64, batch_size=128)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny networks train several times faster on one thread (and do not fight other processes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _split(s):
