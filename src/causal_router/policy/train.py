@@ -36,55 +36,6 @@ def net_scores(net: MLP, X: np.ndarray) -> np.ndarray:
         return net(torch.as_tensor(X, dtype=torch.float32)).numpy()
 
 
-def fit_imitation(X, treatment, n_arms: int, *, hidden: int = 128, dropout: float = 0.1,
-                  weight_decay: float = 1e-4, lr: float = 1e-3, epochs: int = 30, batch_size: int = 128,
-                  seed: int = 0) -> MLP:
-    """A network imitating the logging policy: cross-entropy on the logged model (behaviour cloning).
-
-    X : (n, d); treatment : (n,) int. Used to start a router at the logger's most likely choice,
-    which is a strong policy when the logs come from a previous router.
-    """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    Xt = torch.as_tensor(X, dtype=torch.float32)
-    tt = torch.as_tensor(np.asarray(treatment), dtype=torch.long)
-    net = MLP(X.shape[1], n_arms, hidden, dropout)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(epochs):
-        net.train()
-        for idx in np.array_split(rng.permutation(len(X)), max(1, len(X) // batch_size)):
-            lval = torch.nn.functional.cross_entropy(net(Xt[idx]), tt[idx])
-            opt.zero_grad()
-            lval.backward()
-            opt.step()
-    net.eval()
-    return net
-
-
-def fit_regression(X, target, *, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
-                   lr: float = 1e-3, epochs: int = 50, batch_size: int = 128, seed: int = 0) -> MLP:
-    """A network regressing ``target`` (n, K), scaled to unit standard deviation, on X (n, d) by MSE.
-
-    Used to start a router at the direct method's policy (argmax of predicted utility).
-    """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    n, K = target.shape
-    Xt = torch.as_tensor(X, dtype=torch.float32)
-    Yt = torch.as_tensor((target - target.mean()) / (target.std() or 1.0), dtype=torch.float32)
-    net = MLP(X.shape[1], K, hidden, dropout)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(epochs):
-        net.train()
-        for idx in np.array_split(rng.permutation(n), max(1, n // batch_size)):
-            lval = torch.mean((net(Xt[idx]) - Yt[idx]) ** 2)
-            opt.zero_grad()
-            lval.backward()
-            opt.step()
-    net.eval()
-    return net
-
-
 def train_network(X, G, X_val=None, G_val=None, *, loss: str = "softmax", tau: float = 1.0,
                   hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4, lr: float = 1e-3,
                   epochs: int = 100, batch_size: int = 128, eval_every: int = 5, seed: int = 0,
