@@ -167,6 +167,7 @@ def train(
     """Cross-fit nuisances, build DR utilities and train the routers on a lambda grid."""
     from .config import load_prices
     from .data.loaders import load_logs
+    from .data.schema import tokens_per_char
     from .data.validate import DataValidationError
     from .policy.fit import DEFAULT_METHODS, build_routing_data, fit_routers
     from .policy.routerset import RouterSet
@@ -195,13 +196,12 @@ def train(
                               prices=sheet, random_state=seed)
     typer.echo(data.clip_report.summary())
     routers, seconds = fit_routers(data, grid, _names(methods) or DEFAULT_METHODS)
-    chars = train_df["prompt"].str.len().sum()
     meta = {
         "train_logs": str(logs), "val_logs": str(val), "n_train": len(train_df), "n_val": len(val_df),
         "propensity": propensity, "clip": clip, "cv": cv, "seed": seed, "train_seconds": seconds,
         "total_seconds": time.perf_counter() - start, "clip_report": data.clip_report.to_records(),
         # for routing new prompts whose token counts are unknown
-        "tokens_per_char": float(train_df["input_tokens"].sum() / chars) if "input_tokens" in train_df else None,
+        "tokens_per_char": tokens_per_char(train_df),
     }
     RouterSet(models, grid, routers, enc.key, meta).save(out)
     typer.echo(f"trained {', '.join(routers)} on {len(train_df)} logs in {meta['total_seconds']:.1f}s -> {out}")

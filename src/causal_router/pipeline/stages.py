@@ -102,6 +102,7 @@ def crossfit_stage(train_path, val_path, emb_dir, out_dir, cv: int = 5, propensi
     folds (e.g. as Prefect tasks on a Dask cluster)."""
     from ..config import load_prices
     from ..data.loaders import load_logs
+    from ..data.schema import tokens_per_char
     from ..policy.fit import build_routing_data
 
     train, val = load_logs(train_path), load_logs(val_path)
@@ -118,8 +119,7 @@ def crossfit_stage(train_path, val_path, emb_dir, out_dir, cv: int = 5, propensi
     joblib.dump(data, d / "routing_data.joblib")
     meta = {"n_train": len(train), "n_val": len(val), "models": models, "cv": cv, "propensity": propensity,
             "clip": clip, "seed": seed, "seconds": time.perf_counter() - start,
-            "tokens_per_char": float(train["input_tokens"].sum() / train["prompt"].str.len().sum())
-            if "input_tokens" in train else None}
+            "tokens_per_char": tokens_per_char(train)}
     (d / "clip_report.json").write_text(json.dumps(data.clip_report.to_records(), indent=2))
     (d / "meta.json").write_text(json.dumps(meta, indent=2))
     return d

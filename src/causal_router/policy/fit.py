@@ -36,6 +36,24 @@ def encode_treatment(logs: pd.DataFrame, models) -> np.ndarray:
     return logs[S.MODEL].map(index).to_numpy(dtype=int).copy()  # writable: torch wraps it
 
 
+def price_array(prices, models) -> np.ndarray | None:
+    """A price sheet ``{model: (input, output)}`` as an array (K, 2) in ``models`` order, or None."""
+    if prices is None:
+        return None
+    missing = [m for m in models if m not in prices]
+    if missing:
+        raise ValueError(f"price sheet lacks models {missing}")
+    return np.array([prices[m] for m in models], dtype=float)
+
+
+def log_arrays(logs: pd.DataFrame, models) -> dict:
+    """A log's columns as the arrays the nuisance models take: ``treatment`` (n,) int, ``quality``,
+    ``cost`` (n,), and ``input_tokens``, ``output_tokens``, ``propensity`` (n,) or None."""
+    return {"treatment": encode_treatment(logs, models), "quality": logs[S.SCORE].to_numpy(float),
+            "cost": logs[S.COST].to_numpy(float), "input_tokens": _col(logs, S.INPUT_TOKENS),
+            "output_tokens": _col(logs, S.OUTPUT_TOKENS), "propensity": _col(logs, S.PROPENSITY)}
+
+
 def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | None = None,
                        X_val: np.ndarray | None = None, models=None, *, cv: int = 5,
                        propensity: str = "fitted", clip: float = 0.1, estimator: str = "dr",
@@ -60,36 +78,27 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
     """
     models = list(models) if models is not None else sorted(train[S.MODEL].unique())
     K = len(models)
-    t = encode_treatment(train, models)
-    price_arr = None
-    if prices is not None:
-        missing = [m for m in models if m not in prices]
-        if missing:
-            raise ValueError(f"price sheet lacks models {missing}")
-        price_arr = np.array([prices[m] for m in models], dtype=float)
+    tr = log_arrays(train, models)
+    t, a, c, tin = tr["treatment"], tr["quality"], tr["cost"], tr["input_tokens"]
     cf = CrossFitter(
         n_arms=K,
         propensity_model=propensity_model,
         # rare models can be absent from a cross-fitting fold: the pooled model still predicts them
         quality_model=quality_model if quality_model is not None else PooledRidge(n_arms=K, require_all_arms=False),
-        cost_model=TokenCostModel(prices=price_arr, n_arms=K),
+        cost_model=TokenCostModel(prices=price_array(prices, models), n_arms=K),
         cv=cv, propensity=propensity, random_state=random_state,
     )
-    a, c = train[S.SCORE].to_numpy(float), train[S.COST].to_numpy(float)
-    tin = _col(train, S.INPUT_TOKENS)
-    cf.fit(X, t, a, c, tin, _col(train, S.OUTPUT_TOKENS), logged_propensity=_col(train, S.PROPENSITY),
-           fold_map=fold_map)
+    cf.fit(X, t, a, c, tin, tr["output_tokens"], logged_propensity=tr["propensity"], fold_map=fold_map)
     U = utilities(t, a, c, cf.nuisances_, estimator, clip, cost_estimator)
     report = clip_report(t, cf.nuisances_.logged_propensity, K, clip, models)
     log.info("%s", report.summary())
     data = RoutingData(models, X, t, a, c, tin, U, cf, clip_report=report)
     if val is not None:
-        tv = encode_treatment(val, models)
-        vin = _col(val, S.INPUT_TOKENS)
-        nv = cf.predict(X_val, tv, vin, _col(val, S.PROPENSITY))
-        data.X_val, data.val_input_tokens = X_val, vin
-        data.val_utilities = utilities(tv, val[S.SCORE].to_numpy(float), val[S.COST].to_numpy(float), nv,
-                                       estimator, clip, cost_estimator)
+        va = log_arrays(val, models)
+        nv = cf.predict(X_val, va["treatment"], va["input_tokens"], va["propensity"])
+        data.X_val, data.val_input_tokens = X_val, va["input_tokens"]
+        data.val_utilities = utilities(va["treatment"], va["quality"], va["cost"], nv, estimator, clip,
+                                       cost_estimator)
     return data
 
 

@@ -30,7 +30,7 @@ from ..causal.crossfit import CrossFitter, Nuisances
 from ..causal.ope import Estimate, contributions
 from ..causal.outcome import PooledRidge, TokenCostModel
 from ..data import schema as S
-from ..policy.fit import encode_treatment
+from ..policy.fit import log_arrays, price_array
 from ..policy.routerset import RouterSet
 from .pyfunc import INTERVAL_METHOD, RouterModel
 
@@ -151,18 +151,16 @@ def fit_holdout_nuisances(logs: pd.DataFrame, X: np.ndarray, models, nuisance_se
         raise ValueError(f"{len(logs)} holdout rows are too few for {cv}-fold cross-fitting")
     models = list(models)
     K = len(models)
-    t = encode_treatment(logs, models)
-    has_p = S.PROPENSITY in logs and logs[S.PROPENSITY].notna().all()
+    arr = log_arrays(logs, models)
+    has_p = arr["propensity"] is not None and not np.isnan(arr["propensity"]).any()
     propensity = propensity or ("logged" if has_p else "fitted")
-    col = lambda c: logs[c].to_numpy(float) if c in logs else None  # noqa: E731
-    tin, tout = col(S.INPUT_TOKENS), col(S.OUTPUT_TOKENS)
     groups = logs[S.PROMPT_ID].to_numpy() if S.PROMPT_ID in logs and logs[S.PROMPT_ID].duplicated().any() else None
-    price_arr = None if prices is None else np.array([prices[m] for m in models], dtype=float)
+    price_arr = price_array(prices, models)
     cf = CrossFitter(n_arms=K, quality_model=PooledRidge(n_arms=K, require_all_arms=price_arr is None),
                      cost_model=TokenCostModel(prices=price_arr, n_arms=K), cv=cv,
                      propensity=propensity, random_state=nuisance_seed)
-    a, c = logs[S.SCORE].to_numpy(float), logs[S.COST].to_numpy(float)
-    cf.fit(X, t, a, c, tin, tout, logged_propensity=col(S.PROPENSITY), groups=groups)
+    t, a, c, tin = arr["treatment"], arr["quality"], arr["cost"], arr["input_tokens"]
+    cf.fit(X, t, a, c, tin, arr["output_tokens"], logged_propensity=arr["propensity"], groups=groups)
     return HoldoutEvidence(models, X, t, a, c, tin, cf.nuisances_, propensity, clip)
 
 
