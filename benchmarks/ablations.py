@@ -19,7 +19,8 @@ from causal_router.data.matrices import FullFeedback
 from causal_router.data.simulate import simulate
 from causal_router.evaluation.metrics import evaluate_routers
 from causal_router.features.embed import embed_texts
-from causal_router.policy.fit import build_routing_data, fit_routers
+from causal_router.policy.data import build_routing_data
+from causal_router.policy.training import fit_routers
 
 LAMBDAS = [0, 50, 100, 200, 500, 1000]
 INTERVAL_TRAIN = [0, 200, 400, 600, 800, 1000]

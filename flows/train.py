@@ -1,13 +1,15 @@
 """The ``train`` flow: validate, embed, cross-fit, train (fanned out over the lambda grid),
-evaluate, log to MLflow and register the routers as ``challenger``.
+evaluate, record the outputs in dvc.lock, log to MLflow and register the routers as ``challenger``.
 
-Run: ``python -m flows.train [params.yaml]``. Each task caches on its inputs (file hashes and
-parameters), so an interrupted run resumes without redoing finished stages.
+Run: ``python -m flows.train [params.yaml]``. The stages are those ``dvc repro`` runs
+(:mod:`causal_router.pipeline.stages`). Each stage caches on its parameters, the contents of its
+input files and the hash of the package source it runs (:mod:`causal_router.pipeline.caching`), so
+an interrupted run resumes without redoing finished stages, an edit to ``causal/`` or ``policy/``
+recomputes what it affects, and a stage whose outputs went missing or were damaged reruns.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -16,20 +18,27 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from causal_router.pipeline import stages
-from causal_router.pipeline.hashing import file_md5
+from causal_router.pipeline.caching import StageCode, output_hashes, outputs_intact
+from causal_router.pipeline.hashing import digest, hash_path
+from causal_router.pipeline.layout import ArtifactLayout
 from causal_router.pipeline.params import load_params
 
-CACHE = dict(cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(days=7), persist_result=True)
+
+def _cache(stage: str) -> dict:
+    return dict(cache_policy=INPUTS + TASK_SOURCE + StageCode(stage=stage), cache_expiration=timedelta(days=7),
+                persist_result=True)
 
 
-@task(retries=1, **CACHE)
+@task(retries=1, **_cache("validate"))
 def validate(inputs: dict, out_dir: str, digest: str, models, floor: float, warn) -> dict:
-    return stages.validate_stage(inputs, out_dir, models, floor, warn)
+    valid = stages.validate_stage(inputs, out_dir, models, floor, warn)
+    return {"valid": valid, "outputs": output_hashes(out_dir)}
 
 
-@task(retries=2, retry_delay_seconds=5, **CACHE)  # a retry helps with a busy cache folder
+@task(retries=2, retry_delay_seconds=5, **_cache("embed"))  # a retry helps with a busy cache folder
 def embed(inputs: dict, out_dir: str, digest: str, cfg: dict) -> dict:
-    return stages.embed_stage(inputs, out_dir, **cfg)
+    stages.embed_stage(inputs, out_dir, **cfg)
+    return {"outputs": output_hashes(out_dir)}
 
 
 @task
@@ -44,107 +53,113 @@ def _fold_tasks(fn, jobs):
     return [f.result() for f in crossfit_fold.map(jobs)]
 
 
-@task(**CACHE)
-def crossfit(train: str, val: str, emb_dir: str, out_dir: str, digest: str, cfg: dict) -> str:
-    return str(stages.crossfit_stage(train, val, emb_dir, out_dir, fold_map=_fold_tasks, **cfg))
+@task(**_cache("crossfit"))
+def crossfit(root: str, digest: str, cfg: dict) -> dict:
+    art = ArtifactLayout(Path(root))
+    stages.crossfit_stage(art, fold_map=_fold_tasks, **cfg)
+    return {"outputs": output_hashes(art.routing_data, art.crossfit_meta, art.clip_report)}
 
 
-@task(**CACHE)
-def endpoint(crossfit_dir: str, digest: str, method: str, lam: float):
+@task(**_cache("train"))
+def endpoint(routing_data: str, digest: str, method: str, lam: float):
     import joblib
 
-    from causal_router.policy.fit import fit_endpoint, torch_threads
+    from causal_router.policy.training import fit_endpoint
 
-    data = joblib.load(Path(crossfit_dir) / "routing_data.joblib")
-    with torch_threads(1):
-        return fit_endpoint(data, method, lam)
+    return fit_endpoint(joblib.load(routing_data), method, lam)
 
 
 @task
-def assemble(crossfit_dir: str, out_dir: str, emb_dir: str, lambdas: list, methods, endpoints: dict) -> str:
-    import joblib
-
-    from causal_router.policy.fit import assemble_routers
-    from causal_router.policy.routerset import RouterSet
-
-    data = joblib.load(Path(crossfit_dir) / "routing_data.joblib")
-    routers, seconds = assemble_routers(data, lambdas, methods, endpoints)
-    meta = json.loads((Path(crossfit_dir) / "meta.json").read_text())
-    meta.update(train_seconds=seconds, clip_report=data.clip_report.to_records())
-    RouterSet(list(data.models), [float(x) for x in lambdas], routers, stages.encoder_key(emb_dir), meta).save(out_dir)
-    return out_dir
+def train(root: str, lambdas: list, methods, endpoints: dict) -> str:
+    return str(stages.train_stage(ArtifactLayout(Path(root)), lambdas, methods, endpoints=endpoints))
 
 
 @task
-def evaluate(routers_dir: str, table: str, emb_dir: str, out: str, lambdas: list, plot: str) -> list:
-    return stages.evaluate_stage(routers_dir, table, emb_dir, out, lambdas, plot)
+def evaluate(root: str, table: str, lambdas: list) -> list:
+    return stages.evaluate_stage(ArtifactLayout(Path(root)), table, lambdas)
+
+
+def run_stage(stage_task, *args):
+    """The stage's cached result, unless an output it recorded is missing or damaged: then rerun it."""
+    result = stage_task(*args)
+    if not outputs_intact(result["outputs"]):
+        get_run_logger().warning("%s: outputs missing or damaged, recomputing", stage_task.name)
+        result = stage_task.with_options(refresh_cache=True)(*args)
+    return result
+
+
+@task
+def dvc_commit(root: str, data_dir: str, validated_md5: str) -> bool:
+    """Record the stage outputs in dvc.lock so ``dvc status`` reports the pipeline up to date, but
+    only for the data the flow validated: if the data folder changed since, nothing is committed."""
+    from causal_router.pipeline.dvc import commit
+
+    now = hash_path(data_dir)
+    if now != validated_md5:
+        get_run_logger().warning("%s changed while the flow ran (%s, validated %s): dvc.lock not updated",
+                                 data_dir, now, validated_md5)
+        return False
+    return commit(root)
 
 
 @task(retries=2, retry_delay_seconds=2)  # the SQLite store can be briefly locked
 def log_and_register(root: str, routers_dir: str, records: list, params: dict, data_paths: dict, plots: dict) -> dict:
+    from mlflow import MlflowClient
+
+    from causal_router.policy.routerset import RouterSet
     from causal_router.registry.lineage import collect_lineage
     from causal_router.registry.runs import log_training_run, register_routers
     from causal_router.registry.tracking import configure
-    from causal_router.policy.routerset import RouterSet
 
     configure(root)
     tags = collect_lineage(root, data_paths)
     rs = RouterSet.load(routers_dir)
     run_id = log_training_run(routers_dir, records, params, tags, rs.meta.get("clip_report"), plots)
-    from mlflow import MlflowClient
-
     # the data checks behind this run: expectations, failed rows, overlap per model
-    for report in sorted(Path(root, params["artifacts"], "validation").glob("*/report.json")):
+    for report in sorted(ArtifactLayout(Path(root, params["artifacts"])).validation.glob("*/report.json")):
         MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")
     versions = register_routers(run_id, routers_dir, rs.lambdas, alias="challenger", tags={**tags, "run_id": run_id})
     return {"run_id": run_id, "versions": versions}
 
 
-@task
-def dvc_commit(root: str) -> bool:
-    """Record the stage outputs in dvc.lock so ``dvc status`` reports the pipeline up to date."""
-    from causal_router.pipeline.dvc import commit
-
-    return commit(root)
-
-
 @flow(name="causal-router-train", log_prints=True)
 def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool = True) -> dict:
     """Train on the logs named in ``params.yaml`` and register the routers as ``challenger``."""
+    from causal_router.policy.training import ENDPOINT_METHODS, check_methods
+
     logger = get_run_logger()
     root_p = Path(root).resolve()
     p = load_params(root_p / params_path)
-    art = root_p / p["artifacts"]
+    art = ArtifactLayout.from_params(p, root_p)
     d = {k: str(root_p / v) for k, v in p["data"].items()}
     logs = {s: d[s] for s in stages.LOG_SPLITS if Path(d[s]).exists()}
-    valid = validate(logs, str(art / "validation"), file_md5(*logs.values()), p["validate"]["models"],
-                     p["validate"]["positivity_floor"], p["validate"]["warn"])
+    data_md5 = hash_path(d["dir"])  # the data validated: dvc.lock records nothing else
+    v = p["validate"]
+    valid = run_stage(validate, logs, str(art.validation), digest(*logs.values()), v["models"],
+                      v["positivity_floor"], v["warn"])["valid"]
     to_embed = {**valid, **({"test": d["test"]} if Path(d["test"]).exists() else {})}
-    emb_dir = str(art / "embeddings")
     emb_cfg = {**p["embed"], "cache_dir": str(root_p / p["embed"]["cache_dir"]) if p["embed"]["cache_dir"] else None}
-    embed(to_embed, emb_dir, file_md5(*to_embed.values()), emb_cfg)
-    cf_dir = crossfit(valid["train"], valid["val"], emb_dir, str(art / "crossfit"),
-                      file_md5(valid["train"], valid["val"], f"{emb_dir}/train.npy", f"{emb_dir}/val.npy"),
-                      p["crossfit"])
+    run_stage(embed, to_embed, str(art.embeddings), digest(*to_embed.values()), emb_cfg)
+    cf_cfg = {**p["crossfit"], "prices": str(root_p / p["crossfit"]["prices"]) if p["crossfit"]["prices"] else None}
+    run_stage(crossfit, str(art.root), digest(art.valid("train"), art.valid("val"), art.embeddings,
+                                             *([cf_cfg["prices"]] if cf_cfg["prices"] else [])), cf_cfg)
     lambdas = [float(x) for x in p["train"]["lambdas"]]
-    from causal_router.policy.fit import DEFAULT_METHODS, ENDPOINT_METHODS
-
-    methods = p["train"]["methods"] or list(DEFAULT_METHODS)
-    cf_digest = file_md5(f"{cf_dir}/routing_data.joblib")
-    futures = {m: endpoint.map(cf_dir, cf_digest, m, lambdas) for m in methods if m in ENDPOINT_METHODS}
+    methods = check_methods(p["train"]["methods"])
+    cf_digest = digest(art.routing_data)
+    futures = {m: endpoint.map(str(art.routing_data), cf_digest, m, lambdas) for m in methods if m in ENDPOINT_METHODS}
     endpoints = {m: [f.result() for f in fs] for m, fs in futures.items()}
-    routers_dir = assemble(cf_dir, str(art / "routers"), emb_dir, lambdas, methods, endpoints)
+    routers_dir = train(str(art.root), lambdas, methods, endpoints)
     records, plots = [], {}
     if "test" in to_embed:
-        plots = {"utility": str(art / "plots" / "utility.png"), "frontier": str(art / "plots" / "frontier.png")}
-        records = evaluate(routers_dir, d["test"], emb_dir, str(art / "metrics.json"),
-                           [float(x) for x in p["evaluate"]["lambdas"]], plots["utility"])
+        plots = {"utility": str(art.utility_plot), "frontier": str(art.frontier_plot)}
+        records = evaluate(str(art.root), d["test"], [float(x) for x in p["evaluate"]["lambdas"]])
     result = {"routers": routers_dir, "records": records}
+    # dvc.lock first: the lineage tags then read the very hashes it records
+    result["dvc_committed"] = dvc_commit(str(root_p), d["dir"], data_md5)
     if register:
         result.update(log_and_register(str(root_p), routers_dir, records, p,
-                                       {"logs": d["dir"], "embeddings": emb_dir}, plots))
+                                       {"logs": d["dir"], "embeddings": str(art.embeddings)}, plots))
         logger.info("registered %s as challenger (run %s)", result["versions"], result["run_id"])
-    result["dvc_committed"] = dvc_commit(str(root_p))
     return result
 
 

@@ -14,7 +14,8 @@ from .data.matrices import FullFeedback
 from .data.simulate import simulate
 from .evaluation.metrics import evaluate_routers
 from .policy.data import RoutingData
-from .policy.fit import build_routing_data, fit_routers, torch_threads
+from .policy.data import build_routing_data
+from .policy.training import fit_routers, torch_threads
 from .policy.routers import get_router
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from .causal.scores import DEFAULT_CLIP
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Learn LLM routers from observational logs (causal, regret-minimising).")
 
@@ -160,51 +162,40 @@ def train(
     encoder: Optional[str] = Encoder,
     prices: Optional[Path] = typer.Option(None, help="Price sheet YAML {model: {input, output}} in USD per 1M tokens."),
     propensity: str = typer.Option("fitted", help="fitted or logged (use the logs' propensity column)."),
-    clip: float = typer.Option(0.1, help="Propensity floor for DR weights (its effect is reported)."),
+    clip: float = typer.Option(DEFAULT_CLIP, help="Propensity floor for DR weights (its effect is reported)."),
     cv: int = typer.Option(5, help="Cross-fitting folds."),
     seed: int = typer.Option(0),
 ):
     """Cross-fit nuisances, build DR utilities and train the routers on a lambda grid."""
+    from .causal.nuisances import NuisanceConfig
     from .config import load_prices
     from .data.loaders import load_logs
-    from .data.schema import tokens_per_char
     from .data.validate import DataValidationError
-    from .policy.fit import DEFAULT_METHODS, build_routing_data, fit_routers
-    from .policy.routerset import RouterSet
+    from .policy.training import check_methods, fit_routing_data, train_routerset
 
     try:
         train_df, val_df = load_logs(logs), load_logs(val)
     except DataValidationError as err:
         _fail(str(err))
-    from .policy.routers import ROUTERS
-
-    unknown = [m for m in _names(methods) or [] if m not in ROUTERS]
-    if unknown:
-        _fail(f"unknown router(s) {unknown}; registered: {', '.join(ROUTERS)}")
+    try:
+        method_list = check_methods(_names(methods))
+        config = NuisanceConfig(cv, propensity, clip, seed)
+    except (KeyError, ValueError) as err:
+        _fail(str(err.args[0]))
     sheet = load_prices(prices) if prices else None
-    # the served models: the price sheet's when given (some may have no logged rows yet)
-    models = sorted(sheet) if sheet else sorted(set(train_df["model"]) | set(val_df["model"]))
-    missing = sorted(set(models) - set(train_df["model"]))
-    if missing and not sheet:
-        _fail(f"{logs}: no logged rows for model(s) {missing}: pass --prices so they can still be costed")
     enc = _encoder(encoder)
     X = _embed(train_df["prompt"], cache_dir, enc)
     X_val = _embed(val_df["prompt"], cache_dir, enc)
-    grid = _floats(lambdas)
     start = time.perf_counter()
-    data = build_routing_data(train_df, X, val_df, X_val, models, cv=cv, propensity=propensity, clip=clip,
-                              prices=sheet, random_state=seed)
+    try:
+        data, meta = fit_routing_data(train_df, X, val_df, X_val, prices=sheet, nuisances=config)
+    except ValueError as err:
+        _fail(f"{logs}: {err}")
     typer.echo(data.clip_report.summary())
-    routers, seconds = fit_routers(data, grid, _names(methods) or DEFAULT_METHODS)
-    meta = {
-        "train_logs": str(logs), "val_logs": str(val), "n_train": len(train_df), "n_val": len(val_df),
-        "propensity": propensity, "clip": clip, "cv": cv, "seed": seed, "train_seconds": seconds,
-        "total_seconds": time.perf_counter() - start, "clip_report": data.clip_report.to_records(),
-        # for routing new prompts whose token counts are unknown
-        "tokens_per_char": tokens_per_char(train_df),
-    }
-    RouterSet(models, grid, routers, enc.key, meta).save(out)
-    typer.echo(f"trained {', '.join(routers)} on {len(train_df)} logs in {meta['total_seconds']:.1f}s -> {out}")
+    train_routerset(data, _floats(lambdas), method_list, encoder_key=enc.key,
+                    meta={**meta, "train_logs": str(logs), "val_logs": str(val)}, out_dir=out)
+    typer.echo(f"trained {', '.join(method_list)} on {len(train_df)} logs in {time.perf_counter() - start:.1f}s "
+               f"-> {out}")
 
 
 def _load_set(path: Path, encoder: Optional[str]):
@@ -381,10 +372,11 @@ Params = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters
 
 
 def _stage_params(path: Path):
+    from .pipeline.layout import ArtifactLayout
     from .pipeline.params import load_params
 
     p = load_params(path)
-    return p, Path(p["artifacts"])
+    return p, ArtifactLayout.from_params(p)
 
 
 @stage_app.command("validate")
@@ -396,7 +388,7 @@ def stage_validate(params: Path = Params):
     p, art = _stage_params(params)
     v = p["validate"]
     try:
-        out = validate_stage({s: p["data"][s] for s in LOG_SPLITS}, art / "validation", v["models"],
+        out = validate_stage({s: p["data"][s] for s in LOG_SPLITS}, art.validation, v["models"],
                              v["positivity_floor"], v["warn"])
     except DataQualityError as err:
         _fail(str(err))
@@ -409,10 +401,10 @@ def stage_embed(params: Path = Params, cache_dir: Optional[Path] = CacheDir):
     from .pipeline.stages import LOG_SPLITS, embed_stage
 
     p, art = _stage_params(params)
-    inputs = {s: art / "validation" / s / "valid.parquet" for s in LOG_SPLITS}
+    inputs = {s: art.valid(s) for s in LOG_SPLITS}
     inputs["test"] = Path(p["data"]["test"])
     cfg = {**p["embed"], **({"cache_dir": cache_dir} if cache_dir else {})}
-    out = embed_stage(inputs, art / "embeddings", **cfg)
+    out = embed_stage(inputs, art.embeddings, **cfg)
     typer.echo(f"embedded: {', '.join(out)}")
 
 
@@ -422,10 +414,8 @@ def stage_crossfit(params: Path = Params):
     from .pipeline.stages import crossfit_stage
 
     p, art = _stage_params(params)
-    v = art / "validation"
-    crossfit_stage(v / "train" / "valid.parquet", v / "val" / "valid.parquet", art / "embeddings",
-                   art / "crossfit", **p["crossfit"])
-    typer.echo((art / "crossfit" / "clip_report.json").read_text())
+    crossfit_stage(art, **p["crossfit"])
+    typer.echo(art.clip_report.read_text())
 
 
 @stage_app.command("train")
@@ -434,8 +424,7 @@ def stage_train(params: Path = Params):
     from .pipeline.stages import train_stage
 
     p, art = _stage_params(params)
-    out = train_stage(art / "crossfit", art / "routers", p["train"]["lambdas"], p["train"]["methods"],
-                      art / "embeddings")
+    out = train_stage(art, p["train"]["lambdas"], p["train"]["methods"])
     typer.echo(f"trained -> {out}")
 
 
@@ -446,8 +435,7 @@ def stage_evaluate(params: Path = Params):
     from .pipeline.stages import evaluate_stage
 
     p, art = _stage_params(params)
-    records = evaluate_stage(art / "routers", p["data"]["test"], art / "embeddings", art / "metrics.json",
-                             p["evaluate"]["lambdas"], art / "plots" / "utility.png")
+    records = evaluate_stage(art, p["data"]["test"], p["evaluate"]["lambdas"])
     _print_table(records, aiq_table(records))
 
 

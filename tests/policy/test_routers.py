@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from causal_router.data.synthetic import make_synthetic
-from causal_router.policy.fit import DEFAULT_METHODS, build_routing_data, fit_routers
+from causal_router.policy.data import build_routing_data
+from causal_router.policy.training import DEFAULT_METHODS, fit_routers
 from causal_router.policy.routers import (
     ROUTERS,
     BestSingleRouter,

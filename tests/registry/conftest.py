@@ -60,7 +60,8 @@ def problem():
 @pytest.fixture(scope="session")
 def routerset_dir(problem, tmp_path_factory):
     """A saved RouterSet with random, best-single, rm-softmax and rm-interval routers on LAMS."""
-    from causal_router.policy.fit import build_routing_data, fit_routers
+    from causal_router.policy.data import build_routing_data
+    from causal_router.policy.training import fit_routers
     from causal_router.policy.routerset import RouterSet
 
     tr, va = problem["train"], problem["val"]

@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import norm
 
-from .scores import pseudo_outcomes
+from .checks import check_ope_inputs
+from .crossfit import Nuisances
+from .nuisances import NuisanceConfig
+from .scores import DEFAULT_CLIP, NO_CLIP, pseudo_outcomes
 
 OPE_ESTIMATORS = ("dm", "ipw", "snips", "dr")
 
@@ -38,6 +41,7 @@ def as_policy(actions_or_probs, n_arms: int) -> np.ndarray:
 
 
 def _estimate(name, contrib, alpha, value=None):
+    contrib = np.asarray(contrib, dtype=float)
     n = len(contrib)
     value = float(np.mean(contrib)) if value is None else value
     se = float(np.std(contrib, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
@@ -45,7 +49,7 @@ def _estimate(name, contrib, alpha, value=None):
     return Estimate(name, value, se, value - z * se, value + z * se, n)
 
 
-def contributions(policy, treatment, quality, cost, nuisances, lam: float, estimator: str = "dr", clip: float = 0.0):
+def contributions(policy, treatment, quality, cost, nuisances, lam: float, estimator: str = "dr", clip: float = NO_CLIP):
     """Per-row contributions whose mean is the policy value (SNIPS: before normalisation).
 
     Parameters
@@ -64,8 +68,8 @@ def contributions(policy, treatment, quality, cost, nuisances, lam: float, estim
     """
     if estimator not in OPE_ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {OPE_ESTIMATORS}")
-    t = np.asarray(treatment, dtype=int)
     K = nuisances.quality.shape[1]
+    t = check_ope_inputs(policy, treatment, quality, cost, nuisances, K)
     pi = as_policy(policy, K)
     rows = np.arange(len(t))
     if estimator in ("dm", "dr"):
@@ -78,7 +82,7 @@ def contributions(policy, treatment, quality, cost, nuisances, lam: float, estim
 
 
 def policy_value(policy, treatment, quality, cost, nuisances, lam: float, estimator: str = "dr",
-                 clip: float = 0.0, alpha: float = 0.05) -> Estimate:
+                 clip: float = NO_CLIP, alpha: float = 0.05) -> Estimate:
     """Value of ``policy`` at ``lam`` estimated on logs, with a (1 - alpha) confidence interval."""
     c = contributions(policy, treatment, quality, cost, nuisances, lam, estimator, clip)
     if estimator != "snips":
@@ -93,8 +97,87 @@ def policy_value(policy, treatment, quality, cost, nuisances, lam: float, estima
 
 
 def value_difference(policy_a, policy_b, treatment, quality, cost, nuisances, lam: float,
-                     clip: float = 0.0, alpha: float = 0.05) -> Estimate:
+                     clip: float = NO_CLIP, alpha: float = 0.05) -> Estimate:
     """Paired DR estimate of ``V(a) - V(b)``: the rows' shared noise cancels."""
     ca = contributions(policy_a, treatment, quality, cost, nuisances, lam, "dr", clip)
     cb = contributions(policy_b, treatment, quality, cost, nuisances, lam, "dr", clip)
     return _estimate("dr-diff", ca - cb, alpha)
+
+
+def summarize(contrib, alpha: float = 0.05, name: str = "dr") -> Estimate:
+    """Mean of per-row contributions (n,) with a normal (1 - alpha) interval."""
+    return _estimate(name, contrib, alpha)
+
+
+@dataclass
+class HoldoutEvidence:
+    """Held-out logs as arrays plus their cross-fitted nuisances, shared by every policy evaluated.
+
+    Attributes
+    ----------
+    X : ndarray (n, d)
+    treatment : ndarray (n,) int in [0, K)
+    quality, cost : ndarray (n,)
+    input_tokens : ndarray (n,) or None
+    nuisances : Nuisances       cross-fitted on these rows
+    propensity : str            "fitted" or "logged"
+    clip : float                propensity floor of the DR weights
+    """
+
+    X: np.ndarray
+    treatment: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    input_tokens: np.ndarray | None
+    nuisances: Nuisances
+    propensity: str
+    clip: float
+
+    @property
+    def n_arms(self) -> int:
+        return self.nuisances.quality.shape[1]
+
+    def contributions(self, policy, lam: float) -> np.ndarray:
+        """Per-row DR contributions (n,) of ``policy`` ((n,) actions or (n, K) probabilities) at ``lam``."""
+        return contributions(policy, self.treatment, self.quality, self.cost, self.nuisances, lam, "dr", self.clip)
+
+
+def fit_holdout_nuisances(X, treatment, quality, cost, n_arms: int, input_tokens=None, output_tokens=None,
+                          logged_propensity=None, groups=None, config: NuisanceConfig | None = None,
+                          prices=None) -> HoldoutEvidence:
+    """Cross-fit nuisances on held-out logs, for evaluating routers on them.
+
+    Parameters
+    ----------
+    X : ndarray (n, d)
+    treatment : ndarray (n,) int in [0, n_arms)
+    quality, cost : ndarray (n,)
+    n_arms : int
+    input_tokens, output_tokens, logged_propensity : ndarray (n,) or None
+    groups : ndarray (n,) or None
+        Rows of one group (prompt) never straddle folds.
+    config : NuisanceConfig or None
+        Folds, seed and clip (default: ``NuisanceConfig()``). The propensity source is the logs'
+        own when ``logged_propensity`` is complete, else fitted.
+    prices : ndarray (n_arms, 2) or None
+        With a price sheet an arm absent from small held-out logs is still costed exactly (and its
+        quality predicted by the pooled model); without one every arm needs rows.
+    """
+    config = config or NuisanceConfig()
+    X = np.asarray(X, dtype=float)
+    t = np.asarray(treatment)
+    if X.ndim != 2 or len(X) != len(t):
+        raise ValueError(f"X must have shape (n, d) with n = {len(t)} holdout rows, got {X.shape}")
+    t = check_ope_inputs(None, t, quality, cost, None, n_arms)
+    if len(t) < 2 * config.cv:
+        raise ValueError(f"{len(t)} holdout rows are too few for {config.cv}-fold cross-fitting")
+    has_p = logged_propensity is not None and not np.isnan(np.asarray(logged_propensity, dtype=float)).any()
+    propensity = "logged" if has_p else "fitted"
+    cf = config.crossfitter(n_arms, prices, require_all_arms=prices is None, propensity=propensity)
+    cf.fit(X, t, quality, cost, input_tokens, output_tokens, logged_propensity=logged_propensity, groups=groups)
+    return HoldoutEvidence(X, t, np.asarray(quality, float), np.asarray(cost, float), input_tokens, cf.nuisances_,
+                           propensity, config.clip)
+
+
+__all__ = ["DEFAULT_CLIP", "OPE_ESTIMATORS", "Estimate", "HoldoutEvidence", "as_policy", "contributions",
+           "fit_holdout_nuisances", "policy_value", "summarize", "value_difference"]

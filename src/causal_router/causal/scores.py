@@ -8,12 +8,18 @@ import numpy as np
 
 ESTIMATORS = ("dm", "ipw", "dr")
 
+#: The clip defaults, both here. The estimators themselves default to no floor (unbiased, as written
+#: in the literature); training, evaluation and the promotion gate default to DEFAULT_CLIP
+#: (params.yaml: crossfit.clip; benchmarks/results/ablations.csv compares floors).
+NO_CLIP = 0.0
+DEFAULT_CLIP = 0.1
+
 
 def _weights(treatment, logged_propensity, clip):
     return 1.0 / np.maximum(logged_propensity, clip)
 
 
-def pseudo_outcomes(treatment, outcome, mu, logged_propensity, estimator: str = "dr", clip: float = 0.0):
+def pseudo_outcomes(treatment, outcome, mu, logged_propensity, estimator: str = "dr", clip: float = NO_CLIP):
     """Counterfactual pseudo-outcomes for one outcome (quality or cost).
 
     Parameters
@@ -126,7 +132,7 @@ class Utilities:
         return self.quality - lam * self.cost
 
 
-def utilities(treatment, quality, cost, nuisances, estimator="dr", clip=0.0, cost_estimator=None) -> Utilities:
+def utilities(treatment, quality, cost, nuisances, estimator="dr", clip=NO_CLIP, cost_estimator=None) -> Utilities:
     """Quality and cost pseudo-outcomes from logged rows and nuisances (see :func:`pseudo_outcomes`).
 
     ``cost_estimator`` defaults to ``estimator``; "dm" for cost trusts a computed cost model and

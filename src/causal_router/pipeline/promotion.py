@@ -30,13 +30,14 @@ def router_names(p: dict) -> list[str]:
 
 def gate(root, name: str, logs, X, p: dict):
     """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
+    from ..causal.nuisances import NuisanceConfig
+    from ..config import load_prices
     from ..registry.promote import promote
     from ..registry.tracking import configure
-
-    from ..config import load_prices
 
     configure(root)
     lambdas = p["promote"]["lambdas"] if name == "causal-router-interval" else None
     prices = p["crossfit"].get("prices")
-    return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"], clip=p["crossfit"]["clip"],
+    return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"],
+                   nuisances=NuisanceConfig.from_params(p["crossfit"]),
                    prices=load_prices(Path(root) / prices) if prices else None)

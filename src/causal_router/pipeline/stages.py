@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 
+from .layout import LOG_SPLITS, ArtifactLayout
+
 log = logging.getLogger(__name__)
 
-LOG_SPLITS = ("train", "val", "holdout")
+__all__ = ["LOG_SPLITS", "ArtifactLayout", "crossfit_stage", "embed_stage", "encoder_key", "evaluate_stage",
+           "load_embeddings", "summary_table", "train_stage", "validate_stage"]
 
 
 def validate_stage(inputs: dict, out_dir, models=None, positivity_floor: float = 1e-3,
@@ -95,81 +97,71 @@ def encoder_key(emb_dir) -> str:
     return json.loads((Path(emb_dir) / "encoder.json").read_text())["encoder_key"]
 
 
-def crossfit_stage(train_path, val_path, emb_dir, out_dir, cv: int = 5, propensity: str = "fitted",
-                   clip: float = 0.1, prices=None, seed: int = 0, models=None, fold_map=None) -> Path:
-    """Cross-fits nuisances and builds DR utilities; writes ``routing_data.joblib`` and
-    ``clip_report.json`` (the overlap/clipping report) under ``out_dir``; ``fold_map`` runs the
-    folds (e.g. as Prefect tasks on a Dask cluster)."""
+def crossfit_stage(layout: ArtifactLayout, cv: int = 5, propensity: str = "fitted", clip: float | None = None,
+                   prices=None, seed: int = 0, models=None, fold_map=None) -> Path:
+    """Cross-fits nuisances on the validated train logs and builds DR utilities (train and val);
+    writes ``routing_data.joblib``, ``meta.json`` and ``clip_report.json`` (the overlap/clipping
+    report) under ``layout.crossfit``; ``fold_map`` runs the folds (e.g. as Prefect tasks on a Dask
+    cluster). The arguments are params.yaml's ``crossfit`` section (``prices``: a price sheet path;
+    ``clip`` None: the default floor)."""
+    from ..causal.nuisances import NuisanceConfig
     from ..config import load_prices
     from ..data.loaders import load_logs
-    from ..data.schema import tokens_per_char
-    from ..policy.fit import build_routing_data
+    from ..policy.training import fit_routing_data
 
-    train, val = load_logs(train_path), load_logs(val_path)
-    price_sheet = load_prices(prices) if prices else None
-    # the served models: configured, else the price sheet's, else those in the logs
-    models = list(models or price_sheet or sorted(set(train["model"]) | set(val["model"])))
-    X = load_embeddings(emb_dir, "train", train["prompt_id"])
-    X_val = load_embeddings(emb_dir, "val", val["prompt_id"])
-    start = time.perf_counter()
-    data = build_routing_data(train, X, val, X_val, models, cv=cv, propensity=propensity, clip=clip,
-                              prices=price_sheet, random_state=seed, fold_map=fold_map)
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    joblib.dump(data, d / "routing_data.joblib")
-    meta = {"n_train": len(train), "n_val": len(val), "models": models, "cv": cv, "propensity": propensity,
-            "clip": clip, "seed": seed, "seconds": time.perf_counter() - start,
-            "tokens_per_char": tokens_per_char(train)}
-    (d / "clip_report.json").write_text(json.dumps(data.clip_report.to_records(), indent=2))
-    (d / "meta.json").write_text(json.dumps(meta, indent=2))
-    return d
+    train, val = load_logs(layout.valid("train")), load_logs(layout.valid("val"))
+    X = load_embeddings(layout.embeddings, "train", train["prompt_id"])
+    X_val = load_embeddings(layout.embeddings, "val", val["prompt_id"])
+    data, meta = fit_routing_data(train, X, val, X_val, models=models, prices=load_prices(prices) if prices else None,
+                                  nuisances=NuisanceConfig.from_params(dict(cv=cv, propensity=propensity, seed=seed,
+                                  **({} if clip is None else {"clip": clip}))), fold_map=fold_map)
+    layout.crossfit.mkdir(parents=True, exist_ok=True)
+    joblib.dump(data, layout.routing_data)
+    layout.clip_report.write_text(json.dumps(data.clip_report.to_records(), indent=2))
+    from ..policy.routerset import TIMING_KEYS
+
+    layout.crossfit_meta.write_text(json.dumps({k: v for k, v in meta.items() if k not in TIMING_KEYS}, indent=2))
+    layout.crossfit_timings.write_text(json.dumps({k: v for k, v in meta.items() if k in TIMING_KEYS}, indent=2))
+    return layout.crossfit
 
 
-def train_stage(crossfit_dir, out_dir, lambdas, methods=None, emb_dir=None, params=None) -> Path:
-    """Trains the routers from a cross-fit directory and saves a RouterSet in ``out_dir``."""
-    from ..policy.fit import DEFAULT_METHODS, fit_routers
-    from ..policy.routerset import RouterSet
+def train_stage(layout: ArtifactLayout, lambdas, methods=None, params=None, endpoints: dict | None = None) -> Path:
+    """Trains the routers from ``layout.crossfit`` and saves the RouterSet in ``layout.routers``
+    (see :func:`causal_router.policy.training.train_routerset`; ``endpoints``: the flow's
+    endpoint routers fitted per lambda)."""
+    from ..policy.training import train_routerset
 
-    d = Path(crossfit_dir)
-    data = joblib.load(d / "routing_data.joblib")
-    meta = json.loads((d / "meta.json").read_text())
-    start = time.perf_counter()
-    routers, seconds = fit_routers(data, lambdas, methods or DEFAULT_METHODS, params)
-    meta.update(train_seconds=seconds, total_seconds=time.perf_counter() - start,
-                clip_report=data.clip_report.to_records())
-    key = encoder_key(emb_dir) if emb_dir else ""
-    return RouterSet(list(data.models), [float(x) for x in lambdas], routers, key, meta).save(out_dir)
+    data = joblib.load(layout.routing_data)
+    meta = json.loads(layout.crossfit_meta.read_text())
+    train_routerset(data, lambdas, methods, encoder_key=encoder_key(layout.embeddings), meta=meta, params=params,
+                    endpoints=endpoints, out_dir=layout.routers)
+    return layout.routers
 
 
-def evaluate_stage(routers_dir, table_path, emb_dir, out_path, lambdas, plot_path=None) -> list[dict]:
-    """Evaluates a RouterSet on a full-feedback table: writes the records JSON (and a PNG)."""
+def evaluate_stage(layout: ArtifactLayout, table_path, lambdas) -> list[dict]:
+    """Evaluates the RouterSet on a full-feedback table: writes ``layout.metrics`` (the records),
+    ``layout.summary`` (DVC metrics) and the utility and frontier plots."""
     from ..data.loaders import load_full_feedback
-    from ..evaluation.metrics import evaluate_routers
-    from ..evaluation.plots import plot_utility
+    from ..evaluation.metrics import aiq_table, evaluate_routers
+    from ..evaluation.plots import plot_frontier, plot_utility
     from ..policy.routerset import RouterSet
 
-    rs = RouterSet.load(routers_dir)
+    rs = RouterSet.load(layout.routers)
     ff = load_full_feedback(table_path).select_models(rs.models)
-    X = load_embeddings(emb_dir, "test", ff.prompt_ids)
-    records = evaluate_routers(rs.routers, ff, X, lambdas, ff.input_tokens)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(records, indent=2))
-    from ..evaluation.metrics import aiq_table
-
+    X = load_embeddings(layout.embeddings, "test", ff.prompt_ids)
+    records = evaluate_routers(rs.routers, ff, X, [float(x) for x in lambdas], ff.input_tokens)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.metrics.write_text(json.dumps(records, indent=2))
     # DVC metrics want a mapping: mean utility and AIQ per method, utility per lambda
     table = summary_table(records)
     aiq = aiq_table(records)
     summary = {m: {"mean_utility": float(row["mean"]), "aiq": aiq[m],
                    **{f"utility@{lam:g}": float(row[lam]) for lam in table.columns if lam != "mean"}}
                for m, row in table.iterrows()}
-    (out.parent / "summary.json").write_text(json.dumps(summary, indent=2))
-    if plot_path:
-        from ..evaluation.plots import plot_frontier
-
-        Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
-        plot_utility(records, plot_path)
-        plot_frontier(records, Path(plot_path).with_name("frontier.png"))
+    layout.summary.write_text(json.dumps(summary, indent=2))
+    layout.plots.mkdir(parents=True, exist_ok=True)
+    plot_utility(records, layout.utility_plot)
+    plot_frontier(records, layout.frontier_plot)
     return records
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..causal.crossfit import CrossFitter
-from ..causal.scores import ClipReport, Utilities
+from ..causal.nuisances import NuisanceConfig
+from ..causal.scores import DEFAULT_CLIP, ClipReport, Utilities, clip_report, utilities
+from ..data import schema as S
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,3 +51,97 @@ class RoutingData:
     @property
     def n_arms(self) -> int:
         return len(self.models)
+
+
+def _col(df: pd.DataFrame, name: str):
+    return df[name].to_numpy(dtype=float) if name in df else None
+
+
+def encode_treatment(logs: pd.DataFrame, models) -> np.ndarray:
+    """Logged model names -> indices into ``models``; unknown names raise."""
+    index = {m: k for k, m in enumerate(models)}
+    unknown = sorted(set(logs[S.MODEL]) - set(index))
+    if unknown:
+        raise ValueError(f"logs name models not in the model list: {unknown}")
+    return logs[S.MODEL].map(index).to_numpy(dtype=int).copy()  # writable: torch wraps it
+
+
+def price_array(prices, models) -> np.ndarray | None:
+    """A price sheet ``{model: (input, output)}`` as an array (K, 2) in ``models`` order, or None."""
+    if prices is None:
+        return None
+    missing = [m for m in models if m not in prices]
+    if missing:
+        raise ValueError(f"price sheet lacks models {missing}")
+    return np.array([prices[m] for m in models], dtype=float)
+
+
+def log_arrays(logs: pd.DataFrame, models) -> dict:
+    """A log's columns as the arrays the nuisance models take: ``treatment`` (n,) int, ``quality``,
+    ``cost`` (n,), and ``input_tokens``, ``output_tokens``, ``propensity`` (n,) or None."""
+    return {"treatment": encode_treatment(logs, models), "quality": logs[S.SCORE].to_numpy(float),
+            "cost": logs[S.COST].to_numpy(float), "input_tokens": _col(logs, S.INPUT_TOKENS),
+            "output_tokens": _col(logs, S.OUTPUT_TOKENS), "propensity": _col(logs, S.PROPENSITY)}
+
+
+def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | None = None,
+                       X_val: np.ndarray | None = None, models=None, *, cv: int = 5,
+                       propensity: str = "fitted", clip: float = DEFAULT_CLIP, estimator: str = "dr",
+                       cost_estimator: str | None = None, prices=None, quality_model=None,
+                       propensity_model=None, random_state: int = 0, fold_map=None) -> RoutingData:
+    """Cross-fit nuisances on the training logs and build pseudo-utilities for train and val.
+
+    Parameters
+    ----------
+    train, val : observational logs (DataFrames; docs/architecture.md, data contract)
+    X, X_val : ndarray (n, d), (m, d)
+        Prompt features aligned with the rows of ``train`` and ``val``.
+    models : sequence of str or None
+        The K models, in index order (default: sorted names in ``train``).
+    propensity : {"fitted", "logged"}
+    clip : float
+        Propensity floor for DR weights (reported, never silent).
+    prices : mapping model -> (usd_per_m_input, usd_per_m_output) or None
+        Price sheet; without it, prices are recovered from the logs' costs and token counts.
+    fold_map : callable or None
+        Runs the cross-fitting folds (see :meth:`CrossFitter.fit`).
+    """
+    models = list(models) if models is not None else sorted(train[S.MODEL].unique())
+    K = len(models)
+    tr = log_arrays(train, models)
+    t, a, c, tin = tr["treatment"], tr["quality"], tr["cost"], tr["input_tokens"]
+    # rare models can be absent from a cross-fitting fold: the pooled model still predicts them
+    cf = NuisanceConfig(cv, propensity, clip, random_state).crossfitter(
+        K, price_array(prices, models), require_all_arms=False, quality_model=quality_model,
+        propensity_model=propensity_model)
+    cf.fit(X, t, a, c, tin, tr["output_tokens"], logged_propensity=tr["propensity"], fold_map=fold_map)
+    U = utilities(t, a, c, cf.nuisances_, estimator, clip, cost_estimator)
+    report = clip_report(t, cf.nuisances_.logged_propensity, K, clip, models)
+    log.info("%s", report.summary())
+    data = RoutingData(models, X, t, a, c, tin, U, cf, clip_report=report)
+    if val is not None:
+        va = log_arrays(val, models)
+        nv = cf.predict(X_val, va["treatment"], va["input_tokens"], va["propensity"])
+        data.X_val, data.val_input_tokens = X_val, va["input_tokens"]
+        data.val_utilities = utilities(va["treatment"], va["quality"], va["cost"], nv, estimator, clip,
+                                       cost_estimator)
+    return data
+
+
+def holdout_evidence(logs: pd.DataFrame, X: np.ndarray, models, config=None, prices=None):
+    """Held-out logs (a DataFrame, n rows) and their features X (n, d) as the evidence of
+    :func:`causal_router.causal.ope.fit_holdout_nuisances` (arms = ``models``, in that order).
+
+    ``config`` : NuisanceConfig or None; ``prices`` : price sheet ``{model: (input, output)}`` or None.
+    """
+    from ..causal.ope import fit_holdout_nuisances
+
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) != len(logs):
+        raise ValueError(f"X must have shape (n, d) with n = {len(logs)} holdout rows, got {X.shape}")
+    models = list(models)
+    arr = log_arrays(logs, models)
+    groups = logs[S.PROMPT_ID].to_numpy() if S.PROMPT_ID in logs and logs[S.PROMPT_ID].duplicated().any() else None
+    return fit_holdout_nuisances(X, arr["treatment"], arr["quality"], arr["cost"], len(models), arr["input_tokens"],
+                                 arr["output_tokens"], arr["propensity"], groups, config,
+                                 price_array(prices, models))

@@ -1,9 +1,16 @@
-"""Scoring networks ``f(x) -> R^K``."""
+"""Scoring networks ``f(x) -> R^K`` and their training on counterfactual utilities, with early
+stopping by DR value."""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
 from torch import nn
+
+from .losses import rm_classification_loss, rm_softmax_loss
 
 
 class MLP(nn.Module):
@@ -24,3 +31,86 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+LOSSES = ("softmax", "classification")
+
+
+@dataclass
+class TrainResult:
+    """A trained network, its validation DR value (of the argmax policy) and the value history."""
+
+    net: MLP
+    val_value: float
+    best_epoch: int
+    history: list = field(default_factory=list)
+
+
+def dr_value(scores: np.ndarray, G: np.ndarray) -> float:
+    """DR value of the argmax policy: scores (n, K), G (n, K) pseudo-utilities."""
+    return float(G[np.arange(len(G)), scores.argmax(1)].mean())
+
+
+def net_scores(net: MLP, X: np.ndarray) -> np.ndarray:
+    """Scores (n, K) of a network on features X (n, d)."""
+    net.eval()
+    with torch.inference_mode():
+        return net(torch.as_tensor(X, dtype=torch.float32)).numpy()
+
+
+def train_network(X, G, X_val=None, G_val=None, *, loss: str = "softmax", tau: float = 1.0,
+                  hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4, lr: float = 1e-3,
+                  epochs: int = 100, batch_size: int = 128, eval_every: int = 5, seed: int = 0,
+                  net: MLP | None = None, offset=None, offset_val=None) -> TrainResult:
+    """Fit ``f(x) -> R^K`` to pseudo-utilities with an RM loss.
+
+    Parameters
+    ----------
+    X : ndarray (n, d)
+    G : ndarray (n, K)
+        Training pseudo-utilities at one lambda (scaled internally to unit standard deviation).
+    X_val, G_val : ndarray (m, d), (m, K) or None
+        Validation logs' features and DR pseudo-utilities; the epoch with the best DR value of the
+        argmax policy is kept (early stopping). Without them, the last epoch is kept.
+    loss : {"softmax", "classification"}
+    tau : float
+        Softmax temperature (RM-Softmax only).
+    net : MLP or None
+        Start from this network (fine-tuning) instead of a fresh one.
+    offset, offset_val : ndarray (n, K), (m, K) or None
+        Fixed scores added to the network's (a starting policy the network learns to correct).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n, K = G.shape
+    scale = float(G.std()) or 1.0
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    Gt = torch.as_tensor(G / scale, dtype=torch.float32)
+    Ot = torch.as_tensor(offset if offset is not None else np.zeros((n, K)), dtype=torch.float32)
+    val_scores = lambda: net_scores(net, X_val) + (0.0 if offset_val is None else offset_val)  # noqa: E731
+    net = net if net is not None else MLP(X.shape[1], K, hidden, dropout)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    best, best_epoch, best_state, history = -np.inf, 0, copy.deepcopy(net.state_dict()), []
+    if X_val is not None:
+        best = dr_value(val_scores(), G_val)
+        history.append((0, best))
+    for epoch in range(1, epochs + 1):
+        net.train()
+        for idx in np.array_split(rng.permutation(n), max(1, n // batch_size)):
+            s = net(Xt[idx]) + Ot[idx]
+            g = Gt[idx]
+            lval = rm_softmax_loss(s, g, tau) if loss == "softmax" else rm_classification_loss(s, g)
+            opt.zero_grad()
+            lval.backward()
+            opt.step()
+        if X_val is not None and (epoch % eval_every == 0 or epoch == epochs):
+            v = dr_value(val_scores(), G_val)
+            history.append((epoch, v))
+            if v > best:
+                best, best_epoch, best_state = v, epoch, copy.deepcopy(net.state_dict())
+    if X_val is None:
+        best_epoch, best_state = epochs, net.state_dict()
+    net.load_state_dict(best_state)
+    net.eval()
+    return TrainResult(net, float(best), best_epoch, history)

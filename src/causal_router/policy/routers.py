@@ -15,9 +15,8 @@ from sklearn.linear_model import Ridge
 
 from ..causal.scores import Utilities
 from .data import RoutingData
-from .network import MLP
 from .losses import rm_softmax_loss
-from .train import net_scores, train_network
+from .network import MLP, net_scores, train_network
 
 ROUTERS: dict[str, type] = {}
 

@@ -10,6 +10,10 @@ import joblib
 
 MANIFEST = "manifest.json"
 PAYLOAD = "routers.joblib"
+#: Wall times differ run to run: kept beside the manifest, which then depends only on what was
+#: trained (so DVC's hash of a set is reproducible; .dvcignore leaves this file out).
+TIMINGS = "timings.json"
+TIMING_KEYS = ("train_seconds", "seconds", "total_seconds")
 
 
 @dataclass
@@ -35,9 +39,12 @@ class RouterSet:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         joblib.dump(self.routers, d / PAYLOAD)
+        meta = {k: v for k, v in self.meta.items() if k not in TIMING_KEYS}
         manifest = {"models": self.models, "lambdas": self.lambdas, "methods": list(self.routers),
-                    "encoder_key": self.encoder_key, "meta": self.meta}
+                    "encoder_key": self.encoder_key, "meta": meta}
         (d / MANIFEST).write_text(json.dumps(manifest, indent=2, default=float))
+        timings = {k: v for k, v in self.meta.items() if k in TIMING_KEYS}
+        (d / TIMINGS).write_text(json.dumps(timings, indent=2, default=float))
         return d
 
     @classmethod
@@ -46,8 +53,11 @@ class RouterSet:
         if not (d / MANIFEST).exists() or not (d / PAYLOAD).exists():
             raise FileNotFoundError(f"{d} is not a trained router set (expected {MANIFEST} and {PAYLOAD})")
         manifest = json.loads((d / MANIFEST).read_text())
+        meta = manifest.get("meta", {})
+        if (d / TIMINGS).exists():
+            meta.update(json.loads((d / TIMINGS).read_text()))
         return cls(manifest["models"], manifest["lambdas"], joblib.load(d / PAYLOAD),
-                   manifest.get("encoder_key", ""), manifest.get("meta", {}))
+                   manifest.get("encoder_key", ""), meta)
 
     def get(self, method: str):
         if method not in self.routers:

@@ -11,12 +11,9 @@
 run (params, metrics, tags) and says for each recorded data path whether the workspace still
 holds the same data (``present``), different data (``changed``) or none (``missing``).
 
-Hashes are DVC 3's ("md5"): a file's hash is the md5 of its bytes; a folder's is the md5 of
-``json.dumps(sorted([{"md5": <file md5>, "relpath": <posix path>}, ...] by relpath), sort_keys=True)``
-followed by ``.dir``, over every file below it except ``.git``, ``.hg`` and ``.dvc`` folders
-(``.dvcignore`` patterns are not applied). So a hash read from a ``.dvc`` file or ``dvc.lock`` and
-one computed here agree, and DVC never has to run. Legacy (DVC 2, ``md5-dos2unix``) hashes of text
-files with CRLF line endings differ from the computed ones.
+Hashes are DVC 3's ("md5", see :mod:`causal_router.pipeline.hashing`), so a hash read from a
+``.dvc`` file or ``dvc.lock`` and one computed here agree, and DVC never has to run. Legacy
+(DVC 2, ``md5-dos2unix``) hashes of text files with CRLF line endings differ from the computed ones.
 """
 
 from __future__ import annotations
@@ -29,45 +26,12 @@ import re
 import subprocess
 from pathlib import Path
 
+from ..pipeline.hashing import dir_md5, file_md5, hash_path
+
 log = logging.getLogger(__name__)
 
-_IGNORED_DIRS = {".git", ".hg", ".dvc"}
-_CHUNK = 1 << 20
-
-
-# -- hashing ---------------------------------------------------------------------------------
-def file_md5(path) -> str:
-    """md5 hex digest of a file's bytes (DVC 3's file hash)."""
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def dir_md5(path) -> str:
-    """DVC-style folder hash ``<md5>.dir`` (see the module docstring)."""
-    root = Path(path)
-    entries = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
-        for f in filenames:
-            p = Path(dirpath) / f
-            entries.append({"md5": file_md5(p), "relpath": p.relative_to(root).as_posix()})
-    entries.sort(key=lambda e: e["relpath"])
-    digest = hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8"), usedforsecurity=False).hexdigest()
-    return digest + ".dir"
-
-
-def hash_path(path) -> str | None:
-    """DVC hash of a file or folder; None when it does not exist."""
-    p = Path(path)
-    if p.is_file():
-        return file_md5(p)
-    if p.is_dir():
-        return dir_md5(p)
-    return None
-
+__all__ = ["collect_lineage", "declared_hash", "describe", "dir_md5", "file_md5", "format_lineage", "git_state",
+           "hash_path"]
 
 # -- DVC metadata ----------------------------------------------------------------------------
 def _yaml(path: Path):

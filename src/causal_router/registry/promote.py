@@ -1,10 +1,12 @@
 """Evidence-gated promotion: ``challenger`` becomes ``champion`` only if held-out logs say it is better.
 
-Both routers are evaluated on the SAME held-out logs with the SAME nuisances: a
-:class:`~causal_router.causal.crossfit.CrossFitter` is cross-fitted on the held-out logs
-themselves (the routers' model list as arms; the logs' own ``propensity`` column when present),
-and each router's doubly robust (DR) policy value is the mean of its per-row DR contributions
-(averaged over lambdas when several are given). The gate::
+Both routers are evaluated on the SAME held-out logs with the SAME nuisances, cross-fitted on the
+held-out logs themselves by :func:`causal_router.causal.ope.fit_holdout_nuisances` (the
+challenger's model list as arms; the logs' own ``propensity`` column when present; folds, seed and
+clip from the training's :class:`~causal_router.causal.nuisances.NuisanceConfig`), and each
+router's doubly robust (DR) policy value is the mean of its per-row DR contributions (averaged over
+lambdas when several are given). This module adds only the MLflow side: loading the versions,
+the gate's rule, the tags and the alias. The gate::
 
     promote  iff  challenger DR value's lower confidence bound  >  champion DR value
 
@@ -24,13 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
-from ..causal.crossfit import CrossFitter, Nuisances
-from ..causal.ope import Estimate, contributions
-from ..causal.outcome import PooledRidge, TokenCostModel
-from ..data import schema as S
-from ..policy.fit import log_arrays, price_array
+from ..causal.nuisances import NuisanceConfig
+from ..causal.ope import Estimate, HoldoutEvidence, summarize
+from ..policy.data import holdout_evidence
 from ..policy.routerset import RouterSet
 from .pyfunc import INTERVAL_METHOD, RouterModel
 
@@ -114,82 +113,22 @@ def load_policy(model, method: str | None = None) -> Policy:
     return Policy(rs, method, lambdas, source)
 
 
-@dataclass
-class HoldoutEvidence:
-    """Held-out logs as arrays plus their cross-fitted nuisances (shared by every router evaluated)."""
-
-    models: list
-    X: np.ndarray
-    treatment: np.ndarray
-    quality: np.ndarray
-    cost: np.ndarray
-    input_tokens: np.ndarray | None
-    nuisances: Nuisances
-    propensity: str
-    clip: float
-
-
-def fit_holdout_nuisances(logs: pd.DataFrame, X: np.ndarray, models, nuisance_seed: int = 0, cv: int = 5,
-                          clip: float = 0.01, propensity: str | None = None, prices=None) -> HoldoutEvidence:
-    """Cross-fit nuisances on held-out logs (arms = ``models``, in that order).
-
-    Parameters
-    ----------
-    logs : observational log DataFrame (n rows; DESIGN.md section 3)
-    X : ndarray (n, d) features of the logs' prompts, aligned with the rows
-    models : list of str (K,)
-    propensity : {"logged", "fitted"} or None
-        None: "logged" when the logs carry a complete ``propensity`` column, else "fitted".
-    prices : mapping model -> (usd_per_m_input, usd_per_m_output) or None
-        Price sheet: with it, a model absent from small held-out logs is still costed exactly
-        (and its quality predicted by the pooled model); without it every model needs rows.
-    """
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2 or len(X) != len(logs):
-        raise ValueError(f"X must have shape (n, d) with n = {len(logs)} holdout rows, got {X.shape}")
-    if len(logs) < 2 * cv:
-        raise ValueError(f"{len(logs)} holdout rows are too few for {cv}-fold cross-fitting")
-    models = list(models)
-    K = len(models)
-    arr = log_arrays(logs, models)
-    has_p = arr["propensity"] is not None and not np.isnan(arr["propensity"]).any()
-    propensity = propensity or ("logged" if has_p else "fitted")
-    groups = logs[S.PROMPT_ID].to_numpy() if S.PROMPT_ID in logs and logs[S.PROMPT_ID].duplicated().any() else None
-    price_arr = price_array(prices, models)
-    cf = CrossFitter(n_arms=K, quality_model=PooledRidge(n_arms=K, require_all_arms=price_arr is None),
-                     cost_model=TokenCostModel(prices=price_arr, n_arms=K), cv=cv,
-                     propensity=propensity, random_state=nuisance_seed)
-    t, a, c, tin = arr["treatment"], arr["quality"], arr["cost"], arr["input_tokens"]
-    cf.fit(X, t, a, c, tin, arr["output_tokens"], logged_propensity=arr["propensity"], groups=groups)
-    return HoldoutEvidence(models, X, t, a, c, tin, cf.nuisances_, propensity, clip)
-
-
-def policy_contributions(policy: Policy, ev: HoldoutEvidence, lam=None) -> np.ndarray:
-    """Per-row DR contributions (n,) of ``policy`` on the held-out evidence, averaged over
-    ``lam`` (a float or a list; None: the policy's own lambdas)."""
+def policy_contributions(policy: Policy, ev: HoldoutEvidence, lam=None, models=None) -> np.ndarray:
+    """Per-row DR contributions (n,) of ``policy`` on the held-out evidence (arms: ``models``,
+    default the policy's), averaged over ``lam`` (a float or a list; None: the policy's own lambdas)."""
+    models = models if models is not None else policy.models
     lams = policy.lambdas if lam is None else ([float(lam)] if np.isscalar(lam) else [float(x) for x in lam])
     if not lams:
         raise ValueError("no lambda to evaluate at")
     total = np.zeros(len(ev.X))
     for x in lams:
-        pi = policy.probabilities(ev.X, x, ev.models, ev.input_tokens)
-        total += contributions(pi, ev.treatment, ev.quality, ev.cost, ev.nuisances, x, "dr", ev.clip)
+        total += ev.contributions(policy.probabilities(ev.X, x, models, ev.input_tokens), x)
     return total / len(lams)
 
 
-def summarize(contrib: np.ndarray, alpha: float = 0.05, name: str = "dr") -> Estimate:
-    """Mean of per-row contributions with a normal (1 - alpha) interval."""
-    contrib = np.asarray(contrib, dtype=float)
-    n = len(contrib)
-    value = float(contrib.mean())
-    se = float(contrib.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    z = float(norm.ppf(1 - alpha / 2))
-    return Estimate(name, value, se, value - z * se, value + z * se, n)
-
-
-def evaluate_policy_on_logs(model, logs: pd.DataFrame, X: np.ndarray, lam=None, models=None, nuisance_seed: int = 0,
-                            method: str | None = None, alpha: float = 0.05, cv: int = 5,
-                            clip: float = 0.01) -> Estimate:
+def evaluate_policy_on_logs(model, logs: pd.DataFrame, X: np.ndarray, lam=None, models=None,
+                            method: str | None = None, alpha: float = 0.05,
+                            nuisances: NuisanceConfig | None = None) -> Estimate:
     """DR policy value of a router on held-out logs (nuisances cross-fitted on those logs).
 
     Parameters
@@ -198,10 +137,12 @@ def evaluate_policy_on_logs(model, logs: pd.DataFrame, X: np.ndarray, lam=None, 
     logs : DataFrame (n rows), X : ndarray (n, d) its prompts' features
     lam : float, list of float or None (the model's own lambda, or its grid for the interval router)
     models : list of str or None (the router's models)
+    nuisances : NuisanceConfig or None (folds, seed, clip; default ``NuisanceConfig()``)
     """
     policy = load_policy(model, method)
-    ev = fit_holdout_nuisances(logs, X, models or policy.models, nuisance_seed, cv, clip)
-    return summarize(policy_contributions(policy, ev, lam), alpha)
+    models = list(models or policy.models)
+    ev = holdout_evidence(logs, X, models, nuisances)
+    return summarize(policy_contributions(policy, ev, lam, models), alpha)
 
 
 @dataclass
@@ -246,7 +187,7 @@ def _fmt(x) -> str:
 
 
 def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, lam=None, client=None,
-            alpha: float = 0.05, nuisance_seed: int = 0, cv: int = 5, clip: float = 0.01,
+            alpha: float = 0.05, nuisances: NuisanceConfig | None = None,
             dry_run: bool = False, prices=None) -> PromotionDecision:
     """Promote ``name@challenger`` to ``name@champion`` if held-out evidence says it is better.
 
@@ -261,8 +202,12 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     client : MlflowClient or None (default: the configured store)
     alpha : float
         The challenger's lower bound is of a two-sided (1 - alpha) interval.
+    nuisances : NuisanceConfig or None
+        Folds, seed and clip of the held-out nuisances (params.yaml's ``crossfit``; default
+        ``NuisanceConfig()``), the same configuration training uses.
     dry_run : bool
         Decide and return, writing no tags and moving no alias.
+    prices : price sheet ``{model: (input, output)}`` or None
 
     Returns
     -------
@@ -271,6 +216,7 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     from .tracking import client as default_client
 
     c = client or default_client()
+    nuisances = nuisances or NuisanceConfig()
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     challenger = _version(c, name, CHALLENGER)
     champion = _version(c, name, CHAMPION)
@@ -288,16 +234,16 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
         d.lambdas = lams
         if champion is None:
             if holdout_logs is not None and X is not None:
-                ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip, prices=prices)
-                d.challenger = summarize(policy_contributions(ch, ev, lams), alpha)
+                ev = holdout_evidence(holdout_logs, X, ch.models, nuisances, prices)
+                d.challenger = summarize(policy_contributions(ch, ev, lams, ch.models), alpha)
             d.promoted, d.decision = True, "promoted"
             d.reason = "no champion: the challenger becomes the first champion"
         else:
             if holdout_logs is None or X is None:
                 raise ValueError("a champion exists: held-out logs and their features are needed to compare")
             cp = load_policy(f"models:/{name}/{d.champion_version}")
-            ev = fit_holdout_nuisances(holdout_logs, X, ch.models, nuisance_seed, cv, clip, prices=prices)
-            c_ch, c_cp = policy_contributions(ch, ev, lams), policy_contributions(cp, ev, lams)
+            ev = holdout_evidence(holdout_logs, X, ch.models, nuisances, prices)
+            c_ch, c_cp = policy_contributions(ch, ev, lams, ch.models), policy_contributions(cp, ev, lams, ch.models)
             d.challenger, d.champion = summarize(c_ch, alpha), summarize(c_cp, alpha)
             d.difference = summarize(c_ch - c_cp, alpha, "dr-diff")
             d.promoted = bool(d.challenger.ci_low > d.champion.value)
@@ -313,7 +259,7 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
         return d
     if d.promoted:
         c.set_registered_model_alias(name, CHAMPION, d.challenger_version)
-    _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs), clip=clip)
+    _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs), clip=nuisances.clip)
     log.info("%s", d.summary())
     return d
 

@@ -1,0 +1,170 @@
+"""The one training path: validated logs and their embeddings -> routing data -> fitted routers ->
+a saved :class:`RouterSet`.
+
+``causal-router train`` runs :func:`train_from_logs` in one go; the pipeline (``dvc repro`` and the
+Prefect flow) runs its two halves as stages, :func:`fit_routing_data` (crossfit) then
+:func:`train_routerset` (train), the flow passing the endpoint routers it fitted per lambda in
+parallel. Every router set is built by :func:`train_routerset`: one rule for the model order
+(:func:`served_models`), one ``meta``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..causal.nuisances import NuisanceConfig
+from ..data import schema as S
+from .data import RoutingData, build_routing_data
+from .routerset import RouterSet
+from .routers import ROUTERS, get_router
+
+#: Routers trained when none are named.
+DEFAULT_METHODS = ("random", "cheapest", "best-single", "naive", "dr-regress", "rm-classification",
+                   "rm-softmax", "rm-interval")
+
+#: Routers trained one network per lambda: the flows fan these out over the grid.
+ENDPOINT_METHODS = ("rm-classification", "rm-softmax")
+
+
+def torch_threads(n: int):
+    """Torch's intra-op threads inside the block: the routers' networks are small, and on a shared
+    2-core machine two threads contend badly (seen: 0.6 s vs 27 s for one fit)."""
+    from ..features.encoder import torch_threads as threads
+
+    return threads(n)
+
+
+def served_models(models=None, prices=None, *logs: pd.DataFrame) -> list[str]:
+    """The arms, in index order: ``models`` as configured, else the price sheet's models sorted
+    (some may have no logged rows yet), else the models named in ``logs``, sorted."""
+    if models:
+        return list(models)
+    if prices:
+        return sorted(prices)
+    return sorted(set().union(*(set(df[S.MODEL]) for df in logs)))
+
+
+def check_methods(methods) -> list[str]:
+    """``methods`` (default :data:`DEFAULT_METHODS`) as a list; unknown names raise KeyError."""
+    methods = list(methods or DEFAULT_METHODS)
+    unknown = [m for m in methods if m not in ROUTERS]
+    if unknown:
+        raise KeyError(f"unknown router(s) {unknown}; registered: {', '.join(ROUTERS)}")
+    return methods
+
+
+def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_val: np.ndarray, *,
+                     models=None, prices=None, nuisances: NuisanceConfig | None = None,
+                     fold_map=None) -> tuple[RoutingData, dict]:
+    """Cross-fit nuisances on validated training logs and build DR utilities for train and val.
+
+    Parameters
+    ----------
+    train, val : validated observational logs (n and m rows)
+    X, X_val : ndarray (n, d), (m, d)    their prompts' embeddings, row-aligned
+    models : list of str or None         the arms (see :func:`served_models`)
+    prices : price sheet ``{model: (input, output)}`` or None
+    nuisances : NuisanceConfig or None   folds, propensity source, clip and seed
+    fold_map : callable or None          runs the folds (e.g. as Prefect tasks)
+
+    Returns
+    -------
+    data : RoutingData
+    meta : dict    what went in (sizes, arms, nuisance settings, tokens per character, seconds)
+    """
+    cfg = nuisances or NuisanceConfig()
+    models = served_models(models, prices, train, val)
+    missing = sorted(set(models) - set(train[S.MODEL]))
+    if missing and not prices:
+        raise ValueError(f"no logged rows for model(s) {missing}: give a price sheet so they can still be costed")
+    start = time.perf_counter()
+    data = build_routing_data(train, X, val, X_val, models, cv=cfg.cv, propensity=cfg.propensity, clip=cfg.clip,
+                              prices=prices, random_state=cfg.seed, fold_map=fold_map)
+    meta = {"n_train": len(train), "n_val": len(val), "models": models, "cv": cfg.cv,
+            "propensity": cfg.propensity, "clip": cfg.clip, "seed": cfg.seed,
+            "seconds": time.perf_counter() - start,
+            # for routing new prompts whose token counts are unknown
+            "tokens_per_char": S.tokens_per_char(train)}
+    return data, meta
+
+
+def fit_endpoint(data: RoutingData, method: str, lam: float, params: dict | None = None):
+    """One endpoint router (a method of :data:`ENDPOINT_METHODS`) fitted at a single lambda."""
+    with torch_threads(1):
+        return get_router(method, **(params or {}).get(method, {})).fit(data, [lam])
+
+
+def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = None, threads: int = 1,
+                endpoints: dict | None = None):
+    """Fit the named routers (default :data:`DEFAULT_METHODS`) in order.
+
+    ``endpoints`` maps an endpoint method to its routers already fitted one per lambda (the flow's
+    fan-out): they are merged rather than refitted. RM-Interval starts from the RM-Softmax
+    endpoints when both are trained with default settings.
+
+    Returns
+    -------
+    routers : dict name -> fitted router
+    seconds : dict name -> training wall time
+    """
+    methods = check_methods(methods)
+    params, endpoints = params or {}, endpoints or {}
+    routers, seconds = {}, {}
+    with torch_threads(threads):
+        for name in methods:
+            start = time.perf_counter()
+            if name in endpoints:
+                router = ROUTERS[name].merge(endpoints[name])
+            else:
+                router = get_router(name, **params.get(name, {}))
+                if name == "rm-interval" and "rm-softmax" in routers and not params.get(name):
+                    # same grid and hyperparameters: reuse the RM-Softmax endpoints as initial heads
+                    router.set_params(**routers["rm-softmax"].get_params())
+                    router.fit(data, lambdas, endpoints=routers["rm-softmax"])
+                else:
+                    router.fit(data, lambdas)
+            routers[name] = router
+            seconds[name] = time.perf_counter() - start
+    return routers, seconds
+
+
+def train_routerset(data: RoutingData, lambdas, methods=None, *, encoder_key: str = "", meta: dict | None = None,
+                    params: dict | None = None, endpoints: dict | None = None, out_dir=None) -> RouterSet:
+    """Train the routers on routing data and build the :class:`RouterSet` (saved to ``out_dir``).
+
+    Parameters
+    ----------
+    data : RoutingData
+    lambdas : sequence of float     the grid
+    methods : list of str or None   routers of the registry (default :data:`DEFAULT_METHODS`)
+    encoder_key : str               identifies the features the routers expect
+    meta : dict or None             from :func:`fit_routing_data`
+    params : dict or None           hyperparameters per router name
+    endpoints : dict or None        endpoint routers fitted per lambda (see :func:`fit_routers`)
+    out_dir : path or None
+    """
+    grid = [float(x) for x in lambdas]
+    routers, seconds = fit_routers(data, grid, methods, params, endpoints=endpoints)
+    meta = {**(meta or {}), "train_seconds": seconds,
+            "clip_report": data.clip_report.to_records() if data.clip_report is not None else None}
+    rs = RouterSet(list(data.models), grid, routers, encoder_key, meta)
+    if out_dir is not None:
+        rs.save(out_dir)
+    return rs
+
+
+def train_from_logs(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_val: np.ndarray, lambdas,
+                    methods=None, *, models=None, prices=None, nuisances: NuisanceConfig | None = None,
+                    encoder_key: str = "", params: dict | None = None, out_dir: str | Path | None = None,
+                    fold_map=None) -> RouterSet:
+    """Validated logs and their embeddings to a (saved) router set: :func:`fit_routing_data` then
+    :func:`train_routerset`. Arrays as in :func:`fit_routing_data`."""
+    methods = check_methods(methods)
+    data, meta = fit_routing_data(train, X, val, X_val, models=models, prices=prices, nuisances=nuisances,
+                                  fold_map=fold_map)
+    return train_routerset(data, lambdas, methods, encoder_key=encoder_key, meta=meta, params=params,
+                           out_dir=out_dir)
