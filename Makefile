@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 SAMPLE := samples/llmrouter_9models_sample.parquet
 LAMBDAS ?= 0,3700,7400,14800,37000,74000
 
-.PHONY: install run data demo test bench bench-embed clean
+.PHONY: install run data demo test test-fast lint bench bench-embed clean
 
 # torch first and pinned: anything depending on it would otherwise pull a multi-GB CUDA build
 $(BIN)/causal-router: pyproject.toml
@@ -52,8 +52,15 @@ demo: install
 	$(BIN)/causal-router evaluate $(OUT)/routers --table $(OUT)/logs/test.parquet \
 		--lambdas $(LAMBDAS) --out $(OUT)/metrics.json --plot $(OUT)/utility.png
 
-test: install
+test: install lint
 	$(BIN)/pytest -q
+
+# everything but the end-to-end runs of the flows and dvc repro (marked slow)
+test-fast: install lint
+	$(BIN)/pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check src flows tests benchmarks
 
 # Benchmarks (need ../shared/data and the 'bench' extra for EconML).
 bench: install

@@ -145,7 +145,8 @@ def run_variant(name: str, texts_file: Path, work: Path, device: str) -> tuple[d
     subprocess.run(cmd, check=True, cwd=ROOT)
     info = json.loads(result.read_text())
     info["process_s"] = time.perf_counter() - t
-    print(f"  {name:14s} n={info['n']:5d} {info['prompts_per_s']:7.1f} prompts/s  peak RSS {info['peak_rss_mib']:6.0f} MiB  "
+    print(f"  {name:14s} n={info['n']:5d} {info['prompts_per_s']:7.1f} prompts/s  "
+          f"peak RSS {info['peak_rss_mib']:6.0f} MiB  "
           f"threads {info['threads']}  ({info['encode_s']:.1f}s encoding)", flush=True)
     return info, np.load(vectors)
 
@@ -202,7 +203,8 @@ def write_markdown(res: dict, path: Path) -> None:
         "# Embedding speed (issue 5)",
         "",
         f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, GPU: {res['machine']['gpu'] or 'none'}, "
-        f"torch {res['machine']['torch']}; one-minute load average at start {res['machine']['load_average_at_start']:.1f} "
+        f"torch {res['machine']['torch']}; one-minute load average at start "
+        f"{res['machine']['load_average_at_start']:.1f} "
         "(other jobs share these cores: ratios within one run are what to compare).",
         "",
         f"Command: `{res['command']}`",
@@ -218,7 +220,8 @@ def write_markdown(res: dict, path: Path) -> None:
                      f"{r['prompts_per_s'] / base:.2f}x | {r['peak_rss_mib']:.0f} |")
     if res.get("memory_scaling"):
         m = res["memory_scaling"]
-        lines += ["", f"Streaming: peak RSS of `{m['variant']}` at {m['n_small']} prompts {m['rss_small_mib']:.0f} MiB, "
+        lines += ["", f"Streaming: peak RSS of `{m['variant']}` at {m['n_small']} prompts "
+                  f"{m['rss_small_mib']:.0f} MiB, "
                   f"at {m['n_large']} prompts {m['rss_large_mib']:.0f} MiB (+{m['growth_mib']:.0f} MiB; the "
                   f"{m['n_large'] - m['n_small']} extra embeddings and prompt strings alone take "
                   f"{m['payload_mib']:.1f} MiB)."]

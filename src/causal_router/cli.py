@@ -25,7 +25,7 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}")
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _names(text: Optional[str]) -> Optional[list[str]]:
@@ -56,7 +56,8 @@ def _embed(texts, cache_dir, encoder):
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr.")):
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
 
 
 def _looks_like_table(df) -> bool:
@@ -124,7 +125,8 @@ def simulate(
     table: Path = typer.Argument(..., help="Full-feedback table (long, or RouterBench wide)."),
     policy: str = typer.Option("cost-biased", help="uniform, cost-biased or previous-router."),
     beta: float = typer.Option(3.0, help="Strength of the cost-biased policy."),
-    kappa: Optional[float] = typer.Option(None, help="Peakedness of previous-router (default: mean max propensity 0.75)."),
+    kappa: Optional[float] = typer.Option(None, help="Peakedness of previous-router "
+                                          "(default: mean max propensity 0.75)."),
     lam_log: Optional[float] = typer.Option(None, help="Lambda at which previous-router scores utility "
                                             "(default: 0.5 / the dearest model's mean cost)."),
     seed: int = typer.Option(0),
@@ -132,9 +134,10 @@ def simulate(
                              "(and holdout.parquet: logs drawn from the test prompts)."),
     cache_dir: Optional[Path] = CacheDir,
 ):
-    """Simulate observational logs from a full-feedback table (60/20/20 split; DESIGN.md section 3)."""
+    """Simulate observational logs from a full-feedback table (60/20/20 split; docs/architecture.md, Data contracts)."""
     from .data.loaders import load_full_feedback
-    from .data.simulate import draw_logs, simulate as run
+    from .data.simulate import draw_logs
+    from .data.simulate import simulate as run
 
     ff = load_full_feedback(table)
     X = None if policy == "uniform" else _embed(ff.prompts, cache_dir, _encoder(None))
@@ -251,7 +254,8 @@ def _print_table(records, aiq=None):
     lams = sorted({r["lambda"] for r in records})
     methods = sorted({r["method"] for r in records},
                      key=lambda m: -sum(r["utility"] for r in records if r["method"] == m))
-    head = f"{'method':<20}" + "".join(f"{'l=' + format(lam, 'g'):>10}" for lam in lams) + f"{'mean':>9}" + (f"{'AIQ':>8}" if aiq else "")
+    head = (f"{'method':<20}" + "".join(f"{'l=' + format(lam, 'g'):>10}" for lam in lams) + f"{'mean':>9}"
+            + (f"{'AIQ':>8}" if aiq else ""))
     typer.echo(head)
     for m in methods:
         us = [next(r["utility"] for r in records if r["method"] == m and r["lambda"] == lam) for lam in lams]

@@ -1,4 +1,4 @@
-"""Cross-fitting (DESIGN.md section 2, step 1): no row is ever predicted by a model that saw it."""
+"""Cross-fitting (docs/architecture.md, Method step 1): no row is ever predicted by a model that saw it."""
 
 import numpy as np
 import pytest

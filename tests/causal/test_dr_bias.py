@@ -1,4 +1,4 @@
-"""DR is unbiased where naive estimates are biased under confounding (DESIGN.md section 2, steps 1-2, 6).
+"""DR is unbiased where naive estimates are biased under confounding (docs/architecture.md, Method steps 1-2, 6).
 
 The synthetic logger prefers the model it believes best, so logged outcomes over-represent
 easy prompts for every model. Naive estimates (mean logged score of a model, or a direct method

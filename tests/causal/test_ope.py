@@ -1,4 +1,4 @@
-"""Off-policy evaluation (DESIGN.md section 2, step 6): DM, IPW, SNIPS and DR with confidence intervals."""
+"""Off-policy evaluation (docs/architecture.md, Method step 6): DM, IPW, SNIPS and DR with confidence intervals."""
 
 import numpy as np
 import pytest

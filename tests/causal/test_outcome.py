@@ -1,4 +1,4 @@
-"""Outcome models (DESIGN.md section 2, step 1): token-priced costs, per-arm and pooled regressors."""
+"""Outcome models (docs/architecture.md, Method step 1): token-priced costs, per-arm and pooled regressors."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Pseudo-outcomes and the clipping report (DESIGN.md section 2, step 2), on hand-computed examples."""
+"""Pseudo-outcomes and the clipping report (docs/architecture.md, Method step 2), on hand-computed examples."""
 
 import numpy as np
 import pytest

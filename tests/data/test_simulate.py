@@ -1,4 +1,4 @@
-"""Tests of log simulation from full feedback (DESIGN.md section 3). Offline, synthetic data."""
+"""Tests of log simulation from full feedback (docs/architecture.md, Data contracts). Offline, synthetic data."""
 
 import numpy as np
 import pandas as pd

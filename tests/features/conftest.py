@@ -13,7 +13,8 @@ PROMPTS = [
     "Summarise the causes of the First World War in three bullet points.",
     "Which of these is a prime number? (A) 51 (B) 57 (C) 59 (D) 63",
     "Compose a haiku about the first snow falling on a quiet mountain village.",
-    "A train leaves Chicago at 3 pm travelling 60 mph; another leaves at 4 pm at 80 mph. When does the second catch up?",
+    "A train leaves Chicago at 3 pm travelling 60 mph; another leaves at 4 pm at 80 mph. "
+    "When does the second catch up?",
     "What does the HTTP status code 418 mean?",
     "Rewrite this sentence in the passive voice: The committee approved the new budget.",
     "List five common symptoms of iron-deficiency anaemia.",
@@ -29,7 +30,8 @@ PROMPTS = [
     "hi",
     "",
     "?",
-    "Premise: All birds can fly. Penguins are birds. Hypothesis: Penguins can fly. Entailment, neutral or contradiction?",
+    "Premise: All birds can fly. Penguins are birds. Hypothesis: Penguins can fly. "
+    "Entailment, neutral or contradiction?",
     "Explain gradient descent with momentum as if to a high-school student, with an analogy.",
     "What are the trade-offs between microservices and a monolithic architecture?",
     "Recommend three science fiction novels for someone who loved 'The Left Hand of Darkness'.",

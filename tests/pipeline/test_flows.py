@@ -87,3 +87,48 @@ def test_retrain_deployment_runs_on_the_declared_schedule():
     nightly = next(d for d in spec["deployments"] if d["name"] == "nightly-retrain")
     assert nightly["schedules"][0]["cron"] == CRON
     assert nightly["entrypoint"] == "flows/retrain.py:retrain_flow"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damaged", ["artifacts/embeddings/train.npy", "artifacts/crossfit/routing_data.joblib"])
+def test_a_damaged_output_is_rebuilt(trained, damaged):
+    """A truncated stage output is not reported as Cached: the stage reruns and the flow succeeds."""
+    from causal_router.pipeline.hashing import file_md5
+
+    project, _ = trained
+    path = project / damaged
+    good = file_md5(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    result = train_flow("params.yaml", str(project), register=False)
+    assert result["records"] and file_md5(path) == good
+
+
+@pytest.mark.slow
+def test_an_edit_to_causal_code_recomputes_crossfit_not_validation(trained, monkeypatch):
+    """Editing a function body in causal/ changes the crossfit stage's cache key (not validate's or embed's)."""
+    import shutil
+
+    from causal_router.pipeline import caching, stages
+
+    project, _ = trained
+    pkg = project / "pkg" / "causal_router"
+    shutil.copytree(caching.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(caching, "PACKAGE", pkg)
+    train_flow("params.yaml", str(project), register=False)  # cached under the copy's digests
+    scores = pkg / "causal" / "scores.py"
+    scores.write_text(scores.read_text().replace("return 1.0 / np.maximum(logged_propensity, clip)",
+                                                 "return 1.0 / np.maximum(logged_propensity, clip)  # edited"))
+    ran = []
+
+    def spy(name):
+        real = getattr(stages, name)
+
+        def wrapper(*a, **k):
+            ran.append(name)
+            return real(*a, **k)
+        return wrapper
+
+    for name in ("validate_stage", "embed_stage", "crossfit_stage"):
+        monkeypatch.setattr(stages, name, spy(name))
+    assert train_flow("params.yaml", str(project), register=False)["records"]
+    assert ran == ["crossfit_stage"]

@@ -1,12 +1,12 @@
-"""Interval router (DESIGN.md section 2, step 4): interpolated endpoint heads answer any lambda."""
+"""Interval router (docs/architecture.md, Method step 4): interpolated endpoint heads answer any lambda."""
 
 import numpy as np
 import pytest
 
 from causal_router.data.synthetic import make_synthetic
 from causal_router.policy.data import build_routing_data
-from causal_router.policy.training import fit_routers
 from causal_router.policy.routers import RMIntervalRouter, RMSoftmaxRouter
+from causal_router.policy.training import fit_routers
 
 N_TRAIN, N_VAL, N_TEST, K = 2000, 1000, 1000, 3
 LAMS = [0.0, 1000.0, 2000.0]

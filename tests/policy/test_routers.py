@@ -1,11 +1,10 @@
-"""Routers and baselines (DESIGN.md section 2, steps 3 and 5) on synthetic logs with a known optimum."""
+"""Routers and baselines (docs/architecture.md, Method step 3 and 5) on synthetic logs with a known optimum."""
 
 import numpy as np
 import pytest
 
 from causal_router.data.synthetic import make_synthetic
 from causal_router.policy.data import build_routing_data
-from causal_router.policy.training import DEFAULT_METHODS, fit_routers
 from causal_router.policy.routers import (
     ROUTERS,
     BestSingleRouter,
@@ -19,6 +18,7 @@ from causal_router.policy.routers import (
     _select,
     get_router,
 )
+from causal_router.policy.training import DEFAULT_METHODS, fit_routers
 
 N_TRAIN, N_VAL, N_TEST, K = 2000, 1000, 1000, 3
 LAMS = [0.0, 1000.0, 2000.0]

@@ -8,8 +8,8 @@ import torch
 
 from causal_router.data.synthetic import make_synthetic
 from causal_router.policy.data import build_routing_data
-from causal_router.policy.training import DEFAULT_METHODS, fit_routers
 from causal_router.policy.routerset import MANIFEST, PAYLOAD, RouterSet
+from causal_router.policy.training import DEFAULT_METHODS, fit_routers
 
 LAMS = [0.0, 1000.0, 2000.0]
 SMALL = dict(epochs=3, hidden=16, batch_size=256)

@@ -40,7 +40,7 @@ def store(tmp_path, template_db, monkeypatch):
     monkeypatch.delenv(tracking.EXPERIMENT_ENV, raising=False)
     (tmp_path / "mlruns").mkdir()
     shutil.copy(template_db, tmp_path / "mlruns" / "mlflow.db")
-    uri = tracking.configure(tmp_path)
+    tracking.configure(tmp_path)
     yield tmp_path
     while mlflow.active_run() is not None:
         mlflow.end_run()
@@ -61,8 +61,8 @@ def problem():
 def routerset_dir(problem, tmp_path_factory):
     """A saved RouterSet with random, best-single, rm-softmax and rm-interval routers on LAMS."""
     from causal_router.policy.data import build_routing_data
-    from causal_router.policy.training import fit_routers
     from causal_router.policy.routerset import RouterSet
+    from causal_router.policy.training import fit_routers
 
     tr, va = problem["train"], problem["val"]
     before = torch.get_num_threads()

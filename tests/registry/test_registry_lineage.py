@@ -7,8 +7,7 @@ import subprocess
 import mlflow
 import pytest
 
-from causal_router.registry.lineage import (collect_lineage, declared_hash, describe, dir_md5, format_lineage,
-                                            hash_path)
+from causal_router.registry.lineage import collect_lineage, declared_hash, describe, dir_md5, format_lineage, hash_path
 from causal_router.registry.runs import INTERVAL_NAME, log_training_run, register_routers
 
 

@@ -5,8 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causal_router.registry.pyfunc import (INTERVAL_METHOD, RouterModel, _explode_lists, default_lambda,
-                                           features_frame, log_router_model, pip_requirements)
+from causal_router.registry.pyfunc import (
+    INTERVAL_METHOD,
+    RouterModel,
+    _explode_lists,
+    default_lambda,
+    features_frame,
+    log_router_model,
+    pip_requirements,
+)
 from causal_router.registry.runs import INTERVAL_NAME
 
 LAMS = [0.0, 1000.0, 2000.0]

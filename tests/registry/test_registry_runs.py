@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from causal_router.registry.pyfunc import features_frame
-from causal_router.registry.runs import (INTERVAL_NAME, endpoint_name, flatten_params, format_lambda,
-                                         log_training_run, metric_batches, register_routers)
+from causal_router.registry.runs import (
+    INTERVAL_NAME,
+    endpoint_name,
+    flatten_params,
+    format_lambda,
+    log_training_run,
+    metric_batches,
+    register_routers,
+)
 
 LAMS = [0.0, 1000.0, 2000.0]
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"

@@ -49,7 +49,8 @@ def _estimate(name, contrib, alpha, value=None):
     return Estimate(name, value, se, value - z * se, value + z * se, n)
 
 
-def contributions(policy, treatment, quality, cost, nuisances, lam: float, estimator: str = "dr", clip: float = NO_CLIP):
+def contributions(policy, treatment, quality, cost, nuisances, lam: float, estimator: str = "dr",
+                  clip: float = NO_CLIP):
     """Per-row contributions whose mean is the policy value (SNIPS: before normalisation).
 
     Parameters

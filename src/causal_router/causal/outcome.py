@@ -103,7 +103,8 @@ class PooledRidge(RegressorMixin, BaseEstimator):
         """Returns (n, n_arms)."""
         d, K = X.shape[1], self.n_arms
         coef = self.ridge_.coef_
-        w, bias, V = coef[:d], coef[d:d + K] * self._bias_scale(), coef[d + K:].reshape(K, d) / np.sqrt(self.arm_penalty)
+        w, bias = coef[:d], coef[d:d + K] * self._bias_scale()
+        V = coef[d + K:].reshape(K, d) / np.sqrt(self.arm_penalty)
         # the design's blocks, multiplied out: x.w + b_t + x.v_t
         out = X @ (w[:, None] + V.T) + bias + self.ridge_.intercept_
         return np.clip(out, *self.clip) if self.clip is not None else out

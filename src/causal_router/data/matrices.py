@@ -46,7 +46,7 @@ class FullFeedback:
     def n_models(self) -> int:
         return len(self.models)
 
-    def select_models(self, models) -> "FullFeedback":
+    def select_models(self, models) -> FullFeedback:
         """The same table with its model axis in the order of ``models`` (the same set)."""
         from dataclasses import replace
 
@@ -63,7 +63,7 @@ class FullFeedback:
         return self.scores - lam * self.costs
 
     @classmethod
-    def from_frame(cls, table: pd.DataFrame) -> "FullFeedback":
+    def from_frame(cls, table: pd.DataFrame) -> FullFeedback:
         """Pivot a long, validated full-feedback table (one row per (prompt_id, model))."""
         models = np.array(sorted(table[S.MODEL].astype(str).unique()))
         first = table.drop_duplicates(S.PROMPT_ID).set_index(S.PROMPT_ID)

@@ -1,4 +1,4 @@
-"""Column names of the two data contracts (DESIGN.md section 3)."""
+"""Column names of the two data contracts (docs/architecture.md, Data contracts)."""
 
 PROMPT_ID = "prompt_id"
 PROMPT = "prompt"

@@ -1,4 +1,4 @@
-"""Simulating observational logs from a full-feedback table (DESIGN.md section 3).
+"""Simulating observational logs from a full-feedback table (docs/architecture.md, Data contracts).
 
 Protocol: split prompts 60/20/20 train/val/test stratified by ``dataset``; for train and val
 draw one model per prompt from a logging policy and record its propensity; keep test as full
@@ -377,7 +377,7 @@ def simulate(
     X : ndarray, shape (n, d), or None
         Prompt features, rows aligned with ``ff.prompt_ids`` (None only for ``uniform``).
     policy : {"uniform", "cost-biased", "previous-router"}
-        Logging policy (DESIGN.md section 3).
+        Logging policy (docs/architecture.md, Data contracts).
     beta : float, >= 0
         Strength of ``cost-biased``.
     kappa : float or None

@@ -33,7 +33,7 @@ class SyntheticLogs:
     treatment: np.ndarray
     models: list
 
-    def subset(self, idx) -> "SyntheticLogs":
+    def subset(self, idx) -> SyntheticLogs:
         """The same problem restricted to rows ``idx``."""
         idx = np.asarray(idx)
         return SyntheticLogs(self.logs.iloc[idx].reset_index(drop=True), self.X[idx], self.mean_quality[idx],

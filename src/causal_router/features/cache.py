@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import uuid
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +39,7 @@ def _checksum(keys: np.ndarray, vectors: np.ndarray) -> str:
 class EmbeddingCache:
     """Embeddings keyed by (encoder key, exact text).
 
-    Layout: ``cache_dir/<sha256(encoder_key)[:16]>/shard-<uuid>.npz``, each shard holding
+    Layout: ``cache_dir/<sha256(encoder_key)[:16]>/shard-<checksum[:32]>.npz``, each shard holding
     ``keys`` (str, shape (m,), 64-char hex), ``vectors`` (float32, shape (m, dim)) and a
     ``checksum``. Shards are written atomically and never modified; a shard that fails to
     load or to verify is logged, deleted, and its texts count as misses. Directories are
@@ -174,14 +174,25 @@ class EmbeddingCache:
         vectors = np.ascontiguousarray(vectors[list(rows.values())])
         folder = self.encoder_dir(encoder_key)
         folder.mkdir(parents=True, exist_ok=True)
-        name = uuid.uuid4().hex
-        final, tmp = folder / f"shard-{name}.npz", folder / f".tmp-{name}.npz"
+        checksum = _checksum(keys, vectors)
+        # named by content: the same embeddings make the same file, so a versioned cache folder
+        # hashes the same on every machine (the pid keeps concurrent writers' temporary files apart)
+        name = checksum[:32]
+        final, tmp = folder / f"shard-{name}.npz", folder / f".tmp-{name}-{os.getpid()}.npz"
         try:
             with tmp.open("wb") as f:
-                np.savez(f, keys=keys, vectors=vectors, checksum=np.array(_checksum(keys, vectors)))
+                _write_npz(f, keys=keys, vectors=vectors, checksum=np.array(checksum))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
         return final
+
+
+def _write_npz(f, **arrays: np.ndarray) -> None:
+    """``np.savez`` with fixed member timestamps, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+        for key, arr in arrays.items():
+            with z.open(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as m:
+                np.lib.format.write_array(m, np.asanyarray(arr), allow_pickle=False)

@@ -22,7 +22,7 @@ class MLP(nn.Module):
             nn.Linear(d_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_arms)
         )
 
-    def zero_output(self) -> "MLP":
+    def zero_output(self) -> MLP:
         """Start at the zero function, so that an offset policy is exactly the starting policy."""
         last = self.net[-1]
         torch.nn.init.zeros_(last.weight)

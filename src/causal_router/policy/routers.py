@@ -50,7 +50,7 @@ class Router(BaseEstimator):
 
     name = "router"
 
-    def fit(self, data: RoutingData, lambdas) -> "Router":
+    def fit(self, data: RoutingData, lambdas) -> Router:
         raise NotImplementedError
 
     def scores(self, X, lam: float, input_tokens=None) -> np.ndarray:
@@ -77,7 +77,7 @@ class RandomRouter(Router):
         return self
 
     @classmethod
-    def for_models(cls, n_arms: int, random_state=None) -> "RandomRouter":
+    def for_models(cls, n_arms: int, random_state=None) -> RandomRouter:
         """A random router over ``n_arms`` models (it learns nothing, so needs no data)."""
         router = cls(random_state)
         router.n_arms_ = n_arms
@@ -285,7 +285,7 @@ class _EndpointRouter(Router):
         return self
 
     @classmethod
-    def merge(cls, parts: list) -> "_EndpointRouter":
+    def merge(cls, parts: list) -> _EndpointRouter:
         """One router from routers of the same class and parameters fitted on parts of the grid
         (the fan-out over lambdas); equal to fitting on the whole grid at once."""
         out = cls(**parts[0].get_params())
@@ -357,7 +357,7 @@ class RMIntervalRouter(_EndpointRouter):
         s = self._head_scores(k, X, input_tokens)
         return s if alpha == 0.0 else (1 - alpha) * s + alpha * self._head_scores(k1, X, input_tokens)
 
-    def fit(self, data: RoutingData, lambdas, endpoints: "RMSoftmaxRouter | None" = None):
+    def fit(self, data: RoutingData, lambdas, endpoints: RMSoftmaxRouter | None = None):
         """Heads from ``endpoints`` (an RM-Softmax router fitted on the same grid) when given."""
         if endpoints is not None and np.array_equal(endpoints.lambdas_, np.sort(np.asarray(lambdas, float))):
             self.n_arms_, self.lambdas_, self.nuisance_ = endpoints.n_arms_, endpoints.lambdas_.copy(), \

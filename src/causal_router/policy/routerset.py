@@ -48,7 +48,7 @@ class RouterSet:
         return d
 
     @classmethod
-    def load(cls, directory) -> "RouterSet":
+    def load(cls, directory) -> RouterSet:
         d = Path(directory)
         if not (d / MANIFEST).exists() or not (d / PAYLOAD).exists():
             raise FileNotFoundError(f"{d} is not a trained router set (expected {MANIFEST} and {PAYLOAD})")

@@ -19,8 +19,8 @@ import pandas as pd
 from ..causal.nuisances import NuisanceConfig
 from ..data import schema as S
 from .data import RoutingData, build_routing_data
-from .routerset import RouterSet
 from .routers import ROUTERS, get_router
+from .routerset import RouterSet
 
 #: Routers trained when none are named.
 DEFAULT_METHODS = ("random", "cheapest", "best-single", "naive", "dr-regress", "rm-classification",

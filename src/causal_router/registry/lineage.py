@@ -18,8 +18,6 @@ Hashes are DVC 3's ("md5", see :mod:`causal_router.pipeline.hashing`), so a hash
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +217,7 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
 
     c = client or default_client()
     nuisances = nuisances or NuisanceConfig()
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     challenger = _version(c, name, CHALLENGER)
     champion = _version(c, name, CHAMPION)
     d = PromotionDecision(name, False, "", str(challenger.version) if challenger else None,

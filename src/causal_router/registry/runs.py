@@ -28,7 +28,8 @@ import mlflow
 
 from ..policy.routerset import MANIFEST, RouterSet
 from .pyfunc import ENDPOINT_METHOD, INTERVAL_METHOD, default_lambda, log_router_model
-from .tracking import client as _client, ensure_configured
+from .tracking import client as _client
+from .tracking import ensure_configured
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,8 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
     routerset_dir : path of the saved :class:`RouterSet` (its manifest is logged as an artifact;
         its ``meta["train_seconds"]`` become ``train_seconds/<method>`` metrics)
     records : list of dict
-        Evaluation records ``{method, lambda, utility, regret, accuracy, cost}`` (DESIGN.md
-        section 5); logged as metrics ``{metric}/{method}`` with ``step=round(lambda)``, their means
+        Evaluation records ``{method, lambda, utility, regret, accuracy, cost}`` (docs/architecture.md,
+        Method step 5); logged as metrics ``{metric}/{method}`` with ``step=round(lambda)``, their means
         over lambdas as ``{metric}/{method}/mean``, and whole as ``evaluation/records.json``.
     params : dict
         Training parameters (nested dicts flattened to ``a.b``; values stringified and truncated).
