@@ -108,7 +108,7 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
 
     from causal_router.policy.routerset import RouterSet
     from causal_router.registry.lineage import collect_lineage
-    from causal_router.registry.runs import log_training_run, register_routers
+    from causal_router.registry.runs import CHALLENGER, log_training_run, register_routers
     from causal_router.registry.tracking import configure
 
     configure(root)
@@ -118,7 +118,7 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
     # the data checks behind this run: expectations, failed rows, overlap per model
     for report in sorted(ArtifactLayout(Path(root, params["artifacts"])).validation.glob("*/report.json")):
         MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")
-    versions = register_routers(run_id, routers_dir, rs.lambdas, alias="challenger", tags={**tags, "run_id": run_id})
+    versions = register_routers(run_id, routers_dir, rs.lambdas, alias=CHALLENGER, tags={**tags, "run_id": run_id})
     return {"run_id": run_id, "versions": versions}
 
 

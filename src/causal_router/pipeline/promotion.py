@@ -23,9 +23,9 @@ def holdout_features(root, p: dict):
 
 def router_names(p: dict) -> list[str]:
     """The interval router and one endpoint router per grid lambda."""
-    from ..registry.runs import endpoint_name
+    from ..registry.runs import INTERVAL_NAME, endpoint_name
 
-    return ["causal-router-interval"] + [endpoint_name(lam) for lam in p["train"]["lambdas"]]
+    return [INTERVAL_NAME] + [endpoint_name(lam) for lam in p["train"]["lambdas"]]
 
 
 def gate(root, name: str, logs, X, p: dict):
@@ -33,10 +33,11 @@ def gate(root, name: str, logs, X, p: dict):
     from ..causal.nuisances import NuisanceConfig
     from ..config import load_prices
     from ..registry.promote import promote
+    from ..registry.runs import INTERVAL_NAME
     from ..registry.tracking import configure
 
     configure(root)
-    lambdas = p["promote"]["lambdas"] if name == "causal-router-interval" else None
+    lambdas = p["promote"]["lambdas"] if name == INTERVAL_NAME else None
     prices = p["crossfit"].get("prices")
     return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"],
                    nuisances=NuisanceConfig.from_params(p["crossfit"]),

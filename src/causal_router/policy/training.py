@@ -18,6 +18,10 @@ import pandas as pd
 
 from ..causal.nuisances import NuisanceConfig
 from ..data import schema as S
+
+# one thread per router fit: the networks are small, and on a shared 2-core machine two threads
+# contend badly (seen: 0.6 s vs 27 s for one fit)
+from ..features.encoder import torch_threads
 from .data import RoutingData, build_routing_data
 from .routers import ROUTERS, get_router
 from .routerset import RouterSet
@@ -28,14 +32,6 @@ DEFAULT_METHODS = ("random", "cheapest", "best-single", "naive", "dr-regress", "
 
 #: Routers trained one network per lambda: the flows fan these out over the grid.
 ENDPOINT_METHODS = ("rm-classification", "rm-softmax")
-
-
-def torch_threads(n: int):
-    """Torch's intra-op threads inside the block: the routers' networks are small, and on a shared
-    2-core machine two threads contend badly (seen: 0.6 s vs 27 s for one fit)."""
-    from ..features.encoder import torch_threads as threads
-
-    return threads(n)
 
 
 def served_models(models=None, prices=None, *logs: pd.DataFrame) -> list[str]:

@@ -32,11 +32,10 @@ from ..causal.ope import Estimate, HoldoutEvidence, summarize
 from ..policy.data import holdout_evidence
 from ..policy.routerset import RouterSet
 from .pyfunc import INTERVAL_METHOD, RouterModel
+from .runs import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 TAG = "promotion."
 CHAMPION_TAG = "promotion.last_challenge."
 
