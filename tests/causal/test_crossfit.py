@@ -65,10 +65,9 @@ def spied(logs):
     FIT_CALLS.clear()
     PREDICT_CALLS.clear()
     cf = CrossFitter(
-        n_arms=K,
-        propensity_model=PropensityModel(SpyClassifier("e"), n_arms=K),
-        quality_model=PerArmRegressor(SpyRegressor("q"), n_arms=K),
-        cost_model=TokenCostModel(n_arms=K),
+        propensity_model=PropensityModel(SpyClassifier("e")),
+        quality_model=PerArmRegressor(SpyRegressor("q")),
+        cost_model=TokenCostModel(),
         cv=CV,
         random_state=0,
     )
@@ -131,7 +130,7 @@ def test_one_nearest_neighbour_memoriser_is_not_reproduced_out_of_fold(logs):
     rng = np.random.default_rng(0)
     y = rng.random(N)  # continuous: equal by chance with probability 0
     t = s.treatment
-    cf = CrossFitter(n_arms=K, quality_model=PerArmRegressor(KNeighborsRegressor(n_neighbors=1), n_arms=K),
+    cf = CrossFitter(quality_model=PerArmRegressor(KNeighborsRegressor(n_neighbors=1)),
                      cv=CV, random_state=0)
     feats = X[:, 1:]
     cf.fit(feats, t, y, s.logs["cost"].to_numpy(float), s.logs["input_tokens"].to_numpy(float))
@@ -145,7 +144,7 @@ def test_one_nearest_neighbour_memoriser_is_not_reproduced_out_of_fold(logs):
 def test_groups_never_straddle_folds(logs):
     s, X = logs
     groups = np.arange(N) // 3  # three rows per prompt
-    cf = CrossFitter(n_arms=K, cv=CV).fit(X[:, 1:], s.treatment, s.logs["score"].to_numpy(float),
+    cf = CrossFitter(cv=CV).fit(X[:, 1:], s.treatment, s.logs["score"].to_numpy(float),
                                          s.logs["cost"].to_numpy(float), s.logs["input_tokens"].to_numpy(float),
                                          groups=groups)
     folds = cf.nuisances_.folds
@@ -160,8 +159,8 @@ def fitted(logs):
     lp = s.logs["propensity"].to_numpy(float)
     args = (X[:, 1:], s.treatment, s.logs["score"].to_numpy(float), s.logs["cost"].to_numpy(float),
             s.logs["input_tokens"].to_numpy(float))
-    logged = CrossFitter(n_arms=K, propensity="logged", random_state=0).fit(*args, logged_propensity=lp)
-    fitted = CrossFitter(n_arms=K, propensity="fitted", random_state=0).fit(*args, logged_propensity=lp)
+    logged = CrossFitter(propensity="logged", random_state=0).fit(*args, logged_propensity=lp)
+    fitted = CrossFitter(propensity="fitted", random_state=0).fit(*args, logged_propensity=lp)
     return s, X, lp, logged, fitted
 
 
@@ -194,18 +193,18 @@ class TestLoggedPropensity:
     def test_logged_without_propensities_raises(self, logs):
         s, X = logs
         with pytest.raises(ValueError, match="logged"):
-            CrossFitter(n_arms=K, propensity="logged").fit(X, s.treatment, s.logs["score"].to_numpy(float),
+            CrossFitter(propensity="logged").fit(X, s.treatment, s.logs["score"].to_numpy(float),
                                                            s.logs["cost"].to_numpy(float))
 
     def test_unknown_propensity_mode_raises(self, logs):
         s, X = logs
         with pytest.raises(ValueError, match="propensity"):
-            CrossFitter(n_arms=K, propensity="oracle").fit(X, s.treatment, s.logs["score"].to_numpy(float),
+            CrossFitter(propensity="oracle").fit(X, s.treatment, s.logs["score"].to_numpy(float),
                                                            s.logs["cost"].to_numpy(float))
 
 
 def test_default_propensity_model_is_logistic():
-    pm = PropensityModel(n_arms=3).fit(np.random.default_rng(0).normal(size=(90, 2)), np.repeat([0, 2], 45))
+    pm = PropensityModel().fit(np.random.default_rng(0).normal(size=(90, 2)), np.repeat([0, 2], 45), n_arms=3)
     assert isinstance(pm.estimator_, LogisticRegression)
     p = pm.predict_proba(np.zeros((4, 2)))
     assert p.shape == (4, 3) and np.all(p[:, 1] == 0) and np.allclose(p.sum(1), 1)

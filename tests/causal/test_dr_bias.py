@@ -26,7 +26,7 @@ def _estimates(seed):
     c = s.logs["cost"].to_numpy(float)
     tin = s.logs["input_tokens"].to_numpy(float)
     # misspecified outcome model: one constant per arm (the mean logged score of that arm)
-    cf = CrossFitter(n_arms=K, quality_model=PerArmRegressor(DummyRegressor(), n_arms=K), cv=5,
+    cf = CrossFitter(quality_model=PerArmRegressor(DummyRegressor()), cv=5,
                      propensity="logged", random_state=0)
     cf.fit(s.X, t, a, c, tin, logged_propensity=s.logs["propensity"].to_numpy(float))
     out = {}

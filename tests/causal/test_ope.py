@@ -19,7 +19,7 @@ def fitted():
     a = s.logs["score"].to_numpy(float)
     c = s.logs["cost"].to_numpy(float)
     tin = s.logs["input_tokens"].to_numpy(float)
-    cf = CrossFitter(n_arms=K, cv=5, propensity="logged", random_state=0)
+    cf = CrossFitter(cv=5, propensity="logged", random_state=0)
     cf.fit(s.X, t, a, c, tin, logged_propensity=s.logs["propensity"].to_numpy(float))
     return s, t, a, c, cf.nuisances_
 

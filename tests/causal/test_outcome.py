@@ -22,7 +22,7 @@ def _fit_args(s):
 
 def test_nnls_recovers_exact_prices_and_predicts_every_arm(syn):
     X, t, c, tin = _fit_args(syn)
-    m = TokenCostModel(n_arms=K).fit(X, t, c, tin)
+    m = TokenCostModel().fit(X, t, c, tin)
     assert m.uses_tokens_
     np.testing.assert_allclose(m.prices_[:, 0] * 1e6, np.linspace(1.0, 3.0, K), rtol=1e-8)
     np.testing.assert_array_equal(m.prices_[:, 1], 0.0)  # no output tokens logged
@@ -41,7 +41,7 @@ def test_nnls_recovers_input_and_output_prices():
     tout = rng.integers(10, 800, n).astype(float)
     p_in, p_out = np.array([0.5, 1.0, 3.0]), np.array([1.5, 4.0, 15.0])  # USD / M tokens
     c = (tin * p_in[t] + tout * p_out[t]) / 1e6
-    m = TokenCostModel(n_arms=K).fit(X, t, c, tin, tout)
+    m = TokenCostModel().fit(X, t, c, tin, tout)
     np.testing.assert_allclose(m.prices_ * 1e6, np.column_stack([p_in, p_out]), rtol=1e-6)
     assert m.out_models_ is not None
     assert m.predict_output_tokens(X, tin).shape == (n, K)
@@ -51,14 +51,14 @@ def test_nnls_recovers_input_and_output_prices():
 def test_explicit_price_sheet_is_used(syn):
     X, t, c, tin = _fit_args(syn)
     sheet = np.array([[10.0, 0.0], [20.0, 0.0], [30.0, 0.0]])  # deliberately not the logs' prices
-    m = TokenCostModel(prices=sheet, n_arms=K).fit(X, t, c, tin)
+    m = TokenCostModel(prices=sheet).fit(X, t, c, tin)
     np.testing.assert_allclose(m.prices_, sheet / 1e6)
     np.testing.assert_allclose(m.predict(X, tin), tin[:, None] * np.array([10.0, 20.0, 30.0]) / 1e6)
 
 
 def test_without_tokens_falls_back_to_regression(syn):
     X, t, c, _ = _fit_args(syn)
-    m = TokenCostModel(n_arms=K).fit(X, t, c)
+    m = TokenCostModel().fit(X, t, c)
     assert not m.uses_tokens_
     assert isinstance(m.fallback_, PerArmRegressor)
     pred = m.predict(X)
@@ -72,7 +72,7 @@ def test_without_tokens_falls_back_to_regression(syn):
 
 def test_without_tokens_at_prediction_estimates_them_from_features(syn):
     X, t, c, tin = _fit_args(syn)
-    m = TokenCostModel(n_arms=K).fit(X, t, c, tin)
+    m = TokenCostModel().fit(X, t, c, tin)
     est = m.predict_input_tokens(X)
     # the synthetic token count is exp(0.3 x_0): the estimate tracks it
     assert np.corrcoef(est, tin)[0, 1] > 0.95
@@ -82,26 +82,26 @@ def test_without_tokens_at_prediction_estimates_them_from_features(syn):
 def test_missing_arm_raises(syn):
     X, t, c, tin = _fit_args(syn)
     keep = t != 1
-    for model in (TokenCostModel(n_arms=K), PerArmRegressor(n_arms=K), PooledRidge(n_arms=K)):
+    for model in (TokenCostModel(), PerArmRegressor(), PooledRidge()):
         with pytest.raises(ValueError, match=r"\[1\]"):
-            model.fit(X[keep], t[keep], c[keep], tin[keep])
+            model.fit(X[keep], t[keep], c[keep], tin[keep], n_arms=K)
 
 
 def test_per_arm_regressor_fits_only_logged_rows():
     X = np.zeros((6, 1))
     t = np.array([0, 0, 1, 1, 1, 0])
     y = np.array([1.0, 3.0, 10.0, 20.0, 30.0, 5.0])
-    m = PerArmRegressor(DummyRegressor(), n_arms=2).fit(X, t, y)
+    m = PerArmRegressor(DummyRegressor()).fit(X, t, y)
     np.testing.assert_allclose(m.predict(np.zeros((2, 1))), [[3.0, 20.0], [3.0, 20.0]])
-    clipped = PerArmRegressor(DummyRegressor(), n_arms=2, clip=(0.0, 4.0)).fit(X, t, y)
+    clipped = PerArmRegressor(DummyRegressor(), clip=(0.0, 4.0)).fit(X, t, y)
     np.testing.assert_allclose(clipped.predict(np.zeros((1, 1))), [[3.0, 4.0]])
-    assert isinstance(PerArmRegressor(n_arms=2).fit(X, t, y).estimators_[0], Ridge)
+    assert isinstance(PerArmRegressor().fit(X, t, y).estimators_[0], Ridge)
 
 
 def test_pooled_ridge_learns_arm_specific_effects(syn):
     s = syn
     a = s.logs["score"].to_numpy(float)
-    m = PooledRidge(n_arms=K).fit(s.X, s.treatment, a)
+    m = PooledRidge().fit(s.X, s.treatment, a)
     pred = m.predict(s.X)
     assert pred.shape == (N, K) and pred.min() >= 0.0 and pred.max() <= 1.0
     # every arm's prediction tracks that arm's true mean quality, not just a shared trend

@@ -51,3 +51,9 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def another_project(tmp_path):
+    """A second copy of the same tiny project (e.g. to run the flow beside dvc repro)."""
+    return make_project(tmp_path / "another")

@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import make_project
-
 
 def _run(cmd, cwd, env):
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -23,7 +21,7 @@ def _stale(stdout: str) -> set:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_dvc_repro_then_status_clean_and_the_flow_agrees(project, tmp_path, prefect_harness):
+def test_dvc_repro_then_status_clean_and_the_flow_agrees(project, another_project, prefect_harness):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
@@ -45,7 +43,7 @@ def test_dvc_repro_then_status_clean_and_the_flow_agrees(project, tmp_path, pref
     from causal_router.policy.routerset import RouterSet
     from flows.train import train_flow
 
-    other = make_project(tmp_path / "flow")
+    other = another_project
     train_flow("params.yaml", str(other), register=False)
     for name in ("artifacts/metrics.json", "artifacts/summary.json", "artifacts/routers/manifest.json",
                  "artifacts/crossfit/meta.json", "artifacts/crossfit/clip_report.json"):

@@ -16,7 +16,7 @@ def _args(s):
 
 @task
 def fit_in_task(s):
-    return CrossFitter(n_arms=3, cv=4, random_state=0).fit(*_args(s), fold_map=_fold_tasks).nuisances_
+    return CrossFitter(cv=4, random_state=0).fit(*_args(s), fold_map=_fold_tasks).nuisances_
 
 
 @flow(name="crossfit-fanout-test")
@@ -28,7 +28,7 @@ def test_folds_on_a_dask_cluster_equal_the_serial_fit(prefect_harness):
     from distributed import LocalCluster
 
     s = make_synthetic(n=800, seed=1)
-    serial = CrossFitter(n_arms=3, cv=4, random_state=0).fit(*_args(s)).nuisances_
+    serial = CrossFitter(cv=4, random_state=0).fit(*_args(s)).nuisances_
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         fanned = crossfit_flow.with_options(task_runner=make_task_runner(cluster.scheduler_address))(s)
     for name in ("propensity", "quality", "cost"):

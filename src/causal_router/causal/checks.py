@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_vector(name: str, v, n: int | None) -> np.ndarray:
+    """``v`` as a float (n,) array; raises ValueError naming ``name`` when it is not."""
+    return _vector(name, v, n).astype(float)
+
+
 def _vector(name: str, v, n: int | None) -> np.ndarray:
     a = np.asarray(v)
     if a.ndim != 1:
@@ -71,3 +76,44 @@ def check_ope_inputs(policy, treatment, quality, cost, nuisances, n_arms: int) -
         else:
             raise ValueError(f"`policy` must be 1D actions or 2D probabilities, but is {p.ndim}D")
     return t
+
+
+def check_fit_inputs(X, treatment, *ys, n_arms: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Check a learner's training arrays; returns ``(X, treatment, n_arms)``.
+
+    Parameters
+    ----------
+    X : array (n, d)
+    treatment : array (n,) int in [0, n_arms)
+    *ys : arrays (n,) (outcomes, or None to skip)
+    n_arms : int or None
+        The arms K (some may have no rows); None infers the largest logged index + 1.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"`X` must be 2D array of shape (n, d), but is {X.ndim}D")
+    t = np.asarray(treatment)
+    if t.ndim != 1 or len(t) != len(X):
+        raise ValueError(f"Expected `treatment.shape == (X.shape[0],)` = ({len(X)},), but found {t.shape}")
+    if not len(t):
+        raise ValueError("no rows to fit on")
+    if n_arms is None:
+        n_arms = int(np.asarray(t, dtype=float).max()) + 1
+    if int(n_arms) < 1:
+        raise ValueError(f"n_arms must be a positive integer, got {n_arms}")
+    t = check_treatment(t, int(n_arms))
+    for i, y in enumerate(ys):
+        if y is not None:
+            _vector(f"y[{i}]" if len(ys) > 1 else "y", y, len(t))
+    return X, t, int(n_arms)
+
+
+def check_predict_X(estimator, X) -> np.ndarray:
+    """``X`` as float (n, d) with the ``d`` the estimator was fitted on."""
+    X = np.asarray(X, dtype=float)
+    d = getattr(estimator, "n_features_in_", None)
+    if d is None:
+        raise ValueError(f"this {type(estimator).__name__} is not fitted yet: call fit first")
+    if X.ndim != 2 or X.shape[1] != d:
+        raise ValueError(f"{type(estimator).__name__} was fitted on (n, {d}) features, got an array of shape {X.shape}")
+    return X

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
+from .checks import check_fit_inputs, check_predict_X
 from .outcome import PooledRidge, TokenCostModel
 from .propensity import PropensityModel
 
@@ -41,15 +42,16 @@ def _rows(v, idx):
     return None if v is None else np.asarray(v)[idx]
 
 
-def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, train_idx, test_idx):
+def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, train_idx, test_idx, n_arms=None):
     """One fold: fit the nuisance models on ``train_idx`` and predict ``test_idx``.
 
     Returns (propensity, quality, cost) predictions, each (len(test_idx), K). A module-level
     function so that a task runner can ship it to another process.
     """
     tr, te = train_idx, test_idx
+    K = n_arms if n_arms is not None else crossfitter.n_arms_
     e, q, cm = crossfitter._fit_models(X[tr], t[tr], quality[tr], cost[tr], _rows(input_tokens, tr),
-                                       _rows(output_tokens, tr))
+                                       _rows(output_tokens, tr), K)
     return e.predict_proba(X[te]), q.predict(X[te], _rows(input_tokens, te)), cm.predict(X[te], _rows(input_tokens, te))
 
 
@@ -58,8 +60,6 @@ class CrossFitter(BaseEstimator):
 
     Parameters
     ----------
-    n_arms : int
-        Number of models K.
     propensity_model : PropensityModel-like or None
         Must expose ``fit(X, t)`` and ``predict_proba(X) -> (n, K)``.
     quality_model, cost_model : multi-arm outcome models or None
@@ -74,7 +74,6 @@ class CrossFitter(BaseEstimator):
 
     def __init__(
         self,
-        n_arms: int = 2,
         propensity_model=None,
         quality_model=None,
         cost_model=None,
@@ -82,7 +81,6 @@ class CrossFitter(BaseEstimator):
         propensity: str = "fitted",
         random_state=None,
     ):
-        self.n_arms = n_arms
         self.propensity_model = propensity_model
         self.quality_model = quality_model
         self.cost_model = cost_model
@@ -91,17 +89,18 @@ class CrossFitter(BaseEstimator):
         self.random_state = random_state
 
     def _models(self):
-        e = self.propensity_model if self.propensity_model is not None else PropensityModel(n_arms=self.n_arms)
-        q = self.quality_model if self.quality_model is not None else PooledRidge(n_arms=self.n_arms)
-        c = self.cost_model if self.cost_model is not None else TokenCostModel(n_arms=self.n_arms)
+        e = self.propensity_model if self.propensity_model is not None else PropensityModel()
+        q = self.quality_model if self.quality_model is not None else PooledRidge()
+        c = self.cost_model if self.cost_model is not None else TokenCostModel()
         return clone(e), clone(q), clone(c)
 
-    def _fit_models(self, X, t, a, c, tin, tout):
+    def _fit_models(self, X, t, a, c, tin, tout, n_arms):
         e, q, cm = self._models()
-        return e.fit(X, t), q.fit(X, t, a, tin, tout), cm.fit(X, t, c, tin, tout)
+        return (e.fit(X, t, n_arms=n_arms), q.fit(X, t, a, tin, tout, n_arms=n_arms),
+                cm.fit(X, t, c, tin, tout, n_arms=n_arms))
 
     def fit(self, X, treatment, quality, cost, input_tokens=None, output_tokens=None,
-            logged_propensity=None, groups=None, fold_map=None):
+            logged_propensity=None, groups=None, fold_map=None, n_arms: int | None = None):
         """Cross-fit on logs and refit on all rows (for predicting new prompts).
 
         Parameters
@@ -118,30 +117,39 @@ class CrossFitter(BaseEstimator):
         fold_map : callable or None
             ``fold_map(fit_fold, jobs) -> list`` runs the folds (e.g. as tasks on a cluster);
             None runs them here, one after the other.
+        n_arms : int or None
+            The arms K (some may have no logged rows); None: the largest logged index + 1.
         """
         if self.propensity not in ("fitted", "logged"):
             raise ValueError(f"propensity must be 'fitted' or 'logged', got {self.propensity!r}")
         if self.propensity == "logged" and logged_propensity is None:
             raise ValueError("propensity='logged' needs the logs' 'propensity' column")
+        X, t, K = check_fit_inputs(X, treatment, quality, cost, n_arms=n_arms)
+        for name, v in (("input_tokens", input_tokens), ("output_tokens", output_tokens),
+                        ("logged_propensity", logged_propensity), ("groups", groups)):
+            if v is not None and len(v) != len(t):
+                raise ValueError(f"Expected `{name}.shape[0] == treatment.shape[0]`, but found it False "
+                                 f"({len(v)} != {len(t)})")
+        quality, cost = np.asarray(quality, dtype=float), np.asarray(cost, dtype=float)
+        self.n_arms_, self.n_features_in_ = K, X.shape[1]
         n = len(X)
-        t = np.asarray(treatment, dtype=int)
         if groups is not None:
             splitter = GroupKFold(n_splits=self.cv).split(X, t, groups)
         elif np.bincount(t)[np.bincount(t) > 0].min() >= self.cv:
             splitter = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(X, t)
         else:  # a model logged fewer times than there are folds cannot be stratified
             splitter = KFold(self.cv, shuffle=True, random_state=self.random_state).split(X, t)
-        e_oof = np.zeros((n, self.n_arms))
-        q_oof = np.zeros((n, self.n_arms))
-        c_oof = np.zeros((n, self.n_arms))
+        e_oof = np.zeros((n, K))
+        q_oof = np.zeros((n, K))
+        c_oof = np.zeros((n, K))
         folds = np.full(n, -1)
         self.fold_indices_ = list(splitter)
-        jobs = [(self, X, t, quality, cost, input_tokens, output_tokens, tr, te) for tr, te in self.fold_indices_]
+        jobs = [(self, X, t, quality, cost, input_tokens, output_tokens, tr, te, K) for tr, te in self.fold_indices_]
         outputs = fold_map(fit_fold, jobs) if fold_map is not None else [fit_fold(*job) for job in jobs]
         for f, ((_, te), (e, q, c)) in enumerate(zip(self.fold_indices_, outputs)):
             e_oof[te], q_oof[te], c_oof[te], folds[te] = e, q, c, f
         self.propensity_model_, self.quality_model_, self.cost_model_ = self._fit_models(
-            X, t, quality, cost, input_tokens, output_tokens
+            X, t, quality, cost, input_tokens, output_tokens, K
         )
         self.nuisances_ = Nuisances(
             propensity=e_oof,
@@ -164,6 +172,7 @@ class CrossFitter(BaseEstimator):
 
         X : (m, d); treatment : (m,) int or None (needed for ``logged_propensity``).
         """
+        X = check_predict_X(self, X)
         e = self.propensity_model_.predict_proba(X)
         lp = None
         if treatment is not None:

@@ -61,11 +61,12 @@ class NuisanceConfig:
             Overrides the configured source (None: the configured one).
         quality_model, propensity_model : estimators or None (defaults: pooled ridge, logistic)
         """
+        if prices is not None and np.shape(prices) != (n_arms, 2):
+            raise ValueError(f"prices must have shape (n_arms, 2) = ({n_arms}, 2), got {np.shape(prices)}")
         return CrossFitter(
-            n_arms=n_arms,
             propensity_model=propensity_model,
             quality_model=quality_model if quality_model is not None else PooledRidge(
-                n_arms=n_arms, require_all_arms=require_all_arms),
-            cost_model=TokenCostModel(prices=prices, n_arms=n_arms),
+                require_all_arms=require_all_arms),
+            cost_model=TokenCostModel(prices=prices),
             cv=int(self.cv), propensity=propensity or self.propensity, random_state=self.seed,
         )

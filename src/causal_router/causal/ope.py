@@ -175,7 +175,8 @@ def fit_holdout_nuisances(X, treatment, quality, cost, n_arms: int, input_tokens
     has_p = logged_propensity is not None and not np.isnan(np.asarray(logged_propensity, dtype=float)).any()
     propensity = "logged" if has_p else "fitted"
     cf = config.crossfitter(n_arms, prices, require_all_arms=prices is None, propensity=propensity)
-    cf.fit(X, t, quality, cost, input_tokens, output_tokens, logged_propensity=logged_propensity, groups=groups)
+    cf.fit(X, t, quality, cost, input_tokens, output_tokens, logged_propensity=logged_propensity, groups=groups,
+           n_arms=n_arms)
     return HoldoutEvidence(X, t, np.asarray(quality, float), np.asarray(cost, float), input_tokens, cf.nuisances_,
                            propensity, config.clip)
 

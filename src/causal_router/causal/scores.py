@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_treatment, check_vector
+
 ESTIMATORS = ("dm", "ipw", "dr")
 
 #: The clip defaults, both here. The estimators themselves default to no floor (unbiased, as written
@@ -43,11 +45,18 @@ def pseudo_outcomes(treatment, outcome, mu, logged_propensity, estimator: str = 
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
+    mu = np.asarray(mu, dtype=float)
+    if mu.ndim != 2:
+        raise ValueError(f"`mu` must be 2D array of shape (n, K), but is {mu.ndim}D")
     n, K = mu.shape
+    treatment = check_treatment(treatment, K)
+    if len(treatment) != n:
+        raise ValueError(f"Expected `mu.shape[0] == treatment.shape[0]`, but found it False ({n} != {len(treatment)})")
+    outcome = check_vector("outcome", outcome, n)
     rows = np.arange(n)
     if estimator == "dm":
         return mu.copy()
-    w = _weights(treatment, logged_propensity, clip)
+    w = _weights(treatment, check_vector("logged_propensity", logged_propensity, n), clip)
     G = mu.copy() if estimator == "dr" else np.zeros((n, K))
     base = mu[rows, treatment] if estimator == "dr" else 0.0
     G[rows, treatment] += (outcome - base) * w
@@ -99,7 +108,9 @@ class ClipReport:
 
 
 def clip_report(treatment, logged_propensity, n_arms: int, clip: float, models=None) -> ClipReport:
-    """Clipping diagnostics; treatment (n,), logged_propensity (n,)."""
+    """Clipping diagnostics; treatment (n,) int in [0, n_arms), logged_propensity (n,)."""
+    treatment = check_treatment(treatment, n_arms)
+    logged_propensity = check_vector("logged_propensity", logged_propensity, len(treatment))
     n_logged = np.bincount(treatment, minlength=n_arms)
     frac = np.zeros(n_arms)
     emin = np.full(n_arms, np.nan)

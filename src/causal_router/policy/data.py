@@ -114,7 +114,8 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
     cf = NuisanceConfig(cv, propensity, clip, random_state).crossfitter(
         K, price_array(prices, models), require_all_arms=False, quality_model=quality_model,
         propensity_model=propensity_model)
-    cf.fit(X, t, a, c, tin, tr["output_tokens"], logged_propensity=tr["propensity"], fold_map=fold_map)
+    cf.fit(X, t, a, c, tin, tr["output_tokens"], logged_propensity=tr["propensity"], fold_map=fold_map,
+           n_arms=K)
     U = utilities(t, a, c, cf.nuisances_, estimator, clip, cost_estimator)
     report = clip_report(t, cf.nuisances_.logged_propensity, K, clip, models)
     log.info("%s", report.summary())

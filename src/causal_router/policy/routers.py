@@ -56,12 +56,28 @@ class Router(BaseEstimator):
     def scores(self, X, lam: float, input_tokens=None) -> np.ndarray:
         raise NotImplementedError
 
+    def _fitted_on(self, data: RoutingData) -> None:
+        """Record what fit saw: the number of arms (from the data) and of features."""
+        X = np.asarray(data.X)
+        if X.ndim != 2 or len(X) != len(data.treatment):
+            raise ValueError(f"data.X must have shape (n, d) with n = {len(data.treatment)} logged rows, "
+                             f"got {X.shape}")
+        self.n_arms_ = data.n_arms
+        self.n_features_in_ = X.shape[1]
+
+    def _check_X(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        d = getattr(self, "n_features_in_", None)
+        if X.ndim != 2 or (d is not None and X.shape[1] != d):
+            raise ValueError(f"{type(self).__name__} was fitted on (n, {d}) features, got an array of shape {X.shape}")
+        return X
+
     def predict(self, X, lam: float, input_tokens=None) -> np.ndarray:
-        """Chosen model index per prompt, shape (n,)."""
-        return self.scores(X, lam, input_tokens).argmax(1)
+        """Chosen arm index per prompt, shape (n,), for features X (n, d)."""
+        return self.scores(self._check_X(X), lam, input_tokens).argmax(1)
 
     def predict_proba(self, X, lam: float, input_tokens=None) -> np.ndarray:
-        """Routing probabilities, shape (n, K)."""
+        """Routing probabilities, shape (n, K), for features X (n, d)."""
         return _onehot(self.predict(X, lam, input_tokens), self.n_arms_)
 
 
@@ -73,7 +89,7 @@ class RandomRouter(Router):
         self.random_state = random_state
 
     def fit(self, data, lambdas):
-        self.n_arms_ = data.n_arms
+        self._fitted_on(data)
         return self
 
     @classmethod
@@ -87,7 +103,7 @@ class RandomRouter(Router):
         return np.random.default_rng(self.random_state).random((len(X), self.n_arms_))
 
     def predict_proba(self, X, lam, input_tokens=None):
-        return np.full((len(X), self.n_arms_), 1.0 / self.n_arms_)
+        return np.full((len(self._check_X(X)), self.n_arms_), 1.0 / self.n_arms_)
 
 
 class _ConstantRouter(Router):
@@ -100,7 +116,7 @@ class CheapestRouter(_ConstantRouter):
     """Always the model with the lowest DR mean cost on the training logs."""
 
     def fit(self, data, lambdas):
-        self.n_arms_ = data.n_arms
+        self._fitted_on(data)
         self.mean_cost_ = data.utilities.cost.mean(0)
         return self
 
@@ -113,7 +129,7 @@ class BestSingleRouter(_ConstantRouter):
     """Always the model with the best DR mean utility at lambda (training and validation logs)."""
 
     def fit(self, data, lambdas):
-        self.n_arms_ = data.n_arms
+        self._fitted_on(data)
         u = [data.utilities] + ([data.val_utilities] if data.val_utilities is not None else [])
         self.mean_quality_ = np.concatenate([x.quality for x in u]).mean(0)
         self.mean_cost_ = np.concatenate([x.cost for x in u]).mean(0)
@@ -129,7 +145,7 @@ class NaiveRouter(Router):
     predicted utility."""
 
     def fit(self, data, lambdas):
-        self.n_arms_ = data.n_arms
+        self._fitted_on(data)
         self.quality_model_ = data.crossfitter.quality_model_
         self.cost_model_ = data.crossfitter.cost_model_
         return self
@@ -146,7 +162,7 @@ class DRRegressRouter(Router):
         self.alpha = alpha
 
     def fit(self, data, lambdas):
-        self.n_arms_ = data.n_arms
+        self._fitted_on(data)
         self.quality_ = Ridge(alpha=self.alpha).fit(data.X, data.utilities.quality)
         self.cost_ = Ridge(alpha=self.alpha).fit(data.X, data.utilities.cost)
         return self
@@ -263,7 +279,7 @@ class _EndpointRouter(Router):
                 (data.X_val[b], sub(b), pick(b)))
 
     def fit(self, data: RoutingData, lambdas):
-        self.n_arms_ = data.n_arms
+        self._fitted_on(data)
         self.lambdas_ = np.array(sorted(float(x) for x in lambdas))
         cf = data.crossfitter
         self.nuisance_ = None if cf is None else {
@@ -291,6 +307,7 @@ class _EndpointRouter(Router):
         out = cls(**parts[0].get_params())
         pairs = sorted((lam, i, k) for i, r in enumerate(parts) for k, lam in enumerate(r.lambdas_))
         out.n_arms_, out.nuisance_ = parts[0].n_arms_, parts[0].nuisance_
+        out.n_features_in_ = parts[0].n_features_in_
         out.lambdas_ = np.array([lam for lam, _, _ in pairs])
         for attr in ("nets_", "starts_", "fallback_", "val_values_"):
             setattr(out, attr, [getattr(parts[i], attr)[k] for _, i, k in pairs])
@@ -362,6 +379,7 @@ class RMIntervalRouter(_EndpointRouter):
         if endpoints is not None and np.array_equal(endpoints.lambdas_, np.sort(np.asarray(lambdas, float))):
             self.n_arms_, self.lambdas_, self.nuisance_ = endpoints.n_arms_, endpoints.lambdas_.copy(), \
                 endpoints.nuisance_
+            self.n_features_in_ = endpoints.n_features_in_
             self.nets_ = [_clone_net(n) for n in endpoints.nets_]
             self.starts_ = list(endpoints.starts_)
             self.fallback_ = list(endpoints.fallback_)
