@@ -78,6 +78,12 @@ def check_ope_inputs(policy, treatment, quality, cost, nuisances, n_arms: int) -
     return t
 
 
+def _float_array(X) -> np.ndarray:
+    """A float array, keeping float32 features as they are (the learners' numerics follow the dtype)."""
+    X = np.asarray(X)
+    return X if np.issubdtype(X.dtype, np.floating) else X.astype(float)
+
+
 def check_fit_inputs(X, treatment, *ys, n_arms: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Check a learner's training arrays; returns ``(X, treatment, n_arms)``.
 
@@ -89,7 +95,7 @@ def check_fit_inputs(X, treatment, *ys, n_arms: int | None = None) -> tuple[np.n
     n_arms : int or None
         The arms K (some may have no rows); None infers the largest logged index + 1.
     """
-    X = np.asarray(X, dtype=float)
+    X = _float_array(X)
     if X.ndim != 2:
         raise ValueError(f"`X` must be 2D array of shape (n, d), but is {X.ndim}D")
     t = np.asarray(treatment)
@@ -110,7 +116,7 @@ def check_fit_inputs(X, treatment, *ys, n_arms: int | None = None) -> tuple[np.n
 
 def check_predict_X(estimator, X) -> np.ndarray:
     """``X`` as float (n, d) with the ``d`` the estimator was fitted on."""
-    X = np.asarray(X, dtype=float)
+    X = _float_array(X)
     d = getattr(estimator, "n_features_in_", None)
     if d is None:
         raise ValueError(f"this {type(estimator).__name__} is not fitted yet: call fit first")
