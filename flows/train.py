@@ -124,13 +124,25 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
 
 @flow(name="causal-router-train", log_prints=True)
 def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool = True) -> dict:
-    """Train on the logs named in ``params.yaml`` and register the routers as ``challenger``."""
-    from causal_router.policy.training import ENDPOINT_METHODS, check_methods
+    """Train on the logs named in ``params.yaml`` and register the routers as ``challenger``.
 
-    logger = get_run_logger()
+    One run at a time per artifact folder: a second flow waits for the first (a file lock), so two
+    concurrent runs never interleave their writes.
+    """
+    from filelock import FileLock
+
     root_p = Path(root).resolve()
     p = load_params(root_p / params_path)
     art = ArtifactLayout.from_params(p, root_p)
+    art.root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(art.lock)):
+        return _train(root_p, p, art, register)
+
+
+def _train(root_p: Path, p: dict, art: ArtifactLayout, register: bool) -> dict:
+    from causal_router.policy.training import ENDPOINT_METHODS, check_methods
+
+    logger = get_run_logger()
     d = {k: str(root_p / v) for k, v in p["data"].items()}
     logs = {s: d[s] for s in stages.LOG_SPLITS if Path(d[s]).exists()}
     data_md5 = hash_path(d["dir"])  # the data validated: dvc.lock records nothing else

@@ -132,3 +132,25 @@ def test_an_edit_to_causal_code_recomputes_crossfit_not_validation(trained, monk
         monkeypatch.setattr(stages, name, spy(name))
     assert train_flow("params.yaml", str(project), register=False)["records"]
     assert ran == ["crossfit_stage"]
+
+
+@pytest.mark.slow
+def test_a_second_flow_waits_for_the_first(trained):
+    """Concurrent train flows on one artifact folder run one after the other (a file lock)."""
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    project, _ = trained
+    lock = FileLock(str(project / "artifacts" / ".train.lock"))
+    metrics = project / "artifacts" / "metrics.json"
+    metrics.unlink()
+    done = {}
+    with lock:  # a first flow holding the folder
+        worker = threading.Thread(target=lambda: done.update(train_flow("params.yaml", str(project), register=False)))
+        worker.start()
+        time.sleep(3)
+        assert worker.is_alive() and not metrics.exists()  # waiting, having written nothing
+    worker.join(timeout=600)
+    assert done["records"] and metrics.exists()

@@ -24,6 +24,11 @@ class ArtifactLayout:
     def from_params(cls, p: dict, base=".") -> ArtifactLayout:
         return cls(Path(base) / p["artifacts"])
 
+    @property
+    def lock(self) -> Path:
+        """Held by a train flow while it writes here (not a DVC output)."""
+        return self.root / ".train.lock"
+
     # validate
     @property
     def validation(self) -> Path:
