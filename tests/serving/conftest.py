@@ -68,7 +68,7 @@ def settings(tmp_path):
 
     return ServeSettings(model_uri=URI, explore=0.2, floor=0.02, seed=0, poll_seconds=0.2, batch_window_ms=20,
                          decisions_uri=f"sqlite:///{tmp_path / 'decisions' / 'decisions.db'}", root=str(tmp_path),
-                         max_body_bytes=100_000, max_prompt_chars=2_000, max_prompts=8)
+                         max_body_bytes=100_000, max_prompt_chars=2_000, max_prompts=50)
 
 
 def free_port() -> int:
