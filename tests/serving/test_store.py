@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from causal_router.serving.store import SCHEMA_VERSION, DecisionStore, DuplicateFeedback, UnknownDecision
+from causal_router.serving.store import (
+    SCHEMA_VERSION,
+    DecisionStore,
+    DuplicateFeedback,
+    UnknownDecision,
+)
 from tests.serving.pg import PostgresServer, why_unavailable
 
 
