@@ -248,7 +248,8 @@ def main(argv=None):
     at16 = next(r for r in levels if r["concurrency"] == 16)
     result = {"cpu": cpu_model(), "cpus": os.cpu_count(), "load_avg_before": load_avg_before,
               "load_avg_after": os.getloadavg(), "python": platform.python_version(), "offline": offline,
-              "levels": levels, "server_peak_rss_mib": peak, "ratio_c16_to_offline": at16["throughput"] / offline["throughput"],
+              "levels": levels, "server_peak_rss_mib": peak,
+              "ratio_c16_to_offline": at16["throughput"] / offline["throughput"],
               "requests": counts, "lam": LAM}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve_load.json").write_text(json.dumps(result, indent=2, default=str))
@@ -277,7 +278,8 @@ def report(r: dict) -> str:
         f"{off['small_seconds']:.1f} s, nearly all of it loading the encoder. Steady offline throughput, "
         f"(n - {off['small_prompts']}) / (t_all - t_small): **{off['throughput']:.1f} prompts/s**.",
         "",
-        "| concurrency | requests | errors | lost | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | mean batch | server RSS (MiB) |",
+        "| concurrency | requests | errors | lost | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) "
+        "| mean batch | server RSS (MiB) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for x in r["levels"]:

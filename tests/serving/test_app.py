@@ -80,7 +80,8 @@ def test_token_is_required_when_set(live, monkeypatch):
     srv = live()
     body = {"prompts": ["hi"], "lam": 1.0}
     assert httpx.get(srv.url + "/healthz").status_code == 200  # health checks need no token
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}, {"Authorization": "Basic s3cret"}):
+    wrong = ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}, {"Authorization": "Basic s3cret"})
+    for headers in wrong:
         for path, payload in (("/v1/route", body), ("/v1/feedback", {"decision_id": "x", "score": 0.5})):
             r = httpx.post(srv.url + path, json=payload, headers=headers)
             assert r.status_code == 401 and "token" in _no_traceback(r)
@@ -208,6 +209,7 @@ def test_an_alias_move_reloads_the_model(live, registry):
     assert rows.loc[after["decision_id"], "router_version"] == "2"
 
 
+@pytest.mark.slow
 def test_concurrent_clients_leave_exactly_one_row_per_decision_and_feedback(live):
     """8 clients x 200 single-prompt requests, each followed by the previous decision's feedback."""
     srv = live(batch_window_ms=5, max_batch=32)

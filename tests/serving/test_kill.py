@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from causal_router.serving.store import DecisionStore
@@ -17,6 +18,7 @@ from tests.serving.conftest import URI, free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_load_loses_no_acknowledged_decision(registry, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
@@ -25,8 +27,8 @@ def test_sigkill_mid_load_loses_no_acknowledged_decision(registry, tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "MLFLOW_TRACKING_URI": registry}
     env.pop("CAUSAL_ROUTER_DECISIONS_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "causal_router.cli", "serve", "--port", str(port), "--model-uri", URI],
-                            cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "causal_router.cli", "serve", "--port", str(port), "--model-uri", URI]
+    proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90

@@ -118,8 +118,9 @@ def test_the_service_runs_on_postgresql(postgres, registry, settings, monkeypatc
     settings.decisions_uri = None
     with TestClient(create_app(settings, encoder=TinyEncoder())) as client:
         d = client.post("/v1/route", json={"prompts": ["a", "b"], "lam": 5}).json()["decisions"]
-        assert client.post("/v1/feedback", json={"decision_id": d[0]["decision_id"], "score": 1, "cost": 0}).status_code == 200
-        assert client.post("/v1/feedback", json={"decision_id": d[0]["decision_id"], "score": 1, "cost": 0}).status_code == 409
+        fb = {"decision_id": d[0]["decision_id"], "score": 1, "cost": 0}
+        assert client.post("/v1/feedback", json=fb).status_code == 200
+        assert client.post("/v1/feedback", json=fb).status_code == 409
     fresh = DecisionStore(postgres.uri)
     assert set(fresh.frame("decisions")["decision_id"]) == {x["decision_id"] for x in d}
     assert fresh.count("feedback") == 1 and fresh.schema_version() == SCHEMA_VERSION
