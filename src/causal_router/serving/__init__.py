@@ -1,0 +1,7 @@
+"""The routing service (``causal-router serve``) and the ingest that turns its decisions into logs.
+
+Modules: :mod:`.app` (FastAPI service), :mod:`.policy` (exploration), :mod:`.store` (decision
+log), :mod:`.batching` (micro-batching), :mod:`.model` (registry loading and reloads),
+:mod:`.settings` (``params.yaml``'s ``serve`` section), :mod:`.ingest` (decisions -> logs).
+Nothing is imported here: ``import causal_router.serving`` stays cheap.
+"""

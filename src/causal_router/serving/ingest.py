@@ -1,0 +1,204 @@
+"""Ingest: decisions that got feedback become observational log rows for the next training run.
+
+Each decision with feedback not ingested before becomes one row under the data contract
+(``prompt_id`` = decision id, ``prompt``, ``model``, ``score``, ``cost``, ``propensity`` = the
+probability the served policy drew that model with, ``timestamp``, ``input_tokens``,
+``output_tokens``). Rows are validated; bad ones go to ``<data>/quarantine/`` with their reason.
+Good rows are appended by time: the newest ``holdout_fraction`` of them becomes the new holdout
+(what the promotion gate scores, so it always judges data no challenger trained on), and the
+previous holdout joins the training logs with the older new rows. The data folder's new version
+is recorded with DVC (``data.dvc``). A second run adds nothing: ingested decisions are recorded
+in the store, and decision ids already in the logs are never added twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..data import schema as S
+
+log = logging.getLogger(__name__)
+
+TRAIN = "train.parquet"
+HOLDOUT = "holdout.parquet"
+VAL = "val.parquet"
+QUARANTINE = "quarantine"
+SERVED_DATASET = "served"  # the dataset label of ingested rows when the logs carry one
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    added: int = 0
+    to_train: int = 0
+    to_holdout: int = 0
+    quarantined: int = 0
+    already_present: int = 0
+    quarantine_file: str | None = None
+    data_version: str | None = None
+    first: str | None = None
+    last: str | None = None
+    notes: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not (self.added or self.quarantined or self.already_present):
+            return "nothing to ingest: no decision with feedback that was not ingested before"
+        lines = [f"ingested {self.added} decision(s) with feedback ({self.first} .. {self.last}): "
+                 f"{self.to_train} -> {TRAIN}, newest {self.to_holdout} -> {HOLDOUT} (the promotion gate's holdout)"]
+        if self.quarantined:
+            lines.append(f"quarantined {self.quarantined} bad row(s) with their reasons -> {self.quarantine_file}")
+        if self.already_present:
+            lines.append(f"{self.already_present} decision(s) were already in the logs: not added again")
+        lines += self.notes
+        if self.data_version:
+            lines.append(f"data version (data.dvc): {self.data_version}")
+        return "\n".join(lines)
+
+
+def decision_rows(pending: pd.DataFrame) -> pd.DataFrame:
+    """Decisions joined with their feedback (``DecisionStore.pending``) as log rows (n, 9)."""
+    ts = pd.to_datetime(pending["created_at"], utc=True) if len(pending) else pd.Series([], dtype="datetime64[ns, UTC]")
+    return pd.DataFrame({
+        S.PROMPT_ID: pending["decision_id"].astype(str),
+        S.PROMPT: pending["prompt"].astype(str),
+        S.MODEL: pending["model"].astype(str),
+        S.SCORE: pd.to_numeric(pending["score"], errors="coerce").astype(float),
+        S.COST: pd.to_numeric(pending["cost"], errors="coerce").astype(float),
+        S.PROPENSITY: pd.to_numeric(pending["propensity"], errors="coerce").astype(float),
+        S.TIMESTAMP: ts,
+        S.INPUT_TOKENS: pd.to_numeric(pending["input_tokens"], errors="coerce").astype(float),
+        S.OUTPUT_TOKENS: pd.to_numeric(pending["output_tokens"], errors="coerce").astype(float),
+    })
+
+
+def split_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid rows and quarantined rows (with a ``reason``) under the observational-log contract."""
+    from ..data.validate import split_valid
+
+    return split_valid(rows, "logs")
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def _merge(frames: list[pd.DataFrame], notes: list) -> pd.DataFrame:
+    """Concatenate logs; an optional numeric column that would be partly missing is dropped (the
+    nuisance models take token counts for every row or none)."""
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    for col in (S.INPUT_TOKENS, S.OUTPUT_TOKENS):
+        if col in out and out[col].isna().any():
+            notes.append(f"column {col!r} dropped from the merged logs: some rows lack it")
+            out = out.drop(columns=col)
+    if S.DATASET in out:
+        out[S.DATASET] = out[S.DATASET].fillna(SERVED_DATASET)
+    return out
+
+
+def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc: bool = True) -> IngestReport:
+    """Append the store's new decisions with feedback to the logs under ``data_dir``.
+
+    Parameters
+    ----------
+    store : DecisionStore
+    data_dir : path
+        Holds ``train.parquet`` and ``holdout.parquet`` (created when missing).
+    holdout_fraction : float in [0, 1)
+        Share of the newest ingested rows that becomes the new holdout.
+    root : path
+        Project root: where ``data.dvc`` lives.
+    dvc : bool
+        Record the new data version with ``dvc add`` (skipped, with a note, outside a DVC repository).
+
+    Returns
+    -------
+    IngestReport
+    """
+    if not 0.0 <= float(holdout_fraction) < 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {holdout_fraction}")
+    data_dir = Path(data_dir)
+    report = IngestReport()
+    pending = store.pending()
+    if pending.empty:
+        return report
+    rows = decision_rows(pending)
+    train, holdout, val = _read(data_dir / TRAIN), _read(data_dir / HOLDOUT), _read(data_dir / VAL)
+    known = set()
+    for f in (train, holdout, val):
+        if f is not None and S.PROMPT_ID in f:
+            known |= set(f[S.PROMPT_ID].astype(str))
+    present = rows[S.PROMPT_ID].isin(known).to_numpy()
+    report.already_present = int(present.sum())
+    outcomes = {pid: ("added", "already in the logs") for pid in rows.loc[present, S.PROMPT_ID]}
+    rows = rows.loc[~present].reset_index(drop=True)
+
+    good, bad = split_rows(rows)
+    if len(bad):
+        qdir = data_dir / QUARANTINE
+        qdir.mkdir(parents=True, exist_ok=True)
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+        qfile = qdir / f"ingest-{stamp}.parquet"
+        _write(bad, qfile)
+        report.quarantined, report.quarantine_file = len(bad), str(qfile)
+        outcomes |= {pid: ("quarantined", reason) for pid, reason in zip(bad[S.PROMPT_ID], bad["reason"])}
+
+    if len(good):
+        good = good.sort_values([S.TIMESTAMP, S.PROMPT_ID], kind="stable").reset_index(drop=True)
+        n_hold = min(len(good), math.ceil(holdout_fraction * len(good))) if holdout_fraction > 0 else 0
+        new_hold, older = good.iloc[len(good) - n_hold:], good.iloc[: len(good) - n_hold]
+        if n_hold == 0:  # keep the current holdout; everything new trains
+            new_train, new_holdout = _merge([train, older], report.notes), holdout
+        else:  # the previous holdout has been scored once: it trains from now on
+            new_train = _merge([train, holdout, older], report.notes)
+            new_holdout = _merge([new_hold], report.notes)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _write(new_train, data_dir / TRAIN)
+        if new_holdout is not None:
+            _write(new_holdout, data_dir / HOLDOUT)
+        report.added, report.to_train, report.to_holdout = len(good), len(older), n_hold
+        report.first, report.last = str(good[S.TIMESTAMP].iloc[0]), str(good[S.TIMESTAMP].iloc[-1])
+        outcomes |= {pid: ("added", None) for pid in good[S.PROMPT_ID]}
+
+    # the logs are written before the store records them as ingested: a crash in between is
+    # caught by the "already in the logs" check of the next run
+    store.mark_ingested(outcomes)
+    if dvc and (report.added or report.quarantined):
+        report.data_version = record_data_version(root, data_dir)
+        if report.data_version is None:
+            report.notes.append(f"no DVC repository at {Path(root).resolve()}: data version not recorded")
+    return report
+
+
+def record_data_version(root, data_dir) -> str | None:
+    """``dvc add <data_dir>`` (updates ``data.dvc``); returns the folder's md5, or None outside DVC."""
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    try:
+        from dvc.repo import Repo
+
+        repo = Repo(str(root))
+    except Exception as exc:  # not a DVC repository
+        log.warning("no DVC repository at %s (%s)", root, exc)
+        return None
+    target = os.path.relpath(Path(data_dir).resolve(), Path(root).resolve())
+    with repo:
+        stages = repo.add(target)
+    outs = [o for s in (stages if isinstance(stages, list) else [stages]) for o in s.outs]
+    return next((o.hash_info.value for o in outs if o.hash_info), None)
+
+

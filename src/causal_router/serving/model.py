@@ -1,0 +1,148 @@
+"""The router the service answers with: loaded from the MLflow registry, reloaded when its alias moves."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
+    m = _MODELS_URI.match(uri or "")
+    if not m:
+        raise ValueError(f"model URI must be models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
+    return m["name"], m["alias"], m["version"]
+
+
+def resolve_version(uri: str, client=None) -> str:
+    """The registered version a ``models:/`` URI points at now."""
+    from ..registry.tracking import client as default_client
+
+    name, alias, version = parse_model_uri(uri)
+    if version is not None:
+        return version
+    c = client or default_client()
+    return str(c.get_model_version_by_alias(name, alias).version)
+
+
+@dataclass
+class ServedModel:
+    """One loaded registered router.
+
+    Attributes
+    ----------
+    name : str              registered model name
+    version : str           registered version
+    models : list of str (K,)
+    router : fitted router (``scores(X, lam, input_tokens) -> (n, K)``)
+    lam_range : (float, float)  the lambdas this router answers
+    tokens_per_char : float or None
+    encoder_key : str
+    encoder_path : str      local encoder folder of the model config ('' = default encoder)
+    """
+
+    name: str
+    version: str
+    models: list
+    router: object
+    lam_range: tuple
+    tokens_per_char: float | None
+    encoder_key: str
+    encoder_path: str = ""
+
+    def scores(self, X: np.ndarray, lam: float, input_tokens=None) -> np.ndarray:
+        """Router scores, shape (n, K), for features X (n, d)."""
+        return np.asarray(self.router.scores(X, lam, input_tokens), dtype=float)
+
+
+def load_served(uri: str, version: str | None = None) -> ServedModel:
+    """Load the pyfunc at ``uri`` (pinned to ``version`` when given, so that the version recorded
+    with each decision is the one that made it)."""
+    import mlflow
+
+    from ..registry.pyfunc import INTERVAL_METHOD
+    from ..registry.tracking import ensure_configured
+
+    ensure_configured()
+    name, _, _ = parse_model_uri(uri)
+    version = version or resolve_version(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    inner = pyfunc.unwrap_python_model()
+    rs, cfg = inner.routerset, inner.config
+    method = cfg.get("method", INTERVAL_METHOD)
+    grid = sorted(float(x) for x in rs.lambdas)
+    if method == INTERVAL_METHOD:
+        lam_range = (grid[0], grid[-1])
+    else:  # an endpoint model answers its own lambda
+        lam = float(cfg.get("lam", grid[0]))
+        lam_range = (lam, lam)
+    return ServedModel(name=name, version=str(version), models=list(rs.models), router=rs.get(method),
+                       lam_range=lam_range, tokens_per_char=rs.meta.get("tokens_per_char"),
+                       encoder_key=rs.encoder_key or "", encoder_path=str(cfg.get("encoder_path") or ""))
+
+
+class ModelHolder:
+    """The current :class:`ServedModel`, swapped atomically when the URI's alias moves.
+
+    Parameters
+    ----------
+    uri : str
+        ``models:/NAME@ALIAS`` (polled) or ``models:/NAME/VERSION`` (fixed).
+    poll_seconds : float
+        How often the alias is resolved again (<= 0: never).
+    loader : callable(uri, version) -> ServedModel
+        Injected in tests.
+    on_change : callable(ServedModel) or None
+        Called after each reload (e.g. to check the encoder).
+    """
+
+    def __init__(self, uri: str, poll_seconds: float = 10.0, loader=load_served, on_change=None):
+        parse_model_uri(uri)
+        self.uri = uri
+        self.poll_seconds = float(poll_seconds)
+        self._loader = loader
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._thread = None
+        self.current: ServedModel = loader(uri, None)
+        if on_change is not None:
+            on_change(self.current)
+
+    def check(self) -> bool:
+        """Reload if the alias points elsewhere; True when the model changed."""
+        version = resolve_version(self.uri)
+        if version == self.current.version:
+            return False
+        new = self._loader(self.uri, version)
+        if self._on_change is not None:
+            self._on_change(new)
+        old, self.current = self.current, new
+        log.warning("%s moved: now serving %s version %s (was %s)", self.uri, new.name, new.version, old.version)
+        return True
+
+    def start(self) -> None:
+        if self.poll_seconds <= 0 or parse_model_uri(self.uri)[1] is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._poll, name="causal-router-model-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.check()
+            except Exception:  # keep serving the loaded version; say why in the log
+                log.exception("could not reload %s; still serving version %s", self.uri, self.current.version)

@@ -1,0 +1,117 @@
+"""The served policy: the router's choice, plus exploration that keeps every model's propensity bounded.
+
+The decisions the service logs are the next round's training data. A deterministic router logs
+propensities of 0 or 1, and DR weights on such logs are unbounded, so the service draws the model
+from a stochastic policy built on the router's scores and records the probability of the model
+it drew.
+
+For one prompt with router scores ``s`` (K,) and exploration rate ``e > 0``:
+
+- the router's choice ``a = argmax s`` keeps ``1 - e``;
+- ``e`` is spread over the other models with weights ``w_t = exp(z_t / temperature) * thin_t``:
+  ``z_t = (s_t - s_a) / std(s)`` is large where the router is unsure (a runner-up close to the
+  choice), ``thin_t = sqrt((mean(n) + 1) / (n_t + 1))`` is large for models with few logged
+  decisions ``n_t``;
+- every model gets at least ``floor``: ``e`` is raised to ``(K - 1) * floor`` when lower, and the
+  other models' shares are ``floor + (e - (K - 1) * floor) * w_t / sum(w)`` (and ``e`` is
+  capped at ``1 - floor`` so that the router's choice keeps its floor too).
+
+``explore = 0`` is the deterministic router (propensity 1), e.g. for shadow runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ExplorationPolicy:
+    """Stochastic routing around a router's scores (see the module docstring).
+
+    Parameters
+    ----------
+    explore : float in [0, 1]
+        Default exploration rate (a request may pass its own).
+    floor : float >= 0
+        Least probability of every model whenever ``explore > 0``; ``K * floor <= 1``.
+    temperature : float > 0
+        Spread of the exploration over the other models: large is close to uniform, small
+        concentrates it on the router's runners-up.
+    """
+
+    explore: float = 0.1
+    floor: float = 0.01
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        check_explore(self.explore)
+        if not (np.isfinite(self.floor) and self.floor >= 0):
+            raise ValueError(f"floor must be a finite number >= 0, got {self.floor!r}")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+
+    def probabilities(self, scores, explore: float | None = None, counts=None) -> np.ndarray:
+        """Routing probabilities.
+
+        Parameters
+        ----------
+        scores : array of shape (n, K)
+            The router's scores (higher is better); the argmax is the router's choice.
+        explore : float or None
+            Exploration rate for these rows (None: ``self.explore``).
+        counts : array of shape (K,) or None
+            Logged decisions per model so far (None: treated as equal).
+
+        Returns
+        -------
+        ndarray of float, shape (n, K): rows sum to 1.
+        """
+        s = np.atleast_2d(np.asarray(scores, dtype=float))
+        n, K = s.shape
+        e = self.explore if explore is None else check_explore(explore)
+        best = s.argmax(1)
+        P = np.zeros((n, K))
+        if e == 0.0 or K == 1:
+            P[np.arange(n), best] = 1.0
+            return P
+        if K * self.floor > 1.0 + 1e-12:
+            raise ValueError(f"floor {self.floor} is too high for {K} models (at most {1 / K:.4g})")
+        e = min(max(e, (K - 1) * self.floor), 1.0 - self.floor)
+        spread = s.std(1, keepdims=True)
+        z = (s - s.max(1, keepdims=True)) / np.where(spread > 0, spread, 1.0) / self.temperature
+        w = np.exp(z)
+        if counts is not None:
+            c = np.asarray(counts, dtype=float)
+            if c.shape != (K,):
+                raise ValueError(f"counts must have shape ({K},), got {c.shape}")
+            w = w * np.sqrt((c.mean() + 1.0) / (np.maximum(c, 0.0) + 1.0))
+        w[np.arange(n), best] = 0.0
+        q = w / w.sum(1, keepdims=True)
+        P = self.floor + (e - (K - 1) * self.floor) * q
+        P[np.arange(n), best] = 1.0 - e
+        return P
+
+    @staticmethod
+    def draw(P, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One model per row of ``P`` (n, K); returns the indices (n,) and their propensities (n,)."""
+        P = np.asarray(P, dtype=float)
+        cdf = np.cumsum(P, axis=1)
+        u = rng.random(len(P)) * cdf[:, -1]
+        idx = np.minimum((cdf <= u[:, None]).sum(1), P.shape[1] - 1)
+        # never draw a zero-probability model through rounding at the top of the cdf
+        for i in np.flatnonzero(P[np.arange(len(P)), idx] <= 0):
+            idx[i] = int(np.flatnonzero(P[i] > 0)[-1])
+        return idx, P[np.arange(len(P)), idx]
+
+
+def check_explore(explore) -> float:
+    """``explore`` as a float in [0, 1], or ValueError."""
+    try:
+        e = float(explore)
+    except (TypeError, ValueError):
+        raise ValueError(f"explore must be a number in [0, 1], got {explore!r}") from None
+    if not (np.isfinite(e) and 0.0 <= e <= 1.0):
+        raise ValueError(f"explore must be a number in [0, 1], got {explore!r}")
+    return e

@@ -1,0 +1,238 @@
+"""The decision log: every decision and every feedback, append-only, durable before the response.
+
+SQLAlchemy Core over one schema, two back-ends:
+
+- embedded SQLite (default) at ``<project>/decisions/decisions.db``: WAL journal with
+  ``synchronous=FULL``, so a committed row survives the process being killed;
+- PostgreSQL when ``CAUSAL_ROUTER_DECISIONS_URI=postgresql+psycopg://USER@HOST:PORT/DB`` is set.
+
+Tables (nothing is ever updated or deleted):
+
+- ``schema_version``: one row per schema version applied (:data:`SCHEMA_VERSION`);
+- ``decisions``: one row per routed prompt (the served policy's propensity and the router version);
+- ``feedback``: at most one row per decision (its primary key is the decision id);
+- ``ingested``: one row per decision that ``causal-router ingest`` turned into a log row (or
+  quarantined), so a second ingest adds nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+DECISIONS_ENV = "CAUSAL_ROUTER_DECISIONS_URI"
+DEFAULT_PATH = Path("decisions") / "decisions.db"
+#: Bumped whenever a table changes; :meth:`DecisionStore.create` refuses a newer database.
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+schema_version = sa.Table(
+    "schema_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("decision_id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("propensity", sa.Float, nullable=False),
+    sa.Column("lam", sa.Float, nullable=False),
+    sa.Column("explore", sa.Float, nullable=False),
+    sa.Column("router_name", sa.String(200), nullable=False),
+    sa.Column("router_version", sa.String(64), nullable=False),
+    sa.Column("input_tokens", sa.Float, nullable=True),
+)
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=True),
+)
+ingested = sa.Table(
+    "ingested", metadata,
+    sa.Column("decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), primary_key=True),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),  # "added" or "quarantined"
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
+
+class UnknownDecision(LookupError):
+    """Feedback for a decision id the store never recorded."""
+
+
+class DuplicateFeedback(ValueError):
+    """A second feedback for the same decision."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_uri(root: str | Path | None = None) -> str:
+    """``$CAUSAL_ROUTER_DECISIONS_URI``, else SQLite at ``<root or cwd>/decisions/decisions.db``."""
+    env = os.environ.get(DECISIONS_ENV)
+    if env:
+        return env
+    base = Path(root if root is not None else Path.cwd()).expanduser().resolve()
+    return f"sqlite:///{base / DEFAULT_PATH}"
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # fsync at every commit: acknowledged means on disk
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class DecisionStore:
+    """Append-only decision log on a SQLAlchemy URI (see the module docstring).
+
+    Parameters
+    ----------
+    uri : str or None
+        SQLAlchemy URL (None: :func:`default_uri`). A ``sqlite:///`` file's folder is created.
+    """
+
+    def __init__(self, uri: str | None = None):
+        self.uri = uri or default_uri()
+        url = sa.engine.make_url(self.uri)
+        self.is_sqlite = url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if url.database and url.database != ":memory:":
+                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        # one SQLite writer at a time inside a process (SQLite serialises writers anyway;
+        # this avoids busy waits between our own threads)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.create()
+
+    def __repr__(self) -> str:
+        return f"DecisionStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def create(self) -> None:
+        """Create missing tables and record the schema version; refuse a newer schema."""
+        metadata.create_all(self.engine, checkfirst=True)
+        with self._writing(), self.engine.begin() as conn:
+            found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+            if found is not None and found > SCHEMA_VERSION:
+                raise RuntimeError(f"{self!r} has schema version {found}; this causal-router knows up to "
+                                   f"{SCHEMA_VERSION}: upgrade causal-router")
+            if found is None or found < SCHEMA_VERSION:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=now()))
+                except IntegrityError:  # another process recorded it first
+                    pass
+
+    def schema_version(self) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _writing(self):
+        return self._write_lock if self._write_lock is not None else _NullLock()
+
+    # -- writes ----------------------------------------------------------------------------
+    def add_decisions(self, rows: list[dict]) -> None:
+        """Insert decision rows (dicts keyed by the ``decisions`` columns) in one committed transaction."""
+        if not rows:
+            return
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(decisions.insert(), rows)
+
+    def add_feedback(self, decision_id: str, score: float, cost: float | None, output_tokens: int | None,
+                     cost_fn=None) -> dict:
+        """Record feedback for one decision; returns the feedback row.
+
+        ``cost_fn(decision_row, output_tokens) -> float`` computes the cost when ``cost`` is None.
+
+        Raises
+        ------
+        UnknownDecision, DuplicateFeedback, ValueError (from ``cost_fn``)
+        """
+        with self._writing(), self.engine.begin() as conn:
+            d = conn.execute(sa.select(decisions).where(decisions.c.decision_id == decision_id)).mappings().first()
+            if d is None:
+                raise UnknownDecision(decision_id)
+            if conn.execute(sa.select(feedback.c.decision_id).where(feedback.c.decision_id == decision_id)).first():
+                raise DuplicateFeedback(decision_id)
+            if cost is None:
+                cost = float(cost_fn(dict(d), output_tokens))
+            row = {"decision_id": decision_id, "created_at": now(), "score": float(score), "cost": float(cost),
+                   "output_tokens": None if output_tokens is None else int(output_tokens)}
+            try:
+                with conn.begin_nested():
+                    conn.execute(feedback.insert().values(**row))
+            except IntegrityError:  # a concurrent feedback for the same decision won the race
+                raise DuplicateFeedback(decision_id) from None
+        return row
+
+    def mark_ingested(self, outcomes: dict[str, tuple[str, str | None]]) -> None:
+        """Record ``{decision_id: (outcome, reason)}`` as ingested."""
+        if not outcomes:
+            return
+        at = now()
+        rows = [{"decision_id": k, "ingested_at": at, "outcome": o, "reason": r} for k, (o, r) in outcomes.items()]
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(ingested.insert(), rows)
+
+    # -- reads -----------------------------------------------------------------------------
+    def counts_by_model(self) -> dict[str, int]:
+        """Decisions logged per model (what exploration treats as how thin the logs are)."""
+        with self.engine.connect() as conn:
+            q = sa.select(decisions.c.model, sa.func.count()).group_by(decisions.c.model)
+            return {m: int(n) for m, n in conn.execute(q)}
+
+    def pending(self):
+        """Decisions with feedback that were never ingested, oldest first, as a DataFrame."""
+        import pandas as pd
+
+        q = (sa.select(decisions, feedback.c.score, feedback.c.cost, feedback.c.output_tokens,
+                       feedback.c.created_at.label("feedback_at"))
+             .join(feedback, feedback.c.decision_id == decisions.c.decision_id)
+             .outerjoin(ingested, ingested.c.decision_id == decisions.c.decision_id)
+             .where(ingested.c.decision_id.is_(None))
+             .order_by(decisions.c.created_at, decisions.c.decision_id))
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all(),
+                                columns=[c.name for c in decisions.columns]
+                                + ["score", "cost", "output_tokens", "feedback_at"])
+
+    def count(self, table: str) -> int:
+        t = metadata.tables[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar())
+
+    def frame(self, table: str):
+        """A whole table as a DataFrame (tests, audits)."""
+        import pandas as pd
+
+        t = metadata.tables[table]
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(sa.select(t)).mappings().all(), columns=[c.name for c in t.columns])
+
+
+class _NullLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,73 @@
+"""The exploring policy: propensities are the probabilities draws actually follow, every model keeps
+its floor, exploration goes where the router is unsure or the logs are thin."""
+
+import numpy as np
+import pytest
+from scipy.stats import chisquare
+
+from causal_router.serving.policy import ExplorationPolicy
+
+SCORES = np.array([[2.0, 1.9, -1.0, 0.0]])  # model 0 chosen, model 1 a close runner-up
+
+
+def test_explore_zero_is_the_deterministic_router():
+    P = ExplorationPolicy(explore=0.3, floor=0.05).probabilities(SCORES, explore=0.0)
+    np.testing.assert_array_equal(P, [[1.0, 0.0, 0.0, 0.0]])
+    idx, prop = ExplorationPolicy.draw(P, np.random.default_rng(0))
+    assert idx.tolist() == [0] and prop.tolist() == [1.0]
+
+
+def test_rows_sum_to_one_and_keep_the_floor():
+    rng = np.random.default_rng(1)
+    S = rng.normal(size=(500, 5)) * rng.uniform(0.01, 100, size=(500, 1))
+    pol = ExplorationPolicy(explore=0.1, floor=0.03)
+    for e in (0.01, 0.1, 0.5, 1.0):  # a rate below (K - 1) * floor is raised to it
+        P = pol.probabilities(S, explore=e)
+        np.testing.assert_allclose(P.sum(1), 1.0)
+        assert P.min() >= 0.03 - 1e-12
+        best = P[np.arange(len(S)), S.argmax(1)]
+        np.testing.assert_allclose(best, 1 - min(max(e, 4 * 0.03), 1 - 0.03))
+
+
+def test_exploration_goes_to_the_close_runner_up_and_to_thin_logs():
+    P = ExplorationPolicy(explore=0.2, floor=0.01).probabilities(SCORES)
+    assert P[0, 1] > P[0, 3] > P[0, 2]  # ordered by how close each is to the router's choice
+    # the same scores, but model 2 has hardly been logged: it gets more of the exploration
+    thin = ExplorationPolicy(explore=0.2, floor=0.01).probabilities(SCORES, counts=[1000, 1000, 0, 1000])
+    assert thin[0, 2] > 3 * P[0, 2]
+    assert thin[0, 0] == pytest.approx(0.8)
+
+
+def test_empirical_frequencies_match_the_reported_propensities():
+    """Chi-square goodness of fit of 20,000 seeded draws against the propensities they report."""
+    pol = ExplorationPolicy(explore=0.25, floor=0.02)
+    P = pol.probabilities(np.repeat(SCORES, 20_000, axis=0))
+    idx, prop = pol.draw(P, np.random.default_rng(7))
+    np.testing.assert_allclose(prop, P[np.arange(len(P)), idx])  # the reported propensity is P of the draw
+    observed = np.bincount(idx, minlength=4)
+    expected = P[0] * len(idx)
+    assert chisquare(observed, expected).pvalue > 0.001
+    # and a wrong distribution is rejected at the same size (the test has power)
+    wrong = np.full(4, len(idx) / 4)
+    assert chisquare(observed, wrong).pvalue < 1e-6
+
+
+def test_draws_are_reproducible_with_a_seed():
+    P = ExplorationPolicy(explore=0.5, floor=0.05).probabilities(np.random.default_rng(0).normal(size=(200, 3)))
+    a = ExplorationPolicy.draw(P, np.random.default_rng(42))[0]
+    b = ExplorationPolicy.draw(P, np.random.default_rng(42))[0]
+    c = ExplorationPolicy.draw(P, np.random.default_rng(43))[0]
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+@pytest.mark.parametrize("kwargs, match", [({"explore": 1.5}, "explore"), ({"explore": float("nan")}, "explore"),
+                                           ({"floor": -0.1}, "floor"), ({"temperature": 0}, "temperature")])
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExplorationPolicy(**kwargs)
+
+
+def test_a_floor_too_high_for_the_models_is_refused():
+    with pytest.raises(ValueError, match="floor"):
+        ExplorationPolicy(explore=0.5, floor=0.3).probabilities(SCORES)

@@ -1,0 +1,126 @@
+"""The decision log on SQLite and on a real PostgreSQL server: append-only, one feedback per decision,
+versioned schema, nothing acknowledged lost under concurrency."""
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from causal_router.serving.store import (
+    SCHEMA_VERSION,
+    DecisionStore,
+    DuplicateFeedback,
+    UnknownDecision,
+)
+from tests.serving.pg import PostgresServer, why_unavailable
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    reason = why_unavailable()
+    if reason:
+        print(f"SKIP PostgreSQL store tests: {reason}")
+        pytest.skip(reason)
+    with PostgresServer() as pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = DecisionStore(f"sqlite:///{tmp_path / 'decisions' / 'decisions.db'}")
+    else:
+        pg = request.getfixturevalue("postgres")
+        clean(pg.uri)
+        s = DecisionStore(pg.uri)
+    yield s
+    s.close()
+
+
+def clean(uri):
+    """Drop the store's tables: a clean slate per test on the module's server."""
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS ingested, feedback, decisions, schema_version CASCADE"))
+    engine.dispose()
+
+
+def decision(i: int, model: str = "m-a") -> dict:
+    return {"decision_id": f"d{i:05d}", "created_at": datetime.now(UTC), "request_id": f"r{i}", "prompt": f"p{i}",
+            "model": model, "propensity": 0.8, "lam": 1.0, "explore": 0.2, "router_name": "r",
+            "router_version": "1", "input_tokens": 10.0}
+
+
+def test_schema_version_is_recorded_and_a_newer_schema_refused(store):
+    assert store.schema_version() == SCHEMA_VERSION
+    store.create()  # idempotent
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)"),
+                     {"v": SCHEMA_VERSION + 1, "t": datetime.now(UTC)})
+    with pytest.raises(RuntimeError, match="schema version"):
+        store.create()
+
+
+def test_feedback_once_per_known_decision(store):
+    store.add_decisions([decision(1), decision(2, "m-b")])
+    with pytest.raises(UnknownDecision):
+        store.add_feedback("nope", 0.5, 0.1, None)
+    row = store.add_feedback("d00001", 0.5, None, 7, cost_fn=lambda d, out: d["input_tokens"] + out)
+    assert row["cost"] == 17.0
+    with pytest.raises(DuplicateFeedback):
+        store.add_feedback("d00001", 0.9, 0.1, None)
+    assert store.count("feedback") == 1 and store.counts_by_model() == {"m-a": 1, "m-b": 1}
+    pending = store.pending()
+    assert pending["decision_id"].tolist() == ["d00001"] and pending["score"].tolist() == [0.5]
+    store.mark_ingested({"d00001": ("added", None)})
+    assert store.pending().empty
+
+
+def test_concurrent_writers_lose_nothing_and_duplicates_lose_the_race(store):
+    errors = []
+
+    def writer(k):
+        try:
+            for j in range(25):
+                store.add_decisions([decision(k * 1000 + j * 2), decision(k * 1000 + j * 2 + 1)])
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and store.count("decisions") == 8 * 50
+    outcomes = []
+
+    def feedback():
+        try:
+            store.add_feedback("d00000", 0.5, 0.1, None)
+            outcomes.append("ok")
+        except DuplicateFeedback:
+            outcomes.append("dup")
+
+    threads = [threading.Thread(target=feedback) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(outcomes) == ["dup"] * 7 + ["ok"] and store.count("feedback") == 1
+
+
+def test_the_service_runs_on_postgresql(postgres, registry, settings, monkeypatch):
+    """Route and feedback through the app with the PostgreSQL store named by the environment."""
+    from fastapi.testclient import TestClient
+
+    from causal_router.serving.app import create_app
+    from tests.serving.tiny import TinyEncoder
+
+    clean(postgres.uri)
+    monkeypatch.setenv("CAUSAL_ROUTER_DECISIONS_URI", postgres.uri)
+    settings.decisions_uri = None
+    with TestClient(create_app(settings, encoder=TinyEncoder())) as client:
+        d = client.post("/v1/route", json={"prompts": ["a", "b"], "lam": 5}).json()["decisions"]
+        fb = {"decision_id": d[0]["decision_id"], "score": 1, "cost": 0}
+        assert client.post("/v1/feedback", json=fb).status_code == 200
+        assert client.post("/v1/feedback", json=fb).status_code == 409
+    fresh = DecisionStore(postgres.uri)
+    assert set(fresh.frame("decisions")["decision_id"]) == {x["decision_id"] for x in d}
+    assert fresh.count("feedback") == 1 and fresh.schema_version() == SCHEMA_VERSION
