@@ -108,7 +108,8 @@ def machine() -> dict:
     return {
         "cpu": cpu_model(), "flags": flags, "bf16_kind": kind, "cores": os.cpu_count(),
         "idle_threads": idle_threads(), "torch_default_threads": torch.get_num_threads(),
-        "onednn_bf16": torch_has_onednn_bf16(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "onednn_bf16": torch_has_onednn_bf16(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__, "python": platform.python_version(),
     }
 

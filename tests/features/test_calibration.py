@@ -115,7 +115,8 @@ def test_another_machine_or_a_damaged_file_is_measured_again(tmp_path, monkeypat
     path = calibration_path(BASE, machine_identity(), tmp_path)
     path.write_text("{not json")
     calls = []
-    assert cpu_precision(BASE, lambda: fake_measure(speeds, calls=calls), lambda: True, tmp_path, (1,)).precision == "fp32"
+    again = cpu_precision(BASE, lambda: fake_measure(speeds, calls=calls), lambda: True, tmp_path, (1,))
+    assert again.precision == "fp32"
     assert calls and json.loads(path.read_text())["precision"] == "fp32"
     other = {**machine_identity(), "cpu_model": "Some Other CPU"}
     monkeypatch.setattr(cal_mod, "machine_identity", lambda: other)

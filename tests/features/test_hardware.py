@@ -82,4 +82,4 @@ def test_device_resolution():
         TransformerEncoder(device="tpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
-            TransformerEncoder(device="cuda").key  # a clear error, not a silent CPU run
+            _ = TransformerEncoder(device="cuda").key  # a clear error, not a silent CPU run

@@ -335,7 +335,8 @@ class TransformerEncoder:
                 from transformers import AutoConfig
 
                 cfg = AutoConfig.from_pretrained(self.path, local_files_only=True)
-                cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+                if hasattr(cfg, "get_text_config"):
+                    cfg = cfg.get_text_config()
                 self._dim = int(cfg.hidden_size)
         return self._dim
 
