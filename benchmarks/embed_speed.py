@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -89,13 +90,17 @@ def plain(file: str, out: str, batch_size: int = 32) -> None:
 # ---------------------------------------------------------------------------------------------
 # driver
 # ---------------------------------------------------------------------------------------------
-def timed(cmd: list[str], env: dict) -> tuple[float, str]:
+def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system) and stdout of one process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return seconds, proc.stdout.strip()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, proc.stdout.strip()
 
 
 def machine() -> dict:
@@ -131,14 +136,16 @@ def write_markdown(res: dict, path: Path) -> None:
         f"all-MiniLM-L6-v2, 256-token cap). Whole processes, wall time, alternating "
         f"{res['repeats']} times:",
         "",
-        "| variant | precision | threads | runs (s) | median (s) | prompts/s (median) | vs plain |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "| variant | precision | threads | wall, each run (s) | median (s) | prompts/s (median) | vs plain | "
+        "CPU s (median) |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     base = statistics.median(res["variants"]["plain"]["seconds"])
     for name, v in res["variants"].items():
         med = statistics.median(v["seconds"])
         lines.append(f"| {name} | {v['precision']} | {v['threads']} | {', '.join(f'{s:.1f}' for s in v['seconds'])} | "
-                     f"{med:.1f} | {res['n_prompts'] / med:.1f} | {base / med:.2f}x |")
+                     f"{med:.1f} | {res['n_prompts'] / med:.1f} | {base / med:.2f}x | "
+                     f"{statistics.median(v['cpu_seconds']):.1f} |")
     lines += [
         "",
         f"`--precision auto` chose **{cal['precision']}** ({cal['reason']}); calibration timings "
@@ -147,7 +154,8 @@ def write_markdown(res: dict, path: Path) -> None:
         "",
         f"Agreement: min cosine of `cli` to `plain` vectors {res['agreement']['min_cosine_cli_vs_plain']:.7f}.",
         "",
-        f"Ratios (median time of plain / median time of the variant): {json.dumps(r)}. "
+        f"Ratios (median wall time of plain / median wall time of the variant): {json.dumps(r)}; "
+        f"the same with CPU time (less sensitive to other jobs): {json.dumps(res['cpu_time_ratios'])}. "
         f"Goal for this CPU ({m['bf16_kind']}): cli >= {res['goal']}x plain: "
         f"**{'met' if res['goal_met'] else 'NOT met'}**.",
         "",
@@ -191,12 +199,15 @@ def main() -> None:
         env.pop("CAUSAL_ROUTER_TORCH_THREADS", None)
         cli = [sys.executable, "-m", "causal_router.cli", "embed", str(file)]
         runs: dict[str, list[float]] = {}
+        cpu_runs: dict[str, list[float]] = {}
         counter = iter(range(1000))
 
         def run(name: str, cmd: list[str]) -> None:
-            seconds, out = timed(cmd, env)
+            seconds, cpu, out = timed(cmd, env)
             runs.setdefault(name, []).append(seconds)
-            print(f"  {name:14s} {seconds:6.1f}s  {out.splitlines()[-1] if out else ''}", flush=True)
+            cpu_runs.setdefault(name, []).append(cpu)
+            print(f"  {name:14s} {seconds:6.1f}s wall {cpu:6.1f}s CPU  {out.splitlines()[-1] if out else ''}",
+                  flush=True)
 
         def fresh_cache() -> list[str]:
             return ["--cache-dir", str(work / f"cache{next(counter)}")]
@@ -225,11 +236,13 @@ def main() -> None:
     threads = auto_threads()
     precisions = {"plain": "fp32", "cli": calibration["precision"], "cli-first-use": calibration["precision"],
                   "cli-warm": "(cache)", "cli-fp32": "fp32", "cli-bf16": "bf16"}
-    variants = {name: {"seconds": s, "precision": precisions[name],
+    variants = {name: {"seconds": s, "cpu_seconds": cpu_runs[name], "precision": precisions[name],
                        "threads": info["torch_default_threads"] if name == "plain" else threads}
                 for name, s in runs.items()}
     base = statistics.median(runs["plain"])
     ratios = {f"{k}/plain": round(base / statistics.median(v), 2) for k, v in runs.items() if k != "plain"}
+    cpu_base = statistics.median(cpu_runs["plain"])
+    cpu_ratios = {f"{k}/plain": round(cpu_base / statistics.median(v), 2) for k, v in cpu_runs.items() if k != "plain"}
     goal = GOALS[info["bf16_kind"]]
     res = {
         "issue": 13, "command": " ".join(["python", "benchmarks/embed_speed.py", *sys.argv[1:]]),
@@ -237,6 +250,7 @@ def main() -> None:
         "note": args.note or "other jobs may share these cores; ratios within one run are what to compare.",
         "n_prompts": len(texts), "seed": args.seed, "repeats": args.repeats, "data": args.data.name,
         "variants": variants, "calibration": calibration, "agreement": agreement, "ratios": ratios,
+        "cpu_time_ratios": cpu_ratios,
         "goal": goal, "goal_met": ratios["cli/plain"] >= goal, "total_seconds": time.perf_counter() - started,
     }
     args.out.mkdir(parents=True, exist_ok=True)
