@@ -13,7 +13,7 @@ from .causal.scores import Utilities
 from .data.matrices import FullFeedback
 from .data.simulate import simulate
 from .evaluation.metrics import evaluate_routers
-from .features.encoder import torch_threads
+from .features.hardware import torch_threads
 from .policy.data import RoutingData, build_routing_data
 from .policy.routers import get_router
 from .policy.training import fit_routers
