@@ -127,23 +127,38 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def _cpu_list(text: str) -> list[int]:
+    """``"0-3,8"`` -> [0, 1, 2, 3, 8]."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if part:
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def idle_threads() -> int:
-    """The intra-op threads torch starts with on an idle machine, as a plain loop gets them:
-    ``$OMP_NUM_THREADS`` when set, else one per physical core this process may use."""
-    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    """The intra-op threads torch starts with, as a plain loop gets them on an idle machine.
+
+    Mirrors torch's default: ``$OMP_NUM_THREADS``, then ``$MKL_NUM_THREADS``, else one thread per
+    physical core of the machine (cpuinfo's count, which ignores this process's affinity), else
+    the logical CPUs. Reads ``/sys`` only, so torch need not be imported.
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        raw = os.environ.get(var, "").strip()
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
     try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
+        cpus = _cpu_list(Path("/sys/devices/system/cpu/online").read_text())
+        cores = set()
+        for cpu in cpus:
+            topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
             cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
-        except OSError:
-            cores.add(("cpu", str(cpu)))  # no topology: count logical CPUs
-    return max(1, len(cores))
+        if cores:
+            return len(cores)
+    except (OSError, ValueError):
+        pass
+    return os.cpu_count() or 1
 
 
 def explicit_threads() -> int | None:
