@@ -6,7 +6,8 @@ skyline and EconML's DRPolicyForest.
 
 Writes benchmarks/results/paper_protocol.csv (records) and paper_protocol_summary.csv (mean and
 std over seeds), then renders docs/results.md with benchmarks/report.py. Needs ../shared/data and
-the 'bench' extra (EconML). Embeddings come through the cache.
+the 'bench' extra (EconML). Embeddings come through the cache, pinned to fp32 (bf16 would make the
+figures depend on the CPU); the records carry the precision and the CPU model as columns.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pandas as pd
 from causal_router.benchmark import parse_policies, run_study, summarize
 from causal_router.data.loaders import load_full_feedback
 from causal_router.features.embed import embed_texts
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import cpu_model
 
 # lambda * (dearest model's mean cost) spans the same range on both tables: RouterBench's
 # dearest (gpt-4) costs ~0.0050 USD per query, LLMRouter's (the 49-70B models) ~0.000068,
@@ -43,12 +46,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
     frames = []
+    encoder = TransformerEncoder(precision="fp32")
+    meta = {"embedding_precision": encoder.resolved_precision, "cpu_model": cpu_model()}
     for name in args.datasets.split(","):
         start = time.perf_counter()
         ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
-        X = embed_texts(list(ff.prompts))
+        X = embed_texts(list(ff.prompts), encoder=encoder)
         df = run_study(ff, X, parse_policies(args.policies), [int(s) for s in args.seeds.split(",")], GRIDS[name],
-                       out / f"work_{name}", name, peers=True)
+                       out / f"work_{name}", name, peers=True, meta=meta)
         frames.append(df)
         logging.info("%s: %.0f s", name, time.perf_counter() - start)
     records = pd.concat(frames, ignore_index=True)

@@ -89,4 +89,20 @@ def test_benchmark_writes_records(workdir):
     assert set(records["policy"]) == {"uniform", "cost-biased"}
     assert {"oracle", "logging-policy", "full-feedback", "best-single", "naive"} <= set(records["method"])
     assert (records.loc[records["policy"] == "cost-biased", "strength"] == 3.0).all()
+    assert (records["embedding_precision"] == "fp32").all() and records["cpu_model"].notna().all()  # pinned
     assert (out / "summary.csv").exists()
+
+
+def test_embed_honours_explicit_precision_and_threads(workdir, monkeypatch):
+    from causal_router.features import calibration
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("an explicit precision must not calibrate")
+
+    monkeypatch.setattr(calibration, "cpu_precision", no_calibration)
+    small = workdir / "small.parquet"
+    pd.read_parquet(workdir / "table.parquet").drop_duplicates("prompt_id").head(5).to_parquet(small)
+    out = invoke("embed", small, "--precision", "fp32", "--threads", "1", "--cache-dir", workdir / "embed-cache")
+    assert out.startswith("5 prompts: 5 embedded")
+    bad = CliRunner().invoke(app, ["embed", str(small), "--threads", "0"])
+    assert bad.exit_code == 2 and "--threads" in bad.output

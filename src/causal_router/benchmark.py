@@ -13,7 +13,7 @@ from .causal.scores import Utilities
 from .data.matrices import FullFeedback
 from .data.simulate import simulate
 from .evaluation.metrics import evaluate_routers
-from .features.encoder import torch_threads
+from .features.hardware import torch_threads
 from .policy.data import RoutingData, build_routing_data
 from .policy.routers import get_router
 from .policy.training import fit_routers
@@ -87,8 +87,12 @@ def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None,
 
 
 def run_study(ff: FullFeedback, X: np.ndarray, policies, seeds, lambdas, out_dir, dataset: str, methods=None,
-              peers: bool = True, params=None, data_kwargs=None) -> pd.DataFrame:
-    """Every (policy, seed) of a study; records appended to ``out_dir/records.csv`` as they finish."""
+              peers: bool = True, params=None, data_kwargs=None, meta: dict | None = None) -> pd.DataFrame:
+    """Every (policy, seed) of a study; records appended to ``out_dir/records.csv`` as they finish.
+
+    ``meta`` ({column: value}, e.g. ``embedding_precision`` and ``cpu_model``) is added as
+    constant columns, so that a results file says how its features were made.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frames = []
@@ -99,6 +103,8 @@ def run_study(ff: FullFeedback, X: np.ndarray, policies, seeds, lambdas, out_dir
                                 peers=peers, params=params, data_kwargs=data_kwargs, dataset=dataset)
             df = pd.DataFrame(recs)[list(RECORD_COLUMNS) + ["quality"]]
             df["requested_strength"] = strength
+            for column, value in (meta or {}).items():
+                df[column] = value
             frames.append(df)
             pd.concat(frames).to_csv(out / "records.csv", index=False)
             log.info("%s %s:%s seed %d: %.0fs", dataset, policy, strength, seed, time.perf_counter() - start)

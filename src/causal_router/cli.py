@@ -37,13 +37,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _encoder(path: Optional[str] = None, device: str = "auto", precision: str = "auto"):
+def _encoder(path: Optional[str] = None, device: str = "auto", precision: str = "auto", threads: Optional[int] = None):
     from .features.embed import default_encoder
     from .features.encoder import TransformerEncoder
 
-    if path is None and device == "auto" and precision == "auto":
+    if path is None and device == "auto" and precision == "auto" and threads is None:
         return default_encoder()
-    return TransformerEncoder(path, device=device, precision=precision)
+    return TransformerEncoder(path, device=device, precision=precision, threads=threads)
 
 
 def _embed(texts, cache_dir, encoder):
@@ -100,7 +100,10 @@ def embed(
     cache_dir: Optional[Path] = CacheDir,
     encoder: Optional[str] = Encoder,
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto (bf16 on a GPU or a CPU with bf16 matrix units), fp32 or bf16."),
+    precision: str = typer.Option("auto", help="auto (bf16 on a GPU; on CPU the faster of fp32 and bf16, measured "
+                                  "once per machine), fp32 or bf16."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: as many as "
+                                          "torch uses on an idle machine)."),
 ):
     """Embed every distinct prompt of FILE into the cache (a second run embeds nothing)."""
     from .data.loaders import read_frame
@@ -112,7 +115,7 @@ def embed(
     texts = df["prompt"].astype(str).drop_duplicates().tolist()
     start = time.perf_counter()
     try:
-        enc = _encoder(encoder, device, precision)
+        enc = _encoder(encoder, device, precision, threads)
         X, n_new = embed_with_stats(texts, cache_dir=cache_dir, encoder=enc)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
@@ -373,9 +376,11 @@ def benchmark(
     """The paper's protocol: simulate logs per policy and seed, train every router, evaluate on the test split."""
     from .benchmark import parse_policies, run_study, summarize
     from .data.loaders import load_full_feedback
+    from .features.hardware import cpu_model
 
     ff = load_full_feedback(table)
-    X = _embed(ff.prompts, cache_dir, _encoder(None))
+    enc = _encoder(None, precision="fp32")  # pinned: the study's figures must not depend on the CPU
+    X = _embed(ff.prompts, cache_dir, enc)
     if peers:
         try:
             import econml  # noqa: F401
@@ -384,7 +389,8 @@ def benchmark(
     dataset = table.name.split(".")[0]
     start = time.perf_counter()
     records = run_study(ff, X, parse_policies(policies), [int(x) for x in seeds.split(",")], _floats(lambdas), out,
-                        dataset, _names(methods), peers)
+                        dataset, _names(methods), peers,
+                        meta={"embedding_precision": enc.resolved_precision, "cpu_model": cpu_model()})
     summary = summarize(records)
     summary.to_csv(out / "summary.csv", index=False)
     seconds = time.perf_counter() - start
@@ -396,7 +402,8 @@ def benchmark(
         configure(".")
         with mlflow.start_run(run_name=f"benchmark-{dataset}"):
             mlflow.log_params({"table": str(table), "policies": policies, "seeds": seeds, "lambdas": lambdas,
-                               "dataset": dataset})
+                               "dataset": dataset, "embedding_precision": enc.resolved_precision,
+                               "cpu_model": cpu_model()})
             mean = records.groupby(["policy", "requested_strength", "method"], dropna=False)["utility"].mean()
             mlflow.log_metrics({f"utility/{p}{'' if pd_isna(s) else ':' + format(s, 'g')}/{m}": float(v)
                                 for (p, s, m), v in mean.items()} | {"study_seconds": seconds})

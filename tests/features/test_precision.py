@@ -5,7 +5,7 @@ import pytest
 
 from causal_router.features import encoder as encoder_mod
 from causal_router.features.embed import embed_with_stats
-from causal_router.features.encoder import TransformerEncoder, resolve_device, resolve_precision
+from causal_router.features.encoder import TransformerEncoder, resolve_precision
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +16,6 @@ def X32(fp32_encoder, prompts):
 @pytest.fixture(scope="module")
 def X16(bf16_encoder, prompts):
     return bf16_encoder.encode(prompts)
-
-
-def test_bf16_cosine_to_fp32_on_every_prompt(bf16_encoder, X32, X16):
-    assert bf16_encoder._fast_bf16 and bf16_encoder._fast_bf16["linear"] > 0  # the oneDNN path ran
-    np.testing.assert_allclose(np.linalg.norm(X16, axis=1), 1.0, atol=1e-5)
-    cosine = (X32 * X16).sum(1)
-    assert cosine.min() >= 0.9999, f"worst prompt #{cosine.argmin()}: cosine {cosine.min():.6f}"
-    assert not np.array_equal(X32, X16)  # really a different computation
 
 
 @pytest.mark.parametrize("settings", [
@@ -61,14 +53,11 @@ def test_precision_is_part_of_the_key_and_the_cache_never_mixes(fp32_encoder, bf
     np.testing.assert_array_equal(embed_with_stats(prompts[:8], tmp_path, bf16_encoder)[0], X16)
 
 
-def test_auto_precision_follows_the_hardware(monkeypatch):
-    monkeypatch.setattr(encoder_mod, "cpu_has_fast_bf16", lambda: True)
-    assert resolve_precision("auto", "cpu") == "bf16"
-    assert TransformerEncoder(device="cpu").key.endswith("|precision=bf16")
-    monkeypatch.setattr(encoder_mod, "cpu_has_fast_bf16", lambda: False)
+def test_resolve_precision():
+    assert resolve_precision("auto", "cpu", lambda: "bf16") == "bf16"  # the encoder's calibration
+    assert resolve_precision("auto", "cpu", lambda: "fp32") == "fp32"
     assert resolve_precision("auto", "cpu") == "fp32"
-    assert TransformerEncoder(device="cpu").key.endswith("|precision=fp32")
-    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("fp32", "cpu", lambda: "bf16") == "fp32"  # explicit wins
     with pytest.raises(ValueError, match="CUDA devices only"):
         resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError):
@@ -77,16 +66,10 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
         TransformerEncoder(precision="fp64")
 
 
-def test_device_resolution():
-    import torch
-
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError):
-        TransformerEncoder(device="tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA"):
-            TransformerEncoder(device="cuda").key  # a clear error, not a silent CPU run
+def test_bf16_without_onednn_bf16_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(encoder_mod, "torch_has_onednn_bf16", lambda: False)
+    with pytest.raises(ValueError, match="oneDNN"):
+        resolve_precision("bf16", "cpu")
 
 
 def test_features_compatible_across_precisions(fp32_encoder, bf16_encoder):

@@ -9,7 +9,7 @@ import pytest
 from causal_router.features import encoder as encoder_mod
 from causal_router.features.cache import EmbeddingCache
 from causal_router.features.embed import embed_with_stats
-from causal_router.features.encoder import TransformerEncoder, auto_threads, torch_threads
+from causal_router.features.encoder import TransformerEncoder
 
 
 def test_iter_encode_yields_chunks_in_order(bf16_encoder, clone, prompts):
@@ -75,23 +75,6 @@ def test_progress_bar(bf16_encoder, clone, prompts, capsys, monkeypatch):
     assert capsys.readouterr().err == ""
     clone(bf16_encoder).encode(prompts[:3])
     assert "3/3" in capsys.readouterr().err
-
-
-def test_threads(monkeypatch):
-    import os
-
-    import torch
-
-    monkeypatch.setenv("CAUSAL_ROUTER_TORCH_THREADS", "3")
-    assert auto_threads() == 3
-    monkeypatch.delenv("CAUSAL_ROUTER_TORCH_THREADS")
-    assert 1 <= auto_threads() <= len(os.sched_getaffinity(0))
-    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 0.0, 0.0))
-    assert auto_threads() == 1  # a busy machine gets one thread
-    before = torch.get_num_threads()
-    with torch_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
 
 
 def test_pickles_settings_not_the_model(bf16_encoder):

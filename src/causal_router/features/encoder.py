@@ -5,13 +5,13 @@ Speed on one machine (see ``benchmarks/embed_speed.py``):
 * prompts are tokenised and encoded in chunks of ``chunk_size`` (memory stays bounded whatever
   the number of prompts), sorted by token length within a chunk and batched by a token budget
   (``token_budget`` padded tokens, at most ``batch_size`` texts per forward pass);
-* ``device="auto"`` takes CUDA when present; ``precision="auto"`` takes bf16 on a GPU that has it
-  (fp16 otherwise) and on CPUs with bf16 matrix units (Intel AMX), fp32 elsewhere;
-* on CPU, bf16 runs every linear layer as a oneDNN bf16 matmul (AMX) with pre-converted weights
-  (GELU fused into the feed-forward matmul for BERT-style models) and attention in bf16, while
-  embeddings, the residual stream, LayerNorm and pooling stay in fp32. That keeps every
-  embedding within cosine 0.9999 of the fp32 one (about 0.99998 on RouterBench prompts);
-* the torch thread count is chosen from the free cores (see :func:`auto_threads`).
+* ``device="auto"`` takes CUDA when present (:mod:`.hardware`); ``precision="auto"`` takes bf16
+  on a GPU that has it (fp16 otherwise) and, on CPU, whichever of fp32 and bf16 a short
+  calibration on first use found faster on this machine for this model (:mod:`.calibration`);
+* on CPU, bf16 runs the linear layers as oneDNN bf16 matmuls and keeps the rest in fp32
+  (:mod:`.bf16`): every embedding stays within cosine 0.9999 of the fp32 one;
+* the torch thread count is what a plain loop gets on an idle machine unless asked otherwise
+  (:func:`~.hardware.auto_threads`).
 
 The precision is part of :attr:`TransformerEncoder.key`, so fp32 and bf16 vectors never share
 cache entries.
@@ -25,22 +25,23 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .bf16 import prepare_cpu_bf16
+from .hardware import auto_threads, resolve_device, torch_has_onednn_bf16, torch_threads
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
-THREADS_ENV = "CAUSAL_ROUTER_TORCH_THREADS"
 POOLINGS = ("mean", "cls", "last")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_POOLINGS = POOLINGS  # backwards-compatible alias
 _FINGERPRINT_BYTES = 1 << 20  # files up to this size are hashed whole, larger ones head + tail
 _PROGRESS_MIN = 1000  # automatic progress bars only for at least this many texts
-SLAB_ROWS = 1024  # rows per bf16 CPU matmul call (see BF16Linear.forward)
 CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET = 4096, 65536
 _CONFIG = ("model_path", "max_length", "batch_size", "device", "pooling", "precision", "token_budget",
            "threads", "progress", "chunk_size")
@@ -85,88 +86,17 @@ def strip_precision(key: str) -> str:
     return head if sep and "|" not in tail else key
 
 
-# --------------------------------------------------------------------------------------------
-# hardware
-# --------------------------------------------------------------------------------------------
-def cpu_flags() -> set[str]:
-    """CPU feature flags from ``/proc/cpuinfo`` (empty set where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+def resolve_precision(precision: str, device: str, cpu_auto: Callable[[], str] | None = None) -> str:
+    """The precision actually used on a resolved ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
 
-
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has bf16 matrix units (Intel AMX) that torch's oneDNN can use.
-
-    Without AMX (AVX512-BF16 alone, or AVX2) bf16 inference is not faster than fp32 here, so
-    ``precision="auto"`` stays fp32.
-    """
-    flags = cpu_flags()
-    if flags and "amx_bf16" not in flags:
-        return False
-    if flags and "torch" not in sys.modules:
-        # x86 builds of torch ship oneDNN with bf16: skip the 1-2 s import (a warm-cache run
-        # needs the key, not the model); _load checks again before using it
-        return True
-    import torch
-
-    if not flags and not getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
-        return False
-    return _torch_has_onednn_bf16()
-
-
-def _torch_has_onednn_bf16() -> bool:
-    import torch
-
-    if not torch.backends.mkldnn.is_available():
-        return False
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check()) if check is not None else True
-
-
-def _gpu_visible() -> bool:
-    """False when no GPU device node exists (then torch cannot see one either)."""
-    dev = Path("/dev")
-    if not dev.is_dir():
-        return True  # not Linux: ask torch
-    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists()
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; other values are checked.
+    ``"auto"``: bf16 on a GPU that supports it (fp16 on older GPUs); on CPU what ``cpu_auto()``
+    returns (the encoder passes its calibration, see :mod:`.calibration`), fp32 without it.
+    ``"bf16"`` on CPU needs torch's oneDNN bf16; ``"fp16"`` is for GPUs only.
 
     Raises
     ------
     ValueError
-        Unknown device string.
-    RuntimeError
-        A CUDA device was asked for and torch sees none.
-    """
-    if device == "auto" and "torch" not in sys.modules and not _gpu_visible():
-        return "cpu"  # without importing torch (see cpu_has_fast_bf16)
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind = torch.device(device).type  # raises RuntimeError on nonsense strings
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA GPU (use 'auto' or 'cpu')")
-    return device
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """The precision actually used on a resolved ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
-
-    ``"auto"``: bf16 on a GPU that supports it (fp16 on older GPUs); on CPU bf16 only with
-    bf16 matrix units (:func:`cpu_has_fast_bf16`), else fp32. ``"bf16"`` on a CPU without them
-    works (slowly) and logs a warning; ``"fp16"`` is for GPUs only.
+        Unknown precision, fp16 on CPU, or bf16 on a CPU whose torch cannot run it.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -176,160 +106,13 @@ def resolve_precision(precision: str, device: str) -> str:
             import torch
 
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
+        return cpu_auto() if cpu_auto is not None else "fp32"
     if precision == "fp16" and not cuda:
         raise ValueError("precision 'fp16' is for CUDA devices only; use 'bf16' or 'fp32' on CPU")
-    if precision == "bf16" and not cuda:
-        if not _torch_has_onednn_bf16():
-            raise ValueError("precision 'bf16' on CPU needs torch's oneDNN with bf16 support")
-        if not cpu_has_fast_bf16():
-            logger.warning("bf16 asked for on a CPU without bf16 matrix units (AMX): expect it to be slow")
+    if precision == "bf16" and not cuda and not torch_has_onednn_bf16():
+        raise ValueError("precision 'bf16' on CPU needs torch's oneDNN with bf16 support (this CPU/torch has "
+                         "none): use 'fp32' or 'auto'")
     return precision
-
-
-def auto_threads() -> int:
-    """Torch intra-op threads for CPU inference.
-
-    ``$CAUSAL_ROUTER_TORCH_THREADS`` when set; one thread inside a Dask worker (parallelism
-    comes from the workers' threads there); otherwise the cores this process may use minus the
-    one-minute load average, rounded, at least 1. On a busy machine, extra threads wait on each
-    other and on other processes (on 2 loaded cores, 1 thread runs these models faster than 2).
-    """
-    if os.environ.get(THREADS_ENV):
-        return max(1, int(os.environ[THREADS_ENV]))
-    if "distributed" in sys.modules:
-        try:
-            from distributed import get_worker
-
-            get_worker()
-            return 1
-        except (ValueError, ImportError):
-            pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return int(max(1, min(cores, round(cores - load))))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Set torch's intra-op thread count inside the block (None: leave it), then restore it."""
-    import torch
-
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# --------------------------------------------------------------------------------------------
-# bf16 on CPU: oneDNN (AMX) matmuls, fp32 everywhere else
-# --------------------------------------------------------------------------------------------
-def _bf16_linear_module():
-    import torch
-
-    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
-
-    class BF16Linear(torch.nn.Module):
-        """``nn.Linear`` as a bf16 oneDNN matmul (optionally with exact GELU fused in).
-
-        The input is cast to bf16, the product accumulates in fp32 inside oneDNN, and the output
-        is returned as ``out_dtype``.
-        """
-
-        def __init__(self, weight, bias, act: str = "none", out_dtype=torch.float32):
-            """``weight`` of shape (out_features, in_features), as in ``nn.Linear``."""
-            super().__init__()
-            self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
-            self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16).contiguous())
-            self.act, self.out_dtype = act, out_dtype
-            self.out_features, self.in_features = self.weight.shape
-
-        def _matmul(self, x):
-            if op is not None:
-                return op(x, self.weight, self.bias, self.act, [], "none" if self.act == "gelu" else "")
-            y = torch.nn.functional.linear(x, self.weight, self.bias)  # pragma: no cover
-            return torch.nn.functional.gelu(y) if self.act == "gelu" else y  # pragma: no cover
-
-        def forward(self, x):
-            x = x.to(torch.bfloat16)
-            shape = x.shape
-            x2 = x.reshape(-1, shape[-1])
-            # oneDNN picks its reduction blocking from the number of rows, so the same row can
-            # round differently in a batch of 300 rows and in one of 8,000. Always multiplying
-            # slabs of exactly SLAB_ROWS rows (the last one zero-padded) makes every row's
-            # result independent of the batch it came in.
-            m = x2.shape[0]
-            out = torch.empty((m, self.out_features), dtype=self.out_dtype, device=x.device)
-            for start in range(0, m, SLAB_ROWS):
-                part = x2[start : start + SLAB_ROWS]
-                n = part.shape[0]
-                if n < SLAB_ROWS:
-                    part = torch.cat([part, part.new_zeros((SLAB_ROWS - n, part.shape[1]))])
-                out[start : start + n] = self._matmul(part)[:n]
-            return out.reshape(*shape[:-1], self.out_features)
-
-    return BF16Linear
-
-
-def _is_exact_gelu(act) -> bool:
-    import torch
-
-    if isinstance(act, torch.nn.GELU):
-        return act.approximate == "none"
-    try:
-        from transformers.activations import GELUActivation
-    except ImportError:  # pragma: no cover
-        return False
-    return type(act) is GELUActivation and getattr(act, "act", None) is torch.nn.functional.gelu
-
-
-def prepare_cpu_bf16(model) -> dict:
-    """Swap a model's linear layers for bf16 oneDNN matmuls, in place; returns counts.
-
-    Generic rule: every ``nn.Linear`` computes in bf16 and returns fp32, so everything else
-    (embeddings, residual adds, LayerNorm, RoPE, pooling) stays fp32. BERT-style models with
-    SDPA attention get two refinements: query/key/value return bf16, so attention runs in bf16,
-    and an exact-GELU feed-forward layer (``dense`` + ``intermediate_act_fn``) becomes one fused
-    matmul + GELU returning bf16 (its consumer casts to bf16 anyway).
-    """
-    import torch
-
-    try:
-        from transformers.pytorch_utils import Conv1D  # GPT-2 style "linear" layers
-    except ImportError:  # pragma: no cover
-        Conv1D = ()
-
-    BF16Linear = _bf16_linear_module()
-    sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
-    counts = {"linear": 0, "fused_gelu": 0, "bf16_qkv": 0}
-    for module in list(model.modules()):
-        dense = getattr(module, "dense", None)
-        if isinstance(dense, torch.nn.Linear) and _is_exact_gelu(getattr(module, "intermediate_act_fn", None)):
-            module.dense = BF16Linear(dense.weight, dense.bias, act="gelu", out_dtype=torch.bfloat16)
-            module.intermediate_act_fn = torch.nn.Identity()
-            counts["fused_gelu"] += 1
-        for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.Linear):
-                bf16_out = sdpa and name in ("query", "key", "value")
-                out_dtype = torch.bfloat16 if bf16_out else torch.float32
-                setattr(module, name, BF16Linear(child.weight, child.bias, out_dtype=out_dtype))
-                counts["linear"] += 1
-                counts["bf16_qkv"] += bf16_out
-            elif Conv1D and isinstance(child, Conv1D):  # weight (in, out)
-                setattr(module, name, BF16Linear(child.weight.t(), child.bias))
-                counts["linear"] += 1
-    return counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,13 +142,15 @@ class TransformerEncoder:
         Attention-masked mean of the last hidden states (encoders; also fine for decoders), the
         first token's state, or the last real token's state (decoders; texts are right-padded).
     precision : {"auto", "fp32", "bf16", "fp16"}
-        See :func:`resolve_precision`. Part of :attr:`key`.
+        See :func:`resolve_precision`; ``"auto"`` on CPU is measured once per machine and model
+        (:mod:`.calibration`), an explicit value is used as given. Part of :attr:`key`.
     token_budget : int or None
         Most padded tokens (texts x padded width) per forward pass; None: 4,096 on CPU (larger
         batches only spill the caches there), 65,536 on a GPU.
     threads : int or None
-        Torch CPU threads while encoding; None means :func:`auto_threads` (decided once, on
-        first use). Restored afterwards.
+        Torch CPU threads while encoding; None means :func:`~.hardware.auto_threads` (decided
+        once, on first use: never fewer than a plain loop uses on an idle machine). Restored
+        afterwards.
     progress : bool or None
         tqdm progress bar on stderr; None: only when stderr is a terminal and there are at
         least 1,000 texts.
@@ -419,6 +204,8 @@ class TransformerEncoder:
         self._precision: str | None = None
         self._threads: int | None = None
         self._fast_bf16: dict | None = None
+        self._calibration = None  # the Calibration behind an "auto" CPU precision
+        self._siblings: dict = {}  # encoders loaded by the calibration, by precision (reused once)
 
     def __repr__(self) -> str:
         return (
@@ -431,8 +218,10 @@ class TransformerEncoder:
         """Pickles the settings only: a worker process loads the model itself and resolves
         ``"auto"`` device, precision and threads on its own hardware."""
         state = self.__dict__.copy()
-        for k in ("_model", "_tokenizer", "_threads", "_fast_bf16", "_device", "_precision", "_key"):
+        for k in ("_model", "_tokenizer", "_threads", "_fast_bf16", "_device", "_precision", "_key",
+                  "_calibration"):
             state[k] = None
+        state["_siblings"] = {}
         return state
 
     # -- identity --------------------------------------------------------------------------
@@ -459,8 +248,44 @@ class TransformerEncoder:
     def resolved_precision(self) -> str:
         """The precision in use: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (``"auto"`` resolved)."""
         if self._precision is None:
-            self._precision = resolve_precision(self.precision, self.resolved_device)
+            self._precision = resolve_precision(self.precision, self.resolved_device, self._calibrated_precision)
         return self._precision
+
+    def _calibrated_precision(self) -> str:
+        """``precision="auto"`` on CPU: the stored calibration of this machine and model, measured
+        first (a few seconds, once) when there is none."""
+        from .calibration import cpu_precision
+
+        self._calibration = cpu_precision(self.base_key, self._calibration_measure, torch_has_onednn_bf16)
+        chosen = self._siblings.get(self._calibration.precision)
+        self._siblings = {self._calibration.precision: chosen} if chosen is not None else {}
+        return self._calibration.precision
+
+    def _calibration_measure(self):
+        """The calibration's measure(precision, threads, texts) -> (seconds, vectors): this
+        encoder's settings at an explicit precision, each model loaded once (and kept, so the
+        chosen one is not loaded twice)."""
+        def measure(precision: str, threads: int, texts: Sequence[str]) -> tuple[float, np.ndarray]:
+            enc = self._siblings.get(precision)
+            if enc is None:
+                enc = TransformerEncoder(**{**self.config(), "device": "cpu", "precision": precision,
+                                            "progress": False, "threads": threads})
+                enc._load()
+                enc.encode(list(texts[:2]))  # warm-up: oneDNN builds its kernels on first use
+                self._siblings[precision] = enc
+            enc._threads = threads
+            start = time.perf_counter()
+            X = enc.encode(list(texts))
+            return time.perf_counter() - start, X
+
+        return measure
+
+    @property
+    def calibration(self):
+        """The :class:`~.calibration.Calibration` behind an ``"auto"`` CPU precision (None for an
+        explicit precision or a GPU); resolves the precision first."""
+        _ = self.resolved_precision
+        return self._calibration
 
     @property
     def resolved_token_budget(self) -> int:
@@ -510,7 +335,8 @@ class TransformerEncoder:
                 from transformers import AutoConfig
 
                 cfg = AutoConfig.from_pretrained(self.path, local_files_only=True)
-                cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+                if hasattr(cfg, "get_text_config"):
+                    cfg = cfg.get_text_config()
                 self._dim = int(cfg.hidden_size)
         return self._dim
 
@@ -522,6 +348,11 @@ class TransformerEncoder:
             from transformers.utils import logging as hf_logging
 
             path, device, precision = self.path, self.resolved_device, self.resolved_precision
+            sibling = self._siblings.pop(precision, None)
+            if sibling is not None and sibling._model is not None:  # loaded by the calibration
+                self._tokenizer, self._model, self._fast_bf16 = sibling._tokenizer, sibling._model, sibling._fast_bf16
+                self._dim = sibling._dim
+                return self._tokenizer, self._model
             bars = hf_logging.is_progress_bar_enabled()
             hf_logging.disable_progress_bar()
             try:
@@ -532,7 +363,7 @@ class TransformerEncoder:
                     hf_logging.enable_progress_bar()
             model = model.to(device).eval()
             if precision == "bf16" and torch.device(device).type == "cpu":
-                if not _torch_has_onednn_bf16():
+                if not torch_has_onednn_bf16():
                     raise RuntimeError(f"encoder key {self.key!r} asks for bf16, but this torch build has no "
                                        "oneDNN bf16: pass precision='fp32'")
                 model = self._prepare_cpu_bf16(model, path)

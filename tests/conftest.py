@@ -1,0 +1,19 @@
+"""Suite-wide settings."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _calibration_dir(tmp_path_factory):
+    """The CPU precision calibration of ``precision="auto"`` runs once per test session, in a
+    temporary folder (never the user's cache), whatever cache folders single tests point at."""
+    key = "CAUSAL_ROUTER_CALIBRATION_DIR"
+    before = os.environ.get(key)
+    os.environ[key] = str(tmp_path_factory.mktemp("calibration"))
+    yield
+    if before is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = before

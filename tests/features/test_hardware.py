@@ -1,0 +1,91 @@
+"""Machine probing: CPU identity and flags, devices, thread counts."""
+
+import os
+
+import pytest
+
+from causal_router.features import hardware
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import (
+    RELEVANT_FLAGS,
+    auto_threads,
+    idle_threads,
+    machine_identity,
+    machine_key,
+    resolve_device,
+    torch_threads,
+)
+
+
+def test_machine_identity_names_the_cpu_and_its_flags():
+    ident = machine_identity()
+    assert ident["cpu_model"] and ident["cores"] >= 1 and ident["idle_threads"] >= 1
+    assert set(ident["cpu_flags"]) == set(RELEVANT_FLAGS)
+    assert machine_key(ident) == machine_key(dict(ident))
+    assert machine_key({**ident, "cpu_model": "other"}) != machine_key(ident)
+
+
+def test_threads_never_follow_the_load_average(monkeypatch):
+    monkeypatch.delenv("CAUSAL_ROUTER_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    assert auto_threads() == idle_threads()  # a busy-looking machine is not a reason for fewer threads
+    assert 1 <= idle_threads() <= (os.cpu_count() or 1)
+
+
+def test_idle_threads_are_what_torch_starts_with():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    if not ({"OMP_NUM_THREADS", "MKL_NUM_THREADS"} & set(os.environ)):
+        assert idle_threads() == int(out)
+
+
+def test_asked_threads_are_honoured(monkeypatch):
+    monkeypatch.setenv("CAUSAL_ROUTER_TORCH_THREADS", "3")
+    assert auto_threads() == 3
+    monkeypatch.setenv("CAUSAL_ROUTER_TORCH_THREADS", "many")
+    with pytest.raises(ValueError, match="CAUSAL_ROUTER_TORCH_THREADS"):
+        auto_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    monkeypatch.delenv("CAUSAL_ROUTER_TORCH_THREADS")
+    assert idle_threads() == 5  # as torch would start
+
+
+def test_cpu_lists():
+    assert hardware._cpu_list("0-3,8\n") == [0, 1, 2, 3, 8]
+    assert hardware._cpu_list("0") == [0]
+
+
+def test_encoder_threads(monkeypatch, fp32_encoder, clone, prompts):
+    monkeypatch.setattr(hardware, "idle_threads", lambda: 2)
+    monkeypatch.delenv("CAUSAL_ROUTER_TORCH_THREADS", raising=False)
+    enc = clone(fp32_encoder)
+    enc.encode(prompts[:1])
+    assert enc._threads == 2  # auto: what a plain loop gets
+    enc = clone(fp32_encoder, threads=1)
+    enc.encode(prompts[:1])
+    assert enc._threads == 1  # asked for
+
+
+def test_torch_threads_restores():
+    import torch
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_device_resolution():
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        TransformerEncoder(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            _ = TransformerEncoder(device="cuda").key  # a clear error, not a silent CPU run
