@@ -18,6 +18,19 @@ NAME = "causal-router-interval"
 URI = f"models:/{NAME}@champion"
 
 
+def reset_mlflow():
+    """Forget the tracking and registry URIs this module set (MLflow keeps them in globals and in
+    the environment), so that later tests resolve their own."""
+    import mlflow
+
+    from causal_router.registry import tracking
+
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    tracking._state.update(uri=None, experiment_id=None)
+
+
 @pytest.fixture(scope="session")
 def registry_template(tmp_path_factory):
     """An MLflow SQLite store holding versions 1 and 2 of the tiny router, champion -> 1."""
@@ -36,7 +49,8 @@ def registry_template(tmp_path_factory):
                 log_router_model(d, "interval", INTERVAL_METHOD, registered_model_name=NAME)
         mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", "1")
     finally:
-        tracking._state.update(uri=None, experiment_id=None)
+        reset_mlflow()
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
     return root / "mlruns" / "mlflow.db"
@@ -47,7 +61,6 @@ def registry(tmp_path, registry_template, monkeypatch):
     """This test's copy of the registry, set as MLFLOW_TRACKING_URI; yields the tracking URI."""
     import mlflow
 
-    from causal_router.registry import tracking
 
     (tmp_path / "mlruns").mkdir()
     db = tmp_path / "mlruns" / "mlflow.db"
@@ -59,7 +72,7 @@ def registry(tmp_path, registry_template, monkeypatch):
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield uri
-    tracking._state.update(uri=None, experiment_id=None)
+    reset_mlflow()  # then monkeypatch restores the environment
 
 
 @pytest.fixture

@@ -87,6 +87,8 @@ def test_token_is_required_when_set(live, monkeypatch):
             assert r.status_code == 401 and "token" in _no_traceback(r)
     r = httpx.post(srv.url + "/v1/route", json=body, headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200
+    assert httpx.get(srv.url + "/openapi.json").status_code == 401
+    assert httpx.get(srv.url + "/docs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
 def test_the_service_warns_when_no_token_is_set(make_app, caplog):

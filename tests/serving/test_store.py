@@ -124,3 +124,26 @@ def test_the_service_runs_on_postgresql(postgres, registry, settings, monkeypatc
     fresh = DecisionStore(postgres.uri)
     assert set(fresh.frame("decisions")["decision_id"]) == {x["decision_id"] for x in d}
     assert fresh.count("feedback") == 1 and fresh.schema_version() == SCHEMA_VERSION
+
+
+def _process_writer(uri: str, k: int, n: int) -> None:
+    store = DecisionStore(uri)
+    for j in range(n):
+        i = k * 10_000 + j
+        store.add_decisions([decision(i)])
+        store.add_feedback(f"d{i:05d}", 0.5, 0.1, None)
+
+
+def test_several_processes_share_one_sqlite_log(tmp_path):
+    """What `serve --workers N` does: each worker process writes decisions and feedback."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'decisions.db'}"
+    DecisionStore(uri)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_process_writer, args=(uri, k, 40)) for k in range(1, 5)]
+    [p.start() for p in procs]
+    [p.join(60) for p in procs]
+    assert [p.exitcode for p in procs] == [0] * 4
+    store = DecisionStore(uri)
+    assert store.count("decisions") == 160 and store.count("feedback") == 160

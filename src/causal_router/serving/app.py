@@ -42,7 +42,8 @@ from .store import DecisionStore, DuplicateFeedback, UnknownDecision, now
 
 log = logging.getLogger("causal_router.serving")
 
-OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json")
+#: What needs no token when one is set (the issue's rule: every endpoint but /healthz, docs included).
+OPEN_PATHS = ("/healthz",)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]

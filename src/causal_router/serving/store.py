@@ -89,6 +89,8 @@ def default_uri(root: str | Path | None = None) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
+    # SQLAlchemy's recipe: pysqlite's own BEGIN handling off, ours below (BEGIN IMMEDIATE)
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")  # fsync at every commit: acknowledged means on disk
@@ -115,6 +117,9 @@ class DecisionStore:
                 Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            # take the write lock when a transaction starts: a read-then-write transaction (feedback)
+            # would otherwise fail with SQLITE_BUSY when another process (--workers N) wrote meanwhile
+            sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
         # one SQLite writer at a time inside a process (SQLite serialises writers anyway;
