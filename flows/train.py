@@ -158,6 +158,12 @@ def _train(root_p: Path, p: dict, art: ArtifactLayout, register: bool) -> dict:
     lambdas = [float(x) for x in p["train"]["lambdas"]]
     methods = check_methods(p["train"]["methods"])
     cf_digest = digest(art.routing_data)
+    # torch's thread count is per process and the endpoint tasks share it: one thread for all of them
+    # (as `dvc repro` trains), so that no task restores another's count mid-fit and the heads are
+    # the same whichever way they were trained
+    import torch
+
+    torch.set_num_threads(1)
     futures = {m: endpoint.map(str(art.routing_data), cf_digest, m, lambdas) for m in methods if m in ENDPOINT_METHODS}
     endpoints = {m: [f.result() for f in fs] for m, fs in futures.items()}
     routers_dir = train(str(art.root), lambdas, methods, endpoints)
