@@ -21,7 +21,7 @@ from ..data import schema as S
 
 # one thread per router fit: the networks are small, and on a shared 2-core machine two threads
 # contend badly (seen: 0.6 s vs 27 s for one fit)
-from ..features.encoder import torch_threads
+from ..features.hardware import torch_threads
 from .data import RoutingData, build_routing_data
 from .routers import ROUTERS, get_router
 from .routerset import RouterSet
