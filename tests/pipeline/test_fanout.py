@@ -1,12 +1,15 @@
 """Cross-fitting folds and embedding shards fanned out as Prefect tasks over a real two-worker Dask cluster."""
 
 import numpy as np
+import pytest
 from prefect import flow, task
 
 from causal_router.causal.crossfit import CrossFitter
 from causal_router.data.synthetic import make_synthetic
 from causal_router.pipeline.runners import make_task_runner
 from flows.train import _fold_tasks
+
+pytestmark = pytest.mark.slow  # real Dask clusters
 
 
 def _args(s):

@@ -9,6 +9,8 @@ from mlflow import MlflowClient
 from flows.promote import promote_flow
 from flows.train import train_flow
 
+pytestmark = pytest.mark.slow  # each test runs the whole train flow
+
 
 @pytest.fixture
 def trained(project, prefect_harness):
