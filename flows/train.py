@@ -30,8 +30,8 @@ def _cache(stage: str) -> dict:
 
 
 @task(retries=1, **_cache("validate"))
-def validate(inputs: dict, out_dir: str, digest: str, models, floor: float, warn) -> dict:
-    valid = stages.validate_stage(inputs, out_dir, models, floor, warn)
+def validate(inputs: dict, out_dir: str, digest: str, models, floor: float, warn, prices=None) -> dict:
+    valid = stages.validate_stage(inputs, out_dir, models, floor, warn, prices=prices)
     return {"valid": valid, "outputs": output_hashes(out_dir)}
 
 
@@ -147,8 +147,10 @@ def _train(root_p: Path, p: dict, art: ArtifactLayout, register: bool) -> dict:
     logs = {s: d[s] for s in stages.LOG_SPLITS if Path(d[s]).exists()}
     data_md5 = hash_path(d["dir"])  # the data validated: dvc.lock records nothing else
     v = p["validate"]
-    valid = run_stage(validate, logs, str(art.validation), digest(*logs.values()), v["models"],
-                      v["positivity_floor"], v["warn"])["valid"]
+    # logged models must be in the price sheet that cross-fitting costs them with
+    prices = str(root_p / p["crossfit"]["prices"]) if p["crossfit"].get("prices") else None
+    valid = run_stage(validate, logs, str(art.validation), digest(*logs.values(), *([prices] if prices else [])),
+                      v["models"], v["positivity_floor"], v["warn"], prices)["valid"]
     to_embed = {**valid, **({"test": d["test"]} if Path(d["test"]).exists() else {})}
     emb_cfg = {**p["embed"], "cache_dir": str(root_p / p["embed"]["cache_dir"]) if p["embed"]["cache_dir"] else None}
     run_stage(embed, to_embed, str(art.embeddings), digest(*to_embed.values()), emb_cfg)

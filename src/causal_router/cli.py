@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .causal.scores import DEFAULT_CLIP
+from .errors import CausalRouterError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class _Group(TyperGroup):
+    """The one handler of the project's own errors: a readable message and exit code 1, no
+    traceback (``--debug`` shows it)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CausalRouterError as err:
+            if ctx.params.get("debug"):
+                raise
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1)
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
                   help="Learn LLM routers from observational logs (causal, regret-minimising).")
 
 CacheDir = typer.Option(None, "--cache-dir", help="Embedding cache folder (default: $CAUSAL_ROUTER_CACHE_DIR "
@@ -55,7 +73,8 @@ def _embed(texts, cache_dir, encoder):
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr.")):
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
+         debug: bool = typer.Option(False, "--debug", help="Show the traceback of an input error.")):
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -76,22 +95,41 @@ def validate(
     file: Path = typer.Argument(..., help="Observational log or full-feedback table (parquet, CSV, JSONL)."),
     kind: str = typer.Option("auto", help="logs, table or auto (a table has several rows per prompt_id)."),
     models: Optional[str] = typer.Option(None, help="Comma-separated models every log must cover."),
+    prices: Optional[Path] = typer.Option(None, help="Price sheet: logged models must be in it (as train checks)."),
     quarantine: Optional[Path] = typer.Option(None, help="Write failing rows here (with a reason) instead of failing."),
 ):
     """Check a file against the data contract: exit 0 if valid, 1 with a report naming rows and columns."""
-    from .data.loaders import load_logs, load_table, read_frame
-    from .data.validate import DataValidationError
+    from .config import load_prices
+    from .data.loaders import is_routerbench_wide, read_frame, routerbench_wide_to_long, write_quarantine
+    from .validation.catalogue import LogContract
+    from .validation.contract import assess
 
+    if kind not in ("auto", "logs", "table"):
+        raise typer.BadParameter(f"expected logs, table or auto, got {kind!r}", param_hint="--kind")
+    df = read_frame(file)
     if kind == "auto":
-        kind = "table" if _looks_like_table(read_frame(file)) else "logs"
-    try:
-        df = load_logs(file, _names(models), quarantine) if kind == "logs" else load_table(file, quarantine)
-    except DataValidationError as err:
-        _fail(str(err))
-    except (ValueError, FileNotFoundError) as err:
-        _fail(f"{file}: {err}")
-    typer.echo(f"{file}: valid {'observational log' if kind == 'logs' else 'full-feedback table'}, {len(df)} rows"
-               + (f" (bad rows quarantined to {quarantine})" if quarantine else ""))
+        kind = "table" if _looks_like_table(df) else "logs"
+    if kind == "table" and is_routerbench_wide(df):
+        df = routerbench_wide_to_long(df)
+    names = _names(models)
+    contract = None
+    if kind == "logs":  # the models train would use: --models, else the price sheet's
+        allowed = names or (sorted(load_prices(prices)) if prices else None)
+        contract = LogContract.make(allowed, require_all=bool(names))
+    a = assess(df, kind, contract)
+    if a.errors and (quarantine is None or a.frame_errors):
+        raise a.error(source=file)  # lists the warnings too
+    for w in a.warnings:
+        typer.echo(f"warning: {w.message}", err=True)
+    what = "observational log" if kind == "logs" else "full-feedback table"
+    if quarantine is not None:
+        kept, bad = a.split(df)
+        write_quarantine(bad, quarantine)
+        checks = sorted({c for r in bad["reason"] for c in r.split("; ")})
+        typer.echo(f"{file}: {what}, {len(kept)} valid row(s) kept, {len(bad)} row(s) quarantined to {quarantine}"
+                   + (f" (failed checks: {', '.join(checks)})" if checks else ""))
+        return
+    typer.echo(f"{file}: valid {what}, {len(df)} rows")
 
 
 @app.command()
@@ -176,19 +214,24 @@ def train(
     from .causal.nuisances import NuisanceConfig
     from .config import load_prices
     from .data.loaders import load_logs
-    from .data.validate import DataValidationError
     from .policy.training import check_methods, fit_routing_data, train_routerset
 
-    try:
-        train_df, val_df = load_logs(logs), load_logs(val)
-    except DataValidationError as err:
-        _fail(str(err))
+    sheet = load_prices(prices) if prices else None
+    # the same contract as `validate --prices`: logged models must be in the sheet
+    allowed = sorted(sheet) if sheet else None
+    train_df = load_logs(logs, allowed, require_all=False)
+    val_df = load_logs(val, allowed, require_all=False)
     try:
         method_list = check_methods(_names(methods))
         config = NuisanceConfig(cv, propensity, clip, seed)
     except (KeyError, ValueError) as err:
         _fail(str(err.args[0]))
-    sheet = load_prices(prices) if prices else None
+    if not _floats(lambdas) or not all(math.isfinite(x) and x >= 0 for x in _floats(lambdas)):
+        raise typer.BadParameter(f"expected finite, non-negative lambdas, got {lambdas!r}", param_hint="--lambdas")
+    missing = sorted(set(sheet or ()) - set(train_df["model"]))
+    if missing:
+        typer.echo(f"warning: {len(missing)} model(s) of the price sheet have no logged row in {logs}: "
+                   f"{', '.join(missing)}; their utilities rest on the pooled quality model alone", err=True)
     enc = _encoder(encoder)
     X = _embed(train_df["prompt"], cache_dir, enc)
     X_val = _embed(val_df["prompt"], cache_dir, enc)
@@ -235,6 +278,7 @@ def evaluate(
     from .evaluation.plots import plot_utility
 
     rs, enc = _load_set(routers, encoder)
+    grid = [rs.check_lambda(x) for x in _floats(lambdas)]
     try:
         ff = load_full_feedback(table).select_models(rs.models)
     except ValueError as err:
@@ -244,7 +288,7 @@ def evaluate(
 
     # the random baseline is always reported, trained or not
     routers_ = {"random": RandomRouter.for_models(len(rs.models)), **rs.routers}
-    records = evaluate_routers(routers_, ff, X, _floats(lambdas), ff.input_tokens)
+    records = evaluate_routers(routers_, ff, X, grid, ff.input_tokens)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records, indent=2))
     aiq = aiq_table(records)
@@ -293,6 +337,7 @@ def route(
         rs, enc, default_method = _load_registered(routers, encoder)
     else:
         (rs, enc), default_method = _load_set(Path(routers), encoder), "rm-interval"
+    lam = rs.check_lambda(lam, method or default_method)
     try:
         router = rs.get(method or default_method)
         policy = ExplorationPolicy(explore=explore)
@@ -483,15 +528,11 @@ def _stage_params(path: Path):
 def stage_validate(params: Path = Params):
     """Great Expectations checks of the logs: valid rows, quarantine and report under artifacts/validation."""
     from .pipeline.stages import LOG_SPLITS, validate_stage
-    from .validation.gx_suite import DataQualityError
 
     p, art = _stage_params(params)
     v = p["validate"]
-    try:
-        out = validate_stage({s: p["data"][s] for s in LOG_SPLITS}, art.validation, v["models"],
-                             v["positivity_floor"], v["warn"])
-    except DataQualityError as err:
-        _fail(str(err))
+    out = validate_stage({s: p["data"][s] for s in LOG_SPLITS}, art.validation, v["models"],
+                         v["positivity_floor"], v["warn"], prices=p["crossfit"].get("prices"))
     typer.echo(f"validated: {', '.join(out)}")
 
 

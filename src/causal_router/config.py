@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -12,16 +13,25 @@ def load_prices(path) -> dict[str, tuple[float, float]]:
 
     Returns ``{model: (input, output)}``; a malformed entry raises ValueError naming the model.
     """
-    raw = yaml.safe_load(Path(path).read_text())
+    from .errors import MissingFileError, UnreadableFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{str(path)!r}: no such price sheet")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = (str(err).strip().splitlines() or ["unreadable"])[0]
+        raise UnreadableFileError(f"{str(path)!r} is not a readable price sheet (YAML or JSON): {first}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a price sheet maps model names to {{input, output}} prices")
+        raise UnreadableFileError(f"{path}: a price sheet maps model names to {{input, output}} prices")
     raw = raw.get("prices", raw)
     out = {}
     for model, p in raw.items():
         try:
             out[str(model)] = (float(p["input"]), float(p.get("output", 0.0)))
         except (TypeError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: bad price entry for model {model!r}: {p!r}") from exc
-        if min(out[str(model)]) < 0:
-            raise ValueError(f"{path}: negative price for model {model!r}")
+            raise UnreadableFileError(f"{path}: bad price entry for model {model!r}: {p!r}") from exc
+        if not all(math.isfinite(x) and x >= 0 for x in out[str(model)]):
+            raise UnreadableFileError(f"{path}: negative or non-finite price for model {model!r}")
     return out

@@ -14,7 +14,7 @@ from causal_router.data.loaders import (
     write_frame,
 )
 from causal_router.data.matrices import FullFeedback
-from causal_router.data.validate import DataValidationError
+from causal_router.validation.catalogue import DataValidationError
 
 
 @pytest.fixture
@@ -181,12 +181,12 @@ def test_missing_text_stays_missing(tmp_path, log):
     path = write_frame(log, tmp_path / "log.csv")
     with pytest.raises(DataValidationError) as info:
         load_logs(path)
-    assert [(p.check, p.column, p.rows) for p in info.value.problems] == [("nan", S.MODEL, (2,))]
+    assert [(p.check, p.column, p.rows) for p in info.value.problems] == [("not_null:model", S.MODEL, (2,))]
 
 
 def test_load_logs_unknown_model(tmp_path, log):
     path = write_frame(log, tmp_path / "log.jsonl")
-    with pytest.raises(DataValidationError, match="model_without_rows.*'m-c'"):
+    with pytest.raises(DataValidationError, match="models_present.*'m-c'"):
         load_logs(path, models=["m-a", "m-b", "m-c"])
 
 
@@ -200,13 +200,16 @@ def test_quarantine_file(tmp_path, log):
     log.loc[0, S.SCORE] = 4.0
     log.loc[2, S.PROMPT_ID] = "8"
     path = write_frame(log, tmp_path / "log.parquet")
-    valid = load_logs(path, quarantine=tmp_path / "q" / "bad.csv")
+    # one row of one model is left: fine for a batch, not for training (several_models)
+    with pytest.raises(DataValidationError, match="several_models"):
+        load_logs(path, quarantine=tmp_path / "q" / "bad.csv")
+    valid = load_logs(path, quarantine=tmp_path / "q" / "bad.csv", for_training=False)
     bad = read_frame(tmp_path / "q" / "bad.csv")
     assert len(valid) + len(bad) == len(log)
     assert valid[S.PROMPT_ID].tolist() == ["8"]
     assert bad[[S.PROMPT_ID, "reason"]].to_numpy().tolist() == [
-        ["007", "score_range:score"],
-        ["8", "duplicate_prompt_id:prompt_id"],
+        ["007", "score_range"],
+        ["8", "unique_prompt_id"],
     ]
 
 

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from causal_router.cli import app
-from causal_router.data.validate import check_logs
+from causal_router.validation.contract import check_logs
 from causal_router.serving.ingest import ingest
 from causal_router.serving.store import DecisionStore
 

@@ -7,14 +7,18 @@ import pandas as pd
 import pytest
 
 from causal_router.data.loaders import write_frame
-from causal_router.validation.gx_suite import (
-    DataQualityError,
-    DataQualityReport,
-    build_log_suite,
-    quarantine_split,
-    run_data_checks,
-    validate_logs_gx,
-)
+from causal_router.validation.catalogue import DataValidationError, LogContract, log_checks
+from causal_router.validation.contract import split_logs
+from causal_router.validation.gx_suite import build_log_suite, validate_logs_gx
+from causal_router.validation.report import DataQualityReport
+from causal_router.validation.stage import run_data_checks
+
+
+def quarantine_split(df, report):
+    """The quarantine the report's configuration gives (the report itself decides nothing)."""
+    cfg = report.config
+    return split_logs(df, cfg["models"], positivity_floor=cfg["positivity_floor"], warn=cfg["warn"],
+                      require_all=cfg["require_all"])
 
 MODELS = ["a", "b", "c"]
 
@@ -53,9 +57,14 @@ def test_module_import_is_light():
 def test_build_log_suite_names():
     suite = build_log_suite(MODELS, 0.01)
     names = [e.meta["name"] for e in suite.expectations]
-    for name in ("columns_exist", "not_null:score", "score_range", "cost_nonnegative", "propensity_range",
-                 "unique_prompt_id", "model_in_set", "models_present", "positivity_floor"):
+    for name in ("columns_exist", "not_null:score", "score_range", "cost_nonnegative", "cost_finite",
+                 "propensity_range", "input_tokens_range", "unique_prompt_id", "model_in_set", "has_rows",
+                 "several_models", "models_present", "positivity_floor"):
         assert name in names
+    # every expectation is a catalogue check, under the catalogue's name
+    catalogue = {c.name for c in log_checks(["propensity", "input_tokens", "output_tokens"],
+                                            LogContract.make(MODELS, positivity_floor=0.01))}
+    assert set(names) <= catalogue
     floor = next(e for e in suite.expectations if e.meta["name"] == "positivity_floor")
     assert floor.min_value == 0.01 and str(floor.severity.value) == "warning"
     no_models = [e.meta["name"] for e in build_log_suite(None, 0.01).expectations]
@@ -69,7 +78,8 @@ def test_clean_frame_passes():
     assert all(r["success"] and r["rows"] == [] for r in report.results)
     assert "all" in report.summary() and "passed" in report.summary()
     valid, quarantine = quarantine_split(_clean(), report)
-    assert len(valid) == 6 and len(quarantine) == 0 and "failed_expectations" in quarantine.columns
+    assert len(valid) == 6 and len(quarantine) == 0 and "reason" in quarantine.columns
+    assert all(r["gx"] is None or r["gx"]["success"] for r in report.results)  # GX agrees
     json.dumps(report.to_dict(), allow_nan=False)
 
 
@@ -88,6 +98,7 @@ BAD_CASES = {
     "duplicate prompt_id": (_set("prompt_id", 4, "p0"), "unique_prompt_id", "prompt_id", [0, 4], ["p0"]),
     "unknown model": (_set("model", 5, "gpt-x"), "model_in_set", "model", [5], ["gpt-x"]),
     "null score": (_set("score", 1, np.nan), "not_null:score", "score", [1], []),
+    "infinite cost": (_set("cost", 2, np.inf), "cost_finite", "cost", [2], [np.inf]),
 }
 
 
@@ -102,7 +113,8 @@ def test_bad_rows_fail_the_named_expectation(case):
     assert r["column"] == column and r["rows"] == rows and r["unexpected_count"] == len(rows)
     assert r["unexpected_examples"] == examples and r["severity"] == "error"
     line = next(line for line in report.summary().splitlines() if name in line)
-    assert repr(column) in line and f"{len(rows)} unexpected" in line
+    assert repr(column) in line and f"{len(rows)} row(s)" in line
+    assert r["gx"]["success"] is False  # the GX expectation of the same name fails too
 
 
 def test_missing_configured_model_is_frame_level():
@@ -110,8 +122,11 @@ def test_missing_configured_model_is_frame_level():
     assert _names(report) == {"models_present"}
     r = report.result("models_present")
     assert r["unexpected_examples"] == ["d", "e"] and r["unexpected_count"] == 2 and r["rows"] == []
-    valid, quarantine = quarantine_split(_clean(), report)  # frame-level: nothing to quarantine
-    assert len(valid) == 6 and len(quarantine) == 0
+    with pytest.raises(DataValidationError, match="models_present"):  # frame-level: no quarantine fixes it
+        quarantine_split(_clean(), report)
+    # models from a price sheet: a model without rows is only a warning
+    sheet = validate_logs_gx(_clean(), models=MODELS + ["d"], require_all=False)
+    assert sheet.success and _names(sheet, "warning") == {"models_present"}
 
 
 def test_missing_column():
@@ -121,7 +136,7 @@ def test_missing_column():
     assert r["column"] == "cost" and r["unexpected_examples"] == ["cost"]
     ran = {x["name"] for x in report.results}
     assert "cost_nonnegative" not in ran and "not_null:cost" not in ran
-    assert "missing" in report.summary() and "cost" in report.summary()
+    assert "absent" in report.summary() and "cost" in report.summary()
 
 
 def test_propensity_is_optional():
@@ -143,16 +158,18 @@ def test_positivity_floor_is_a_warning_by_default():
     strict = validate_logs_gx(df, models=MODELS, positivity_floor=1e-3, warn=())
     assert not strict.success and _names(strict) == {"positivity_floor"}
     valid, quarantine = quarantine_split(df, strict)
-    assert quarantine.index.tolist() == [101] and quarantine["failed_expectations"].tolist() == ["positivity_floor"]
+    assert quarantine.index.tolist() == [101] and quarantine["reason"].tolist() == ["positivity_floor"]
 
 
-def test_uncheckable_column_falls_back_to_pandas():
+def test_text_in_a_numeric_column_is_named_and_gx_error_recorded():
     df = _clean()
     df["score"] = pd.Series([0.1, "high", 0.5, 2, 0.3, 0.9], index=df.index, dtype=object)
     report = validate_logs_gx(df, models=MODELS)
+    assert report.result("numeric:score")["rows"] == [1]
     r = report.result("score_range")
-    assert not r["success"] and r["rows"] == [1, 3] and r["unexpected_examples"] == ["high", 2]
-    assert _names(report) == {"score_range"}
+    assert not r["success"] and r["rows"] == [3] and r["unexpected_examples"] == [2]
+    assert _names(report) == {"numeric:score", "score_range"}
+    assert r["gx"]["exception"]  # GX cannot range-check a column holding text: recorded, not fatal
     valid, quarantine = quarantine_split(df, report)
     assert quarantine.index.tolist() == [101, 103]
 
@@ -164,21 +181,21 @@ def test_quarantine_loses_nothing_and_names_reasons():
     df.iloc[3, df.columns.get_loc("model")] = "gpt-x"
     df.iloc[4, df.columns.get_loc("prompt_id")] = "p2"  # duplicate of a valid row: first copy kept
     df.iloc[5, df.columns.get_loc("prompt_id")] = "p1"  # duplicate of a bad row: this copy kept
-    report = validate_logs_gx(df, models=MODELS)
+    # model "b" is left without a valid row: with models from a price sheet only a warning
+    report = validate_logs_gx(df, models=MODELS, require_all=False)
+    assert _names(report, "warning") == {"models_present"}
     valid, quarantine = quarantine_split(df, report)
     assert len(valid) + len(quarantine) == len(df)
     assert set(valid.index) | set(quarantine.index) == set(df.index)
-    assert list(quarantine.columns) == list(df.columns) + ["failed_expectations"]
-    reasons = dict(zip(quarantine.index, quarantine["failed_expectations"]))
+    assert list(quarantine.columns) == list(df.columns) + ["reason"]
+    reasons = dict(zip(quarantine.index, quarantine["reason"]))
     assert reasons == {
-        101: "score_range;cost_nonnegative;unique_prompt_id",  # also the surplus copy of p1
+        101: "score_range; cost_nonnegative; unique_prompt_id",  # also the surplus copy of p1
         103: "model_in_set",
         104: "unique_prompt_id",
     }
     assert valid.index.tolist() == [100, 102, 105]
     assert valid["prompt_id"].is_unique
-    with pytest.raises(ValueError, match="rows"):
-        quarantine_split(df.iloc[:3], report)
 
 
 def test_run_data_checks_writes_three_files(tmp_path):
@@ -188,7 +205,7 @@ def test_run_data_checks_writes_three_files(tmp_path):
     out = tmp_path / "out"
     assert len(valid) == 5 and not report.success
     q = pd.read_parquet(out / "quarantine.parquet")
-    assert q["prompt_id"].tolist() == ["p2"] and q["failed_expectations"].tolist() == ["score_range"]
+    assert q["prompt_id"].tolist() == ["p2"] and q["reason"].tolist() == ["score_range"]
     assert len(pd.read_parquet(out / "valid.parquet")) == 5
     payload = json.loads((out / "report.json").read_text())
     assert payload["n_rows"] == 6 and payload["success"] is False
@@ -210,12 +227,12 @@ def test_run_data_checks_writes_three_files(tmp_path):
     ids=["configured model absent", "missing column"],
 )
 def test_run_data_checks_raises_on_frame_level_failure(tmp_path, df, models, name, needle):
-    with pytest.raises(DataQualityError) as info:
+    with pytest.raises(DataValidationError) as info:
         run_data_checks(df, tmp_path, models=models)
     err = info.value
     assert isinstance(err, ValueError) and name in str(err) and needle in str(err)
-    assert str(err) == err.report.summary()
+    assert err.report is not None and name in err.report.summary()
     assert len(pd.read_parquet(tmp_path / "valid.parquet")) == 0
     q = pd.read_parquet(tmp_path / "quarantine.parquet")
-    assert len(q) == len(df) and q["failed_expectations"].str.startswith(name).all()
+    assert len(q) == len(df) and q["reason"].str.startswith(name).all()
     assert json.loads((tmp_path / "report.json").read_text())["success"] is False

@@ -8,15 +8,19 @@ original RouterBench release ships; only load pickles you trust).
 from __future__ import annotations
 
 import ast
+import gzip
+import json
+import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..errors import MissingFileError, UnreadableFileError
 from . import schema as S
 from .matrices import FullFeedback
-from .validate import split_valid, validate_logs, validate_table
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -27,6 +31,8 @@ __all__ = [
     "load_logs",
     "load_table",
     "load_full_feedback",
+    "normalise",
+    "write_quarantine",
 ]
 
 SUPPORTED_FORMATS = (".parquet", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".json", ".pkl", ".pickle")
@@ -42,7 +48,50 @@ def _format(path: Path) -> str:
     for suffix in sorted(SUPPORTED_FORMATS, key=len, reverse=True):
         if name.endswith(suffix):
             return suffix
-    raise ValueError(f"{str(path)!r}: unsupported file format; supported: {', '.join(SUPPORTED_FORMATS)}")
+    raise UnreadableFileError(
+        f"{str(path)!r}: unsupported file format; supported: {', '.join(SUPPORTED_FORMATS)}")
+
+
+log = logging.getLogger("causal_router")
+
+
+def _read_jsonl(path: Path, fmt: str) -> pd.DataFrame:
+    """One JSON object per line; a broken line is named by its number (blank lines are skipped)."""
+    opener = gzip.open if fmt.endswith(".gz") else open
+    records = []
+    with opener(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise UnreadableFileError(f"{str(path)!r}: line {number} is not UTF-8 text ({err.reason} at byte "
+                                          f"{err.start}): re-save the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UnreadableFileError(f"{str(path)!r}: line {number} is not valid JSON ({err.msg} at column "
+                                          f"{err.colno}): fix or remove that line") from None
+            if not isinstance(record, dict):
+                raise UnreadableFileError(f"{str(path)!r}: line {number} is a JSON {type(record).__name__}, not an "
+                                          "object {column: value}")
+            records.append(record)
+    if not records:
+        raise UnreadableFileError(f"{str(path)!r}: no records (the file holds only blank lines)")
+    return pd.DataFrame.from_records(records)
+
+
+def _read(path: Path, fmt: str) -> pd.DataFrame:
+    if fmt == ".parquet":
+        return pd.read_parquet(path)
+    if fmt in (".csv", ".csv.gz"):
+        return pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, encoding="utf-8-sig")
+    if fmt in (".jsonl", ".jsonl.gz"):
+        return _read_jsonl(path, fmt)
+    if fmt == ".json":
+        return pd.read_json(path, orient="records", dtype=False, encoding="utf-8-sig")
+    return pd.read_pickle(path)
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
@@ -61,24 +110,38 @@ def read_frame(path: str | Path) -> pd.DataFrame:
 
     Raises
     ------
-    ValueError
-        If the suffix is not supported.
-    FileNotFoundError
-        If the file does not exist.
+    MissingFileError
+        (a ``FileNotFoundError``) If the path does not exist or is a directory.
+    UnreadableFileError
+        (a ``ValueError``) If the suffix is not supported, the file is empty, or its content is
+        not what the suffix says (garbage bytes, non-UTF-8 text, a broken JSONL line: named by
+        its line number).
     """
     path = Path(path)
+    if path.is_dir():
+        raise MissingFileError(f"{str(path)!r} is a directory, not a data file")
+    if not path.exists():
+        raise MissingFileError(f"{str(path)!r}: no such file (supported formats: {', '.join(SUPPORTED_FORMATS)})")
     fmt = _format(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r}: no such file (supported formats: {', '.join(SUPPORTED_FORMATS)})")
-    if fmt == ".parquet":
-        return pd.read_parquet(path)
-    if fmt in (".csv", ".csv.gz"):
-        return pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS})
-    if fmt in (".jsonl", ".jsonl.gz"):
-        return pd.read_json(path, lines=True, dtype=False)
-    if fmt == ".json":
-        return pd.read_json(path, orient="records", dtype=False)
-    return pd.read_pickle(path)
+    if path.stat().st_size == 0:
+        raise UnreadableFileError(f"{str(path)!r} is empty (0 bytes): expected a {fmt} file with a header and rows")
+    try:
+        df = _read(path, fmt)
+    except UnreadableFileError:
+        raise
+    except UnicodeDecodeError as err:
+        raise UnreadableFileError(f"{str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}): re-save it "
+                                  "as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise UnreadableFileError(f"{str(path)!r} holds no columns: expected a header line") from None
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError, ImportError, TypeError,
+            AttributeError, IndexError) as err:
+        # pyarrow's ArrowInvalid is a ValueError; a gzip or pickle of garbage raises OSError/EOFError
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise UnreadableFileError(f"{str(path)!r} is not a readable {fmt} file: {first}") from None
+    if not isinstance(df, pd.DataFrame):
+        raise UnreadableFileError(f"{str(path)!r} holds a {type(df).__name__}, not a table")
+    return df
 
 
 def write_frame(df: pd.DataFrame, path: str | Path) -> Path:
@@ -177,7 +240,7 @@ def routerbench_wide_to_long(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- loaders
 
 
-def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+def normalise(df: pd.DataFrame) -> pd.DataFrame:
     """Cast validated columns: text columns to str, score/cost/propensity to float."""
     df = df.copy()
     for col in (S.PROMPT_ID, S.PROMPT, S.MODEL, S.DATASET):
@@ -192,16 +255,38 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _checked(df: pd.DataFrame, kind: str, models, quarantine) -> pd.DataFrame:
-    if quarantine is None:
-        return validate_logs(df, models) if kind == "logs" else validate_table(df)
-    valid, bad = split_valid(df, kind, models)
-    write_frame(bad, quarantine)
+def write_quarantine(bad: pd.DataFrame, path: str | Path) -> Path:
+    """Write quarantined rows; a column mixing types (a number among texts) is written as text."""
+    try:
+        return write_frame(bad, path)
+    except (ValueError, TypeError, OverflowError, NotImplementedError):  # pyarrow refuses mixed columns
+        safe = bad.copy()
+        for col in safe.columns:
+            if safe[col].dtype == object:
+                safe[col] = safe[col].map(lambda v: v if v is None or isinstance(v, str) else repr(v))
+        return write_frame(safe, path)
+
+
+def _checked(df: pd.DataFrame, kind: str, models, quarantine, source=None, **options) -> pd.DataFrame:
+    from ..validation.catalogue import LogContract
+    from ..validation.contract import assess
+
+    a = assess(df, kind, LogContract.make(models, **options) if kind == "logs" else None)
+    for p in a.warnings:
+        log.warning("%s", p.message)
+    if quarantine is None or a.frame_errors:
+        if a.errors:
+            raise a.error(source=source)
+        return df
+    valid, bad = a.split(df)
+    write_quarantine(bad, quarantine)
+    if len(bad):
+        log.warning("%d row(s) quarantined to %s", len(bad), quarantine)
     return valid
 
 
 def load_logs(
-    path: str | Path, models: Sequence[str] | None = None, quarantine: str | Path | None = None
+    path: str | Path, models: Sequence[str] | None = None, quarantine: str | Path | None = None, **options
 ) -> pd.DataFrame:
     """Load and validate an observational log.
 
@@ -214,6 +299,9 @@ def load_logs(
     quarantine : str or Path, optional
         If given, rows failing validation are written there (with a ``reason`` column; the file is
         written even when empty) and the valid rows returned, instead of raising.
+    **options
+        ``require_all``, ``positivity_floor``, ``warn``, ``for_training``
+        (see :func:`causal_router.validation.contract.split_logs`). Warnings are logged.
 
     Returns
     -------
@@ -226,8 +314,8 @@ def load_logs(
     DataValidationError
         Naming every bad column and row (frame-level problems even with ``quarantine``).
     """
-    df = _checked(read_frame(path), "logs", models, quarantine)
-    return _normalise(df).reset_index(drop=True)
+    df = _checked(read_frame(path), "logs", models, quarantine, path, **options)
+    return normalise(df).reset_index(drop=True)
 
 
 def load_table(path: str | Path, quarantine: str | Path | None = None) -> pd.DataFrame:
@@ -254,8 +342,8 @@ def load_table(path: str | Path, quarantine: str | Path | None = None) -> pd.Dat
     df = read_frame(path)
     if is_routerbench_wide(df):
         df = routerbench_wide_to_long(df)
-    df = _checked(df, "table", None, quarantine)
-    return _normalise(df).reset_index(drop=True)
+    df = _checked(df, "table", None, quarantine, path)
+    return normalise(df).reset_index(drop=True)
 
 
 def load_full_feedback(path: str | Path, quarantine: str | Path | None = None) -> FullFeedback:

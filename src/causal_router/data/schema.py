@@ -22,7 +22,20 @@ TABLE_OPTIONAL = (DATASET, INPUT_TOKENS, OUTPUT_TOKENS)
 
 def tokens_per_char(logs):
     """Input tokens per prompt character in a log (None without token counts): estimates the
-    token count of a new prompt routed by text alone."""
-    if INPUT_TOKENS not in logs:
+    token count of a new prompt routed by text alone.
+
+    The median of the per-row ratios, so that a few extreme prompts (one 1 MB paste) cannot move
+    it: a ratio of sums would be dominated by the longest prompts. Rows with an empty prompt or a
+    missing/non-finite count are left out; None when no row is left.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if INPUT_TOKENS not in logs or PROMPT not in logs:
         return None
-    return float(logs[INPUT_TOKENS].sum() / logs[PROMPT].str.len().sum())
+    tokens = pd.to_numeric(logs[INPUT_TOKENS], errors="coerce").to_numpy(dtype=float)
+    chars = logs[PROMPT].map(lambda p: len(p) if isinstance(p, str) else 0).to_numpy(dtype=float)
+    ok = (chars > 0) & np.isfinite(tokens) & (tokens >= 0)
+    if not ok.any():
+        return None
+    return float(np.median(tokens[ok] / chars[ok]))

@@ -22,20 +22,31 @@ __all__ = ["LOG_SPLITS", "ArtifactLayout", "crossfit_stage", "embed_stage", "enc
 
 
 def validate_stage(inputs: dict, out_dir, models=None, positivity_floor: float = 1e-3,
-                   warn=("positivity_floor",)) -> dict:
-    """Great Expectations checks of each log in ``inputs`` ({split: path}).
+                   warn=("positivity_floor",), prices=None) -> dict:
+    """Data-contract checks (and their Great Expectations suite) of each log in ``inputs`` ({split: path}).
 
-    Writes ``out_dir/<split>/{valid,quarantine}.parquet`` and ``report.json``; raises
-    DataQualityError (naming what failed) on frame-level failures. Returns {split: valid path}.
+    Writes ``out_dir/<split>/{valid,quarantine}.parquet`` and ``report.json``; bad rows are
+    quarantined with a ``reason``; raises DataValidationError (naming what failed) on
+    frame-level failures. ``models`` null with a price sheet (``prices``, a path): a logged model
+    outside the sheet is quarantined, and a sheet model without rows is a warning, since
+    training costs every model of the sheet. Returns {split: valid path}.
     """
-    from ..validation.gx_suite import run_data_checks
+    from ..validation.stage import run_data_checks
 
+    require_all = models is not None
+    if models is None and prices:
+        from ..config import load_prices
+
+        models = sorted(load_prices(prices))
     out = {}
     for split, path in inputs.items():
         if path is None or not Path(path).exists():
             continue
         d = Path(out_dir) / split
-        valid, report = run_data_checks(path, d, models=models, positivity_floor=positivity_floor, warn=tuple(warn))
+        valid, report = run_data_checks(path, d, models=models, positivity_floor=positivity_floor, warn=tuple(warn),
+                                        require_all=require_all)
+        for r in report.failed("warning"):
+            log.warning("%s: %s", split, r["message"])
         n_bad = report.n_rows - len(valid)
         if n_bad:
             log.warning("%s: %d row(s) quarantined to %s", split, n_bad, d / "quarantine.parquet")

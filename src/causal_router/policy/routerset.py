@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,9 @@ PAYLOAD = "routers.joblib"
 #: trained (so DVC's hash of a set is reproducible; .dvcignore leaves this file out).
 TIMINGS = "timings.json"
 TIMING_KEYS = ("train_seconds", "seconds", "total_seconds")
+#: How far past the largest trained lambda a request may go: the interval router clamps beyond its
+#: grid, so a lambda many times the grid's top is almost surely a unit mistake.
+LAMBDA_SLACK = 10.0
 
 
 @dataclass
@@ -58,6 +62,34 @@ class RouterSet:
             meta.update(json.loads((d / TIMINGS).read_text()))
         return cls(manifest["models"], manifest["lambdas"], joblib.load(d / PAYLOAD),
                    manifest.get("encoder_key", ""), meta)
+
+    def lambda_range(self, method: str | None = None) -> tuple[float, float]:
+        """The lambdas ``method`` answers: the grid's interval for the interval router (it clamps
+        beyond it), else ``[0, LAMBDA_SLACK * max(grid)]`` (no upper bound for a grid of 0)."""
+        from .routers import RMIntervalRouter
+
+        grid = sorted(float(x) for x in self.lambdas) or [0.0]
+        if isinstance(self.routers.get(method), RMIntervalRouter):
+            return grid[0], grid[-1]
+        return 0.0, (LAMBDA_SLACK * grid[-1] if grid[-1] > 0 else math.inf)
+
+    def check_lambda(self, lam, method: str | None = None) -> float:
+        """``lam`` as a float if it lies in :meth:`lambda_range`; else InvalidParameterError naming the range.
+
+        The one place lambda is range-checked: ``route``, ``evaluate`` and the pyfunc call it."""
+        from ..errors import InvalidParameterError
+
+        low, high = self.lambda_range(method)
+        try:
+            value = float(lam)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            grid = ", ".join(format(float(x), "g") for x in self.lambdas)
+            raise InvalidParameterError(
+                f"lam={lam!r} is outside the allowed range [{low:g}, {high:g}] (trained grid: {grid}): pass a "
+                "finite, non-negative cost preference")
+        return value
 
     def get(self, method: str):
         if method not in self.routers:

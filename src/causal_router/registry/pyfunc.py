@@ -241,14 +241,11 @@ class RouterModel(mlflow.pyfunc.PythonModel):
         lam = params.get("lam")
         if lam is None and method != INTERVAL_METHOD and self.config.get("kind") == "endpoint":
             lam = self.config.get("lam")  # an endpoint router answers its own lambda
-        grid = sorted(float(x) for x in self.routerset.lambdas)
         if lam is None:
-            raise ValueError(f"lam is required: pass params={{'lam': ...}} with lam in [{grid[0]:g}, {grid[-1]:g}] "
+            lo, hi = self.routerset.lambda_range(method)
+            raise ValueError(f"lam is required: pass params={{'lam': ...}} with lam in [{lo:g}, {hi:g}] "
                              "(the router's lambda interval)")
-        lam = float(lam)
-        if not np.isfinite(lam) or (method == INTERVAL_METHOD and not grid[0] <= lam <= grid[-1]):
-            raise ValueError(f"lam must be a finite number in [{grid[0]:g}, {grid[-1]:g}] (the router's lambda "
-                             f"interval), got {lam:g}")
+        lam = self.routerset.check_lambda(lam, method)
         from ..serving.policy import ExplorationPolicy
 
         policy = ExplorationPolicy(explore=float(params.get("explore") or 0.0),

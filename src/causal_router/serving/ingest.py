@@ -79,10 +79,11 @@ def decision_rows(pending: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Valid rows and quarantined rows (with a ``reason``) under the observational-log contract."""
-    from ..data.validate import split_valid
+    """Valid rows and quarantined rows (with a ``reason``) under the observational-log contract;
+    a batch is not a training set, so one row of one model is fine (``for_training=False``)."""
+    from ..validation.contract import split_logs
 
-    return split_valid(rows, "logs")
+    return split_logs(rows, for_training=False)
 
 
 def _read(path: Path) -> pd.DataFrame | None:

@@ -1,0 +1,27 @@
+"""The project's own error types.
+
+Everything a user can get wrong (a bad file, a bad row, a bad parameter) raises a subclass of
+:class:`CausalRouterError`; the CLI turns these into one readable line and exit code 1, and shows a
+traceback only with ``--debug``. Each subclass also derives from the builtin a caller would expect
+(``ValueError``, ``FileNotFoundError``), so existing ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CausalRouterError", "UnreadableFileError", "MissingFileError", "InvalidParameterError"]
+
+
+class CausalRouterError(Exception):
+    """Base class of the errors that mean "the input is wrong", not "the code is wrong"."""
+
+
+class UnreadableFileError(CausalRouterError, ValueError):
+    """A data file that exists but cannot be read: empty, wrong format, bad encoding, broken line."""
+
+
+class MissingFileError(CausalRouterError, FileNotFoundError):
+    """A data file (or folder) that does not exist, or is a directory where a file was expected."""
+
+
+class InvalidParameterError(CausalRouterError, ValueError):
+    """A parameter outside its allowed range (e.g. a negative or non-finite ``lam``)."""
