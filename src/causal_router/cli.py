@@ -28,7 +28,7 @@ class _Group(TyperGroup):
             if ctx.params.get("debug"):
                 raise
             typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,

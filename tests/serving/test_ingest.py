@@ -12,9 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from causal_router.cli import app
-from causal_router.validation.contract import check_logs
 from causal_router.serving.ingest import ingest
 from causal_router.serving.store import DecisionStore
+from causal_router.validation.contract import check_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

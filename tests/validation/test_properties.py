@@ -69,6 +69,6 @@ def test_checks_never_raise_anything_but_our_error(df):
     try:
         problems = check_logs(df, MODELS)
     except DataValidationError:  # pragma: no cover - check_logs reports, it does not raise
-        raise AssertionError("check_logs raised")
+        raise AssertionError("check_logs raised") from None
     for p in problems:
         assert all(0 <= r < len(df) for r in p.rows) and p.message.startswith(p.check)
