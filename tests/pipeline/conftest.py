@@ -50,7 +50,8 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     # a loaded machine can take minutes to start the server: the same setting as the flows'
-    with prefect_test_harness(server_startup_timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])):
+    timeout = int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+    with prefect_test_harness(server_startup_timeout=timeout):
         yield
 
 
