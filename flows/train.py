@@ -79,11 +79,23 @@ def evaluate(root: str, table: str, lambdas: list) -> list:
     return stages.evaluate_stage(ArtifactLayout(Path(root)), table, lambdas)
 
 
+def _logger():
+    """The run's logger inside a flow, this module's outside one (a task called directly)."""
+    import logging
+
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 def run_stage(stage_task, *args):
     """The stage's cached result, unless an output it recorded is missing or damaged: then rerun it."""
     result = stage_task(*args)
     if not outputs_intact(result["outputs"]):
-        get_run_logger().warning("%s: outputs missing or damaged, recomputing", stage_task.name)
+        _logger().warning("%s: outputs missing or damaged, recomputing", stage_task.name)
         result = stage_task.with_options(refresh_cache=True)(*args)
     return result
 
@@ -96,7 +108,7 @@ def dvc_commit(root: str, data_dir: str, validated_md5: str) -> bool:
 
     now = hash_path(data_dir)
     if now != validated_md5:
-        get_run_logger().warning("%s changed while the flow ran (%s, validated %s): dvc.lock not updated",
+        _logger().warning("%s changed while the flow ran (%s, validated %s): dvc.lock not updated",
                                  data_dir, now, validated_md5)
         return False
     return commit(root)

@@ -51,3 +51,20 @@ def test_outputs_intact_sees_damage_and_loss(tmp_path):
     assert not outputs_intact(hashes)
     (tmp_path / "out" / "a.npy").unlink()
     assert not outputs_intact(hashes)
+
+
+def test_the_flow_commits_only_the_data_it_validated(tmp_path, monkeypatch):
+    """dvc.lock is written only when data/ still holds what the flow validated."""
+    from causal_router.pipeline import dvc
+    from causal_router.pipeline.hashing import hash_path
+    from flows.train import dvc_commit
+
+    committed = []
+    monkeypatch.setattr(dvc, "commit", lambda root: committed.append(root) or True)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.parquet").write_bytes(b"validated rows")
+    validated = hash_path(data)
+    (data / "train.parquet").write_bytes(b"rows that arrived after validation")
+    assert dvc_commit.fn(str(tmp_path), str(data), validated) is False and not committed
+    assert dvc_commit.fn(str(tmp_path), str(data), hash_path(data)) is True and committed == [str(tmp_path)]
