@@ -59,9 +59,10 @@ class Router(BaseEstimator):
     def _fitted_on(self, data: RoutingData) -> None:
         """Record what fit saw: the number of arms (from the data) and of features."""
         X = np.asarray(data.X)
-        if X.ndim != 2 or len(X) != len(data.treatment):
-            raise ValueError(f"data.X must have shape (n, d) with n = {len(data.treatment)} logged rows, "
-                             f"got {X.shape}")
+        # full-feedback data (the benchmark's skyline) has utilities but no logged treatment
+        n = len(data.treatment) if data.treatment is not None else len(data.utilities.quality)
+        if X.ndim != 2 or len(X) != n:
+            raise ValueError(f"data.X must have shape (n, d) with n = {n} rows, got {X.shape}")
         self.n_arms_ = data.n_arms
         self.n_features_in_ = X.shape[1]
 
