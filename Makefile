@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 SAMPLE := samples/llmrouter_9models_sample.parquet
 LAMBDAS ?= 0,3700,7400,14800,37000,74000
 
-.PHONY: install run data demo test test-fast lint bench bench-embed clean
+.PHONY: install run data demo test test-fast lint lock bench bench-embed clean
 
 # torch first and pinned: anything depending on it would otherwise pull a multi-GB CUDA build
 $(BIN)/causal-router: pyproject.toml
@@ -39,6 +39,18 @@ run: install data
 	@echo "MLflow UI:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db  (then http://127.0.0.1:5000)"
 	@echo "Prefect UI: $(BIN)/prefect server start  (then http://127.0.0.1:4200; set PREFECT_API_URL=http://127.0.0.1:4200/api before make run to record runs there)"
 	@echo "Lineage:    $(BIN)/causal-router lineage models:/causal-router-interval@champion"
+
+# dvc.lock as a clean clone's `make run` writes it (the lock records the hashes of the stages' code, so rerun
+# this and commit dvc.lock after changing src/, params.yaml or the data): runs the train flow in a fresh clone
+# of HEAD with this venv and copies its dvc.lock here.
+LOCKDIR ?= /tmp/causal-router-lock
+lock: install
+	rm -rf $(LOCKDIR) && git clone -q . $(LOCKDIR)
+	cd $(LOCKDIR) && mkdir -p data && cp samples/llmrouter_logs/* data/ && \
+		PYTHONPATH=$(LOCKDIR)/src:$(LOCKDIR) CAUSAL_ROUTER_CACHE_DIR=$(LOCKDIR)/.cache/embeddings \
+		$(CURDIR)/$(BIN)/python -m flows.train params.yaml
+	cp $(LOCKDIR)/dvc.lock dvc.lock
+	@git status --porcelain -- dvc.lock
 
 # The bundled observational logs, byte-identical to what data.dvc records.
 data:

@@ -12,7 +12,7 @@ import pytest
 
 
 def _run(cmd, cwd, env):
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
 
 
 def _stale(stdout: str) -> set:
@@ -20,7 +20,7 @@ def _stale(stdout: str) -> set:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(3600)
 def test_dvc_repro_then_status_clean_and_the_flow_agrees(project, another_project, prefect_harness):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
