@@ -269,8 +269,8 @@ def report(r: dict) -> str:
         f"Modest request counts ({', '.join(map(str, r['requests']))} for concurrency 1/4/16/64).",
         "",
         "Server: `causal-router serve`, one worker, default encoder (all-MiniLM-L6-v2, fp32 on CPU), "
-        "exploration 0.1, micro-batching window 5 ms (at most 64 prompts), SQLite decision log "
-        "(WAL, synchronous=FULL: each batch committed before its responses). Requests: one distinct "
+        "exploration 0.1, micro-batching window 5 ms (adaptive, at most 100 ms; at most 64 prompts), SQLite "
+        "decision log (WAL, synchronous=FULL: each batch committed before its responses). Requests: one distinct "
         "RouterBench prompt each (mean ~1,500 characters, truncated at 256 tokens).",
         "",
         f"Offline: `causal-router embed` on the same {off['prompts']} prompts, empty cache: {off['seconds']:.1f} s "

@@ -327,7 +327,7 @@ def route(
     """Print the chosen model, its propensity and the prompt, tab-separated, one line per prompt."""
     import numpy as np
 
-    from .serving.policy import ExplorationPolicy
+    from .policy.exploration import ExplorationPolicy
 
     if prompts == ["-"]:
         prompts = [line.rstrip("\n") for line in sys.stdin if line.strip()]

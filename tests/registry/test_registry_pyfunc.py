@@ -64,7 +64,7 @@ def test_lam_is_required_and_range_checked(interval_model, problem):
 
 
 def test_exploring_predictions_report_their_propensity(interval_model, problem, routerset):
-    from causal_router.serving.policy import ExplorationPolicy
+    from causal_router.policy.exploration import ExplorationPolicy
 
     X = problem["holdout"].X
     out = interval_model.predict(features_frame(X), params={"lam": 1000.0, "explore": 0.3, "floor": 0.05, "seed": 3})

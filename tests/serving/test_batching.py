@@ -83,3 +83,59 @@ def test_a_failing_batch_fails_each_of_its_requests():
 def test_submit_before_start_is_an_error():
     with pytest.raises(RuntimeError, match="before start"):
         run(MicroBatcher(lambda items: items).submit(1))
+
+
+def test_requests_queued_during_a_batch_all_join_the_next_one():
+    """While one batch is handled, the next requests queue up: they form the next batch together,
+    however short the window."""
+    import threading
+
+    calls, gate = [], threading.Event()
+
+    def handler(items):
+        calls.append(len(items))
+        if len(calls) == 1:
+            gate.wait(5)  # a slow first batch
+        return items
+
+    async def main():
+        b = MicroBatcher(handler, window_s=0.0, max_items=100)
+        await b.start()
+        try:
+            first = asyncio.ensure_future(b.submit(0))
+            await asyncio.sleep(0.05)  # the first batch is running
+            rest = [asyncio.ensure_future(b.submit(i)) for i in range(1, 21)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            return await asyncio.gather(first, *rest)
+        finally:
+            await b.stop()
+
+    assert run(main()) == list(range(21))
+    assert calls == [1, 20]
+
+
+def test_the_window_grows_with_slow_batches_but_stays_bounded():
+    import time as _time
+
+    def slow(items):
+        _time.sleep(1.0)
+        return items
+
+    async def main():
+        b = MicroBatcher(slow, window_s=0.001, max_window_s=0.5)
+        await b.start()
+        try:
+            await b.submit(0)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            late = asyncio.ensure_future(b.submit(1))
+            await asyncio.sleep(0.02)  # well within the grown window (a tenth of 1 s)
+            await asyncio.gather(late, b.submit(2))
+            return b.batches, loop.time() - t0
+        finally:
+            await b.stop()
+
+    batches, took = run(main())
+    assert batches == 2  # 1 and 2 shared the second batch
+    assert took < 1.0 + 0.1 + 0.5  # one slow batch, the window, slack

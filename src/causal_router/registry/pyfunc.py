@@ -11,7 +11,7 @@ Both accept the inference params ``{"lam": float, "method": str, "explore": floa
 "seed": int}``. ``lam`` has no silent default: the interval model requires it (a ValueError names
 the lambda interval it answers), an endpoint model answers its own grid lambda (the signature's
 default). ``explore`` (default 0: the router's choice, propensity 1) draws the model from the
-service's exploring policy (:class:`~causal_router.serving.policy.ExplorationPolicy`, at least
+service's exploring policy (:class:`~causal_router.policy.exploration.ExplorationPolicy`, at least
 ``floor`` per model), seeded by ``seed``::
 
     model = mlflow.pyfunc.load_model("models:/causal-router-interval@champion")
@@ -246,7 +246,7 @@ class RouterModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"lam is required: pass params={{'lam': ...}} with lam in [{lo:g}, {hi:g}] "
                              "(the router's lambda interval)")
         lam = self.routerset.check_lambda(lam, method)
-        from ..serving.policy import ExplorationPolicy
+        from ..policy.exploration import ExplorationPolicy
 
         policy = ExplorationPolicy(explore=float(params.get("explore") or 0.0),
                                    floor=float(DEFAULT_FLOOR if params.get("floor") is None else params["floor"]))

@@ -9,7 +9,7 @@ POST /v1/feedback    ``{"decision_id": str, "score": float in [0, 1], "cost": fl
                      "output_tokens": int (optional)}`` -> 200; 404 unknown id, 409 second feedback
 GET  /docs           OpenAPI documentation
 
-Each decision is drawn from :class:`~causal_router.serving.policy.ExplorationPolicy` and is in the
+Each decision is drawn from :class:`~causal_router.policy.exploration.ExplorationPolicy` and is in the
 decision log (committed) before its response is sent. Errors are JSON ``{"message", "request_id"}``;
 details go to the server log, never into the response.
 """
@@ -34,9 +34,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from ..policy.exploration import ExplorationPolicy
 from .batching import MicroBatcher
 from .model import ModelHolder, ServedModel
-from .policy import ExplorationPolicy
 from .settings import TOKEN_ENV, ServeSettings
 from .store import DecisionStore, DuplicateFeedback, UnknownDecision, now
 

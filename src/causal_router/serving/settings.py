@@ -36,7 +36,8 @@ class ServeSettings:
     poll_seconds : float
         How often the alias is checked.
     batch_window_ms : float
-        How long a request waits for others to be embedded with it.
+        How long a request waits for others to be embedded with it (under load the window grows
+        to a tenth of the last batch's time, at most 100 ms; requests already queued always join).
     max_batch : int
         Most prompts embedded together.
     max_body_bytes, max_prompt_chars, max_prompts : int

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from causal_router.serving.policy import ExplorationPolicy
+from causal_router.policy.exploration import ExplorationPolicy
 
 SCORES = np.array([[2.0, 1.9, -1.0, 0.0]])  # model 0 chosen, model 1 a close runner-up
 
