@@ -48,6 +48,8 @@ SPECS = {
     "greedy": ("naive", False, False),
     "explore-naive": ("naive", True, False),
 }
+#: The study's decision log: SQLite in memory.
+MEMORY_STORE = "sqlite://"
 #: Spawn keys: the incumbent's round-0 draws (shared by all arms), the service's draws.
 _ROUND0, _SERVE = 200, 201
 
@@ -69,7 +71,8 @@ def _record(arm, explore, r, stream, n, deployed, test, regret, promoted) -> dic
 
 
 def run_arm(stream: Stream, arm: str, explore: float = 0.0, *, nuisances: NuisanceConfig | None = None,
-            prices=None, workdir=None, hooks=None, params: dict | None = None) -> list[dict]:
+            prices=None, workdir=None, hooks=None, params: dict | None = None,
+            store_uri: str | None = MEMORY_STORE, stage=None) -> list[dict]:
     """One arm over every round of ``stream``; one record per round (:data:`RECORD_COLUMNS` less ``dataset``).
 
     ``deployed_utility`` is the mean realised utility of the round's prompts (exploration
@@ -78,9 +81,13 @@ def run_arm(stream: Stream, arm: str, explore: float = 0.0, *, nuisances: Nuisan
     per-query regret of every round so far, ``promoted`` whether the gate promoted (retraining
     arms without a gate deploy every router: True; ``incumbent``, ``skyline`` and ``vw``: None).
 
+    ``store_uri`` is the decision log's SQLAlchemy URI (default: in-memory SQLite, the same code
+    without an fsync per feedback; None: ``<workdir>/decisions/decisions.db``).
     ``hooks`` (optional) replaces the registry side of a retraining arm: an object with
-    ``register(rs, round, data_dir) -> version`` and ``promote(rs, version, round, data_dir) -> bool``
-    (the CLI's flow registers every round's router in MLflow and runs the real gate).
+    ``register(rs, round, data_dir) -> version``, ``promote(rs, version, round, data_dir) -> bool``
+    and ``served() -> ServedModel`` (the CLI's flow registers every round's router in MLflow, runs
+    the registry's gate and serves the champion loaded from the registry). ``stage(fn) -> fn``
+    (optional) wraps each round's stage, e.g. as a Prefect task.
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
@@ -108,10 +115,12 @@ def run_arm(stream: Stream, arm: str, explore: float = 0.0, *, nuisances: Nuisan
         return out
     if arm == "skyline":
         return _skyline(stream, deployed0, regret, params)
-    return _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, prices, workdir, hooks, params)
+    return _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, prices, workdir, hooks,
+                        store_uri, stage or (lambda fn: fn))
 
 
-def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, prices, workdir, hooks, params):
+def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, prices, workdir, hooks, store_uri,
+                 stage):
     from ..serving.ingest import ingest
     from ..serving.store import DecisionStore
 
@@ -123,7 +132,7 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
         workdir = tmp.name
     workdir = Path(workdir)
     data_dir = workdir / "data"
-    store = DecisionStore(f"sqlite:///{workdir / 'decisions' / 'decisions.db'}")
+    store = DecisionStore(store_uri or f"sqlite:///{workdir / 'decisions' / 'decisions.db'}")
     try:
         write_round0(logs0, data_dir)
         service = make_service(stream, Holder(None), store, explore, stream.seed * 1000 + _SERVE)
@@ -135,11 +144,11 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
                 deployed = deployed0
             else:
                 idx = stream.round_prompts(r)
-                chosen = serve_round(service, stream, idx, explore)
+                chosen = stage(serve_round)(service, stream, idx, explore)
                 regret += stream.regret(idx, chosen)
                 deployed = float(stream.realised(idx, chosen).mean())
-                ingest(store, data_dir, 0.2, root=workdir, dvc=False)
-            rs = train_round(data_dir, encoder, stream.models, stream.lam, [method], nuisances, prices,
+                stage(ingest)(store, data_dir, 0.2, root=workdir, dvc=False)
+            rs = stage(train_round)(data_dir, encoder, stream.models, stream.lam, [method], nuisances, prices,
                              workdir / "routers" / f"round-{r}")
             if hooks is not None:
                 version = hooks.register(rs, r, data_dir)
@@ -148,12 +157,15 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
                 version = str(r)
                 if gated:
                     holdout, Xh = read_logs(data_dir, encoder)["holdout"]
-                    promoted = gate(rs, champion, holdout, Xh, stream.lam, method, nuisances, prices).promoted
+                    decision = gate(rs, champion, holdout, Xh, stream.lam, method, nuisances, prices)
+                    log.info("gate, round %d: %s", r, decision.reason)
+                    promoted = decision.promoted
                 else:
                     promoted = True
             if promoted:
                 champion = rs
-                service.holder.current = served_model(rs, method, stream.lam, version)
+                service.holder.current = hooks.served() if hooks is not None else \
+                    served_model(rs, method, stream.lam, version)
             test = stream.test_utility(greedy_actions(champion, method, stream, stream.test))
             out.append(_record(arm, explore, r, stream, n_logged(data_dir), deployed, test, regret, promoted))
             log.info("%s explore %g round %d: deployed %.4f test %.4f promoted %s (%.1fs)", arm, explore, r,
