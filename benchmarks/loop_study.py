@@ -34,7 +34,13 @@ EXPLORE = (0.02, 0.05, 0.1)
 ARMS = {"causal": True, "explore-naive": True, "vw": True, "greedy": False, "incumbent": False, "skyline": False}
 
 
-def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: int) -> tuple[list, dict]:
+def partial(stem: str, name: str) -> Path:
+    """Records so far of a running study (a crash keeps them)."""
+    return Path(tempfile.gettempdir()) / f"{stem}_{name}.partial.csv"
+
+
+def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: int, stem: str = "loop"
+                ) -> tuple[list, dict]:
     from causal_router.config import load_prices
     from causal_router.data.loaders import load_full_feedback
     from causal_router.features.embed import embed_texts
@@ -63,7 +69,7 @@ def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: 
                 records += recs
                 logging.info("seed %d %s explore %g: final test %.4f (%.0fs)", seed, arm, e, recs[-1]["test_utility"],
                              seconds[f"{seed}/{arm}/{e:g}"])
-                pd.DataFrame(records).to_csv(Path(tempfile.gettempdir()) / f"loop_{name}.partial.csv", index=False)
+                pd.DataFrame(records).to_csv(partial(stem, name), index=False)
         start = time.perf_counter()
         refs[str(seed)] = {"uniform_reference": uniform_reference(stream, rounds * batch, nuis, prices),
                            "oracle": float(stream.utility[stream.test].max(1).mean()), "n": rounds * batch}
@@ -95,13 +101,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    jobs = [(n, args.data_root, seeds, explores, arms, str(out), args.cv) for n in names]
+    stem = "loop" + (f"_{args.tag}" if args.tag else "")
+    jobs = [(n, args.data_root, seeds, explores, arms, str(out), args.cv, stem) for n in names]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run_dataset, *zip(*jobs)))
     else:
         results = [run_dataset(*j) for j in jobs]
-    stem = "loop" + (f"_{args.tag}" if args.tag else "")
     cols = ["dataset", "seed", "arm", "explore", "round", "lam", "n_logged", "deployed_utility", "test_utility",
             "cumulative_regret", "promoted"]
     pd.DataFrame([r for recs, _ in results for r in recs])[cols].to_csv(out / f"{stem}.csv", index=False)
@@ -112,7 +118,7 @@ def main() -> None:
             "per_dataset": {n: m for n, (_, m) in zip(names, results)}}
     (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=2))
     for n in names:
-        (Path(tempfile.gettempdir()) / f"loop_{n}.partial.csv").unlink(missing_ok=True)
+        partial(stem, n).unlink(missing_ok=True)
     print(f"{stem}.csv: {sum(len(r) for r, _ in results)} records in {meta['wall_seconds']:.0f}s")
 
 
