@@ -23,7 +23,7 @@ $(BIN)/causal-router: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,loop]'
 	touch $@
 
 install: $(BIN)/causal-router

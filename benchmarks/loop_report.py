@@ -1,0 +1,171 @@
+"""Render docs/loop.md (tables and per-round PNG curves) from the committed loop records.
+
+    python benchmarks/loop_report.py              # benchmarks/results/loop.csv (the whole study)
+    python benchmarks/loop_report.py --tag reduced  # benchmarks/results/loop_reduced.csv, labelled REDUCED
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+RESULTS = Path("benchmarks/results")
+DOCS = Path("docs")
+ORDER = ["skyline", "causal", "explore-naive", "greedy", "vw", "incumbent"]
+
+
+def label(arm: str, explore: float) -> str:
+    return f"{arm} (e={explore:g})" if arm in ("causal", "explore-naive", "vw") else arm
+
+
+def with_labels(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    df["label"] = [label(a, e) for a, e in zip(df["arm"], df["explore"])]
+    df["order"] = [ORDER.index(a) if a in ORDER else 99 for a in df["arm"]]
+    return df.sort_values(["order", "explore", "seed", "round"])
+
+
+def per_round(df: pd.DataFrame, column: str) -> str:
+    """Markdown: mean over seeds of ``column`` per arm (rows) and round (columns)."""
+    g = df.groupby(["order", "label", "round"], sort=True)[column].mean().unstack()
+    rounds = list(g.columns)
+    lines = ["| arm | " + " | ".join(f"r{r}" for r in rounds) + " |", "|---" * (len(rounds) + 1) + "|"]
+    for (_, name), row in g.iterrows():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    return "\n".join(lines)
+
+
+def final_table(df: pd.DataFrame, refs: dict) -> tuple[str, pd.DataFrame]:
+    """Markdown: final-round test utility, mean realised utility over the stream, final regret, promotions."""
+    last = df[df["round"] == df["round"].max()]
+    realised = df.groupby(["order", "label", "seed"])["deployed_utility"].mean().groupby(["order", "label"])
+    final = last.groupby(["order", "label"])
+    promos = df[df["round"] > 0].groupby(["order", "label"])["promoted"].apply(
+        lambda s: f"{int((s.astype(str) == 'True').sum())}/{len(s)}" if s.notna().any() else "n/a")
+    summary = pd.DataFrame({
+        "final_test": final["test_utility"].mean(), "final_test_std": final["test_utility"].std(),
+        "realised": realised.mean(), "regret": final["cumulative_regret"].mean(), "promoted": promos,
+    }).reset_index()
+    lines = ["| arm | final-round test utility (std over seeds) | mean realised utility over the stream "
+             "(exploration paid for) | cumulative regret | gate promotions (rounds 1..) |", "|---|---|---|---|---|"]
+    for _, r in summary.iterrows():
+        std = "" if not np.isfinite(r["final_test_std"]) else f" ({r['final_test_std']:.3f})"
+        lines.append(f"| {r['label']} | {r['final_test']:.4f}{std} | {r['realised']:.4f} | {r['regret']:.1f} | "
+                     f"{r['promoted']} |")
+    uni = np.mean([v["uniform_reference"] for v in refs.values()]) if refs else float("nan")
+    orc = np.mean([v["oracle"] for v in refs.values()]) if refs else float("nan")
+    n = next(iter(refs.values()))["n"] if refs else 0
+    lines.append(f"| static uniform-logging reference (RM-Softmax on {n} uniformly logged rows) | {uni:.4f} | | | |")
+    lines.append(f"| per-query oracle (test) | {orc:.4f} | | | |")
+    return "\n".join(lines), summary
+
+
+def goals(summary: pd.DataFrame, refs: dict) -> list[str]:
+    """The issue's goals, each checked on these records (means over seeds)."""
+    s = summary.set_index("label")
+    out = []
+    causal = [x for x in s.index if x.startswith("causal")]
+    uni = np.mean([v["uniform_reference"] for v in refs.values()]) if refs else float("nan")
+
+    def get(name, col):
+        return float(s.loc[name, col]) if name in s.index else float("nan")
+
+    vws = [x for x in s.index if x.startswith("vw")]
+    best_vw = max((get(v, "final_test") for v in vws), default=float("nan"))
+    best_vw_real = max((get(v, "realised") for v in vws), default=float("nan"))
+    for c in causal:
+        e = c[c.index("e=") + 2:-1]
+        en = get(f"explore-naive (e={e})", "final_test")
+        ct = get(c, "final_test")
+        checks = {
+            "above greedy": ct > get("greedy", "final_test"),
+            "above vw (best rate)": ct > best_vw,
+            "above incumbent": ct > get("incumbent", "final_test"),
+            f"at least explore-naive (e={e})": ct >= en,
+            "at least the static uniform-logging level": ct >= uni,
+            "within 0.01 of skyline": ct >= get("skyline", "final_test") - 0.01,
+            "realised utility above greedy and vw": get(c, "realised") > max(get("greedy", "realised"), best_vw_real),
+        }
+        out.append(f"- **{c}**, final-round test utility {ct:.4f}: " + "; ".join(
+            f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
+    return out
+
+
+def plot(df: pd.DataFrame, refs: dict, title: str, path: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    g = df.groupby(["order", "label", "round"])[["test_utility", "deployed_utility", "cumulative_regret"]].mean()
+    for i, ((_, name), part) in enumerate(g.groupby(level=[0, 1])):
+        r = part.reset_index()
+        style = dict(marker="o", ms=3, color=plt.cm.tab10(i % 10), label=name,
+                     ls="--" if name in ("skyline", "incumbent") else "-")
+        for ax, col in zip(axes, ["test_utility", "deployed_utility", "cumulative_regret"]):
+            ax.plot(r["round"], r[col], **style)
+    if refs:
+        uni = np.mean([v["uniform_reference"] for v in refs.values()])
+        axes[0].axhline(uni, color="grey", ls=":", label="static uniform-logging level")
+    axes[0].set(xlabel="round", ylabel="test utility (explore 0)", title=f"{title}: the deployed router on test")
+    axes[1].set(xlabel="round", ylabel="realised utility", title="the round's prompts, exploration included")
+    axes[2].set(xlabel="round", ylabel="cumulative regret (sum)", title="regret against the per-query oracle")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    stem = "loop" + (f"_{args.tag}" if args.tag else "")
+    records = pd.read_csv(RESULTS / f"{stem}.csv")
+    meta_file = RESULTS / f"{stem}_meta.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    reduced = bool(args.tag) or meta.get("reduced", False)
+    out = ["# The loop, measured", "",
+           f"Generated by `python benchmarks/loop_report.py{' --tag ' + args.tag if args.tag else ''}` from "
+           f"`benchmarks/results/{stem}.csv`, written by `python benchmarks/loop_study.py"
+           f"{' ...' if reduced else ''}` (issue: the loop, measured)."]
+    if reduced:
+        out += ["", f"> **REDUCED RUN, NOT THE STUDY.** Datasets {meta.get('datasets')}, seeds {meta.get('seeds')}, "
+                f"explore {meta.get('explore')}, arms {meta.get('arms')}. The whole study is both tables, seeds "
+                "0-2 and explore 0.02/0.05/0.1: `python benchmarks/loop_study.py --jobs 2` then "
+                "`python benchmarks/loop_report.py`. With one seed there is no spread, and these figures do not "
+                "decide the issue's goals."]
+    out += ["", "Every arm starts from the same round 0 (the cost-biased β=3 incumbent routes the first batch). "
+            "`causal`: RM-Softmax on DR utilities (logged propensities), served through the service's exploration "
+            "policy and decision log, ingested, retrained, promoted only by the gate (challenger's DR lower bound "
+            "above the champion's DR value on the newest 20% of the ingested decisions). `greedy`: the naive "
+            "router, no exploration, always deployed. `explore-naive`: the naive router with the same exploration, "
+            "always deployed. `vw`: Vowpal Wabbit `--cb_explore_adf` epsilon-greedy, online. `incumbent`: the "
+            "logging policy (its expected utility). `skyline`: RM-Softmax with full feedback on every streamed "
+            "prompt. Test utility is the deployed router's choice (explore 0) on the held-out 20% test prompts.",
+            "", f"CPU: {meta.get('cpu_model', 'n/a')}; wall time {meta.get('wall_seconds', float('nan')):.0f} s "
+            f"with {meta.get('jobs', 1)} process(es), cross-fitting folds {meta.get('cv', 'n/a')}."]
+    DOCS.mkdir(exist_ok=True)
+    for name, df in records.groupby("dataset"):
+        dmeta = (meta.get("per_dataset") or {}).get(name, {})
+        refs = dmeta.get("references", {})
+        df = with_labels(df)
+        png = DOCS / f"loop_{name}{'_' + args.tag if args.tag else ''}.png"
+        plot(df, refs, name, png)
+        table, summary = final_table(df, refs)
+        out += ["", f"## {name} (lambda {df['lam'].iloc[0]:g}, {df['round'].max() + 1} rounds of "
+                f"{dmeta.get('batch', '?')} prompts, seeds {sorted(df['seed'].unique().tolist())})", "",
+                f"![{name}]({png.name})", "", table, "", "### Against the issue's goals (means over seeds)", "",
+                *goals(summary, refs), "", "### Test utility per round (mean over seeds)", "",
+                per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
+                per_round(df, "deployed_utility")]
+    (DOCS / "loop.md").write_text("\n".join(out) + "\n")
+    print(f"wrote {DOCS / 'loop.md'}")
+
+
+if __name__ == "__main__":
+    main()

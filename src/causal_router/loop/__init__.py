@@ -1,0 +1,1 @@
+"""The deployment loop, simulated on a full-feedback table: serve, log, ingest, retrain, gate, round after round."""

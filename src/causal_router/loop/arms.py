@@ -1,0 +1,231 @@
+"""The loop's arms, run round by round on one stream (issue: the loop, measured).
+
+- ``causal``: RM-Softmax on DR utilities at ``lam``, served with exploration, the gate decides;
+- ``greedy``: the ``naive`` router, no exploration, always deployed;
+- ``explore-naive``: the ``naive`` router with the same exploration, always deployed;
+- ``incumbent``: the round-0 logging policy throughout;
+- ``skyline``: RM-Softmax trained on full feedback for every prompt streamed so far;
+- ``vw``: Vowpal Wabbit's online contextual bandit (:mod:`causal_router.loop.vw`).
+
+Every arm's round 0 is the incumbent routing the first batch (the same draws for every arm).
+Each arm trains only the router it deploys.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..causal.nuisances import NuisanceConfig
+from ..policy.routers import get_router
+from .stages import (
+    Holder,
+    gate,
+    greedy_actions,
+    incumbent_logs,
+    make_service,
+    n_logged,
+    read_logs,
+    serve_round,
+    served_model,
+    train_round,
+    write_round0,
+)
+from .stream import Stream
+
+log = logging.getLogger(__name__)
+
+ARMS = ("causal", "greedy", "explore-naive", "vw", "incumbent", "skyline")
+RECORD_COLUMNS = ("dataset", "seed", "arm", "explore", "round", "lam", "n_logged", "deployed_utility",
+                  "test_utility", "cumulative_regret", "promoted")
+#: The router each retraining arm deploys, whether it explores, whether the gate decides.
+SPECS = {
+    "causal": ("rm-softmax", True, True),
+    "greedy": ("naive", False, False),
+    "explore-naive": ("naive", True, False),
+}
+#: The study's decision log: SQLite in memory.
+MEMORY_STORE = "sqlite://"
+#: Spawn keys: the incumbent's round-0 draws (shared by all arms), the service's draws.
+_ROUND0, _SERVE = 200, 201
+
+
+def loop_nuisances(seed: int = 0, cv: int = 5) -> NuisanceConfig:
+    """The loop's nuisance settings: the decision log records the served policy's true
+    propensities, so DR weights use them (``propensity="logged"``); folds and clip as params.yaml."""
+    return NuisanceConfig(cv=cv, propensity="logged", seed=seed)
+
+
+def _rng(seed: int, key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+
+
+def _record(arm, explore, r, stream, n, deployed, test, regret, promoted) -> dict:
+    return {"seed": stream.seed, "arm": arm, "explore": float(explore), "round": r, "lam": stream.lam,
+            "n_logged": int(n), "deployed_utility": float(deployed), "test_utility": float(test),
+            "cumulative_regret": float(regret), "promoted": promoted}
+
+
+def run_arm(stream: Stream, arm: str, explore: float = 0.0, *, nuisances: NuisanceConfig | None = None,
+            prices=None, workdir=None, hooks=None, params: dict | None = None,
+            store_uri: str | None = MEMORY_STORE, stage=None) -> list[dict]:
+    """One arm over every round of ``stream``; one record per round (:data:`RECORD_COLUMNS` less ``dataset``).
+
+    ``deployed_utility`` is the mean realised utility of the round's prompts (exploration
+    included), ``test_utility`` the mean utility on the test prompts of the router deployed after
+    the round (explore 0; the incumbent's expected utility), ``cumulative_regret`` the summed
+    per-query regret of every round so far, ``promoted`` whether the gate promoted (retraining
+    arms without a gate deploy every router: True; ``incumbent``, ``skyline`` and ``vw``: None).
+
+    ``store_uri`` is the decision log's SQLAlchemy URI (default: in-memory SQLite, the same code
+    without an fsync per feedback; None: ``<workdir>/decisions/decisions.db``).
+    ``hooks`` (optional) replaces the registry side of a retraining arm: an object with
+    ``register(rs, round, data_dir) -> version``, ``promote(rs, version, round, data_dir) -> bool``
+    and ``served() -> ServedModel`` (the CLI's flow registers every round's router in MLflow, runs
+    the registry's gate and serves the champion loaded from the registry). ``stage(fn) -> fn``
+    (optional) wraps each round's stage, e.g. as a Prefect task.
+    """
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
+    if arm == "vw":
+        from .vw import run_vw
+
+        return run_vw(stream, explore)
+    nuisances = nuisances or loop_nuisances(stream.seed)
+    idx0 = stream.round_prompts(0)
+    logs0, chosen0 = incumbent_logs(stream, idx0, _rng(stream.seed, _ROUND0))
+    regret = stream.regret(idx0, chosen0)
+    deployed0 = float(stream.realised(idx0, chosen0).mean())
+    if arm == "incumbent":
+        test = float((stream.incumbent[stream.test] * stream.utility[stream.test]).sum(1).mean())
+        out = [_record(arm, 0.0, 0, stream, len(idx0), deployed0, test, regret, None)]
+        rng = _rng(stream.seed, _SERVE)
+        for r in range(1, stream.rounds):
+            idx = stream.round_prompts(r)
+            from ..serving.policy import ExplorationPolicy
+
+            chosen, _ = ExplorationPolicy.draw(stream.incumbent[idx], rng)
+            regret += stream.regret(idx, chosen)
+            out.append(_record(arm, 0.0, r, stream, (r + 1) * stream.batch,
+                               stream.realised(idx, chosen).mean(), test, regret, None))
+        return out
+    if arm == "skyline":
+        return _skyline(stream, deployed0, regret, params)
+    return _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, prices, workdir, hooks,
+                        store_uri, stage or (lambda fn: fn))
+
+
+def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, prices, workdir, hooks, store_uri,
+                 stage):
+    from ..serving.ingest import ingest
+    from ..serving.store import DecisionStore
+
+    method, explores, gated = SPECS[arm]
+    explore = float(explore) if explores else 0.0
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix=f"loop-{arm}-")
+        workdir = tmp.name
+    workdir = Path(workdir)
+    data_dir = workdir / "data"
+    store = DecisionStore(store_uri or f"sqlite:///{workdir / 'decisions' / 'decisions.db'}")
+    try:
+        write_round0(logs0, data_dir)
+        service = make_service(stream, Holder(None), store, explore, stream.seed * 1000 + _SERVE)
+        encoder = service.encoder
+        champion, out = None, []
+        for r in range(stream.rounds):
+            start = time.perf_counter()
+            if r == 0:
+                deployed = deployed0
+            else:
+                idx = stream.round_prompts(r)
+                chosen = stage(serve_round)(service, stream, idx, explore)
+                regret += stream.regret(idx, chosen)
+                deployed = float(stream.realised(idx, chosen).mean())
+                stage(ingest)(store, data_dir, 0.2, root=workdir, dvc=False)
+            rs = stage(train_round)(data_dir, encoder, stream.models, stream.lam, [method], nuisances, prices,
+                             workdir / "routers" / f"round-{r}")
+            if hooks is not None:
+                version = hooks.register(rs, r, data_dir)
+                promoted = bool(hooks.promote(rs, version, r, data_dir)) if gated else True
+            else:
+                version = str(r)
+                if gated:
+                    holdout, Xh = read_logs(data_dir, encoder)["holdout"]
+                    decision = gate(rs, champion, holdout, Xh, stream.lam, method, nuisances, prices)
+                    log.info("gate, round %d: %s", r, decision.reason)
+                    promoted = decision.promoted
+                else:
+                    promoted = True
+            if promoted:
+                champion = rs
+                service.holder.current = hooks.served() if hooks is not None else \
+                    served_model(rs, method, stream.lam, version)
+            test = stream.test_utility(greedy_actions(champion, method, stream, stream.test))
+            out.append(_record(arm, explore, r, stream, n_logged(data_dir), deployed, test, regret, promoted))
+            log.info("%s explore %g round %d: deployed %.4f test %.4f promoted %s (%.1fs)", arm, explore, r,
+                     deployed, test, promoted, time.perf_counter() - start)
+        return out
+    finally:
+        store.close()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def full_feedback_router(stream: Stream, idx, params: dict | None = None, val_share: float = 0.2):
+    """RM-Softmax at ``stream.lam`` trained on every model's true outcome for prompts ``idx``
+    (the last ``val_share`` of them early-stop it): the learner with full feedback."""
+    from ..causal.scores import Utilities
+    from ..features.hardware import torch_threads
+    from ..policy.data import RoutingData
+
+    idx = np.asarray(idx)
+    cut = int(round(len(idx) * (1 - val_share)))
+    tr, va = idx[:cut], idx[cut:]
+    ff = stream.ff
+    # no logged arm with full feedback: treatment is a placeholder the learner never reads
+    data = RoutingData(models=stream.models, X=stream.X[tr], treatment=np.zeros(len(tr), dtype=int), quality=None,
+                       cost=None, input_tokens=None, utilities=Utilities(ff.scores[tr], ff.costs[tr]),
+                       crossfitter=None, X_val=stream.X[va], val_utilities=Utilities(ff.scores[va], ff.costs[va]))
+    with torch_threads(1):
+        return get_router("rm-softmax", **(params or {}).get("rm-softmax", {})).fit(data, [stream.lam])
+
+
+def _skyline(stream: Stream, deployed0: float, regret: float, params) -> list[dict]:
+    out, router = [], None
+    for r in range(stream.rounds):
+        idx = stream.round_prompts(r)
+        if r == 0:
+            deployed = deployed0
+        else:  # the router trained on rounds 0..r-1 routes round r (greedy)
+            chosen = router.predict(stream.X[idx], stream.lam, stream.input_tokens(idx))
+            regret += stream.regret(idx, chosen)
+            deployed = float(stream.realised(idx, chosen).mean())
+        router = full_feedback_router(stream, stream.seen(r), params)
+        test = stream.test_utility(router.predict(stream.X[stream.test], stream.lam, stream.input_tokens(stream.test)))
+        out.append(_record("skyline", 0.0, r, stream, (r + 1) * stream.batch, deployed, test, regret, None))
+    return out
+
+
+def uniform_reference(stream: Stream, n: int, nuisances: NuisanceConfig | None = None, prices=None) -> float:
+    """Static uniform-logging level: RM-Softmax trained on ``n`` uniformly logged stream prompts
+    (60/20 train/val as ``simulate`` splits, through the one training path); its test utility."""
+    from ..data.simulate import _log_frame
+    from ..policy.training import fit_routing_data, train_routerset
+
+    idx = stream.order[:n]
+    K = len(stream.models)
+    probs = np.full((stream.ff.n_prompts, K), 1.0 / K)
+    chosen = _rng(stream.seed, 300).integers(0, K, size=len(idx))
+    logs = _log_frame(stream.ff, idx, chosen, probs)
+    cut = int(round(0.75 * len(idx)))
+    data, meta = fit_routing_data(logs.iloc[:cut], stream.X[idx[:cut]], logs.iloc[cut:], stream.X[idx[cut:]],
+                                  models=stream.models, prices=prices,
+                                  nuisances=nuisances or loop_nuisances(stream.seed))
+    rs = train_routerset(data, [stream.lam], ["rm-softmax"], meta=meta)
+    return stream.test_utility(greedy_actions(rs, "rm-softmax", stream, stream.test))

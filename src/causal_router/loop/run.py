@@ -1,0 +1,77 @@
+"""``causal-router loop``: load the table, its features and the price sheet, run the loop flow, write the records."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .arms import RECORD_COLUMNS, loop_nuisances
+
+
+def load_encoder(spec: str | None):
+    """``module:callable`` returning an encoder (``encode(texts) -> (n, d)``), or None for the default."""
+    if not spec:
+        return None
+    module, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"encoder must be module:callable, got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), attr)()
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load encoder {spec!r}: {err}") from None
+
+
+def features(prompts, encoder=None, cache_dir=None):
+    """Prompt features (n, d): ``encoder`` when given, else the default encoder through the embedding cache."""
+    import numpy as np
+
+    if encoder is not None:
+        return np.asarray(encoder.encode(list(prompts)), dtype=float)
+    from ..features.embed import embed_texts
+
+    return np.asarray(embed_texts(list(prompts), cache_dir=cache_dir), dtype=float)
+
+
+def default_prices(models, params_path="params.yaml"):
+    """params.yaml's price sheet (``crossfit.prices``) when it prices every model of the table, else None."""
+    from ..config import load_prices
+    from ..pipeline.params import load_params
+
+    try:
+        path = Path(load_params(params_path)["crossfit"]["prices"])
+        prices = load_prices(Path(params_path).parent / path)
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        return None
+    return prices if all(m in prices for m in models) else None
+
+
+def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, lam: float, seed: int, out,
+             prices=None, encoder: str | None = None, cache_dir=None, cv: int = 5) -> pd.DataFrame:
+    """Run the loop flow; writes ``OUT/loop.csv`` (records) and ``OUT/loop.json`` (gate decisions)."""
+    from ..config import load_prices
+    from ..data.loaders import load_full_feedback
+    from ..serving.policy import check_explore
+    from .stream import make_stream
+
+    check_explore(explore)
+    ff = load_full_feedback(table)
+    sheet = load_prices(prices) if prices else default_prices([str(m) for m in ff.models])
+    X = features(ff.prompts, load_encoder(encoder), cache_dir)
+    stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent=incumbent)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {"table": str(table), "rounds": rounds, "batch": batch, "incumbent": incumbent, "explore": explore,
+              "lam": lam, "seed": seed}
+    from .flow import loop_flow
+
+    result = loop_flow(stream, str(out), explore, loop_nuisances(seed, cv), sheet, params)
+    df = pd.DataFrame(result["records"])
+    df.insert(0, "dataset", Path(table).name.split(".")[0])
+    df = df[list(RECORD_COLUMNS)]
+    df.to_csv(out / "loop.csv", index=False)
+    (out / "loop.json").write_text(json.dumps({**params, "registered_name": result["registered_name"],
+                                               "decisions": result["decisions"]}, indent=2, default=str))
+    return df
