@@ -318,9 +318,10 @@ class _EndpointRouter(Router):
                 # the best single arm on the training logs alone: the validation rows judge it unbiasedly
                 arm_train = int((data.utilities.quality.mean(0) - lam * data.utilities.cost.mean(0)).argmax())
                 self.fallback_[k], self.selection_[k] = self._choose(k, arm_train, X_check, tok_check, ev_check)
-            elif X_check is not None and not _select(U_check.at(lam), self._head_scores(k, X_check, tok_check).argmax(1),
-                                                     arm, self.margin):
-                self.fallback_[k] = arm
+            elif X_check is not None:
+                learned = self._head_scores(k, X_check, tok_check).argmax(1)
+                if not _select(U_check.at(lam), learned, arm, self.margin):
+                    self.fallback_[k] = arm
         return self
 
     def _choose(self, k: int, arm: int, X, tok, evidence):
