@@ -60,37 +60,40 @@ def run_one(ff, X, pos, policy, strength, seed, lambdas, methods, prices, params
         r.update(policy=f"{policy}" + (f":{strength:g}" if strength is not None else ""), seed=seed,
                  train_seconds=seconds)
     heads = {m: [str(f) for f in getattr(rs.routers[m], "fallback_", [])] for m in DEFAULTS if m in rs.routers}
+    if "rm-softmax" in rs.routers:  # the lower-bound evidence per head: {candidate: (estimate, se)}
+        heads["bounds"] = getattr(rs.routers["rm-softmax"], "selection_", [])
     return recs, heads, rs.meta["train_seconds"]
 
 
 def report(df: pd.DataFrame) -> str:
+    """Per lambda: mean ± standard error over seeds; the best baseline is the best of the baselines'
+    means (issue 13's definition); the uniform level is rm-softmax's mean on uniform logs."""
     lines = []
-    for policy, g in df[df.policy != "uniform"].groupby("policy", sort=False):
+    uni = df[df.policy == "uniform"]
+    u = uni[uni.method == "rm-softmax"].groupby("seed").utility.mean().mean() if len(uni) else np.nan
+    for (dataset, policy), g in df[df.policy != "uniform"].groupby(["dataset", "policy"], sort=False):
         piv = g.pivot_table(index=["seed", "lambda"], columns="method", values="utility")
-        best = piv[[b for b in BASELINES if b in piv]].max(axis=1)
-        uni = df[df.policy == "uniform"].pivot_table(index=["seed", "lambda"], columns="method", values="utility")
-        lines.append(f"== {policy}")
+        means = piv.groupby(level="lambda").mean()
+        best = means[[b for b in BASELINES if b in means]].max(axis=1)
+        lines.append(f"== {dataset} {policy} ({piv.index.get_level_values('seed').nunique()} seeds)")
         for m in [*DEFAULTS, *BASELINES]:
             if m not in piv:
                 continue
-            by_lam = piv[m].groupby(level="lambda")
             cells = [f"{lam:g}: {v.mean():.3f}±{v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0:.3f}"
-                     for lam, v in by_lam]
+                     for lam, v in piv[m].groupby(level="lambda")]
             per_seed = piv[m].groupby(level="seed").mean()
-            lines.append(f"  {m:<15} " + "  ".join(cells) + f"  | mean {per_seed.mean():.3f}"
-                         f"±{per_seed.std(ddof=1) / np.sqrt(len(per_seed)) if len(per_seed) > 1 else 0:.3f}")
-        best_lam = best.groupby(level="lambda").mean()
-        lines.append("  best-baseline   " + "  ".join(f"{lam:g}: {v:.3f}" for lam, v in best_lam.items())
-                     + f"  | mean {best.groupby(level='seed').mean().mean():.3f}")
-        if "rm-softmax" in uni:
-            u = uni["rm-softmax"].groupby(level="seed").mean().mean()
-            target = best.groupby(level="seed").mean().mean()
-            lines.append(f"  uniform level (rm-softmax on uniform logs) {u:.3f}; goal mean >= "
-                         f"{target + max(0.0, u - target) / 2:.3f}")
+            se = per_seed.std(ddof=1) / np.sqrt(len(per_seed)) if len(per_seed) > 1 else 0
+            lines.append(f"  {m:<15} " + "  ".join(cells) + f"  | mean {per_seed.mean():.3f}±{se:.3f}")
+        lines.append("  best baseline   " + "  ".join(f"{lam:g}: {v:.3f}" for lam, v in best.items())
+                     + f"  | mean {best.mean():.3f}")
+        if not np.isnan(u):
+            lines.append(f"  uniform level (rm-softmax on uniform logs, same size) {u:.3f}; "
+                         f"goal mean >= {best.mean() + max(0.0, u - best.mean()) / 2:.3f}")
         for m in DEFAULTS:
-            if m in piv:
-                gap = (piv[m] - best).groupby(level="lambda").mean()
-                lines.append(f"  {m} - best, per lambda: " + "  ".join(f"{lam:g}: {v:+.3f}" for lam, v in gap.items())
+            if m in means:
+                gap = means[m] - best
+                lines.append(f"  {m} - best baseline: " + "  ".join(f"{lam:g}: {v:+.3f}" for lam, v in gap.items())
+                             + f"  | mean {gap.mean():+.3f}"
                              + ("  [every lambda within 0.005]" if (gap >= -0.005).all() else "  [NOT within 0.005]"))
     return "\n".join(lines)
 
@@ -106,7 +109,11 @@ def main() -> None:
     ap.add_argument("--no-uniform", action="store_true", help="skip the uniform level")
     ap.add_argument("--params", default=None, help="JSON {router: {param: value}}")
     ap.add_argument("--out", default=None, help="CSV (default benchmarks/results/quality_<dataset>.csv)")
+    ap.add_argument("--report", nargs="+", default=None, help="only print the report of these CSVs")
     args = ap.parse_args()
+    if args.report:
+        print(report(pd.concat([pd.read_csv(f) for f in args.report], ignore_index=True)))
+        return
     root = Path(args.data_root) / args.dataset
     ff = load_full_feedback(root / f"{args.dataset}.parquet")
     prices = load_prices(Path("configs/prices") / f"{args.dataset}.yaml")
