@@ -70,12 +70,41 @@ def test_rm_routers_beat_single_model_baselines(separable, name):
     assert _regret(routers["best-single"], te, 0.0) > 0.15 and _regret(routers["random"], te, 0.0) > 0.15
 
 
-def test_separable_problem_keeps_learned_policies(separable):
+def test_separable_problem_heads_are_chosen_among_the_candidates(separable):
     _, _, routers, _ = separable
     for name in ("rm-softmax", "rm-classification"):
-        assert routers[name].fallback_ == [None] * len(LAMS)
-        assert len(routers[name].nets_) == len(LAMS) and len(routers[name].val_values_) == len(LAMS)
-        np.testing.assert_array_equal(routers[name].lambdas_, LAMS)
+        r = routers[name]
+        assert len(r.nets_) == len(LAMS) and len(r.val_values_) == len(LAMS) == len(r.selection_)
+        np.testing.assert_array_equal(r.lambdas_, LAMS)
+        for f, bounds in zip(r.fallback_, r.selection_):
+            assert f is None or f in ("dm", "logging", "dr-regress") or f in range(K)
+            assert {"network", "dm", "logging", "dr-regress"} <= set(bounds)
+            assert bounds["dm"] == (0.0, 0.0)  # the default, against which the others are bounded
+
+
+def test_earlier_rule_keeps_learned_policies_on_a_separable_problem(separable):
+    data, te, _, _ = separable
+    r = RMSoftmaxRouter(select="best-single", **NET).fit(data, LAMS)
+    assert r.fallback_ == [None] * len(LAMS)
+    assert r.selection_ == [{}] * len(LAMS)
+
+
+def test_head_leaves_a_misspecified_direct_method_when_evidence_supports_it():
+    # the outcome model is a ridge in x, the truth a step function of x: the direct method is
+    # biased, the DR-trained network is not, and 3000 logged rows with overlap support the switch
+    s = make_synthetic(n=N_TRAIN + N_VAL + N_TEST, d=4, n_models=K, confounding=1.0, separation=8.0, seed=1)
+    tr, va, te = _split(s)
+    data = build_routing_data(tr.logs, tr.X, va.logs, va.X, models=s.models, propensity="logged")
+    r = RMSoftmaxRouter(**NET).fit(data, [0.0])
+    naive = NaiveRouter().fit(data, [0.0])
+    # whatever is chosen is no worse than the direct method beyond noise
+    assert _regret(r, te, 0.0) <= _regret(naive, te, 0.0) + 0.01
+
+
+def test_unknown_selection_rule_raises(no_signal):
+    data, _ = no_signal
+    with pytest.raises(ValueError, match="select must be one of"):
+        RMSoftmaxRouter(select="best", **NET).fit(data, [0.0])
 
 
 def test_learned_routers_spend_less_at_higher_lambda(separable):
@@ -176,7 +205,7 @@ def no_signal(one_thread):
 @pytest.mark.parametrize("cls", [RMSoftmaxRouter, RMClassificationRouter])
 def test_no_signal_falls_back_to_best_single(no_signal, cls):
     data, te = no_signal
-    r = cls(margin=1.0, **NET).fit(data, [0.0, 1000.0])
+    r = cls(margin=1.0, select="best-single", **NET).fit(data, [0.0, 1000.0])
     best = BestSingleRouter().fit(data, LAMS)
     for k, lam in enumerate(r.lambdas_):
         arm = int(best._arm_scores(lam).argmax())
@@ -188,8 +217,29 @@ def test_no_signal_falls_back_to_best_single(no_signal, cls):
 
 def test_no_signal_huge_negative_margin_keeps_network(no_signal):
     data, _ = no_signal
-    r = RMSoftmaxRouter(margin=-1e9, **NET).fit(data, [0.0])
+    r = RMSoftmaxRouter(margin=-1e9, select="best-single", **NET).fit(data, [0.0])
     assert r.fallback_ == [None]
+
+
+@pytest.mark.parametrize("cls", [RMSoftmaxRouter, RMClassificationRouter])
+def test_no_signal_departs_from_the_direct_method_only_on_a_positive_bound(no_signal, cls):
+    data, te = no_signal
+    r = cls(**NET).fit(data, [0.0, 1000.0])
+    naive = NaiveRouter().fit(data, LAMS)
+    for k, lam in enumerate(r.lambdas_):
+        f = r.fallback_[k]
+        if f == "dm":
+            np.testing.assert_array_equal(r.predict(te.X, lam), naive.predict(te.X, lam))
+        else:
+            est, se = r.selection_[k]["network" if f is None else str(f)]
+            assert est - r.pessimism * se > 0
+        assert _regret(r, te, lam) <= _regret(naive, te, lam) + 0.01
+
+
+def test_huge_negative_pessimism_leaves_the_default(no_signal):
+    data, _ = no_signal
+    r = RMSoftmaxRouter(pessimism=-1e9, **NET).fit(data, [0.0])
+    assert r.fallback_ != ["dm"]
 
 
 def test_without_validation_logs_no_fallback(no_signal):

@@ -11,6 +11,7 @@ import pandas as pd
 from ..causal.crossfit import CrossFitter
 from ..causal.nuisances import NuisanceConfig
 from ..causal.scores import DEFAULT_CLIP, ClipReport, Utilities, clip_report, utilities
+from ..causal.selection import LoggedEvidence
 from ..data import schema as S
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class RoutingData:
     val_utilities : Utilities or None   DR pseudo-outcomes on validation logs (models fitted on train)
     val_input_tokens : ndarray (m,) or None
     clip_report : ClipReport or None
+    val_evidence : LoggedEvidence or None   validation logs with their nuisances (policy selection)
     """
 
     models: list
@@ -47,6 +49,7 @@ class RoutingData:
     val_utilities: Utilities | None = None
     val_input_tokens: np.ndarray | None = None
     clip_report: ClipReport | None = None
+    val_evidence: LoggedEvidence | None = None
 
     @property
     def n_arms(self) -> int:
@@ -126,6 +129,7 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
         data.X_val, data.val_input_tokens = X_val, va["input_tokens"]
         data.val_utilities = utilities(va["treatment"], va["quality"], va["cost"], nv, estimator, clip,
                                        cost_estimator)
+        data.val_evidence = LoggedEvidence(va["treatment"], va["quality"], va["cost"], nv)
     return data
 
 

@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 
 from ..causal.scores import Utilities
+from ..causal.selection import DEFAULT_PESSIMISM, select_policy
 from .data import RoutingData
 from .losses import rm_softmax_loss
 from .network import MLP, net_scores, train_network
@@ -189,9 +190,16 @@ class _EndpointRouter(Router):
     router), the logging policy's log-propensity ("logging", an imitation of the logger), both
     ("auto": the better on validation is kept) or none ("random": a plain network). RM training
     corrects a start only as far as the validation DR value supports (early stopping keeps
-    ``g = 0`` otherwise), and a head falls back to the best single model unless a held-back part
-    of the validation logs confirms the gain by ``margin`` standard errors (a negative margin
-    keeps the learned head unless the best single model wins by that much).
+    ``g = 0`` otherwise).
+
+    Each head is then chosen per lambda (``select="pessimistic"``, the default) among the trained
+    network, the direct-method policy (the naive router, the trusted default), the logging
+    policy's mode, the best single model and DR regress-and-compare: the default is left only for a
+    candidate whose improvement over it on the validation logs has a positive lower bound
+    (estimate minus ``pessimism`` standard errors, the standard error counting the logged rows of
+    each arm the candidate switches to; :func:`causal_router.causal.selection.select_policy`).
+    ``select="best-single"`` is the earlier rule: the head falls back to the best single model
+    unless a held-back part of the validation logs confirms the gain by ``margin`` standard errors.
     """
 
     loss = "softmax"
@@ -199,7 +207,8 @@ class _EndpointRouter(Router):
 
     def __init__(self, tau: float = 10.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
                  lr: float = 1e-3, epochs: int = 40, batch_size: int = 128, margin: float = 0.0,
-                 init: str = "auto", holdout: float = 0.0, random_state: int = 0):
+                 init: str = "auto", holdout: float = 0.0, select: str = "pessimistic",
+                 pessimism: float = DEFAULT_PESSIMISM, random_state: int = 0):
         self.tau = tau
         self.hidden = hidden
         self.dropout = dropout
@@ -210,6 +219,8 @@ class _EndpointRouter(Router):
         self.margin = margin
         self.init = init
         self.holdout = holdout
+        self.select = select
+        self.pessimism = pessimism
         self.random_state = random_state
 
     # -- starting policies -------------------------------------------------------------------
@@ -261,13 +272,13 @@ class _EndpointRouter(Router):
 
     def _split_validation(self, data: RoutingData):
         """(data whose validation logs are the early-stopping part, the held-back part's
-        (X, Utilities, input_tokens)).
+        (X, Utilities, input_tokens, LoggedEvidence or None)).
 
         Early stopping and the choice of start take the best of many noisy DR values; judging
         the winner against the best single model on the same rows would favour it (winner's curse).
         """
         if data.X_val is None or self.holdout <= 0:
-            return data, (data.X_val, data.val_utilities, data.val_input_tokens)
+            return data, (data.X_val, data.val_utilities, data.val_input_tokens, data.val_evidence)
         from dataclasses import replace
 
         m = len(data.X_val)
@@ -276,30 +287,56 @@ class _EndpointRouter(Router):
         U, tok = data.val_utilities, data.val_input_tokens
         sub = lambda idx: Utilities(U.quality[idx], U.cost[idx])  # noqa: E731
         pick = lambda idx: None if tok is None else tok[idx]  # noqa: E731
-        return (replace(data, X_val=data.X_val[a], val_utilities=sub(a), val_input_tokens=pick(a)),
-                (data.X_val[b], sub(b), pick(b)))
+        ev = lambda idx: None if data.val_evidence is None else data.val_evidence.subset(idx)  # noqa: E731
+        return (replace(data, X_val=data.X_val[a], val_utilities=sub(a), val_input_tokens=pick(a), val_evidence=ev(a)),
+                (data.X_val[b], sub(b), pick(b), ev(b)))
+
+    SELECT = ("pessimistic", "best-single")
 
     def fit(self, data: RoutingData, lambdas):
+        if self.select not in self.SELECT:
+            raise ValueError(f"select must be one of {self.SELECT}, got {self.select!r}")
         self._fitted_on(data)
         self.lambdas_ = np.array(sorted(float(x) for x in lambdas))
         cf = data.crossfitter
         self.nuisance_ = None if cf is None else {
             "quality": cf.quality_model_, "cost": cf.cost_model_, "propensity": cf.propensity_model_}
         best = BestSingleRouter().fit(data, lambdas)
-        self.nets_, self.starts_, self.fallback_, self.val_values_ = [], [], [], []
-        stop_data, (X_check, U_check, tok_check) = self._split_validation(data)
+        self.regress_ = DRRegressRouter().fit(data, lambdas) if cf is not None else None
+        self.nets_, self.starts_, self.fallback_, self.val_values_, self.selection_ = [], [], [], [], []
+        stop_data, (X_check, U_check, tok_check, ev_check) = self._split_validation(data)
+        pessimistic = self.select == "pessimistic" and X_check is not None and ev_check is not None and cf is not None
         for lam in self.lambdas_:
             res, start = self._train(stop_data, lam)
             self.nets_.append(res.net)
             self.starts_.append(start)
             self.fallback_.append(None)
+            self.val_values_.append(res.val_value)
             k = len(self.nets_) - 1
             arm = int(best._arm_scores(lam).argmax())
-            if X_check is not None and not _select(U_check.at(lam), self._head_scores(k, X_check, tok_check).argmax(1),
-                                                   arm, self.margin):
-                self.fallback_[k] = arm
-            self.val_values_.append(res.val_value)
+            self.selection_.append({})
+            if pessimistic:
+                # the best single arm on the training logs alone: the validation rows judge it unbiasedly
+                arm_train = int((data.utilities.quality.mean(0) - lam * data.utilities.cost.mean(0)).argmax())
+                self.fallback_[k], self.selection_[k] = self._choose(k, arm_train, X_check, tok_check, ev_check)
+            elif X_check is not None:
+                learned = self._head_scores(k, X_check, tok_check).argmax(1)
+                if not _select(U_check.at(lam), learned, arm, self.margin):
+                    self.fallback_[k] = arm
         return self
+
+    def _choose(self, k: int, arm: int, X, tok, evidence):
+        """Head ``k``'s policy by the lower bound of its improvement over the direct method:
+        (fallback_ entry, {candidate: (estimate, se)})."""
+        lam = self.lambdas_[k]
+        self.fallback_[k] = None
+        cands = {"network": self._head_scores(k, X, tok).argmax(1)}
+        for kind in ("dm", "logging", "dr-regress", arm):
+            self.fallback_[k] = kind
+            cands[kind] = self._head_scores(k, X, tok).argmax(1)
+        self.fallback_[k] = None
+        name, bounds = select_policy(cands, "dm", evidence, lam, pessimism=self.pessimism)
+        return (None if name == "network" else name), {str(c): v for c, v in bounds.items()}
 
     @classmethod
     def merge(cls, parts: list) -> _EndpointRouter:
@@ -310,16 +347,30 @@ class _EndpointRouter(Router):
         out.n_arms_, out.nuisance_ = parts[0].n_arms_, parts[0].nuisance_
         out.n_features_in_ = parts[0].n_features_in_
         out.lambdas_ = np.array([lam for lam, _, _ in pairs])
-        for attr in ("nets_", "starts_", "fallback_", "val_values_"):
+        out.regress_ = getattr(parts[0], "regress_", None)
+        for attr in ("nets_", "starts_", "fallback_", "val_values_", "selection_"):
             setattr(out, attr, [getattr(parts[i], attr)[k] for _, i, k in pairs])
         return out
+
+    def _dm_scale(self, k: int) -> float:
+        start = self.starts_[k]
+        return start[1] if start is not None and start[0] == "dm" else 1.0
 
     def _grid_index(self, lam: float) -> int:
         return int(np.abs(self.lambdas_ - lam).argmin())
 
     def _head_scores(self, k: int, X, input_tokens=None) -> np.ndarray:
-        if self.fallback_[k] is not None:
-            return _onehot(np.full(len(X), self.fallback_[k]), self.n_arms_)
+        f = self.fallback_[k]
+        if f is None:
+            pass
+        elif f == "dm":  # the direct method, scaled as the "dm" start
+            return self._offset(("dm", self._dm_scale(k)), self.lambdas_[k], X, input_tokens)
+        elif f == "logging":
+            return self._offset(("logging", 1.0), self.lambdas_[k], X, input_tokens)
+        elif f == "dr-regress":
+            return self.regress_.scores(X, self.lambdas_[k]) * self._dm_scale(k)
+        else:
+            return _onehot(np.full(len(X), f), self.n_arms_)
         return net_scores(self.nets_[k], X) + self._offset(self.starts_[k], self.lambdas_[k], X, input_tokens)
 
     def scores(self, X, lam, input_tokens=None):
@@ -354,10 +405,11 @@ class RMIntervalRouter(_EndpointRouter):
 
     def __init__(self, tau: float = 10.0, hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4,
                  lr: float = 1e-3, epochs: int = 40, batch_size: int = 128, margin: float = 0.0,
-                 init: str = "auto", holdout: float = 0.0, finetune_epochs: int = 20, finetune_lr: float = 3e-4,
+                 init: str = "auto", holdout: float = 0.0, select: str = "pessimistic",
+                 pessimism: float = DEFAULT_PESSIMISM, finetune_epochs: int = 20, finetune_lr: float = 3e-4,
                  random_state: int = 0):
         super().__init__(tau, hidden, dropout, weight_decay, lr, epochs, batch_size, margin, init, holdout,
-                         random_state)
+                         select, pessimism, random_state)
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
 
@@ -385,11 +437,32 @@ class RMIntervalRouter(_EndpointRouter):
             self.starts_ = list(endpoints.starts_)
             self.fallback_ = list(endpoints.fallback_)
             self.val_values_ = list(endpoints.val_values_)
+            self.regress_ = getattr(endpoints, "regress_", None)
+            self.selection_ = list(getattr(endpoints, "selection_", []))
         else:
             super().fit(data, lambdas)
         if self.finetune_epochs > 0 and len(self.lambdas_) > 1:
             self._finetune(data)
+            self._recheck(data)
         return self
+
+    def _recheck(self, data: RoutingData):
+        """Fine-tuning follows the validation DR value of the whole interval policy: a fine-tuned
+        head stays only while its improvement over the direct method keeps a positive lower bound."""
+        _, (X, _, tok, ev) = self._split_validation(data)
+        if self.select != "pessimistic" or X is None or ev is None or self.nuisance_ is None:
+            return
+        for k, f in enumerate(self.fallback_):
+            if f is not None:
+                continue
+            net = self._head_scores(k, X, tok).argmax(1)
+            self.fallback_[k] = "dm"
+            dm = self._head_scores(k, X, tok).argmax(1)
+            name, bounds = select_policy({"dm": dm, "network": net}, "dm", ev, self.lambdas_[k],
+                                         pessimism=self.pessimism)
+            self.fallback_[k] = None if name == "network" else "dm"
+            if k < len(self.selection_):
+                self.selection_[k] = {**self.selection_[k], "finetuned": bounds["network"]}
 
     def _val_value(self, data) -> float:
         mids = (self.lambdas_[:-1] + self.lambdas_[1:]) / 2
@@ -413,7 +486,7 @@ class RMIntervalRouter(_EndpointRouter):
         Gc = torch.as_tensor(data.utilities.cost, dtype=torch.float32)
         # fixed parts of each head on the training rows: its start's offset, or its constant
         fixed = [torch.as_tensor(
-            _onehot(np.full(len(data.X), f), self.n_arms_) if f is not None
+            self._head_scores(k, data.X, data.input_tokens) if f is not None
             else self._offset(self.starts_[k], self.lambdas_[k], data.X, data.input_tokens), dtype=torch.float32)
             for k, f in enumerate(self.fallback_)]
         scales = {lam: float(data.utilities.at(lam).std()) or 1.0 for lam in self.lambdas_}
