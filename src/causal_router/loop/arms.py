@@ -106,7 +106,7 @@ def run_arm(stream: Stream, arm: str, explore: float = 0.0, *, nuisances: Nuisan
         rng = _rng(stream.seed, _SERVE)
         for r in range(1, stream.rounds):
             idx = stream.round_prompts(r)
-            from ..serving.policy import ExplorationPolicy
+            from ..policy.exploration import ExplorationPolicy
 
             chosen, _ = ExplorationPolicy.draw(stream.incumbent[idx], rng)
             regret += stream.regret(idx, chosen)

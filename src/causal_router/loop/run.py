@@ -53,7 +53,7 @@ def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, 
     """Run the loop flow; writes ``OUT/loop.csv`` (records) and ``OUT/loop.json`` (gate decisions)."""
     from ..config import load_prices
     from ..data.loaders import load_full_feedback
-    from ..serving.policy import check_explore
+    from ..policy.exploration import check_explore
     from .stream import make_stream
 
     check_explore(explore)

@@ -29,7 +29,7 @@ def incumbent_logs(stream: Stream, idx: np.ndarray, rng: np.random.Generator) ->
     """The incumbent routes prompts ``idx`` (m,): logs as ``simulate`` draws them, with propensities
     and timestamps in stream order; returns (logs (m rows), chosen model indices (m,))."""
     from ..data.simulate import _log_frame  # the simulate protocol's own log rows
-    from ..serving.policy import ExplorationPolicy
+    from ..policy.exploration import ExplorationPolicy
 
     chosen, _ = ExplorationPolicy.draw(stream.incumbent[idx], rng)
     logs = _log_frame(stream.ff, np.asarray(idx), chosen, stream.incumbent)
