@@ -377,13 +377,18 @@ def _load_registered(uri: str, encoder: Optional[str]):
 @app.command()
 def lineage(
     model_uri: str = typer.Argument(..., help="e.g. models:/causal-router-interval@champion"),
-    root: Path = typer.Option(Path("."), help="Repository root (git and DVC)."),
+    root: Optional[Path] = typer.Option(None, help="Repository root (git and DVC; default: the project found "
+                                        "from the current folder)."),
 ):
     """Which data, code and parameters made a registered router, and does the workspace still hold that data?"""
     from .registry.lineage import describe, format_lineage
-    from .registry.tracking import configure
+    from .registry.tracking import ConfigError, configure, find_project_root
 
-    configure(root)
+    try:
+        configure(root)
+    except ConfigError as err:
+        _fail(str(err))
+    root = root or find_project_root() or Path(".")
     try:
         typer.echo(format_lineage(describe(model_uri, repo_root=root)))
     except Exception as err:  # an unknown model or alias: say which
@@ -444,7 +449,7 @@ def benchmark(
 
         from .registry.tracking import configure
 
-        configure(".")
+        configure()
         with mlflow.start_run(run_name=f"benchmark-{dataset}"):
             mlflow.log_params({"table": str(table), "policies": policies, "seeds": seeds, "lambdas": lambdas,
                                "dataset": dataset, "embedding_precision": enc.resolved_precision,

@@ -12,8 +12,52 @@ from causal_router.registry import tracking
 def test_tracking_uri_defaults_to_sqlite_under_root(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    (tmp_path / "params.yaml").write_text("runner: local\n")
     monkeypatch.chdir(tmp_path)
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+
+
+def test_project_root_found_by_walking_up(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "params.yaml").write_text("runner: local\n")
+    deep = tmp_path / "src" / "pkg"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    assert tracking.find_project_root() == tmp_path.resolve()
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    assert tracking.decisions_uri() == f"sqlite:///{tmp_path.resolve()}/decisions/decisions.db"
+
+
+def test_outside_a_project_a_clear_error_and_no_stray_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    if tracking.find_project_root() is not None:  # pragma: no cover - the temp folder sits in a project
+        return
+    try:
+        tracking.configure()
+    except tracking.ConfigError as err:
+        assert "MLFLOW_TRACKING_URI" in str(err) and "not inside a causal-router project" in str(err)
+    else:
+        raise AssertionError("configure() outside a project must raise ConfigError")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_resolve_env_and_params(tmp_path, monkeypatch):
+    for var in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", tracking.RUNNER_ENV, tracking.DECISIONS_ENV,
+                tracking.DVC_REMOTE_ENV):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "params.yaml").write_text("runner: dask\n")
+    embedded = tracking.settings(tmp_path)
+    assert embedded["MLFLOW_TRACKING_URI"].endswith("/mlruns/mlflow.db")
+    assert embedded["PREFECT_API_URL"] is None and embedded[tracking.RUNNER_ENV] == "dask"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4299/api")
+    monkeypatch.setenv(tracking.RUNNER_ENV, "dask://127.0.0.1:8799")
+    monkeypatch.setenv(tracking.DECISIONS_ENV, "postgresql+psycopg://u@127.0.0.1:5499/decisions")
+    servers = tracking.settings(tmp_path)
+    assert servers["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
+    assert servers[tracking.RUNNER_ENV] == "dask://127.0.0.1:8799"
+    assert servers[tracking.DECISIONS_ENV].startswith("postgresql+psycopg://")
 
 
 def test_env_uri_wins(tmp_path, monkeypatch):
@@ -46,3 +90,20 @@ def test_import_has_no_side_effects(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_entry_points_outside_a_project_fail_clearly_without_stray_store(tmp_path):
+    """The CLI and the README's pyfunc preamble, run in a folder outside any project."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cli = subprocess.run([sys.executable, "-m", "causal_router.cli", "lineage", "models:/x@champion"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env)
+    snippet = subprocess.run([sys.executable, "-c", "from causal_router.registry.tracking import configure; configure()"],
+                             cwd=tmp_path, capture_output=True, text=True, env=env)
+    if "not inside a causal-router project" not in cli.stderr:  # pragma: no cover - temp folder inside a project
+        assert (tmp_path / "mlflow.db").exists() is False
+        return
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr and "MLFLOW_TRACKING_URI" in cli.stderr
+    assert snippet.returncode != 0 and "MLFLOW_TRACKING_URI" in snippet.stderr
+    assert list(tmp_path.iterdir()) == []
