@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 SAMPLE := samples/llmrouter_9models_sample.parquet
 LAMBDAS ?= 0,3700,7400,14800,37000,74000
 
-.PHONY: install run data demo test test-fast lint lock bench bench-embed clean
+.PHONY: install run data demo test test-fast lint lock bench bench-embed clean up down status e2e
 
 # torch first and pinned: anything depending on it would otherwise pull a multi-GB CUDA build
 $(BIN)/causal-router: pyproject.toml
@@ -83,6 +83,20 @@ bench: install
 
 bench-embed: install
 	$(BIN)/python benchmarks/embed_speed.py
+
+# The production-shaped stack on this machine, natively (infra/README.md): PostgreSQL, MLflow and
+# Prefect servers, a worker with the deployments, a Dask cluster, the routing service. Data, PIDs,
+# ports and logs under .stack/ (git-ignored); `down` stops exactly those PIDs and keeps the data.
+STACK_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY))
+up: install data
+	$(BIN)/python -m causal_router.infra.stack up
+down:
+	$(STACK_PY) -m causal_router.infra.stack down
+status:
+	$(STACK_PY) -m causal_router.infra.stack status
+# The whole loop through the servers of `make up`, each step checked through the servers' APIs.
+e2e: install data
+	$(BIN)/python -m causal_router.infra.e2e
 
 clean:
 	rm -rf out .cache artifacts mlruns/mlflow.db mlruns/artifacts

@@ -40,8 +40,11 @@ def ingest(params_path: str = "params.yaml", root: str = ".") -> dict:
 
 @flow(name="causal-router-retrain", log_prints=True)
 def retrain_flow(params_path: str = "params.yaml", root: str = ".") -> dict:
+    from flows.train import with_runner
+
     ingested = ingest(params_path, root)
-    trained = train_flow(params_path, root)
+    # on $CAUSAL_ROUTER_TASK_RUNNER's runner (the stack's Dask cluster when a worker runs it)
+    trained = with_runner(train_flow, str(Path(root) / params_path))(params_path, root)
     decisions = promote_flow(params_path, root)
     return {"ingested": ingested, "run_id": trained.get("run_id"), "decisions": [d.to_dict() for d in decisions]}
 

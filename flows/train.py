@@ -198,12 +198,10 @@ def _train(root_p: Path, p: dict, art: ArtifactLayout, register: bool) -> dict:
 def with_runner(flow_fn, params_path: str = "params.yaml"):
     """The flow on the task runner named by $CAUSAL_ROUTER_TASK_RUNNER or params.yaml's ``runner``
     (local threads, a local Dask cluster, or dask://HOST:PORT; see infra/dask.md)."""
-    import os
-
     from causal_router.pipeline.runners import make_task_runner
+    from causal_router.registry.tracking import task_runner_setting
 
-    setting = os.environ.get("CAUSAL_ROUTER_TASK_RUNNER") or load_params(params_path).get("runner")
-    return flow_fn.with_options(task_runner=make_task_runner(setting))
+    return flow_fn.with_options(task_runner=make_task_runner(task_runner_setting(load_params(params_path))))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,493 @@
+"""The production-shaped stack on one machine, natively: ``python -m causal_router.infra.stack up|down|status|env``.
+
+PostgreSQL (databases ``mlflow``, ``prefect``, ``decisions``), an MLflow server with a served
+artifact store, a Prefect server with the project's process work pool, a worker and the
+deployments of ``infra/prefect.yaml``, a Dask scheduler with two workers, and the routing
+service when ``causal-router serve`` exists. Everything lives under ``<project>/.stack``
+(git-ignored; ``$CAUSAL_ROUTER_STACK_DIR`` moves it):
+
+    .stack/pgdata/            PostgreSQL data (initdb on first use)
+    .stack/mlflow-artifacts/  the MLflow server's artifact store (--artifacts-destination)
+    .stack/prefect-results/   Prefect result storage shared by flow runs, the worker and Dask workers
+    .stack/run/NAME.json      PID (and its start time), port, command of each service
+    .stack/run/NAME.log       its log
+    .stack/stack.env          the client settings (``source .stack/stack.env``)
+
+``down`` stops exactly the recorded PIDs (each service's process group) and keeps the data;
+``up`` again resumes on the same data. Ports are on loopback, chosen once (the usual port when
+free, else any free one) and kept in ``run/ports.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..registry.tracking import DECISIONS_ENV, RUNNER_ENV, find_project_root
+
+POOL = "causal-router-process"
+DATABASES = ("mlflow", "prefect", "decisions")
+PREFERRED_PORTS = {"postgres": 5433, "mlflow": 5000, "prefect": 4200, "dask-scheduler": 8786, "serve": 8000}
+SERVICES = ("postgres", "mlflow", "prefect", "dask-scheduler", "dask-worker-1", "dask-worker-2", "worker", "serve")
+HOST_ENV = "CAUSAL_ROUTER_STACK_HOST"
+DIR_ENV = "CAUSAL_ROUTER_STACK_DIR"
+SERVE_URL_ENV = "CAUSAL_ROUTER_SERVE_URL"
+
+
+class StackError(RuntimeError):
+    """A service failed to start or become ready; the message carries the end of its log."""
+
+
+def _tool(name: str) -> str:
+    """A console script from this interpreter's environment first, else from PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise StackError(f"{name} not found (looked in {here.parent} and PATH)")
+    return found
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if candidates:
+        return str(candidates[-1])
+    raise StackError(f"PostgreSQL's {name} not found: install the server package (Debian: apt-get install postgresql)")
+
+
+def _port_free(port: int, host: str) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time), None when the process is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _http_ok(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait(check, timeout: float, what: str, log: Path | None = None, pid: int | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if pid is not None and _start_time(pid) is None:
+            break
+        time.sleep(0.5)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+    raise StackError(f"{what} not ready after {timeout:.0f}s" + (f"; end of {log}:\n{tail}" if tail else ""))
+
+
+class Stack:
+    """The stack of one project (see the module docstring)."""
+
+    def __init__(self, root: str | Path | None = None):
+        found = Path(root).resolve() if root is not None else find_project_root()
+        if found is None:
+            raise StackError("not inside a causal-router project: run from the project folder")
+        self.root = found
+        self.dir = Path(os.environ.get(DIR_ENV) or self.root / ".stack").resolve()
+        self.run = self.dir / "run"
+        self.pgdata = self.dir / "pgdata"
+        self.artifacts = self.dir / "mlflow-artifacts"
+        self.results = self.dir / "prefect-results"
+        self.host = os.environ.get(HOST_ENV, "127.0.0.1")
+        self.as_postgres = os.geteuid() == 0  # PostgreSQL refuses to run as root
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    def ports(self) -> dict:
+        path = self.run / "ports.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _choose_ports(self) -> dict:
+        ports = self.ports()
+        for name, preferred in PREFERRED_PORTS.items():
+            current = ports.get(name)
+            if current and (self.alive(name) or _port_free(current, self.host)):
+                continue
+            ports[name] = preferred if _port_free(preferred, self.host) else _free_port(self.host)
+        (self.run / "ports.json").write_text(json.dumps(ports, indent=2))
+        return ports
+
+    def record(self, name: str) -> dict | None:
+        path = self.run / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def alive(self, name: str) -> bool:
+        rec = self.record(name)
+        return bool(rec) and _start_time(rec["pid"]) == rec.get("start_time")
+
+    def log(self, name: str) -> Path:
+        return self.run / f"{name}.log"
+
+    def _save(self, name: str, pid: int, port: int | None, argv: list) -> None:
+        rec = {"pid": pid, "start_time": _start_time(pid), "port": port, "argv": argv,
+               "log": str(self.log(name)), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (self.run / f"{name}.json").write_text(json.dumps(rec, indent=2))
+
+    def _spawn(self, name: str, argv: list, env: dict, port: int | None = None) -> int:
+        with open(self.log(name), "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=self.root, start_new_session=True)
+        self._save(name, proc.pid, port, argv)
+        return proc.pid
+
+    # ---- settings ----------------------------------------------------------------------------
+    def pg_uri(self, db: str, driver: str = "psycopg") -> str:
+        return f"postgresql+{driver}://postgres@{self.host}:{self.ports()['postgres']}/{db}"
+
+    def client_env(self) -> dict:
+        """The settings that point clients (CLI, flows, service) at this stack."""
+        p = self.ports()
+        return {
+            "MLFLOW_TRACKING_URI": f"http://{self.host}:{p['mlflow']}",
+            "PREFECT_API_URL": f"http://{self.host}:{p['prefect']}/api",
+            RUNNER_ENV: f"dask://{self.host}:{p['dask-scheduler']}",
+            DECISIONS_ENV: self.pg_uri("decisions"),
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.results),
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            SERVE_URL_ENV: f"http://{self.host}:{p['serve']}",
+        }
+
+    def _env(self, **extra) -> dict:
+        env = {**os.environ, **self.client_env(), **extra}
+        # flows import `flows.*` and the project's code from the project folder
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (str(self.root / "src"), str(self.root),
+                                                        os.environ.get("PYTHONPATH", "")) if x)
+        env.setdefault("CAUSAL_ROUTER_TORCH_THREADS", "1")
+        for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1",
+                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
+                     "TRANSFORMERS_OFFLINE": "1"}.items():
+            env.setdefault(k, v)
+        env["PREFECT_HOME"] = str(self.dir / "prefect-home")
+        return env
+
+    def write_env_file(self) -> Path:
+        path = self.dir / "stack.env"
+        path.write_text("".join(f"export {k}={v}\n" for k, v in self.client_env().items()))
+        return path
+
+    # ---- services ----------------------------------------------------------------------------
+    def _as_pg(self, argv: list) -> list:
+        return ["runuser", "-u", "postgres", "--", *argv] if self.as_postgres else argv
+
+    def _start_postgres(self, timeout: float) -> None:
+        port = self.ports()["postgres"]
+        log = self.log("postgres")
+        if not (self.pgdata / "PG_VERSION").exists():
+            self.pgdata.mkdir(parents=True, exist_ok=True)
+            if self.as_postgres:
+                shutil.chown(self.pgdata, "postgres", "postgres")
+            self.pgdata.chmod(0o700)
+            out = subprocess.run(self._as_pg([_pg_tool("initdb"), "-D", str(self.pgdata), "-A", "trust",
+                                              "-U", "postgres", "-E", "UTF8"]),
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise StackError(f"initdb failed in {self.pgdata} (is every folder above it readable by the "
+                                 f"postgres user? set {DIR_ENV} elsewhere if not):\n{out.stderr[-2000:]}")
+        if not self.alive("postgres"):
+            log.touch()
+            if self.as_postgres:
+                shutil.chown(log, "postgres", "postgres")
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True) if not _port_open(self.host, port) else None
+            out = subprocess.run(self._as_pg([_pg_tool("pg_ctl"), "-D", str(self.pgdata), "-l", str(log), "-w",
+                                              "-t", str(int(timeout)), "-o",
+                                              f"-p {port} -h {self.host} -k {self.pgdata}", "start"]),
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise StackError(f"PostgreSQL did not start: {out.stdout[-1000:]}{out.stderr[-1000:]}\n"
+                                 + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+            self._save("postgres", pid, port, ["pg_ctl", "-D", str(self.pgdata), "start"])
+        self._create_databases(timeout)
+
+    def _create_databases(self, timeout: float) -> None:
+        import psycopg
+
+        port = self.ports()["postgres"]
+        conninfo = f"host={self.host} port={port} user=postgres dbname=postgres"
+
+        def connectable():
+            try:
+                psycopg.connect(conninfo, connect_timeout=2).close()
+                return True
+            except psycopg.OperationalError:
+                return False
+
+        _wait(connectable, timeout, "PostgreSQL", self.log("postgres"))
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            have = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for db in DATABASES:
+                if db not in have:
+                    conn.execute(f'CREATE DATABASE "{db}"')
+
+    def _start_mlflow(self, timeout: float) -> None:
+        port = self.ports()["mlflow"]
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        argv = [_tool("mlflow"), "server", "--backend-store-uri", self.pg_uri("mlflow"),
+                "--artifacts-destination", self.artifacts.as_uri(), "--host", self.host, "--port", str(port),
+                "--workers", "1"]
+        pid = self._spawn("mlflow", argv, self._env(), port)
+        _wait(lambda: _http_ok(f"http://{self.host}:{port}/health"), timeout, "MLflow server", self.log("mlflow"), pid)
+
+    def _start_prefect(self, timeout: float) -> None:
+        port = self.ports()["prefect"]
+        env = self._env(PREFECT_API_DATABASE_CONNECTION_URL=self.pg_uri("prefect", "asyncpg"),
+                        # create the scheduled runs of the (short) e2e interval quickly
+                        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
+        env.pop("PREFECT_API_URL")
+        argv = [_tool("prefect"), "server", "start", "--host", self.host, "--port", str(port)]
+        pid = self._spawn("prefect", argv, env, port)
+        _wait(lambda: _http_ok(f"http://{self.host}:{port}/api/health"), timeout, "Prefect server",
+              self.log("prefect"), pid)
+
+    def _prefect_cli(self, *args: str, timeout: float = 300) -> str:
+        out = subprocess.run([_tool("prefect"), "--no-prompt", *args], cwd=self.root, env=self._env(),
+                             capture_output=True, text=True, timeout=timeout)
+        with open(self.log("setup"), "a") as log:
+            log.write(f"$ prefect {' '.join(args)}\n{out.stdout}{out.stderr}\n")
+        if out.returncode:
+            raise StackError(f"prefect {' '.join(args)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        return out.stdout
+
+    def _setup_prefect(self) -> None:
+        """The process work pool and the deployments of infra/prefect.yaml (idempotent)."""
+        import httpx
+
+        api = self.client_env()["PREFECT_API_URL"]
+        if httpx.get(f"{api}/work_pools/{POOL}", timeout=10).status_code == 404:
+            self._prefect_cli("work-pool", "create", POOL, "--type", "process")
+        self._prefect_cli("deploy", "--all", "--prefect-file", str(self.root / "infra" / "prefect.yaml"))
+
+    def _start_dask(self, timeout: float) -> None:
+        port = self.ports()["dask-scheduler"]
+        if not self.alive("dask-scheduler"):
+            argv = [_tool("dask"), "scheduler", "--host", self.host, "--port", str(port), "--no-dashboard"]
+            pid = self._spawn("dask-scheduler", argv, self._env(), port)
+            _wait(lambda: _port_open(self.host, port), timeout, "Dask scheduler", self.log("dask-scheduler"), pid)
+        for name in ("dask-worker-1", "dask-worker-2"):
+            if not self.alive(name):
+                argv = [_tool("dask"), "worker", f"tcp://{self.host}:{port}", "--name", name, "--nthreads", "1",
+                        "--host", self.host, "--no-dashboard", "--local-directory", str(self.dir / "dask")]
+                self._spawn(name, argv, self._env())
+        _wait(lambda: self.dask_workers() >= 2, timeout, "Dask workers", self.log("dask-worker-2"))
+
+    def dask_workers(self) -> int:
+        from distributed import Client
+
+        try:
+            with Client(f"tcp://{self.host}:{self.ports()['dask-scheduler']}", timeout=5) as c:
+                return len(c.scheduler_info(n_workers=-1)["workers"])
+        except (OSError, TimeoutError):
+            return 0
+
+    def _start_worker(self, timeout: float) -> None:
+        argv = [_tool("prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--name",
+                "causal-router-worker", "--limit", "1"]
+        pid = self._spawn("worker", argv, self._env())
+        _wait(lambda: "started" in self.log("worker").read_text(errors="replace").lower()
+              or self._worker_registered(), timeout, "Prefect worker", self.log("worker"), pid)
+
+    def _worker_registered(self) -> bool:
+        import httpx
+
+        api = self.client_env()["PREFECT_API_URL"]
+        try:
+            r = httpx.post(f"{api}/work_pools/{POOL}/workers/filter", json={}, timeout=5)
+            return r.status_code == 200 and any(w.get("status") == "ONLINE" for w in r.json())
+        except httpx.HTTPError:
+            return False
+
+    @staticmethod
+    def serve_available() -> bool:
+        """Whether this installation has ``causal-router serve`` (the routing service)."""
+        try:
+            out = subprocess.run([_tool("causal-router"), "serve", "--help"], capture_output=True, timeout=120)
+        except (StackError, subprocess.TimeoutExpired):
+            return False
+        return out.returncode == 0
+
+    def _start_serve(self, timeout: float) -> bool:
+        if not self.serve_available():
+            (self.run / "serve.skipped").write_text("causal-router serve is not available in this installation\n")
+            return False
+        (self.run / "serve.skipped").unlink(missing_ok=True)
+        port = self.ports()["serve"]
+        argv = [_tool("causal-router"), "serve", "--host", self.host, "--port", str(port)]
+        pid = self._spawn("serve", argv, self._env(), port)
+        _wait(lambda: _port_open(self.host, port), timeout, "routing service", self.log("serve"), pid)
+        return True
+
+    # ---- commands ----------------------------------------------------------------------------
+    def up(self, timeout: float = 240) -> None:
+        """Start what is not running, in dependency order, each checked ready within ``timeout`` s."""
+        for d in (self.run, self.results, self.dir / "dask", self.dir / "prefect-home"):
+            d.mkdir(parents=True, exist_ok=True)
+        self._choose_ports()
+        self.write_env_file()
+        steps = [("postgres", self._start_postgres), ("mlflow", self._start_mlflow),
+                 ("prefect", self._start_prefect), ("dask-scheduler", self._start_dask)]
+        for name, start in steps:
+            if name == "postgres" or not self.alive(name):
+                t0 = time.monotonic()
+                start(timeout)
+                print(f"{name:15s} ready ({time.monotonic() - t0:.1f}s)", flush=True)
+            else:
+                print(f"{name:15s} already running (pid {self.record(name)['pid']})", flush=True)
+        if name == "dask-scheduler" and not (self.alive("dask-worker-1") and self.alive("dask-worker-2")):
+            self._start_dask(timeout)
+        t0 = time.monotonic()
+        self._setup_prefect()
+        print(f"{'deployments':15s} applied ({time.monotonic() - t0:.1f}s)", flush=True)
+        for name, start in (("worker", self._start_worker), ("serve", self._start_serve)):
+            if self.alive(name):
+                print(f"{name:15s} already running (pid {self.record(name)['pid']})", flush=True)
+                continue
+            t0 = time.monotonic()
+            started = start(timeout)
+            print(f"{name:15s} " + ("skipped: causal-router serve is not available" if started is False
+                                    else f"ready ({time.monotonic() - t0:.1f}s)"), flush=True)
+
+    def down(self, timeout: float = 30) -> list[str]:
+        """Stop exactly the recorded processes (clients first); keep every data folder."""
+        stopped = []
+        for name in reversed(SERVICES):
+            rec = self.record(name)
+            if rec is None:
+                continue
+            if self.alive(name):
+                if name == "postgres":
+                    subprocess.run(self._as_pg([_pg_tool("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
+                                                "stop"]), capture_output=True)
+                else:
+                    _stop_group(rec["pid"], timeout)
+                stopped.append(name)
+            (self.run / f"{name}.json").unlink()
+        return stopped
+
+    def status(self) -> list[dict]:
+        p = self.ports()
+        links = {"mlflow": f"http://{self.host}:{p.get('mlflow')}", "prefect": f"http://{self.host}:{p.get('prefect')}",
+                 "serve": f"http://{self.host}:{p.get('serve')}/docs", "postgres": self.pg_uri("<db>") if p else "",
+                 "dask-scheduler": f"tcp://{self.host}:{p.get('dask-scheduler')}"}
+        rows = []
+        for name in SERVICES:
+            rec = self.record(name) or {}
+            state = "running" if self.alive(name) else ("stopped" if rec else "not started")
+            if name == "serve" and (self.run / "serve.skipped").exists():
+                state = "skipped (causal-router serve not available)"
+            rows.append({"service": name, "state": state, "pid": rec.get("pid") if state == "running" else None,
+                         "port": rec.get("port"), "url": links.get(name, ""), "log": str(self.log(name))})
+        return rows
+
+
+def _stop_group(pid: int, timeout: float) -> None:
+    """SIGTERM the process group led by ``pid`` (the service and its children), SIGKILL after ``timeout``."""
+    start = _start_time(pid)
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if _start_time(pid) != start and not _group_alive(pid):
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # zombies of our own group still answer signal 0: look for a live member
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m causal_router.infra.stack", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("--timeout", type=float, default=240, help="seconds each service may take to be ready")
+    args = parser.parse_args(argv)
+    try:
+        stack = Stack()
+        if args.command == "up":
+            t0 = time.monotonic()
+            stack.up(args.timeout)
+            print(f"stack up in {time.monotonic() - t0:.0f}s; clients: source {stack.write_env_file()}")
+            _print_status(stack)
+        elif args.command == "down":
+            stopped = stack.down()
+            print(f"stopped {', '.join(stopped) or 'nothing'}; data kept in {stack.dir}")
+        elif args.command == "status":
+            _print_status(stack)
+        else:
+            for k, v in stack.client_env().items():
+                print(f"export {k}={v}")
+    except StackError as err:
+        print(f"stack: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_status(stack: Stack) -> None:
+    rows = stack.status()
+    print(f"{'service':15s} {'state':12s} {'pid':>7s} {'port':>6s}  link")
+    for r in rows:
+        print(f"{r['service']:15s} {r['state']:12s} {str(r['pid'] or '-'):>7s} {str(r['port'] or '-'):>6s}  "
+              f"{r['url'] if r['state'] == 'running' else ''}")
+    print(f"logs: {stack.run}/NAME.log   data: {stack.dir}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
