@@ -18,6 +18,7 @@ from causal_router.pipeline.params import load_params
 
 holdout_features = task(promotion.holdout_features)
 gate = task(promotion.gate, task_run_name="gate-{name}")
+record = task(promotion.record_gate)  # the gate's own MLflow run, then the retention rule
 
 
 @flow(name="causal-router-promote", log_prints=True)
@@ -32,6 +33,7 @@ def promote_flow(params_path: str = "params.yaml", root: str = ".", names: list 
         d = gate(root_s, name, logs, X, p)
         logger.info(d.summary())
         decisions.append(d)
+    record(root_s, decisions, p)
     return decisions
 
 

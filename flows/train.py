@@ -126,7 +126,9 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
     configure(root)
     tags = collect_lineage(root, data_paths)
     rs = RouterSet.load(routers_dir)
-    run_id = log_training_run(routers_dir, records, params, tags, rs.meta.get("clip_report"), plots)
+    logs = {s: Path(root, params["data"][s]) for s in ("train", "val")}
+    run_id = log_training_run(routers_dir, records, params, tags, rs.meta.get("clip_report"), plots,
+                              datasets={s: str(p) for s, p in logs.items() if p.exists()})
     # the data checks behind this run: expectations, failed rows, overlap per model
     for report in sorted(ArtifactLayout(Path(root, params["artifacts"])).validation.glob("*/report.json")):
         MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")

@@ -411,6 +411,25 @@ def promote(
 
 
 @app.command()
+def rollback(
+    model: str = typer.Argument(..., help="Registered model name, e.g. causal-router-interval."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded as tags on both versions)."),
+):
+    """Move 'champion' back to the previous champion, recording the reason."""
+    from .registry.lifecycle import RollbackError, rollback as do_rollback
+    from .registry.tracking import ConfigError, configure
+
+    try:
+        configure()
+        old, new = do_rollback(model, reason)
+    except (ConfigError, RollbackError) as err:
+        _fail(str(err))
+    except Exception as err:  # an unknown model: say which
+        _fail(f"{model}: {err}")
+    typer.echo(f"{model}: champion v{old} -> v{new} ({reason})")
+
+
+@app.command()
 def benchmark(
     table: Path = typer.Argument(..., help="Full-feedback table (long, or RouterBench wide)."),
     policies: str = typer.Option("uniform,cost-biased:1,cost-biased:3,previous-router",

@@ -28,6 +28,23 @@ def router_names(p: dict) -> list[str]:
     return [INTERVAL_NAME] + [endpoint_name(lam) for lam in p["train"]["lambdas"]]
 
 
+def record_gate(root, decisions: list, p: dict) -> str:
+    """The gate's own MLflow run (evidence, decisions, the holdout as input, links to the versions),
+    then the retention rule: per router, versions that never became champion beyond the newest
+    ``promote.keep_versions`` (params.yaml; default 5) are deleted. Returns the run id."""
+    from ..registry.lifecycle import log_promotion_run, prune_versions
+    from ..registry.tracking import configure
+
+    configure(root)
+    settings = {**p["promote"], "clip": p["crossfit"]["clip"]}
+    run_id = log_promotion_run(decisions, settings, Path(root) / p["data"]["holdout"])
+    keep = p["promote"].get("keep_versions", 5)
+    if keep is not None:
+        for d in decisions:
+            prune_versions(d.name, int(keep))
+    return run_id
+
+
 def gate(root, name: str, logs, X, p: dict):
     """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
     from ..causal.nuisances import NuisanceConfig

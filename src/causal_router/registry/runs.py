@@ -117,7 +117,7 @@ def metric_batches(records: list[dict]) -> list[tuple[str, float, int]]:
 
 def log_training_run(routerset_dir, records: list[dict], params: dict | None = None, tags: dict | None = None,
                      clip_report: list[dict] | None = None, plots: dict | None = None,
-                     run_name: str | None = None) -> str:
+                     run_name: str | None = None, datasets: dict | None = None) -> str:
     """Record a training run; returns its run id.
 
     Parameters
@@ -138,6 +138,8 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
     plots : dict name -> path of a PNG, or None
         Logged as ``plots/<name>.png``.
     run_name : str or None
+    datasets : dict name -> path of a log file, or None
+        The logs the routers were trained on, recorded with ``mlflow.log_input`` (context ``training``).
 
     Returns
     -------
@@ -169,6 +171,11 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
         c.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in flat.items()],
                     tags=[RunTag(k, v) for k, v in all_tags.items()])
         mlflow.log_dict(_jsonable(list(records or [])), "evaluation/records.json")
+        if datasets:
+            from .lifecycle import log_dataset
+
+            for name, path in datasets.items():
+                log_dataset(path, name, context="training")
         if clip_report is not None:
             mlflow.log_dict(_jsonable(clip_report), "diagnostics/clip_report.json")
         if (rs_dir / MANIFEST).exists():
@@ -245,4 +252,7 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
                 c.set_model_version_tag(reg_name, version, k, v)
             c.set_registered_model_alias(reg_name, alias, version)
             versions[reg_name] = version
+    from .lifecycle import describe_models
+
+    describe_models(versions, c)
     return versions
