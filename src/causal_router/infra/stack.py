@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..registry.tracking import DECISIONS_ENV, RUNNER_ENV, find_project_root
+from ..registry.tracking import DECISIONS_ENV, DVC_REMOTE_ENV, RUNNER_ENV, find_project_root
 
 POOL = "causal-router-process"
 DATABASES = ("mlflow", "prefect", "decisions")
@@ -358,6 +358,14 @@ class Stack:
         _wait(lambda: _port_open(self.host, port), timeout, "routing service", self.log("serve"), pid)
         return True
 
+    def _apply_dvc_remote(self) -> None:
+        """``$CAUSAL_ROUTER_DVC_REMOTE`` becomes this clone's default DVC remote (.dvc/config.local)."""
+        url = os.environ.get(DVC_REMOTE_ENV)
+        if url and (self.root / ".dvc").is_dir():
+            subprocess.run([_tool("dvc"), "remote", "add", "--local", "--default", "--force", "team", url],
+                           cwd=self.root, capture_output=True, check=True)
+            print(f"{'dvc remote':15s} {url} (.dvc/config.local)", flush=True)
+
     # ---- commands ----------------------------------------------------------------------------
     def up(self, timeout: float = 240) -> None:
         """Start what is not running, in dependency order, each checked ready within ``timeout`` s."""
@@ -365,6 +373,7 @@ class Stack:
             d.mkdir(parents=True, exist_ok=True)
         self._choose_ports()
         self.write_env_file()
+        self._apply_dvc_remote()
         steps = [("postgres", self._start_postgres), ("mlflow", self._start_mlflow),
                  ("prefect", self._start_prefect), ("dask-scheduler", self._start_dask)]
         for name, start in steps:

@@ -171,6 +171,8 @@ def evaluate_stage(layout: ArtifactLayout, table_path, lambdas) -> list[dict]:
                for m, row in table.iterrows()}
     layout.summary.write_text(json.dumps(summary, indent=2))
     layout.plots.mkdir(parents=True, exist_ok=True)
+    # plot data for `dvc plots` (dvc.yaml): utility per method (columns) against lambda (rows)
+    table.drop(columns="mean").T.rename_axis("lambda").to_csv(layout.plots / "utility.csv")
     plot_utility(records, layout.utility_plot)
     plot_frontier(records, layout.frontier_plot)
     return records
