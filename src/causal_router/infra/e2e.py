@@ -180,6 +180,21 @@ class E2E:
         s.detail = (f"v{challenger.version}: {decision}; champion = v{champion.version} "
                     f"({tags.get('promotion.reason', '')[:120]})")
 
+    def readme_snippet(self, s: Step):
+        """The README's pyfunc snippet, as written, against the MLflow server (the champion of step 3)."""
+        import re
+        import subprocess
+
+        text = (self.stack.root / "README.md").read_text()
+        m = re.search(r"<!-- pyfunc-snippet:start -->\s*```python\n(.*?)```", text, re.S)
+        if m is None:
+            raise AssertionError("README.md lacks the pyfunc snippet")
+        out = subprocess.run([sys.executable, "-c", m.group(1)], cwd=self.stack.root, env={**os.environ},
+                             capture_output=True, text=True, timeout=300)
+        if out.returncode:
+            raise AssertionError(f"snippet failed: {out.stderr[-800:]}")
+        s.detail = f"routed: {' '.join(out.stdout.split())[-120:]}"
+
     def serve_steps(self) -> None:
         reason = None
         if not self.stack.alive("serve"):
@@ -264,6 +279,7 @@ class E2E:
         if train.status == "PASS":
             self.step("tracked in the MLflow server", self.tracked)
             self.step("promotion gate", self.promote)
+            self.step("README pyfunc snippet on the server", self.readme_snippet)
         self.serve_steps()
         self.step("retrain fired by the schedule", self.scheduled_retrain)
         total = time.monotonic() - t

@@ -197,7 +197,7 @@ class Stack:
         env.setdefault("CAUSAL_ROUTER_TORCH_THREADS", "1")
         for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1",
                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
-                     "TRANSFORMERS_OFFLINE": "1"}.items():
+                     "TRANSFORMERS_OFFLINE": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
             env.setdefault(k, v)
         env["PREFECT_HOME"] = str(self.dir / "prefect-home")
         return env
