@@ -416,7 +416,8 @@ def rollback(
     reason: str = typer.Option(..., "--reason", help="Why (recorded as tags on both versions)."),
 ):
     """Move 'champion' back to the previous champion, recording the reason."""
-    from .registry.lifecycle import RollbackError, rollback as do_rollback
+    from .registry.lifecycle import RollbackError
+    from .registry.lifecycle import rollback as do_rollback
     from .registry.tracking import ConfigError, configure
 
     try:

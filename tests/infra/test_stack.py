@@ -49,6 +49,7 @@ def small_stack(monkeypatch):
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.skipif(not have_postgres(), reason="PostgreSQL server binaries are not installed")
 def test_postgres_and_mlflow_server_track_stop_and_resume(small_stack):

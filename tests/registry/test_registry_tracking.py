@@ -99,8 +99,8 @@ def test_entry_points_outside_a_project_fail_clearly_without_stray_store(tmp_pat
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     cli = subprocess.run([sys.executable, "-m", "causal_router.cli", "lineage", "models:/x@champion"],
                          cwd=tmp_path, capture_output=True, text=True, env=env)
-    snippet = subprocess.run([sys.executable, "-c", "from causal_router.registry.tracking import configure; configure()"],
-                             cwd=tmp_path, capture_output=True, text=True, env=env)
+    code = "from causal_router.registry.tracking import configure; configure()"
+    snippet = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
     if "not inside a causal-router project" not in cli.stderr:  # pragma: no cover - temp folder inside a project
         assert (tmp_path / "mlflow.db").exists() is False
         return

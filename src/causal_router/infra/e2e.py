@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC
 
 from .stack import POOL, SERVE_URL_ENV, Stack, StackError
 
@@ -226,8 +226,12 @@ class E2E:
 
     def scheduled_retrain(self, s: Step):
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
-        from prefect.client.schemas.filters import FlowRunFilterStartTime
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterStartTime,
+        )
 
         with get_client(sync_client=True) as client:
             dep = client.read_deployment_by_name(RETRAIN)
@@ -266,9 +270,9 @@ class E2E:
 
     @staticmethod
     def _now():
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def run_all(self) -> int:
         if not self.stack.alive("prefect") or not self.stack.alive("worker") or not self.stack.alive("mlflow"):

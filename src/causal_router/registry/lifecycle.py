@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from .tracking import client as default_client, ensure_configured
+from .tracking import client as default_client
+from .tracking import ensure_configured
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def description(name: str) -> str:
     """What the registered router ``name`` is and how to call it."""
     from .runs import ENDPOINT_PREFIX, INTERVAL_NAME
 
-    call = ('mlflow.pyfunc.load_model("models:/{n}@champion").predict({{"prompt": [...]}}'.format(n=name))
+    call = (f'mlflow.pyfunc.load_model("models:/{name}@champion").predict({{"prompt": [...]}}')
     if name == INTERVAL_NAME:
         return ("Interval router: routes each prompt to the LLM maximising quality - lambda * cost, for any lambda "
                 "in the training grid's range (RM-Softmax heads interpolated in lambda, trained on doubly robust "
@@ -120,7 +121,7 @@ def rollback(name: str, reason: str, client=None) -> tuple[str, str]:
     if not earlier:
         raise RollbackError(f"{name}: champion v{current.version} has no earlier champion to go back to")
     target = earlier[-1]
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     c.set_registered_model_alias(name, CHAMPION, target.version)
     for k, v in {DEMOTED_TAG: "true", "rollback.reason": reason, "rollback.timestamp": now,
                  "rollback.to": str(target.version)}.items():
