@@ -21,14 +21,24 @@ def readme_snippet() -> str:
 
 
 @pytest.mark.timeout(300)
-def test_readme_pyfunc_snippet_runs_embedded(store, routerset):
+def test_readme_pyfunc_snippet_runs_embedded(store, problem):
+    import numpy as np
+
     from causal_router.features.embed import default_encoder
+    from causal_router.policy.data import build_routing_data
     from causal_router.policy.routerset import RouterSet
+    from causal_router.policy.training import fit_routers
     from causal_router.registry.pyfunc import log_router_model
 
-    # a champion that takes prompts: the default encoder's key (best-single ignores the features)
-    rs = RouterSet(routerset.models, routerset.lambdas, {"best-single": routerset.routers["best-single"]},
-                   default_encoder().key, routerset.meta).save(store / "set")
+    # a champion that takes prompts: best-single on features of the default encoder's width and key
+    enc = default_encoder()
+    W = np.random.default_rng(0).normal(size=(problem["train"].X.shape[1], enc.dim))
+    tr, va = problem["train"], problem["val"]
+    data = build_routing_data(tr.logs, tr.X @ W, va.logs, va.X @ W, models=problem["all"].models,
+                              propensity="logged")
+    routers, _ = fit_routers(data, [0.0, 7400.0], methods=["best-single"])
+    rs = RouterSet(list(problem["all"].models), [0.0, 7400.0], routers, enc.key, {}).save(store / "set")
+    models = list(problem["all"].models)
     with mlflow.start_run():
         info = log_router_model(rs, "router", "best-single", registered_model_name="causal-router-interval")
     mlflow.MlflowClient().set_registered_model_alias("causal-router-interval", "champion",
@@ -40,5 +50,5 @@ def test_readme_pyfunc_snippet_runs_embedded(store, routerset):
     out = subprocess.run([sys.executable, "-c", readme_snippet()], cwd=sub, env=env, capture_output=True,
                          text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert any(m in out.stdout for m in routerset.models), out.stdout
+    assert any(m in out.stdout for m in models), out.stdout
     assert not (sub / "mlflow.db").exists() and not (sub / "mlruns").exists()
