@@ -4,13 +4,18 @@ APIs: ``python -m causal_router.infra.e2e`` (``make e2e``), then a summary table
 1. ``train``: the ``train`` deployment triggered through the Prefect API and run by the worker,
    its crossfit folds and embedding shards on the Dask workers (``embed.shards`` = 2 for this run);
 2. tracked in the MLflow server: the run's rows in PostgreSQL, its artifacts in the served store;
-3. ``promote``: the promotion gate (the ``promote`` deployment), ``champion`` set in the registry;
-4.-6. the routing service reloading the champion, routed requests and their feedback, ingest
-   (run when ``causal-router serve`` is part of the stack, else SKIPPED with the reason);
-7. a retrain fired by the schedule: the paused ``retrain-interval`` deployment is resumed, the
-   server's scheduler creates a run, the worker executes it; the schedule is paused again.
+3. ``promote``: the promotion gate (the ``promote`` deployment), ``champion`` set in the registry,
+   and the README's pyfunc snippet run as written against the server;
+4. the routing service (started on the champion if it is not running) serves the champion;
+5. routed requests and their feedback, through the service's API, in the PostgreSQL decision log;
+6. a retrain fired by the schedule: the paused ``retrain-interval`` deployment is resumed, the
+   server's scheduler creates a run, the worker executes it (ingest, train, gate); the schedule
+   is paused again; the ingest of step 5's decisions is checked in the decision log;
+7. the service serving the champion the retrain's gate left (reloaded when it moved).
 
-Exit status 0 when no step failed.
+The loop rewrites the logs (ingest), ``data.dvc`` and ``dvc.lock``; when those were unchanged in
+git before the run, they are restored afterwards (``--keep-data`` keeps the loop's versions).
+Exit status 0 when no step failed (SKIPPED steps name their reason).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class E2E:
         os.environ.update(self.env)  # this process is a client of the stack
         self.steps: list[Step] = []
         self.t0_ms = int(time.time() * 1000)
+        self.n_requests = 40
+        self.feedback_ids: list[str] = []
+        self.served_before: str | None = None
 
     # ---- helpers -----------------------------------------------------------------------------
     def step(self, name: str, fn) -> Step:
@@ -195,33 +203,99 @@ class E2E:
             raise AssertionError(f"snippet failed: {out.stderr[-800:]}")
         s.detail = f"routed: {' '.join(out.stdout.split())[-120:]}"
 
-    def serve_steps(self) -> None:
-        reason = None
-        if not self.stack.alive("serve"):
-            reason = ("causal-router serve is not part of this installation (the service issue has not "
-                      "landed)" if not Stack.serve_available() else "the routing service is not running")
-        for name in ("service reloads the champion", "routed requests and feedback", "ingest"):
-            if reason:
-                self.steps.append(Step(name, "SKIPPED", reason))
-                print(f"-> {name}\n   SKIPPED {reason}", flush=True)
-        if reason:
-            return
-        self.step("service reloads the champion", self.service_reload)
-        self.step("routed requests and feedback", self.route_feedback)
-        self.step("ingest", self.ingest)
+    # ---- the routing service (causal-router serve) -------------------------------------------
+    def serve_url(self) -> str:
+        return os.environ[SERVE_URL_ENV]
 
-    def service_reload(self, s: Step):  # pragma: no cover - needs the service
+    def health(self) -> dict:
         import httpx
 
-        url = os.environ[SERVE_URL_ENV]
-        r = httpx.get(f"{url}/health", timeout=10)
+        r = httpx.get(f"{self.serve_url()}/healthz", timeout=10)
         r.raise_for_status()
-        s.detail = f"health: {r.json()}"
+        return r.json()
 
-    def route_feedback(self, s: Step):  # pragma: no cover - needs the service
-        return "SKIPPED"
+    def champion_version(self) -> str:
+        return str(self.mlflow().get_model_version_by_alias(INTERVAL_MODEL, "champion").version)
 
-    def ingest(self, s: Step):  # pragma: no cover - needs the service
+    def service_serves_champion(self, s: Step):
+        if not self.stack.alive("serve"):
+            if not self.stack.start_serve():
+                return self._skip(s, (self.stack.run / "serve.skipped").read_text().strip())
+            s.facts["started"] = True
+        h = self.health()
+        want = self.champion_version()
+        if str(h["version"]) != want:
+            raise AssertionError(f"/healthz serves {h['model']} v{h['version']}, champion is v{want}")
+        self.served_before = want
+        s.detail = (f"{'started on' if s.facts.get('started') else 'already serving'} {h['model']} v{h['version']} "
+                    f"(= champion), lambda range {h['lam_range']}")
+
+    def route_feedback(self, s: Step):
+        import httpx
+        import pandas as pd
+
+        if not self.stack.alive("serve"):
+            return self._skip(s, "the routing service is not running")
+        h = self.health()
+        lo, hi = h["lam_range"]
+        lam = (lo + hi) / 2
+        table = pd.read_parquet(self.stack.root / "data" / "test.parquet")  # full feedback: every model's outcome
+        prompts = table.drop_duplicates("prompt_id").sort_values("prompt_id").head(self.n_requests)
+        r = httpx.post(f"{self.serve_url()}/v1/route", json={"prompts": prompts["prompt"].tolist(), "lam": lam},
+                       timeout=120)
+        r.raise_for_status()
+        decisions = r.json()["decisions"]
+        outcome = table.set_index(["prompt_id", "model"])
+        sent = []
+        for pid, d in zip(prompts["prompt_id"], decisions):
+            if (pid, d["model"]) not in outcome.index:
+                continue
+            row = outcome.loc[(pid, d["model"])]
+            fb = httpx.post(f"{self.serve_url()}/v1/feedback", json={
+                "decision_id": d["decision_id"], "score": float(row["score"]), "cost": float(row["cost"])}, timeout=30)
+            fb.raise_for_status()
+            sent.append(d["decision_id"])
+        self.feedback_ids = sent
+        n_dec = self.pg_count("decisions", "SELECT count(*) FROM decisions WHERE decision_id = ANY(%s)",
+                              [d["decision_id"] for d in decisions])
+        n_fb = self.pg_count("decisions", "SELECT count(*) FROM feedback WHERE decision_id = ANY(%s)", sent)
+        if n_dec != len(decisions) or n_fb != len(sent) or not sent:
+            raise AssertionError(f"PostgreSQL decision log holds {n_dec}/{len(decisions)} decisions and "
+                                 f"{n_fb}/{len(sent)} feedbacks")
+        models = pd.Series([d["model"] for d in decisions]).value_counts().to_dict()
+        s.detail = (f"{len(decisions)} prompts routed at lam={lam:g} ({models}), {len(sent)} feedbacks; all in the "
+                    "PostgreSQL decision log")
+
+    def ingest_check(self, s: Step):
+        if not self.feedback_ids:
+            return self._skip(s, "no feedback was sent (the routing service is not running)")
+        added = self.pg_count("decisions", "SELECT count(*) FROM ingested WHERE outcome = 'added' "
+                              "AND decision_id = ANY(%s)", self.feedback_ids)
+        if added != len(self.feedback_ids):
+            raise AssertionError(f"{added}/{len(self.feedback_ids)} decisions with feedback ingested by the retrain")
+        s.detail = f"the scheduled retrain ingested {added} decisions with feedback into the logs (ingested table)"
+
+    def service_reload(self, s: Step):
+        if not self.stack.alive("serve") or self.served_before is None:
+            return self._skip(s, "the routing service is not running")
+        want = self.champion_version()
+        deadline = time.monotonic() + 120
+        version = None
+        while time.monotonic() < deadline:
+            version = str(self.health()["version"])
+            if version == want:
+                break
+            time.sleep(2)
+        if version != want:
+            raise AssertionError(f"/healthz still serves v{version} 120 s after champion moved to v{want}")
+        if want != self.served_before:
+            s.detail = f"champion v{self.served_before} -> v{want}: the service reloaded it without a restart"
+        else:
+            s.detail = f"the gate kept champion v{want}; the service serves it (no reload needed)"
+
+    @staticmethod
+    def _skip(s: Step, reason: str) -> str:
+        s.detail = reason
         return "SKIPPED"
 
     def scheduled_retrain(self, s: Step):
@@ -284,8 +358,11 @@ class E2E:
             self.step("tracked in the MLflow server", self.tracked)
             self.step("promotion gate", self.promote)
             self.step("README pyfunc snippet on the server", self.readme_snippet)
-        self.serve_steps()
+        self.step("service serves the champion", self.service_serves_champion)
+        self.step("routed requests and feedback", self.route_feedback)
         self.step("retrain fired by the schedule", self.scheduled_retrain)
+        self.step("ingest (in the retrain)", self.ingest_check)
+        self.step("service reloads the new champion", self.service_reload)
         total = time.monotonic() - t
         print(f"\n{'step':34s} {'status':8s} {'s':>5s}  detail")
         for s in self.steps:
@@ -301,12 +378,53 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m causal_router.infra.e2e", description=__doc__.split("\n")[0])
     parser.add_argument("--timeout", type=float, default=900, help="seconds any one flow run may take")
+    parser.add_argument("--keep-data", action="store_true", help="keep the logs, data.dvc and dvc.lock the loop wrote")
     args = parser.parse_args(argv)
     try:
-        return E2E(Stack(), args.timeout).run_all()
+        stack = Stack()
     except StackError as err:
         print(f"e2e: {err}", file=sys.stderr)
         return 1
+    restore = None if args.keep_data else _protect(stack)
+    try:
+        return E2E(stack, args.timeout).run_all()
+    except StackError as err:
+        print(f"e2e: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if restore is not None:
+            restore()
+
+
+TRACKED = ("data.dvc", "dvc.lock")
+
+
+def _protect(stack: Stack):
+    """Back up the logs when ``data.dvc`` and ``dvc.lock`` are unchanged in git; returns the restore
+    function (None when there is nothing clean to protect)."""
+    import shutil
+    import subprocess
+
+    root = stack.root
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *TRACKED], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    data = root / "data"
+    if dirty or not data.is_dir():
+        return None
+    backup = stack.dir / "e2e-backup" / "data"
+    shutil.rmtree(backup, ignore_errors=True)
+    shutil.copytree(data, backup)
+
+    def restore():
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.copytree(backup, data)
+        subprocess.run(["git", "checkout", "--", *TRACKED], cwd=root, capture_output=True)
+        print("e2e: restored data/, data.dvc and dvc.lock as they were (--keep-data keeps the loop's)")
+
+    return restore
 
 
 if __name__ == "__main__":  # pragma: no cover

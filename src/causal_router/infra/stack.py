@@ -347,16 +347,40 @@ class Stack:
             return False
         return out.returncode == 0
 
+    def champion_exists(self, name: str = "causal-router-interval") -> bool:
+        """Whether the MLflow server has ``name@champion`` (the service loads it at start)."""
+        import httpx
+
+        url = f"{self.client_env()['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/registered-models/alias"
+        try:
+            return httpx.get(url, params={"name": name, "alias": "champion"}, timeout=10).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def _start_serve(self, timeout: float) -> bool:
+        """``causal-router serve`` on the champion; skipped (with the reason in run/serve.skipped)
+        when the CLI has no ``serve`` or no champion exists yet (``make e2e`` starts it after the
+        first promotion)."""
+        reason = None
         if not self.serve_available():
-            (self.run / "serve.skipped").write_text("causal-router serve is not available in this installation\n")
+            reason = "causal-router serve is not available in this installation"
+        elif not self.champion_exists():
+            reason = "no champion yet: make e2e (or make up after a promotion) starts it"
+        if reason:
+            (self.run / "serve.skipped").write_text(reason + "\n")
             return False
         (self.run / "serve.skipped").unlink(missing_ok=True)
         port = self.ports()["serve"]
-        argv = [_tool("causal-router"), "serve", "--host", self.host, "--port", str(port)]
+        argv = [_tool("causal-router"), "serve", "--host", self.host, "--port", str(port),
+                "--params", str(self.root / "params.yaml")]
         pid = self._spawn("serve", argv, self._env(), port)
-        _wait(lambda: _port_open(self.host, port), timeout, "routing service", self.log("serve"), pid)
+        _wait(lambda: _http_ok(f"http://{self.host}:{port}/healthz"), timeout, "routing service",
+              self.log("serve"), pid)
         return True
+
+    def start_serve(self, timeout: float = 240) -> bool:
+        """Start the routing service if it is not running (see :meth:`_start_serve`)."""
+        return self.alive("serve") or self._start_serve(timeout)
 
     def _apply_dvc_remote(self) -> None:
         """``$CAUSAL_ROUTER_DVC_REMOTE`` becomes this clone's default DVC remote (.dvc/config.local)."""
@@ -394,8 +418,9 @@ class Stack:
                 continue
             t0 = time.monotonic()
             started = start(timeout)
-            print(f"{name:15s} " + ("skipped: causal-router serve is not available" if started is False
-                                    else f"ready ({time.monotonic() - t0:.1f}s)"), flush=True)
+            skipped = (self.run / "serve.skipped").read_text().strip() if started is False else ""
+            print(f"{name:15s} " + (f"skipped: {skipped}" if skipped else f"ready ({time.monotonic() - t0:.1f}s)"),
+                  flush=True)
 
     def down(self, timeout: float = 30) -> list[str]:
         """Stop exactly the recorded processes (clients first); keep every data folder."""
@@ -417,14 +442,15 @@ class Stack:
     def status(self) -> list[dict]:
         p = self.ports()
         links = {"mlflow": f"http://{self.host}:{p.get('mlflow')}", "prefect": f"http://{self.host}:{p.get('prefect')}",
-                 "serve": f"http://{self.host}:{p.get('serve')}/docs", "postgres": self.pg_uri("<db>") if p else "",
+                 "serve": f"http://{self.host}:{p.get('serve')}/docs (health: /healthz)",
+                 "postgres": self.pg_uri("<db>") if p else "",
                  "dask-scheduler": f"tcp://{self.host}:{p.get('dask-scheduler')}"}
         rows = []
         for name in SERVICES:
             rec = self.record(name) or {}
             state = "running" if self.alive(name) else ("stopped" if rec else "not started")
-            if name == "serve" and (self.run / "serve.skipped").exists():
-                state = "skipped (causal-router serve not available)"
+            if name == "serve" and state != "running" and (self.run / "serve.skipped").exists():
+                state = "skipped: " + (self.run / "serve.skipped").read_text().strip()
             rows.append({"service": name, "state": state, "pid": rec.get("pid") if state == "running" else None,
                          "port": rec.get("port"), "url": links.get(name, ""), "log": str(self.log(name))})
         return rows
