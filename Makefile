@@ -88,17 +88,14 @@ bench-embed: install
 # Prefect servers, a worker with the deployments, a Dask cluster, the routing service. Data, PIDs,
 # ports and logs under .stack/ (git-ignored); `down` stops exactly those PIDs and keeps the data.
 STACK_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY))
-$(VENV)/.servers: pyproject.toml | $(BIN)/causal-router
-	$(BIN)/pip install -q -e '.[servers]'
-	touch $@
-up: install $(VENV)/.servers data
+up: install data
 	$(BIN)/python -m causal_router.infra.stack up
 down:
 	$(STACK_PY) -m causal_router.infra.stack down
 status:
 	$(STACK_PY) -m causal_router.infra.stack status
 # The whole loop through the servers of `make up`, each step checked through the servers' APIs.
-e2e: install $(VENV)/.servers data
+e2e: install data
 	$(BIN)/python -m causal_router.infra.e2e
 
 clean:
