@@ -19,6 +19,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from ..errors import CausalRouterError
 from .tracking import client as default_client
 from .tracking import ensure_configured
 
@@ -29,7 +30,7 @@ PROMOTED = "promoted"
 DEMOTED_TAG = "rollback.demoted"
 
 
-class RollbackError(ValueError):
+class RollbackError(CausalRouterError, ValueError):
     """No champion, or no earlier champion to go back to."""
 
 

@@ -31,6 +31,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ..errors import CausalRouterError
+
 DEFAULT_EXPERIMENT = "causal-router"
 EXPERIMENT_ENV = "CAUSAL_ROUTER_EXPERIMENT"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
@@ -47,7 +49,7 @@ PROJECT_MARKERS = ("params.yaml", "pyproject.toml", ".git")
 _state: dict = {"uri": None, "experiment_id": None}
 
 
-class ConfigError(RuntimeError):
+class ConfigError(CausalRouterError, RuntimeError):
     """No store can be resolved: the message says what to set."""
 
 

@@ -17,7 +17,6 @@ Tables (nothing is ever updated or deleted):
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,12 +79,12 @@ def now() -> datetime:
 
 
 def default_uri(root: str | Path | None = None) -> str:
-    """``$CAUSAL_ROUTER_DECISIONS_URI``, else SQLite at ``<root or cwd>/decisions/decisions.db``."""
-    env = os.environ.get(DECISIONS_ENV)
-    if env:
-        return env
-    base = Path(root if root is not None else Path.cwd()).expanduser().resolve()
-    return f"sqlite:///{base / DEFAULT_PATH}"
+    """``$CAUSAL_ROUTER_DECISIONS_URI``, else SQLite at ``<project>/decisions/decisions.db``, the project
+    being ``root`` or the one found from the current folder (one resolution for every entry point:
+    :func:`causal_router.registry.tracking.decisions_uri`)."""
+    from ..registry.tracking import decisions_uri
+
+    return decisions_uri(root)
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
