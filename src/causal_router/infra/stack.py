@@ -324,9 +324,16 @@ class Stack:
     def _start_worker(self, timeout: float) -> None:
         argv = [_tool("prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--name",
                 "causal-router-worker", "--limit", "1"]
+        log = self.log("worker")
+        offset = log.stat().st_size if log.exists() else 0  # the log is appended to across restarts
+
+        def started() -> bool:
+            with open(log, "rb") as f:
+                f.seek(offset)
+                return b"started" in f.read().lower()
+
         pid = self._spawn("worker", argv, self._env())
-        _wait(lambda: "started" in self.log("worker").read_text(errors="replace").lower()
-              or self._worker_registered(), timeout, "Prefect worker", self.log("worker"), pid)
+        _wait(lambda: started() or self._worker_registered(), timeout, "Prefect worker", log, pid)
 
     def _worker_registered(self) -> bool:
         import httpx
