@@ -44,7 +44,7 @@ class Step:
 
 
 class E2E:
-    def __init__(self, stack: Stack, timeout: float = 900):
+    def __init__(self, stack: Stack, timeout: float = 1800):
         self.stack = stack
         self.timeout = timeout
         self.env = stack.client_env()
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m causal_router.infra.e2e", description=__doc__.split("\n")[0])
-    parser.add_argument("--timeout", type=float, default=900, help="seconds any one flow run may take")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds any one flow run may take")
     parser.add_argument("--keep-data", action="store_true", help="keep the logs, data.dvc and dvc.lock the loop wrote")
     args = parser.parse_args(argv)
     try:
