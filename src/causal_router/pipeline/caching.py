@@ -24,12 +24,16 @@ PACKAGE = Path(__file__).resolve().parents[1]  # src/causal_router
 #: ``tests/pipeline/test_caching.py`` checks it covers every module the stage imports, and that
 #: dvc.yaml lists the same paths.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "validate": ("pipeline/stages.py", "pipeline/layout.py", "data", "validation"),
-    "embed": ("pipeline/stages.py", "pipeline/layout.py", "pipeline/runners.py", "data", "features"),
-    "crossfit": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "features", "config.py"),
-    "train": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "features"),
+    "validate": ("pipeline/stages.py", "pipeline/layout.py", "data", "validation", "config.py", "errors.py"),
+    # the loaders validate what they read: the contract's checks run in every stage that reads logs
+    "embed": ("pipeline/stages.py", "pipeline/layout.py", "pipeline/runners.py", "data", "features", "errors.py",
+              "validation/catalogue.py", "validation/contract.py"),
+    "crossfit": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "features", "config.py",
+                 "errors.py", "validation/catalogue.py", "validation/contract.py"),
+    "train": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "features", "errors.py"),
     # the routers are unpickled: their classes' code (policy, causal, features) predicts
-    "evaluate": ("pipeline/stages.py", "pipeline/layout.py", "evaluation", "policy", "causal", "data", "features"),
+    "evaluate": ("pipeline/stages.py", "pipeline/layout.py", "evaluation", "policy", "causal", "data", "features",
+                 "errors.py", "validation/catalogue.py", "validation/contract.py"),
 }
 
 
