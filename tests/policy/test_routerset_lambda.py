@@ -19,6 +19,16 @@ def test_range_is_zero_to_slack_times_the_grid_top():
     assert _set([0.0]).lambda_range() == (0.0, math.inf)
 
 
+def test_interval_router_answers_its_grid_interval():
+    from causal_router.policy.routers import RMIntervalRouter
+
+    rs = RouterSet(["a", "b"], [100.0, 500.0], {"rm-interval": RMIntervalRouter()}, "", {})
+    assert rs.lambda_range("rm-interval") == (100.0, 500.0)
+    assert rs.check_lambda(300, "rm-interval") == 300.0
+    with pytest.raises(InvalidParameterError, match=r"\[100, 500\]"):
+        rs.check_lambda(600, "rm-interval")
+
+
 @pytest.mark.parametrize("lam", [-1e-9, -5, math.nan, math.inf, -math.inf, 5001, "1e9", None, "x"])
 def test_bad_lambdas_are_refused_naming_the_range(lam):
     with pytest.raises(InvalidParameterError) as info:

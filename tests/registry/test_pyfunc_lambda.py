@@ -23,9 +23,10 @@ def model(routerset_dir):
     return m
 
 
-@pytest.mark.parametrize("lam", [-1.0, math.nan, math.inf, -math.inf, 1e12, "abc"])
+@pytest.mark.parametrize("lam", [-1.0, math.nan, math.inf, -math.inf, 2000.5, 1e12, "abc"])
 def test_pyfunc_refuses_bad_lambda(model, problem, lam):
-    with pytest.raises(InvalidParameterError, match=r"allowed range \[0, 20000\]"):
+    # the interval router answers its grid's interval [0, 2000] (it would only clamp beyond it)
+    with pytest.raises(InvalidParameterError, match=r"allowed range \[0, 2000\]"):
         model.predict(None, features_frame(problem["holdout"].X[:3]), params={"lam": lam})
 
 
@@ -33,7 +34,7 @@ def test_pyfunc_refuses_bad_lambda(model, problem, lam):
 @given(lam=st.floats(allow_nan=True, allow_infinity=True))
 def test_pyfunc_any_lambda_routes_or_is_refused(model, problem, lam):
     X = problem["holdout"].X[:4]
-    low, high = model.routerset.lambda_range()
+    low, high = model.routerset.lambda_range(INTERVAL_METHOD)
     if math.isfinite(lam) and low <= lam <= high:
         out = model.predict(None, features_frame(X), params={"lam": lam})
         assert len(out) == 4 and set(out["model"]) <= set(model.routerset.models)

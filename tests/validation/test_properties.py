@@ -66,9 +66,6 @@ def test_split_loses_nothing_and_keeps_only_valid_rows(df, models, for_training)
 @settings(max_examples=100, deadline=None)
 @given(df=logs())
 def test_checks_never_raise_anything_but_our_error(df):
-    try:
-        problems = check_logs(df, MODELS)
-    except DataValidationError:  # pragma: no cover - check_logs reports, it does not raise
-        raise AssertionError("check_logs raised") from None
+    problems = check_logs(df, MODELS)  # reports, never raises
     for p in problems:
         assert all(0 <= r < len(df) for r in p.rows) and p.message.startswith(p.check)

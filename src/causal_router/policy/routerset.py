@@ -87,7 +87,7 @@ class RouterSet:
         if not (math.isfinite(value) and low <= value <= high):
             grid = ", ".join(format(float(x), "g") for x in self.lambdas)
             raise InvalidParameterError(
-                f"lam={lam!r} is outside the allowed range [{low:g}, {high:g}] (trained grid: {grid}): pass a "
+                f"lam must lie in the allowed range [{low:g}, {high:g}] (trained grid: {grid}), got {lam!r}: pass a "
                 "finite, non-negative cost preference")
         return value
 
