@@ -1,4 +1,4 @@
-"""Read observational logs and full-feedback tables from disk, validated (DESIGN.md section 3).
+"""Read observational logs and full-feedback tables from disk, validated (the data contract: docs/architecture.md).
 
 Supported formats, chosen by file suffix: ``.parquet``, ``.csv``, ``.csv.gz``, ``.jsonl``,
 ``.jsonl.gz``, ``.json`` (a list of records) and ``.pkl`` / ``.pickle`` (a pandas pickle, as the

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import mlflow
 
+from ..jsonable import jsonable
 from ..policy.routerset import MANIFEST, RouterSet
 from .pyfunc import ENDPOINT_METHOD, INTERVAL_METHOD, default_lambda, log_router_model
 from .tracking import client as _client
@@ -67,19 +68,6 @@ def _truncate(value, limit: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str) if isinstance(value, (list, tuple)) \
         else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _jsonable(obj):
-    """JSON round trip turning numpy scalars and arrays into plain numbers and lists."""
-
-    def default(o):
-        if hasattr(o, "tolist"):
-            return o.tolist()
-        if hasattr(o, "item"):
-            return o.item()
-        return str(o)
-
-    return json.loads(json.dumps(obj, default=default))
 
 
 def flatten_params(params: dict, prefix: str = "") -> dict[str, str]:
@@ -170,14 +158,14 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
             metrics.append(Metric(_key(f"train_seconds/{method}"), float(sec), ts, 0))
         c.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in flat.items()],
                     tags=[RunTag(k, v) for k, v in all_tags.items()])
-        mlflow.log_dict(_jsonable(list(records or [])), "evaluation/records.json")
+        mlflow.log_dict(jsonable(list(records or [])), "evaluation/records.json")
         if datasets:
             from .lifecycle import log_dataset
 
             for name, path in datasets.items():
                 log_dataset(path, name, context="training")
         if clip_report is not None:
-            mlflow.log_dict(_jsonable(clip_report), "diagnostics/clip_report.json")
+            mlflow.log_dict(jsonable(clip_report), "diagnostics/clip_report.json")
         if (rs_dir / MANIFEST).exists():
             mlflow.log_artifact(str(rs_dir / MANIFEST), "routerset")
         with tempfile.TemporaryDirectory() as tmp:

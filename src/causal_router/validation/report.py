@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from ..jsonable import jsonable, plain_value
 from .catalogue import SHOW
 from .contract import Assessment
 
@@ -93,38 +91,12 @@ class DataQualityReport:
         return self.summary()
 
 
-def _py(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, (pd.Timestamp, pd.Timedelta)):
-        return str(v)
-    return v
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` with NaN as None, infinities and unknown objects as strings, numpy as Python."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset, np.ndarray)):
-        return [jsonable(v) for v in obj]
-    v = _py(obj)
-    if isinstance(v, float) and math.isinf(v):
-        return str(v)  # JSON has no infinity
-    if v is not None and not isinstance(v, (str, int, float, bool)):
-        return str(v)
-    return v
-
-
 def _examples(values: Iterable) -> list:
     """First few distinct values, NaN-free and JSON-friendly."""
     out: list = []
     seen: set = set()
     for v in values:
-        v = _py(v)
+        v = plain_value(v)
         if v is None:
             continue
         key = repr(v)
