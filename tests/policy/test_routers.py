@@ -273,3 +273,23 @@ def test_fit_routers_rejects_unknown_method(no_signal):
     data, _ = no_signal
     with pytest.raises(KeyError, match="nope"):
         fit_routers(data, LAMS, methods=["random", "nope"])
+
+
+def test_seeded_fits_in_concurrent_threads_equal_serial_fits(separable):
+    """The flow fits endpoint heads as concurrent thread tasks; torch's generator is process-wide, so
+    without the fit lock their seeded draws interleave and the networks differ from serial fits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = separable[0]
+    lams = [0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0]
+
+    def weights(lam):
+        r = RMSoftmaxRouter(epochs=20, hidden=32, batch_size=64).fit(data, [lam])
+        return [p.detach().numpy().copy() for net in r.nets_ for p in net.parameters()]
+
+    serial = [weights(lam) for lam in lams]
+    with ThreadPoolExecutor(len(lams)) as pool:
+        threaded = list(pool.map(weights, lams))
+    for a, b in zip(serial, threaded, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)

@@ -4,6 +4,8 @@ stopping by DR value."""
 from __future__ import annotations
 
 import copy
+import functools
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +13,22 @@ import torch
 from torch import nn
 
 from .losses import rm_classification_loss, rm_softmax_loss
+
+#: torch's random generator is process-wide: seeded fits running in concurrent threads (the train flow's
+#: endpoint tasks) would draw from it interleaved and differ from run to run, so a seeded fit holds this
+#: lock from its seed to its last draw.
+TORCH_RNG_LOCK = threading.RLock()
+
+
+def seeded(fit):
+    """Run ``fit`` holding :data:`TORCH_RNG_LOCK` (re-entrant: seeded fits may nest)."""
+
+    @functools.wraps(fit)
+    def wrapper(*args, **kwargs):
+        with TORCH_RNG_LOCK:
+            return fit(*args, **kwargs)
+
+    return wrapper
 
 
 class MLP(nn.Module):
@@ -57,6 +75,7 @@ def net_scores(net: MLP, X: np.ndarray) -> np.ndarray:
         return net(torch.as_tensor(X, dtype=torch.float32)).numpy()
 
 
+@seeded
 def train_network(X, G, X_val=None, G_val=None, *, loss: str = "softmax", tau: float = 1.0,
                   hidden: int = 128, dropout: float = 0.1, weight_decay: float = 1e-4, lr: float = 1e-3,
                   epochs: int = 100, batch_size: int = 128, eval_every: int = 5, seed: int = 0,

@@ -17,7 +17,7 @@ from ..causal.scores import Utilities
 from ..causal.selection import DEFAULT_PESSIMISM, select_policy
 from .data import RoutingData
 from .losses import rm_softmax_loss
-from .network import MLP, net_scores, train_network
+from .network import MLP, net_scores, seeded, train_network
 
 ROUTERS: dict[str, type] = {}
 
@@ -293,6 +293,7 @@ class _EndpointRouter(Router):
 
     SELECT = ("pessimistic", "best-single")
 
+    @seeded
     def fit(self, data: RoutingData, lambdas):
         if self.select not in self.SELECT:
             raise ValueError(f"select must be one of {self.SELECT}, got {self.select!r}")
@@ -427,6 +428,7 @@ class RMIntervalRouter(_EndpointRouter):
         s = self._head_scores(k, X, input_tokens)
         return s if alpha == 0.0 else (1 - alpha) * s + alpha * self._head_scores(k1, X, input_tokens)
 
+    @seeded
     def fit(self, data: RoutingData, lambdas, endpoints: RMSoftmaxRouter | None = None):
         """Heads from ``endpoints`` (an RM-Softmax router fitted on the same grid) when given."""
         if endpoints is not None and np.array_equal(endpoints.lambdas_, np.sort(np.asarray(lambdas, float))):
