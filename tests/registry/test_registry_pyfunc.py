@@ -57,7 +57,7 @@ def test_lam_is_required_and_range_checked(interval_model, problem):
     df = features_frame(problem["holdout"].X)
     with pytest.raises(Exception, match=r"lam is required.*\[0, 2000\]"):
         interval_model.predict(df)
-    with pytest.raises(Exception, match=r"5000.*\[0, 2000\]"):
+    with pytest.raises(Exception, match=r"\[0, 2000\].*5000"):
         interval_model.predict(df, params={"lam": 5000.0})
     best = interval_model.predict(df, params={"method": "best-single", "lam": 0.0})
     assert best["model"].nunique() == 1
