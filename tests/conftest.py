@@ -17,3 +17,13 @@ def _calibration_dir(tmp_path_factory):
         os.environ.pop(key, None)
     else:
         os.environ[key] = before
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks train several times faster on one thread (and do not fight other processes)."""
+    from causal_router.features.hardware import torch_threads
+
+    with torch_threads(1):
+        yield
+

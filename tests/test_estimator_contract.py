@@ -19,16 +19,6 @@ SMALL = {"epochs": 3, "hidden": 16, "finetune_epochs": 2}  # quick networks: the
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def synth():
     return make_synthetic(n=600, d=D, n_models=K, seed=3)
 

@@ -82,3 +82,15 @@ def clone():
     """``clone(encoder, **settings)``: a new encoder with other settings (batching, threads,
     ...) sharing ``encoder``'s loaded model; its precision must stay the same."""
     return _clone
+
+
+@pytest.fixture(scope="module")
+def X32(fp32_encoder, prompts):
+    """The fp32 encoder's vectors (n, d) of ``prompts``."""
+    return fp32_encoder.encode(prompts)
+
+
+@pytest.fixture(scope="module")
+def X16(bf16_encoder, prompts):
+    """The bf16 encoder's vectors (n, d) of ``prompts``."""
+    return bf16_encoder.encode(prompts)

@@ -2,17 +2,6 @@
 has no bf16 on this CPU)."""
 
 import numpy as np
-import pytest
-
-
-@pytest.fixture(scope="module")
-def X32(fp32_encoder, prompts):
-    return fp32_encoder.encode(prompts)
-
-
-@pytest.fixture(scope="module")
-def X16(bf16_encoder, prompts):
-    return bf16_encoder.encode(prompts)
 
 
 def test_bf16_cosine_to_fp32_on_every_prompt(bf16_encoder, X32, X16):

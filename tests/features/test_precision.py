@@ -8,16 +8,6 @@ from causal_router.features.embed import embed_with_stats
 from causal_router.features.encoder import TransformerEncoder, resolve_precision
 
 
-@pytest.fixture(scope="module")
-def X32(fp32_encoder, prompts):
-    return fp32_encoder.encode(prompts)
-
-
-@pytest.fixture(scope="module")
-def X16(bf16_encoder, prompts):
-    return bf16_encoder.encode(prompts)
-
-
 @pytest.mark.parametrize("settings", [
     {"batch_size": 1},
     {"batch_size": 5, "token_budget": 300},
