@@ -44,8 +44,10 @@ def embed(inputs: dict, out_dir: str, digest: str, cfg: dict) -> dict:
 @task
 def crossfit_fold(job: tuple):
     from causal_router.causal.crossfit import fit_fold
+    from causal_router.features.hardware import one_blas_thread
 
-    return fit_fold(*job)
+    with one_blas_thread():  # also in a Dask worker's process: the same bytes as a sequential crossfit
+        return fit_fold(*job)
 
 
 def _fold_tasks(fn, jobs):
@@ -145,11 +147,15 @@ def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool
     """
     from filelock import FileLock
 
+    from causal_router.features.hardware import one_blas_thread
+
     root_p = Path(root).resolve()
     p = load_params(root_p / params_path)
     art = ArtifactLayout.from_params(p, root_p)
     art.root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(art.lock)):
+    # BLAS on one thread for the whole run, set here in the flow's (main) thread so that every task
+    # thread has it: the versioned outputs are then the same bytes as `dvc repro`'s on any machine
+    with FileLock(str(art.lock)), one_blas_thread():
         return _train(root_p, p, art, register)
 
 

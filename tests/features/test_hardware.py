@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from causal_router.features import hardware
@@ -89,3 +90,41 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             _ = TransformerEncoder(device="cuda").key  # a clear error, not a silent CPU run
+
+
+
+def test_one_blas_thread_gives_the_one_thread_result_in_concurrent_threads():
+    """What the pipeline relies on: with the block held by the main thread (the entry points), fits
+    give the one-thread bits, also in worker threads (the flow's tasks) that enter and leave it at
+    different times."""
+    import threading
+
+    from sklearn.linear_model import Ridge
+    from threadpoolctl import threadpool_limits
+
+    from causal_router.features.hardware import one_blas_thread
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(3000, 384)).astype(np.float32), rng.normal(size=3000).astype(np.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        expected = Ridge(alpha=10.0).fit(X, y).coef_
+    out, first_left = {}, threading.Event()
+
+    def fit(name, wait_for=None):
+        with one_blas_thread():
+            if wait_for is not None:
+                wait_for.wait(30)  # the other thread has left its block meanwhile
+            out[name] = Ridge(alpha=10.0).fit(X, y).coef_
+        if wait_for is None:
+            first_left.set()
+
+    with one_blas_thread():
+        threads = [threading.Thread(target=fit, args=("late", first_left)),
+                   threading.Thread(target=fit, args=("early",))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        out["main"] = Ridge(alpha=10.0).fit(X, y).coef_
+    for name, coef in out.items():
+        np.testing.assert_array_equal(coef, expected, err_msg=name)

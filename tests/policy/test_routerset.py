@@ -51,6 +51,26 @@ def test_round_trip_gives_identical_predictions(trained, tmp_path):
             np.testing.assert_array_equal(a.predict_proba(te.X, lam, tin), b.predict_proba(te.X, lam, tin))
 
 
+def test_saved_bytes_depend_only_on_the_values(trained, tmp_path):
+    """DVC hashes the saved set: the same routers give the same bytes however the objects were made
+    (fitted here, loaded from disk, or unpickled from a task result as the flow's endpoints are)."""
+    import cloudpickle
+
+    rs, _ = trained
+    first = (rs.save(tmp_path / "a") / PAYLOAD).read_bytes()
+    assert (rs.save(tmp_path / "b") / PAYLOAD).read_bytes() == first
+    assert (RouterSet.load(tmp_path / "a").save(tmp_path / "c") / PAYLOAD).read_bytes() == first
+    copied = RouterSet(rs.models, rs.lambdas, cloudpickle.loads(cloudpickle.dumps(rs.routers)), rs.encoder_key, rs.meta)
+    assert (copied.save(tmp_path / "d") / PAYLOAD).read_bytes() == first
+    # and they follow the values: one network weight nudged, other bytes
+    nudged = cloudpickle.loads(cloudpickle.dumps(rs.routers))
+    net = next(n for n in nudged["rm-softmax"].nets_ if n is not None)
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] += 1e-6
+    other = RouterSet(rs.models, rs.lambdas, nudged, rs.encoder_key, rs.meta)
+    assert (other.save(tmp_path / "e") / PAYLOAD).read_bytes() != first
+
+
 def test_manifest_is_readable_json(trained, tmp_path):
     rs, _ = trained
     d = rs.save(tmp_path / "m")

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -223,3 +224,37 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE = {"depth": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS (OpenBLAS, MKL) on one thread inside the block, then as before.
+
+    Why: a BLAS call's result depends on its thread count (a ridge fit on float32 features differs
+    by ~1e-8 between 1 and 2 threads), and the count varies with the machine, so fits whose outputs
+    DVC versions run on one thread everywhere. OpenBLAS's limit is process-wide when set from the main
+    thread but not reliably when set or restored from another, so blocks are counted: the first sets
+    the limit, nested and concurrent ones keep it, and the last one out restores it. Entry points
+    (the CLI, the flows) enter it in the main thread around the whole run, before any task thread
+    starts (tests/features/test_hardware.py).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with _BLAS_LOCK:
+        if _BLAS_STATE["depth"] == 0:
+            _BLAS_STATE["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _BLAS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE["depth"] -= 1
+            if _BLAS_STATE["depth"] == 0:
+                _BLAS_STATE.pop("limiter").restore_original_limits()
+                _BLAS_STATE["limiter"] = None

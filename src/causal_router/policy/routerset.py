@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import joblib
 
 MANIFEST = "manifest.json"
 PAYLOAD = "routers.joblib"
+#: Written with :class:`_CanonicalPickler` (a plain pickle, which ``joblib.load`` reads as well as the
+#: joblib files of earlier versions).
 #: Wall times differ run to run: kept beside the manifest, which then depends only on what was
 #: trained (so DVC's hash of a set is reproducible; .dvcignore leaves this file out).
 TIMINGS = "timings.json"
@@ -18,6 +22,37 @@ TIMING_KEYS = ("train_seconds", "seconds", "total_seconds")
 #: How far past the largest trained lambda a request may go: the interval router clamps beyond its
 #: grid, so a lambda many times the grid's top is almost surely a unit mistake.
 LAMBDA_SLACK = 10.0
+
+
+def _tensor(array, dtype: str, parameter: bool, requires_grad: bool):
+    """A torch tensor (or Parameter) from the array :class:`_CanonicalPickler` wrote."""
+    import torch
+
+    t = torch.from_numpy(array.copy()).to(getattr(torch, dtype.removeprefix("torch.")))
+    return torch.nn.Parameter(t, requires_grad) if parameter else t.requires_grad_(requires_grad)
+
+
+class _CanonicalPickler(pickle.Pickler):
+    """A pickler whose bytes depend only on the values pickled, so that DVC's hash of a trained set is
+    the same from one run (and one clean clone) to the next.
+
+    Torch's own reduction of a tensor records its storage's memory address, and the memo makes the
+    bytes depend on which equal strings happen to be one object (an estimator built, cloned or
+    unpickled from a task result). Here tensors go as numpy arrays and the memo is off (``fast``:
+    shared objects are written once per reference; router sets hold no cycles).
+    """
+
+    def __init__(self, file, protocol=None):
+        super().__init__(file, protocol)
+        self.fast = True
+
+    def reducer_override(self, obj):
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu()
+            array = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+            return _tensor, (array, str(obj.dtype), isinstance(obj, torch.nn.Parameter), obj.requires_grad)
+        return NotImplemented
 
 
 @dataclass
@@ -42,7 +77,8 @@ class RouterSet:
     def save(self, directory) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self.routers, d / PAYLOAD)
+        with open(d / PAYLOAD, "wb") as f:
+            _CanonicalPickler(f, protocol=5).dump(self.routers)
         meta = {k: v for k, v in self.meta.items() if k not in TIMING_KEYS}
         manifest = {"models": self.models, "lambdas": self.lambdas, "methods": list(self.routers),
                     "encoder_key": self.encoder_key, "meta": meta}

@@ -21,7 +21,7 @@ from ..data import schema as S
 
 # one thread per router fit: the networks are small, and on a shared 2-core machine two threads
 # contend badly (seen: 0.6 s vs 27 s for one fit)
-from ..features.hardware import torch_threads
+from ..features.hardware import one_blas_thread, torch_threads
 from .data import RoutingData, build_routing_data
 from .routers import ROUTERS, get_router
 from .routerset import RouterSet
@@ -78,8 +78,9 @@ def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_va
     if missing and not prices:
         raise ValueError(f"no logged rows for model(s) {missing}: give a price sheet so they can still be costed")
     start = time.perf_counter()
-    data = build_routing_data(train, X, val, X_val, models, cv=cfg.cv, propensity=cfg.propensity, clip=cfg.clip,
-                              prices=prices, random_state=cfg.seed, fold_map=fold_map)
+    with one_blas_thread():  # the same bytes whatever the machine's cores and the folds' concurrency
+        data = build_routing_data(train, X, val, X_val, models, cv=cfg.cv, propensity=cfg.propensity, clip=cfg.clip,
+                                  prices=prices, random_state=cfg.seed, fold_map=fold_map)
     meta = {"n_train": len(train), "n_val": len(val), "models": models, "cv": cfg.cv,
             "propensity": cfg.propensity, "clip": cfg.clip, "seed": cfg.seed,
             "seconds": time.perf_counter() - start,
@@ -90,7 +91,7 @@ def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_va
 
 def fit_endpoint(data: RoutingData, method: str, lam: float, params: dict | None = None):
     """One endpoint router (a method of :data:`ENDPOINT_METHODS`) fitted at a single lambda."""
-    with torch_threads(1):
+    with torch_threads(1), one_blas_thread():
         return get_router(method, **(params or {}).get(method, {})).fit(data, [lam])
 
 
@@ -110,7 +111,7 @@ def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = 
     methods = check_methods(methods)
     params, endpoints = params or {}, endpoints or {}
     routers, seconds = {}, {}
-    with torch_threads(threads):
+    with torch_threads(threads), one_blas_thread():
         for name in methods:
             start = time.perf_counter()
             if name in endpoints:
