@@ -152,8 +152,9 @@ def main() -> None:
                     "their last round reached (column *last round*), so the comparisons below are not like for like."]
     out += ["", "Every arm starts from the same round 0 (the cost-biased β=3 incumbent routes the first batch). "
             "`causal`: RM-Softmax on DR utilities (logged propensities), served through the service's exploration "
-            "policy and decision log, ingested, retrained, promoted only by the gate (challenger's DR lower bound "
-            "above the champion's DR value on the newest 20% of the ingested decisions). `greedy`: the naive "
+            "policy and decision log, ingested, retrained, promoted only by the gate (the paired DR difference, "
+            "challenger minus champion, with its 95% lower bound above 0 on the newest 20% of the ingested "
+            "decisions). `greedy`: the naive "
             "router, no exploration, always deployed. `explore-naive`: the naive router with the same exploration, "
             "always deployed. `vw`: Vowpal Wabbit `--cb_explore_adf` epsilon-greedy, online. `incumbent`: the "
             "logging policy (its expected utility). `skyline`: RM-Softmax with full feedback on every streamed "

@@ -1,8 +1,8 @@
 """The ``promote`` flow: the evidence gate between ``challenger`` and ``champion``.
 
 For each registered router, compare challenger and champion on the same held-out logs with
-the DR policy value and its confidence interval; move ``champion`` only when the challenger's
-lower bound beats the champion's estimate (or there is no champion yet). The evidence is
+their paired DR difference and its confidence interval; move ``champion`` only when the
+difference's lower bound is above 0 (or there is no champion yet). The evidence is
 written as model-version tags. Run: ``python -m flows.promote [params.yaml]``.
 """
 

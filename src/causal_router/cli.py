@@ -400,7 +400,7 @@ def promote(
     params: Path = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file."),
     name: Optional[str] = typer.Option(None, help="One registered model (default: interval and every endpoint)."),
 ):
-    """Run the evidence gate: move 'champion' to 'challenger' only if its DR lower bound beats the champion."""
+    """Run the evidence gate: 'champion' moves to 'challenger' only if their paired DR difference's lower bound > 0."""
     from .pipeline.params import load_params
     from .pipeline.promotion import gate, holdout_features, router_names
 

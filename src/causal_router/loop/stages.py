@@ -140,22 +140,21 @@ class GateDecision:
 
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
          nuisances: NuisanceConfig, prices=None, alpha: float = 0.05) -> GateDecision:
-    """The promotion gate's rule (:func:`causal_router.registry.promote.promote`) without the registry:
-    promote iff the challenger's DR lower bound on the holdout beats the champion's DR value."""
+    """The promotion gate's rule (:func:`causal_router.registry.promote.gate_rule`) without the registry:
+    promote iff the lower bound of the paired DR difference (challenger - champion) on the holdout is above 0."""
     from ..causal.ope import summarize
     from ..policy.data import holdout_evidence
-    from ..registry.promote import load_policy, policy_contributions
+    from ..registry.promote import gate_rule, load_policy, policy_contributions
 
     if champion is None:
         return GateDecision(True, "no champion: the challenger becomes the first champion")
     ch, cp = load_policy(challenger, method), load_policy(champion, method)
     ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
-    c_ch = summarize(policy_contributions(ch, ev, [lam], ch.models), alpha)
-    c_cp = summarize(policy_contributions(cp, ev, [lam], ch.models), alpha)
-    promoted = bool(c_ch.ci_low > c_cp.value)
-    rel = ">" if promoted else "<="
-    return GateDecision(promoted, f"challenger DR lower bound {c_ch.ci_low:.4f} {rel} champion DR value "
-                        f"{c_cp.value:.4f} on {len(holdout)} held-out logs", c_ch.value, c_ch.ci_low, c_cp.value)
+    k_ch = policy_contributions(ch, ev, [lam], ch.models)
+    k_cp = policy_contributions(cp, ev, [lam], ch.models)
+    promoted, _, reason = gate_rule(k_ch, k_cp, alpha)
+    c_ch, c_cp = summarize(k_ch, alpha), summarize(k_cp, alpha)
+    return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value)
 
 
 def greedy_actions(routerset, method: str, stream: Stream, idx) -> np.ndarray:
