@@ -11,7 +11,10 @@ APIs: ``python -m causal_router.infra.e2e`` (``make e2e``), then a summary table
 6. a retrain fired by the schedule: the paused ``retrain-interval`` deployment is resumed, the
    server's scheduler creates a run, the worker executes it (ingest, train, gate); the schedule
    is paused again; the ingest of step 5's decisions is checked in the decision log;
-7. the service serving the champion the retrain's gate left (reloaded when it moved).
+7. the service serving the champion the retrain's gate left, reloaded without a restart when it
+   moved. When the gate kept the champion, the same reload is shown on a second service instance
+   that follows a test alias (``e2e-reload``) moved from the champion to the retrain's challenger;
+   the champion itself never moves without the gate.
 
 The loop rewrites the logs (ingest), ``data.dvc`` and ``dvc.lock``; when those were unchanged in
 git before the run, they are restored afterwards (``--keep-data`` keeps the loop's versions).
@@ -291,7 +294,34 @@ class E2E:
         if want != self.served_before:
             s.detail = f"champion v{self.served_before} -> v{want}: the service reloaded it without a restart"
         else:
-            s.detail = f"the gate kept champion v{want}; the service serves it (no reload needed)"
+            s.detail = f"the gate kept champion v{want}; the service serves it; " + self.reload_on_test_alias(want)
+
+    def reload_on_test_alias(self, champion: str) -> str:
+        """A second service on ``@e2e-reload``: the alias moves from the champion to the retrain's
+        challenger, and /healthz must follow within 120 s (the service polls the alias)."""
+        import httpx
+
+        c, alias = self.mlflow(), "e2e-reload"
+        challenger = str(c.get_model_version_by_alias(INTERVAL_MODEL, "challenger").version)
+        if challenger == champion:
+            return "no newer version to reload to"
+        c.set_registered_model_alias(INTERVAL_MODEL, alias, champion)
+        try:
+            url = self.stack.spawn_serve("serve-reload-check", f"models:/{INTERVAL_MODEL}@{alias}")
+            start = str(httpx.get(f"{url}/healthz", timeout=10).json()["version"])
+            c.set_registered_model_alias(INTERVAL_MODEL, alias, challenger)
+            t0, version = time.monotonic(), start
+            while time.monotonic() - t0 < 120 and version != challenger:
+                time.sleep(2)
+                version = str(httpx.get(f"{url}/healthz", timeout=10).json()["version"])
+            if version != challenger:
+                raise AssertionError(f"a service on @{alias} still serves v{version} 120 s after the alias moved "
+                                     f"to v{challenger}")
+            return (f"a second service on @{alias} reloaded v{start} -> v{challenger} "
+                    f"{time.monotonic() - t0:.0f} s after the alias moved, without a restart")
+        finally:
+            self.stack.stop("serve-reload-check")
+            c.delete_registered_model_alias(INTERVAL_MODEL, alias)
 
     @staticmethod
     def _skip(s: Step, reason: str) -> str:

@@ -36,6 +36,8 @@ POOL = "causal-router-process"
 DATABASES = ("mlflow", "prefect", "decisions")
 PREFERRED_PORTS = {"postgres": 5433, "mlflow": 5000, "prefect": 4200, "dask-scheduler": 8786, "serve": 8000}
 SERVICES = ("postgres", "mlflow", "prefect", "dask-scheduler", "dask-worker-1", "dask-worker-2", "worker", "serve")
+#: Short-lived processes ``make e2e`` starts (``make down`` stops them too if it was interrupted).
+CHECKS = ("serve-reload-check",)
 HOST_ENV = "CAUSAL_ROUTER_STACK_HOST"
 DIR_ENV = "CAUSAL_ROUTER_STACK_DIR"
 SERVE_URL_ENV = "CAUSAL_ROUTER_SERVE_URL"
@@ -385,6 +387,26 @@ class Stack:
               self.log("serve"), pid)
         return True
 
+    def spawn_serve(self, name: str, model_uri: str, timeout: float = 240) -> str:
+        """A further ``causal-router serve`` on ``model_uri`` and a free port, recorded as ``name``
+        (one of :data:`CHECKS`); returns its URL once ``/healthz`` answers. Stop it with :meth:`stop`."""
+        port = _free_port(self.host)
+        argv = [_tool("causal-router"), "serve", "--host", self.host, "--port", str(port),
+                "--model-uri", model_uri, "--params", str(self.root / "params.yaml")]
+        pid = self._spawn(name, argv, self._env(), port)
+        url = f"http://{self.host}:{port}"
+        _wait(lambda: _http_ok(f"{url}/healthz"), timeout, name, self.log(name), pid)
+        return url
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        """Stop one recorded process (not PostgreSQL) and forget it."""
+        rec = self.record(name)
+        if rec is None:
+            return
+        if self.alive(name):
+            _stop_group(rec["pid"], timeout)
+        (self.run / f"{name}.json").unlink(missing_ok=True)
+
     def start_serve(self, timeout: float = 240) -> bool:
         """Start the routing service if it is not running (see :meth:`_start_serve`)."""
         return self.alive("serve") or self._start_serve(timeout)
@@ -432,7 +454,7 @@ class Stack:
     def down(self, timeout: float = 30) -> list[str]:
         """Stop exactly the recorded processes (clients first); keep every data folder."""
         stopped = []
-        for name in reversed(SERVICES):
+        for name in (*CHECKS, *reversed(SERVICES)):
             rec = self.record(name)
             if rec is None:
                 continue
