@@ -32,8 +32,9 @@ def ingest(params_path: str = "params.yaml", root: str = ".") -> dict:
     root_p = Path(root).resolve()
     p = load_params(root_p / params_path)
     data_dir = root_p / p["data"]["dir"]
-    fraction = float((p.get("ingest") or {}).get("holdout_fraction", 0.2))
-    report = run(DecisionStore(default_uri(root_p)), data_dir, fraction, root=root_p)
+    cfg = p.get("ingest") or {}
+    report = run(DecisionStore(default_uri(root_p)), data_dir, float(cfg.get("holdout_fraction", 0.2)), root=root_p,
+                 holdout_max_rows=cfg.get("holdout_max_rows"))
     print(report.summary())
     return {"added": report.added, "quarantined": report.quarantined, "data_version": report.data_version}
 

@@ -522,7 +522,10 @@ def ingest(
                                         "$CAUSAL_ROUTER_DECISIONS_URI, else sqlite:///decisions/decisions.db)."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Logs folder (train.parquet, holdout.parquet)."),
     holdout_fraction: float = typer.Option(0.2, "--holdout-fraction",
-                                           help="Share of the newest ingested rows that becomes the holdout."),
+                                           help="Share of the newest ingested rows that joins the holdout."),
+    holdout_max_rows: Optional[int] = typer.Option(2000, "--holdout-max-rows", help="The holdout accumulates up to "
+                                                   "this many rows, the oldest then train (0: each ingest's slice "
+                                                   "replaces it)."),
 ):
     """Turn served decisions that got feedback into log rows (validated, appended by time, newest
     slice as the holdout) and record the data version with DVC; a second run adds nothing."""
@@ -530,7 +533,8 @@ def ingest(
     from .serving.store import DecisionStore, default_uri
 
     try:
-        report = run(DecisionStore(store or default_uri()), data_dir, holdout_fraction, root=".")
+        report = run(DecisionStore(store or default_uri()), data_dir, holdout_fraction, root=".",
+                     holdout_max_rows=holdout_max_rows or None)
     except ValueError as err:
         _fail(str(err))
     typer.echo(report.summary())

@@ -52,7 +52,7 @@ def test_lookup_encoder_returns_the_tables_rows():
 
 def test_a_round_is_served_logged_and_ingested(world, tmp_path):
     """Round 1 goes through the service's decision log: one decision with its propensity and one
-    feedback per prompt; ingest appends them (train grows, the newest 20% is the new holdout)."""
+    feedback per prompt; ingest appends them (train grows, the newest 20% joins the holdout)."""
     from causal_router.serving.store import DecisionStore
 
     ff, X, prices = world
@@ -71,8 +71,10 @@ def test_a_round_is_served_logged_and_ingested(world, tmp_path):
     # exploration reached models other than the router's choice (propensity < 1 - explore for them)
     assert (decisions["propensity"] < 0.5).any()
     holdout = pd.read_parquet(tmp_path / "data" / "holdout.parquet")
-    assert len(holdout) == 20 and holdout["prompt_id"].isin(decisions["decision_id"]).all()
-    assert len(pd.read_parquet(tmp_path / "data" / "train.parquet")) == 60 + 20 + 80
+    # round 0's 20 held-out rows stay, round 1's newest 20 decisions join them
+    assert len(holdout) == 40 and holdout["prompt_id"].iloc[20:].isin(decisions["decision_id"]).all()
+    assert not holdout["prompt_id"].iloc[:20].isin(decisions["decision_id"]).any()
+    assert len(pd.read_parquet(tmp_path / "data" / "train.parquet")) == 60 + 80
     # realised utilities and regret are those of the table
     assert recs[1]["cumulative_regret"] > recs[0]["cumulative_regret"] > 0
     store.close()

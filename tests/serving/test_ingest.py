@@ -80,6 +80,32 @@ def test_ingest_appends_by_time_and_the_newest_slice_becomes_the_holdout(tmp_pat
     assert third.added == 5 and third.to_holdout == 1
 
 
+def test_the_holdout_accumulates_up_to_its_cap_and_nothing_is_lost(tmp_path, logs_dir):
+    """With ``holdout_max_rows`` the gate's holdout grows ingest after ingest (it needs rows where the
+    routers disagree); beyond the cap its oldest rows join the training logs, none lost or doubled."""
+    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
+    before = {n: pd.read_parquet(logs_dir / f"{n}.parquet") for n in ("train", "holdout")}
+    fill(store, 30)
+    first = ingest(store, logs_dir, holdout_fraction=0.2, dvc=False, holdout_max_rows=30)
+    hold = pd.read_parquet(logs_dir / "holdout.parquet")
+    # the old 20 rows stay and the newest 6 join: 26 rows, under the cap
+    assert first.to_holdout == 6 and len(hold) == 26
+    assert hold["prompt_id"].tolist()[:20] == before["holdout"]["prompt_id"].tolist()
+    assert hold["prompt_id"].tolist()[20:] == [f"dec-{i:04d}" for i in range(24, 30)]
+    fill(store, 30, start=100)
+    ingest(store, logs_dir, holdout_fraction=0.2, dvc=False, holdout_max_rows=30)
+    hold = pd.read_parquet(logs_dir / "holdout.parquet")
+    train = pd.read_parquet(logs_dir / "train.parquet")
+    # 26 + 6 = 32 > 30: the two oldest holdout rows now train
+    assert len(hold) == 30 and hold["prompt_id"].tolist()[-6:] == [f"dec-{i:04d}" for i in range(124, 130)]
+    assert set(before["holdout"]["prompt_id"][:2]) <= set(train["prompt_id"])
+    everything = pd.concat([train, hold])["prompt_id"]
+    assert everything.is_unique and len(everything) == 50 + 20 + 60
+    assert check_logs(train) == [] and check_logs(hold) == []
+    with pytest.raises(ValueError, match="holdout max rows"):
+        ingest(store, logs_dir, dvc=False, holdout_max_rows=0)
+
+
 def test_rows_already_in_the_logs_are_not_added_twice(tmp_path, logs_dir):
     """A crash after writing the logs but before the store recorded the ingest."""
     store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")

@@ -54,6 +54,10 @@ MEMORY_STORE = "sqlite://"
 _ROUND0, _SERVE = 200, 201
 
 
+#: Ingest settings of every retraining arm: params.yaml's ``ingest`` defaults (the holdout accumulates).
+INGEST = {"holdout_fraction": 0.2, "holdout_max_rows": 2000}
+
+
 def loop_nuisances(seed: int = 0, cv: int = 5) -> NuisanceConfig:
     """The loop's nuisance settings: the decision log records the served policy's true
     propensities, so DR weights use them (``propensity="logged"``); folds and clip as params.yaml."""
@@ -147,7 +151,8 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
                 chosen = stage(serve_round)(service, stream, idx, explore)
                 regret += stream.regret(idx, chosen)
                 deployed = float(stream.realised(idx, chosen).mean())
-                stage(ingest)(store, data_dir, 0.2, root=workdir, dvc=False)
+                stage(ingest)(store, data_dir, INGEST["holdout_fraction"], root=workdir, dvc=False,
+                              holdout_max_rows=INGEST["holdout_max_rows"])
             rs = stage(train_round)(data_dir, encoder, stream.models, stream.lam, [method], nuisances, prices,
                              workdir / "routers" / f"round-{r}")
             if hooks is not None:

@@ -4,9 +4,12 @@ Each decision with feedback not ingested before becomes one row under the data c
 (``prompt_id`` = decision id, ``prompt``, ``model``, ``score``, ``cost``, ``propensity`` = the
 probability the served policy drew that model with, ``timestamp``, ``input_tokens``,
 ``output_tokens``). Rows are validated; bad ones go to ``<data>/quarantine/`` with their reason.
-Good rows are appended by time: the newest ``holdout_fraction`` of them becomes the new holdout
-(what the promotion gate scores, so it always judges data no challenger trained on), and the
-previous holdout joins the training logs with the older new rows. The data folder's new version
+Good rows are appended by time: the newest ``holdout_fraction`` of them joins the holdout (what the
+promotion gate scores, so it always judges data no challenger trained on) and the older ones the
+training logs. The holdout accumulates up to ``holdout_max_rows`` (its oldest rows beyond that then
+train); with ``holdout_max_rows=None`` each ingest's slice replaces it and the previous holdout
+trains. Why accumulate: the gate compares challenger and champion on the rows where they disagree,
+and one round's slice (60 rows in the loop study) held too few of them to ever promote. The data folder's new version
 is recorded with DVC (``data.dvc``). A second run adds nothing: ingested decisions are recorded
 in the store, and decision ids already in the logs are never added twice.
 """
@@ -112,7 +115,8 @@ def _merge(frames: list[pd.DataFrame], notes: list) -> pd.DataFrame:
     return out
 
 
-def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc: bool = True) -> IngestReport:
+def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc: bool = True,
+           holdout_max_rows: int | None = None) -> IngestReport:
     """Append the store's new decisions with feedback to the logs under ``data_dir``.
 
     Parameters
@@ -126,6 +130,9 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
         Project root: where ``data.dvc`` lives.
     dvc : bool
         Record the new data version with ``dvc add`` (skipped, with a note, outside a DVC repository).
+    holdout_max_rows : int or None
+        The holdout accumulates up to this many rows (the newest; older ones then train). None: each
+        ingest's newest slice replaces the holdout and the previous holdout trains.
 
     Returns
     -------
@@ -133,6 +140,9 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
     """
     if not 0.0 <= float(holdout_fraction) < 1.0:
         raise ValueError(f"holdout fraction must be in [0, 1), got {holdout_fraction}")
+    if holdout_max_rows is not None and (isinstance(holdout_max_rows, bool) or int(holdout_max_rows) != holdout_max_rows
+                                         or holdout_max_rows < 1):
+        raise ValueError(f"holdout max rows must be a positive whole number or null, got {holdout_max_rows!r}")
     data_dir = Path(data_dir)
     report = IngestReport()
     pending = store.pending()
@@ -165,9 +175,14 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
         new_hold, older = good.iloc[len(good) - n_hold:], good.iloc[: len(good) - n_hold]
         if n_hold == 0:  # keep the current holdout; everything new trains
             new_train, new_holdout = _merge([train, older], report.notes), holdout
-        else:  # the previous holdout has been scored once: it trains from now on
+        elif holdout_max_rows is None:  # the previous holdout has been scored once: it trains from now on
             new_train = _merge([train, holdout, older], report.notes)
             new_holdout = _merge([new_hold], report.notes)
+        else:  # the holdout accumulates; its oldest rows beyond the cap train
+            pooled = _merge([holdout, new_hold], report.notes)
+            cut = max(0, len(pooled) - int(holdout_max_rows))
+            new_train = _merge([train, pooled.iloc[:cut], older], report.notes)
+            new_holdout = pooled.iloc[cut:].reset_index(drop=True)
         data_dir.mkdir(parents=True, exist_ok=True)
         _write(new_train, data_dir / TRAIN)
         if new_holdout is not None:
