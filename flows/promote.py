@@ -25,8 +25,11 @@ record = task(promotion.record_gate)  # the gate's own MLflow run, then the rete
 def promote_flow(params_path: str = "params.yaml", root: str = ".", names: list | None = None) -> list:
     """Run the promotion gate for the interval router and every endpoint router."""
     logger = get_run_logger()
+    from causal_router.registry.tracking import configure
+
     root_s = str(Path(root).resolve())
     p = load_params(Path(root_s) / params_path)
+    configure(root_s)  # a damaged store, or one that lost a champion, stops here (promotion.gate checks again)
     logs, X = holdout_features(root_s, p)
     decisions = []
     for name in names or promotion.router_names(p):
@@ -37,6 +40,22 @@ def promote_flow(params_path: str = "params.yaml", root: str = ".", names: list 
     return decisions
 
 
-if __name__ == "__main__":
-    for d in promote_flow(*(sys.argv[1:2] or [])):
+def main(argv: list | None = None) -> int:
+    """``python -m flows.promote [params.yaml]``; a project error (a damaged tracking store, bad input)
+    is one line on stderr and exit code 1."""
+    from causal_router.errors import CausalRouterError
+    from causal_router.registry.tracking import configure
+
+    try:
+        configure(".")  # before any Prefect run: a damaged store is one line, not a flow traceback
+        decisions = promote_flow(*list(argv or [])[:1])
+    except CausalRouterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for d in decisions:
         print(d.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -151,6 +151,10 @@ def train_flow(params_path: str = "params.yaml", root: str = ".", register: bool
 
     root_p = Path(root).resolve()
     p = load_params(root_p / params_path)
+    if register:  # a damaged or emptied tracking store stops the flow now, not after training
+        from causal_router.registry.tracking import configure
+
+        configure(root_p)
     art = ArtifactLayout.from_params(p, root_p)
     art.root.mkdir(parents=True, exist_ok=True)
     # BLAS on one thread for the whole run, set here in the flow's (main) thread so that every task
@@ -212,7 +216,22 @@ def with_runner(flow_fn, params_path: str = "params.yaml"):
     return flow_fn.with_options(task_runner=make_task_runner(task_runner_setting(load_params(params_path))))
 
 
-if __name__ == "__main__":
-    params_path = (sys.argv[1:2] or ["params.yaml"])[0]
-    out = with_runner(train_flow, params_path)(params_path)
+def main(argv: list | None = None) -> int:
+    """``python -m flows.train [params.yaml]``; a project error (a damaged tracking store, bad input)
+    is one line on stderr and exit code 1."""
+    from causal_router.errors import CausalRouterError
+    from causal_router.registry.tracking import configure
+
+    params_path = (list(argv or [])[:1] or ["params.yaml"])[0]
+    try:
+        configure(".")  # before any Prefect run: a damaged store is one line, not a flow traceback
+        out = with_runner(train_flow, params_path)(params_path)
+    except CausalRouterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(stages.summary_table(out["records"]).round(4).to_string() if out["records"] else "no test table")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -8,7 +8,8 @@ traceback only with ``--debug``. Each subclass also derives from the builtin a c
 
 from __future__ import annotations
 
-__all__ = ["CausalRouterError", "UnreadableFileError", "MissingFileError", "InvalidParameterError"]
+__all__ = ["CausalRouterError", "UnreadableFileError", "MissingFileError", "InvalidParameterError",
+           "StoreDamagedError", "MissingArtifactError"]
 
 
 class CausalRouterError(Exception):
@@ -25,3 +26,11 @@ class MissingFileError(CausalRouterError, FileNotFoundError):
 
 class InvalidParameterError(CausalRouterError, ValueError):
     """A parameter outside its allowed range (e.g. a negative or non-finite ``lam``)."""
+
+
+class StoreDamagedError(CausalRouterError, RuntimeError):
+    """The tracking store is damaged, emptied or not an MLflow database, or lost a champion it had."""
+
+
+class MissingArtifactError(CausalRouterError, FileNotFoundError):
+    """A registered model version whose artifacts are gone (deleted, moved): names the version and path."""

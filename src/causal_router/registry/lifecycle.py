@@ -106,11 +106,23 @@ def rollback(name: str, reason: str, client=None) -> tuple[str, str]:
     RollbackError
         No ``champion`` alias, an empty reason, or no earlier champion.
     """
-    from mlflow.exceptions import MlflowException
+    from . import integrity
 
     if not reason or not reason.strip():
         raise RollbackError("give the reason for the rollback (--reason)")
+
     c = client or default_client()
+    uri = getattr(c, "_registry_uri", None) or ensure_configured()
+    with integrity.promotion_lock(uri):  # never beside a promotion of the same store
+        integrity.verify(uri, c)
+        moved = _rollback(c, name, reason)
+        integrity.record_expected(uri, c)
+    return moved
+
+
+def _rollback(c, name: str, reason: str) -> tuple[str, str]:
+    from mlflow.exceptions import MlflowException
+
     try:
         current = c.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as err:

@@ -156,7 +156,9 @@ def collect_lineage(repo_root, data_paths: dict, verify: bool = True) -> dict[st
 _URI = re.compile(r"^(?:models:/)?(?P<name>[^@/]+?)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
 
 
-def _resolve(client, model_uri: str):
+def resolve_version(client, model_uri: str):
+    """The model version a ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/NAME`` (newest)
+    URI names (``models:/`` may be left out)."""
     m = _URI.match(model_uri.strip())
     if not m:
         raise ValueError(f"not a registered model URI: {model_uri!r} "
@@ -172,21 +174,35 @@ def _resolve(client, model_uri: str):
     return versions[0]
 
 
-def describe(model_uri: str, repo_root=None, client=None) -> dict:
+_resolve = resolve_version
+
+
+def describe(model_uri: str, repo_root=None, client=None, check_artifacts: bool = True) -> dict:
     """Lineage of a registered router (see the module docstring).
+
+    ``check_artifacts`` (default): a version whose model artifacts are gone raises
+    :class:`~causal_router.errors.MissingArtifactError` naming the version and the missing path
+    (``causal-router lineage`` then exits 1); False describes it anyway (``artifacts`` says what is missing).
 
     Returns
     -------
     dict with ``uri, name, version, aliases, tags, run_id, run`` (``params``, ``metrics``,
-    ``tags`` without ``mlflow.*``, ``name``), ``git`` (``commit``, ``dirty``, ``current``,
-    ``same``) and ``data``: name -> ``{path, md5, source, current_md5, status}`` with status
-    ``present`` | ``changed`` | ``missing``.
+    ``tags`` without ``mlflow.*``, ``name``), ``artifacts`` (``location``, ``missing``, ``status``),
+    ``git`` (``commit``, ``dirty``, ``current``, ``same``) and ``data``: name -> ``{path, md5, source,
+    current_md5, status}`` with status ``present`` | ``changed`` | ``missing``.
     """
     from .tracking import client as default_client
 
     c = client or default_client()
     root = Path(repo_root or Path.cwd()).resolve()
-    mv = _resolve(c, model_uri)
+    mv = resolve_version(c, model_uri)
+    from .artifacts import missing_artifacts
+
+    location, missing = missing_artifacts(c, mv.name, mv.version)
+    if missing and check_artifacts:
+        from .artifacts import check_artifacts as raise_missing
+
+        raise_missing(c, mv.name, mv.version)
     mv_tags = dict(mv.tags or {})
     run_info = {}
     run_tags: dict = {}
@@ -215,6 +231,7 @@ def describe(model_uri: str, repo_root=None, client=None) -> dict:
     aliases = list(getattr(mv, "aliases", []) or [])
     return {"uri": model_uri, "name": mv.name, "version": str(mv.version), "aliases": aliases, "tags": mv_tags,
             "run_id": mv.run_id, "run": run_info,
+            "artifacts": {"location": location, "missing": missing, "status": "missing" if missing else "present"},
             "git": {"commit": commit, "dirty": merged.get("git.dirty"), "current": now["git.commit"],
                     "same": commit not in (None, "unknown") and commit == now["git.commit"]},
             "data": data}
@@ -226,6 +243,11 @@ def format_lineage(d: dict) -> str:
     run = d.get("run") or {}
     if d.get("run_id"):
         lines.append(f"  run        {d['run_id']}" + (f" ({run.get('name')})" if run.get("name") else ""))
+    art = d.get("artifacts") or {}
+    if art.get("missing"):
+        lines.append(f"  artifacts  MISSING {', '.join(art['missing'])}")
+    elif art:
+        lines.append(f"  artifacts  present at {art['location']}")
     g = d["git"]
     if g.get("commit"):
         here = "same as the workspace" if g["same"] else f"workspace at {g['current']}"

@@ -99,12 +99,11 @@ def load_policy(model, method: str | None = None) -> Policy:
             raise TypeError(f"{model!r} is not a causal-router pyfunc model")
         rs, config = wrapped.routerset, wrapped.config
     elif isinstance(model, str) and ":/" in model:
-        import mlflow
-
+        from .artifacts import load_model
         from .tracking import ensure_configured
 
         ensure_configured()
-        policy = load_policy(mlflow.pyfunc.load_model(model), method)
+        policy = load_policy(load_model(model), method)  # a version whose artifacts are gone: named
         policy.source = model
         return policy
     else:
@@ -230,10 +229,34 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     -------
     PromotionDecision
     """
+    from contextlib import nullcontext
+
+    from . import integrity
     from .tracking import client as default_client
+    from .tracking import ensure_configured
 
     c = client or default_client()
-    nuisances = nuisances or NuisanceConfig()
+    uri = getattr(c, "_registry_uri", None) or ensure_configured()
+    # one promotion at a time per store: the second decides against the champion the first left
+    with nullcontext() if dry_run else integrity.promotion_lock(uri):
+        # a damaged store, or one that lost a champion, stops here: no "first champion" without evidence
+        expected = integrity.verify(uri, c)
+        d = _decide(c, name, holdout_logs, X, lam, alpha, nuisances or NuisanceConfig(), prices, expected)
+        if dry_run or d.decision == "skipped":
+            return d
+        if d.promoted:
+            c.set_registered_model_alias(name, CHAMPION, d.challenger_version)
+            integrity.record_expected(uri, c)
+        _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs),
+                    clip=(nuisances or NuisanceConfig()).clip)
+    log.info("%s", d.summary())
+    return d
+
+
+def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected) -> PromotionDecision:
+    """The gate's decision (nothing written)."""
+    from ..errors import StoreDamagedError
+
     now = datetime.now(UTC).isoformat(timespec="seconds")
     challenger = _version(c, name, CHALLENGER)
     champion = _version(c, name, CHAMPION)
@@ -245,6 +268,9 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     if champion is not None and str(champion.version) == str(challenger.version):
         d.reason, d.decision = "the challenger is already the champion", "skipped"
         return d
+    if champion is None and name in expected:  # verify() saw it; the alias vanished since
+        raise StoreDamagedError(f"{name} had champion v{expected[name]} and now has none: the store was damaged; "
+                                "nothing is promoted without evidence against a champion")
     try:
         ch = load_policy(f"models:/{name}/{d.challenger_version}")
         lams = ch.lambdas if lam is None else ([float(lam)] if np.isscalar(lam) else [float(x) for x in lam])
@@ -269,12 +295,6 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
         log.exception("promotion of %s v%s failed while evaluating", name, d.challenger_version)
         d.promoted, d.decision = False, "error"
         d.reason = f"evaluation failed: {type(err).__name__}: {err}"[:5000]
-    if dry_run:
-        return d
-    if d.promoted:
-        c.set_registered_model_alias(name, CHAMPION, d.challenger_version)
-    _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs), clip=nuisances.clip)
-    log.info("%s", d.summary())
     return d
 
 

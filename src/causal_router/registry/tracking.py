@@ -8,7 +8,8 @@ the pyfunc snippet, lineage, the stack) resolves them through this module.
 The project is found from the current folder by walking up to the first folder holding
 ``params.yaml``, ``pyproject.toml`` or ``.git``, so no command ever creates a stray
 ``./mlflow.db``; outside a project with no ``MLFLOW_TRACKING_URI`` a :class:`ConfigError` says
-what to set.
+what to set. Before MLflow opens a store, :mod:`.integrity` checks its schema and that it still
+holds the champions it held (a damaged or emptied store is an error, never a fresh start).
 
 Nothing happens at import. :func:`configure` points MLflow's tracking and registry at the store,
 creates ``mlruns/`` and the experiment; every other function of :mod:`causal_router.registry`
@@ -157,6 +158,9 @@ def configure(root: str | Path | None = None, experiment: str | None = None) -> 
     ------
     ConfigError
         No ``MLFLOW_TRACKING_URI`` and no project at or above the current folder.
+    StoreDamagedError
+        The store is damaged, emptied or not MLflow's, or lost a champion it held
+        (:mod:`causal_router.registry.integrity`).
     """
     return _setup(tracking_uri(root), experiment)
 
@@ -164,6 +168,10 @@ def configure(root: str | Path | None = None, experiment: str | None = None) -> 
 def _setup(uri: str, experiment: str | None = None) -> str:
     import mlflow
 
+    from . import integrity
+
+    # before MLflow opens it: MLflow would silently re-create an emptied or missing database
+    expected = integrity.preflight(uri)
     db = sqlite_path(uri)
     if db is not None:
         (db.parent / ARTIFACTS).mkdir(parents=True, exist_ok=True)
@@ -179,6 +187,7 @@ def _setup(uri: str, experiment: str | None = None) -> str:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp_id)
     mlflow.set_experiment(experiment_id=exp_id)
+    integrity.check_expected(uri, client, expected)  # a champion it held is gone: damaged
     _state.update(uri=uri, experiment_id=exp_id)
     return uri
 
