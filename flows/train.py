@@ -1,5 +1,7 @@
 """The ``train`` flow: validate, embed, cross-fit, train (fanned out over the lambda grid),
 evaluate, record the outputs in dvc.lock, log to MLflow and register the routers as ``challenger``.
+Registration comes last, after every stage and dvc.lock; it undoes itself if it fails (Ctrl-C and
+SIGTERM included), and cleans up after a registration that was killed (``registry/recovery.py``).
 
 Run: ``python -m flows.train [params.yaml]``. The stages are those ``dvc repro`` runs
 (:mod:`causal_router.pipeline.stages`). Each stage caches on its parameters, the contents of its
@@ -122,19 +124,26 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
 
     from causal_router.policy.routerset import RouterSet
     from causal_router.registry.lineage import collect_lineage
+    from causal_router.registry.recovery import recover_interrupted
     from causal_router.registry.runs import CHALLENGER, log_training_run, register_routers
     from causal_router.registry.tracking import configure
 
     configure(root)
+    recover_interrupted()  # a run killed earlier (kill -9): FAILED, its orphan versions deleted
     tags = collect_lineage(root, data_paths)
     rs = RouterSet.load(routers_dir)
     logs = {s: Path(root, params["data"][s]) for s in ("train", "val")}
     run_id = log_training_run(routers_dir, records, params, tags, rs.meta.get("clip_report"), plots,
                               datasets={s: str(p) for s, p in logs.items() if p.exists()})
-    # the data checks behind this run: expectations, failed rows, overlap per model
-    for report in sorted(ArtifactLayout(Path(root, params["artifacts"])).validation.glob("*/report.json")):
-        MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")
-    versions = register_routers(run_id, routers_dir, rs.lambdas, alias=CHALLENGER, tags={**tags, "run_id": run_id})
+    try:
+        # the data checks behind this run: expectations, failed rows, overlap per model
+        for report in sorted(ArtifactLayout(Path(root, params["artifacts"])).validation.glob("*/report.json")):
+            MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")
+        versions = register_routers(run_id, routers_dir, rs.lambdas, alias=CHALLENGER,
+                                    tags={**tags, "run_id": run_id})
+    except BaseException:  # the run registered nothing (register_routers undid its part): FAILED
+        MlflowClient().set_terminated(run_id, "FAILED")
+        raise
     return {"run_id": run_id, "versions": versions}
 
 
@@ -220,12 +229,15 @@ def main(argv: list | None = None) -> int:
     """``python -m flows.train [params.yaml]``; a project error (a damaged tracking store, bad input)
     is one line on stderr and exit code 1."""
     from causal_router.errors import CausalRouterError
+    from causal_router.registry.recovery import terminate_on_signals
     from causal_router.registry.tracking import configure
 
     params_path = (list(argv or [])[:1] or ["params.yaml"])[0]
     try:
         configure(".")  # before any Prefect run: a damaged store is one line, not a flow traceback
-        out = with_runner(train_flow, params_path)(params_path)
+        # SIGTERM unwinds like Ctrl-C: the MLflow run ends FAILED, a half-done registration is undone
+        with terminate_on_signals():
+            out = with_runner(train_flow, params_path)(params_path)
     except CausalRouterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -9,6 +9,13 @@ plots. :func:`register_routers` then logs the run's router set as pyfunc models 
 
 each new version carrying the alias ``challenger`` and the given tags (lineage). Promotion to
 ``champion`` is :func:`causal_router.registry.promote.promote`'s decision, never this module's.
+
+Registration is all or nothing: every model is logged first, then every version created, then
+every alias moved; an exception, Ctrl-C or SIGTERM (under
+:func:`~causal_router.registry.recovery.terminate_on_signals`) on the way puts the aliases back,
+deletes the new versions and ends the run FAILED. Runs carry ``causal_router.kind=training`` and
+the host and pid holding them, so that :func:`~causal_router.registry.recovery.recover_interrupted`
+can clean up after a ``kill -9``.
 """
 
 from __future__ import annotations
@@ -143,7 +150,8 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
         if not p.is_file():
             raise FileNotFoundError(f"plot {name!r} not found at {p}")
     c = _client()
-    with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
+    with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None,
+                          tags={"causal_router.kind": "training", **process_tags()}) as run:
         run_id = run.info.run_id
         from mlflow.entities import Metric, Param, RunTag
 
@@ -220,27 +228,89 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
     c = _client()
     version_tags = {_key(k): _truncate(v, MAX_TAG_VALUE) for k, v in (tags or {}).items()}
     versions: dict[str, str] = {}
+    moved: dict[str, str | None] = {}  # alias moves done: name -> the version it pointed to before
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
         ctx = contextlib.nullcontext()
     else:
         ctx = mlflow.start_run(run_id=run_id, nested=active is not None)
     with ctx:
-        for reg_name, model_name, method, lam in plan:
-            info = log_router_model(routerset_dir, model_name, method, lam, registered_model_name=reg_name,
-                                    encoder_path=encoder_path)
-            version = str(info.registered_model_version)
-            cfg_lam = default_lambda(rs.lambdas, method, lam)
-            auto = {"router.method": method, "router.kind": "endpoint" if lam is not None else "interval",
-                    "router.lambda": format(cfg_lam, "g"),
-                    "router.lambda_grid": ",".join(format(g, "g") for g in grid),
-                    "router.models": ",".join(rs.models), "router.encoder_key": rs.encoder_key,
-                    "router.model_id": getattr(info, "model_id", "") or ""}
-            for k, v in {**auto, **version_tags}.items():
-                c.set_model_version_tag(reg_name, version, k, v)
-            c.set_registered_model_alias(reg_name, alias, version)
-            versions[reg_name] = version
+        mlflow.set_tags(process_tags())  # who holds the run while it is RUNNING (recovery.py)
+        earlier = _run_versions(c, run_id)  # an earlier registration of the same run: never undone
+        try:
+            # 1. every model's artifacts, 2. every version, 3. every alias: a failure at any point
+            # leaves no version behind and every alias where it was
+            infos = [log_router_model(routerset_dir, model_name, method, lam, encoder_path=encoder_path)
+                     for _, model_name, method, lam in plan]
+            previous = {reg_name: _alias_version(c, reg_name, alias) for reg_name, *_ in plan}
+            mlflow.set_tag(PREVIOUS_TAG, json.dumps({"alias": alias, "versions": previous}))
+            for (reg_name, _, method, lam), info in zip(plan, infos):
+                version = str(mlflow.register_model(info.model_uri, reg_name).version)
+                versions[reg_name] = version
+                cfg_lam = default_lambda(rs.lambdas, method, lam)
+                auto = {"router.method": method, "router.kind": "endpoint" if lam is not None else "interval",
+                        "router.lambda": format(cfg_lam, "g"),
+                        "router.lambda_grid": ",".join(format(g, "g") for g in grid),
+                        "router.models": ",".join(rs.models), "router.encoder_key": rs.encoder_key,
+                        "router.model_id": getattr(info, "model_id", "") or ""}
+                for k, v in {**auto, **version_tags}.items():
+                    c.set_model_version_tag(reg_name, version, k, v)
+            for reg_name, version in versions.items():
+                moved[reg_name] = previous[reg_name]
+                c.set_registered_model_alias(reg_name, alias, version)
+        except BaseException:  # an error, Ctrl-C or SIGTERM (recovery.terminate_on_signals): undo, then fail
+            _undo_registration(c, run_id, alias, versions, moved, earlier)
+            raise
     from .lifecycle import describe_models
 
     describe_models(versions, c)
     return versions
+
+
+PREVIOUS_TAG = "registration.previous"
+
+
+def process_tags() -> dict[str, str]:
+    """Run tags naming the process that holds the run (host, pid), read by :mod:`.recovery`."""
+    import os
+    import socket
+
+    return {"causal_router.host": socket.gethostname(), "causal_router.pid": str(os.getpid())}
+
+
+def _alias_version(c, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(c.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _run_versions(c, run_id: str) -> set:
+    return {(mv.name, str(mv.version)) for mv in c.search_model_versions(f"run_id = '{run_id}'")}
+
+
+def _undo_registration(c, run_id: str, alias: str, versions: dict, moved: dict, earlier: set) -> None:
+    """Aliases back where they were, then the run's new versions deleted (best effort: each step logged).
+    The store is asked for the run's versions too: a signal may land after a version was created and
+    before its number reached ``versions``."""
+    pairs = {(name, str(version)) for name, version in versions.items()}
+    try:
+        pairs |= _run_versions(c, run_id)
+    except Exception:
+        log.exception("could not list the versions of run %s", run_id)
+    for name, before in moved.items():
+        try:
+            if before is None:
+                c.delete_registered_model_alias(name, alias)
+            else:
+                c.set_registered_model_alias(name, alias, before)
+        except Exception:
+            log.exception("could not restore alias %s of %s to v%s", alias, name, before)
+    for name, version in sorted(pairs - earlier):
+        try:
+            c.delete_model_version(name, version)
+            log.warning("registration failed: deleted %s v%s", name, version)
+        except Exception:
+            log.exception("could not delete %s v%s of a failed registration", name, version)
