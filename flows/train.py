@@ -124,7 +124,7 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
 
     from causal_router.policy.routerset import RouterSet
     from causal_router.registry.lineage import collect_lineage
-    from causal_router.registry.recovery import recover_interrupted
+    from causal_router.registry.recovery import deferred_signals, recover_interrupted
     from causal_router.registry.runs import CHALLENGER, log_training_run, register_routers
     from causal_router.registry.tracking import configure
 
@@ -133,17 +133,20 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
     tags = collect_lineage(root, data_paths)
     rs = RouterSet.load(routers_dir)
     logs = {s: Path(root, params["data"][s]) for s in ("train", "val")}
-    run_id = log_training_run(routers_dir, records, params, tags, rs.meta.get("clip_report"), plots,
-                              datasets={s: str(p) for s, p in logs.items() if p.exists()})
-    try:
-        # the data checks behind this run: expectations, failed rows, overlap per model
-        for report in sorted(ArtifactLayout(Path(root, params["artifacts"])).validation.glob("*/report.json")):
-            MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")
-        versions = register_routers(run_id, routers_dir, rs.lambdas, alias=CHALLENGER,
-                                    tags={**tags, "run_id": run_id})
-    except BaseException:  # the run registered nothing (register_routers undid its part): FAILED
-        MlflowClient().set_terminated(run_id, "FAILED")
-        raise
+    # SIGTERM or Ctrl-C now stops at the next safe point (never inside a store write), undoing the
+    # registration; one that lands after it completed stops the flow with the registration intact
+    with deferred_signals():
+        run_id = log_training_run(routers_dir, records, params, tags, rs.meta.get("clip_report"), plots,
+                                  datasets={s: str(p) for s, p in logs.items() if p.exists()})
+        try:
+            # the data checks behind this run: expectations, failed rows, overlap per model
+            for report in sorted(ArtifactLayout(Path(root, params["artifacts"])).validation.glob("*/report.json")):
+                MlflowClient().log_artifact(run_id, str(report), f"validation/{report.parent.name}")
+            versions = register_routers(run_id, routers_dir, rs.lambdas, alias=CHALLENGER,
+                                        tags={**tags, "run_id": run_id})
+        except BaseException:  # the run registered nothing (register_routers undid its part): FAILED
+            MlflowClient().set_terminated(run_id, "FAILED")
+            raise
     return {"run_id": run_id, "versions": versions}
 
 

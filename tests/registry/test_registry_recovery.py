@@ -1,5 +1,6 @@
 """A training registration that fails, is interrupted or is killed leaves no orphan version and no
-RUNNING run, and the next registration ends consistent (real MLflow on SQLite, real signals)."""
+RUNNING run, and the next registration ends consistent (real MLflow on SQLite, real signals).
+The flow-level twin (SIGTERM to `python -m flows.train`) is tests/pipeline/test_flow_signals.py."""
 
 import os
 import signal
@@ -11,7 +12,7 @@ import mlflow
 import pytest
 
 from causal_router.registry import runs
-from causal_router.registry.recovery import Terminated, recover_interrupted, terminate_on_signals
+from causal_router.registry.recovery import Terminated, deferred_signals, recover_interrupted, terminate_on_signals
 from causal_router.registry.runs import INTERVAL_NAME, endpoint_name, log_training_run, register_routers
 
 NAMES = (endpoint_name(0.0), INTERVAL_NAME)
@@ -92,7 +93,7 @@ KILLED = textwrap.dedent("""
     import os, sys, time
     import mlflow
     from causal_router.registry import runs, tracking
-    from causal_router.registry.recovery import terminate_on_signals
+    from causal_router.registry.recovery import deferred_signals
 
     root, routers, sig = sys.argv[1], sys.argv[2], int(sys.argv[3])
     tracking.configure(root)
@@ -103,12 +104,12 @@ KILLED = textwrap.dedent("""
     def register_then_die(*a, **k):
         mv = real(*a, **k)
         print(f"Created version {mv.version}", flush=True)
-        os.kill(os.getpid(), sig)
-        time.sleep(60)
+        os.kill(os.getpid(), sig)  # SIGKILL ends here; SIGTERM is noted, acted on at the next safe point
+        time.sleep(0.5)
         return mv
 
     mlflow.register_model = register_then_die
-    with terminate_on_signals():
+    with deferred_signals():  # as the train flow registers
         runs.register_routers(run_id, routers, [0.0])
 """)
 
@@ -122,6 +123,8 @@ def kill_during_registration(store, routerset_dir, sig):
 
 
 def test_sigterm_during_registration_cleans_up_in_the_process(store, routerset_dir):
+    """SIGTERM right after the first version was created: the process stops at the next safe point,
+    undoing the registration itself."""
     _, first = register(routerset_dir)
     code, run_id = kill_during_registration(store, routerset_dir, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM
@@ -153,3 +156,12 @@ def test_recovery_leaves_live_and_other_machines_runs_alone(store, routerset_dir
     c.set_tag(run_id, "causal_router.host", "another-machine")
     c.set_tag(run_id, "causal_router.pid", "999999999")
     assert recover_interrupted()["failed_runs"] == [] and c.get_run(run_id).info.status == "RUNNING"
+
+
+def test_a_signal_after_registration_completed_keeps_it(store, routerset_dir):
+    """Deferred: the signal is acted on when the block ends, and the finished registration stays."""
+    with pytest.raises(Terminated), deferred_signals():
+        run_id, versions = register(routerset_dir)
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "FINISHED"
+    assert challengers() == versions and running_runs() == []

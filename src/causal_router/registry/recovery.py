@@ -1,8 +1,10 @@
 """What a killed training leaves in MLflow, cleaned up: runs marked FAILED, orphan versions deleted.
 
 :func:`~causal_router.registry.runs.register_routers` undoes its own work when it fails by an
-exception, Ctrl-C or (under :func:`terminate_on_signals`) SIGTERM: the new versions are deleted, the
-aliases put back, the run ends FAILED. Only ``kill -9`` (or a power cut) gets no chance; the next
+exception, Ctrl-C or (under :func:`terminate_on_signals` or :func:`deferred_signals`) SIGTERM: the new
+versions are deleted, the aliases put back, the run ends FAILED. The train flow registers under
+:func:`deferred_signals`: a signal stops registration at its next safe point, between two store
+operations, never inside one. Only ``kill -9`` (or a power cut) gets no chance; the next
 registration then calls :func:`recover_interrupted`, which
 
 - marks FAILED every training run still RUNNING whose process is gone (its ``causal_router.host``
@@ -24,7 +26,7 @@ import threading
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Terminated", "recover_interrupted", "terminate_on_signals"]
+__all__ = ["Terminated", "checkpoint", "deferred_signals", "recover_interrupted", "terminate_on_signals"]
 
 TRAINING = "training"
 DEAD = ("FAILED", "KILLED")
@@ -53,6 +55,52 @@ def terminate_on_signals(signals=(signal.SIGTERM,)):
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+_pending: dict = {"signal": None}
+
+
+def _defer(signum, frame):
+    _pending["signal"] = signum
+    log.warning("signal %d received: stopping at the next safe point", signum)
+
+
+def _raise_for(signum):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(128 + signum)
+
+
+def checkpoint() -> None:
+    """Under :func:`deferred_signals`, raise for a signal received so far (a safe point: no store
+    operation is half done); otherwise nothing."""
+    signum, _pending["signal"] = _pending["signal"], None
+    if signum is not None:
+        _raise_for(signum)
+
+
+@contextlib.contextmanager
+def deferred_signals(signals=(signal.SIGTERM, signal.SIGINT)):
+    """Inside, SIGTERM and SIGINT only take note; :func:`checkpoint` acts on them where it is safe, and
+    so does leaving the block normally. An exception raised inside a database call would leave a
+    half-written SQLite transaction (the store stays locked, the clean-up then fails) and is turned
+    into an ordinary error by SQLAlchemy (a retrying task would carry on). Outside the main thread
+    this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _pending["signal"] = None
+    before = {s: signal.signal(s, _defer) for s in signals}
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if ok:
+            checkpoint()
+        _pending["signal"] = None
 
 
 def _alive(pid: int) -> bool:

@@ -36,6 +36,7 @@ import mlflow
 from ..jsonable import jsonable
 from ..policy.routerset import MANIFEST, RouterSet
 from .pyfunc import ENDPOINT_METHOD, INTERVAL_METHOD, default_lambda, log_router_model
+from .recovery import checkpoint
 from .tracking import client as _client
 from .tracking import ensure_configured
 
@@ -240,11 +241,15 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
         try:
             # 1. every model's artifacts, 2. every version, 3. every alias: a failure at any point
             # leaves no version behind and every alias where it was
-            infos = [log_router_model(routerset_dir, model_name, method, lam, encoder_path=encoder_path)
-                     for _, model_name, method, lam in plan]
+            infos = []
+            for _, model_name, method, lam in plan:
+                checkpoint()  # a signal under recovery.deferred_signals stops here, between store operations
+                infos.append(log_router_model(routerset_dir, model_name, method, lam, encoder_path=encoder_path))
+            checkpoint()
             previous = {reg_name: _alias_version(c, reg_name, alias) for reg_name, *_ in plan}
             mlflow.set_tag(PREVIOUS_TAG, json.dumps({"alias": alias, "versions": previous}))
             for (reg_name, _, method, lam), info in zip(plan, infos):
+                checkpoint()
                 version = str(mlflow.register_model(info.model_uri, reg_name).version)
                 versions[reg_name] = version
                 cfg_lam = default_lambda(rs.lambdas, method, lam)
@@ -255,6 +260,7 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
                         "router.model_id": getattr(info, "model_id", "") or ""}
                 for k, v in {**auto, **version_tags}.items():
                     c.set_model_version_tag(reg_name, version, k, v)
+            checkpoint()  # the last one: the aliases move together
             for reg_name, version in versions.items():
                 moved[reg_name] = previous[reg_name]
                 c.set_registered_model_alias(reg_name, alias, version)
