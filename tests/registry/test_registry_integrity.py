@@ -211,3 +211,46 @@ def test_two_concurrent_promotions_leave_one_champion(store, routerset_dir, prob
     assert client.get_model_version(NAME, old).tags["promotion.last_challenge.version"] == new
     uri = tracking.tracking_uri(store)
     assert integrity.read_expected(uri) == {NAME: new} and integrity.lock_path(uri).exists()
+
+
+def _pg():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("pg_server", Path(__file__).parents[1] / "serving" / "pg.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_postgres_store_emptied_after_a_champion_is_an_error(tmp_path, monkeypatch):
+    """A non-file store: the marker lives under $CAUSAL_ROUTER_STATE_DIR (named by a hash of the URI,
+    no password in it); the same table check and expected state apply."""
+    import sqlalchemy as sa
+
+    pg = _pg()
+    if pg.why_unavailable():
+        pytest.skip(pg.why_unavailable())
+    monkeypatch.setenv(integrity.STATE_DIR_ENV, str(tmp_path / "state"))
+    with pg.PostgresServer() as server:
+        uri = server.uri
+        assert integrity.check_schema(uri) == "fresh" and integrity.preflight(uri) == {}
+        client = mlflow.MlflowClient(uri, uri)
+        client.search_experiments()  # MLflow creates its schema
+        client.create_registered_model(NAME)
+        version = client.create_model_version(NAME, "file:///nowhere", None).version
+        client.set_registered_model_alias(NAME, "champion", version)
+        assert integrity.verify(uri, client) == {NAME: str(version)}
+        marker = integrity.marker_path(uri)
+        assert marker.parent == tmp_path / "state" and integrity.read_expected(uri) == {NAME: str(version)}
+        engine = sa.create_engine(uri)
+        with engine.begin() as con:  # the database emptied
+            con.execute(sa.text("DROP SCHEMA public CASCADE"))
+            con.execute(sa.text("CREATE SCHEMA public"))
+        with pytest.raises(StoreDamagedError, match="holds no tables"):
+            integrity.preflight(uri)
+        with engine.begin() as con:  # a foreign database under the same URI
+            con.execute(sa.text("CREATE TABLE notes (x text)"))
+        with pytest.raises(StoreDamagedError, match="is not an MLflow database"):
+            integrity.preflight(uri)
+        engine.dispose()
