@@ -20,7 +20,10 @@ The evidence (values, interval, paired difference, compared version, reason, tim
 written as ``promotion.*`` tags on the challenger version and ``promotion.last_challenge.*`` tags
 on the champion version. Moving the champion is ``set_registered_model_alias(name, "champion",
 version)``; the alias is never deleted, and a failure while evaluating never touches it (the
-challenger is tagged ``promotion.decision=error``).
+challenger is tagged ``promotion.decision=error``). Promotions of one store take turns under a file
+lock, and a store that is damaged or lost a champion it held stops them with a
+:class:`~causal_router.errors.StoreDamagedError` (:mod:`.integrity`): no challenger becomes "the
+first champion" of a store that had one.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ CAUSAL_ROUTER_TASK_RUNNER    ``local``, ``dask`` or ``dask://HOST:PORT``; unset:
 CAUSAL_ROUTER_DECISIONS_URI  decision log database (SQLAlchemy URI); unset: ``<project>/decisions/decisions.db``.
 CAUSAL_ROUTER_DVC_REMOTE     DVC remote URL (folder, ``s3://``, ``gs://``); unset: ``.dvc/config``'s default.
 CAUSAL_ROUTER_EXPERIMENT     experiment name (default ``causal-router``).
+CAUSAL_ROUTER_STATE_DIR      markers of non-file stores (:mod:`.integrity`); unset: ``<project>/mlruns/expected``.
 """
 
 from __future__ import annotations
