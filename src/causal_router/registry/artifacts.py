@@ -61,10 +61,10 @@ def check_artifacts(client, name: str, version) -> str:
     location, missing = missing_artifacts(client, name, version)
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        where = "" if missing[0] == location else f" (artifact location {location})"
         raise MissingArtifactError(
-            f"{name} version {version}: its model artifacts are missing: {missing[0]}{more} (artifact location "
-            f"{location}). The files were deleted or moved: restore them, or register the model again "
-            "(python -m flows.train).")
+            f"{name} version {version}: its model artifacts are missing: {missing[0]}{more}{where}. The files were "
+            "deleted or moved: restore them, or register the model again (python -m flows.train).")
     return location
 
 
