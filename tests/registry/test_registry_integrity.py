@@ -254,3 +254,52 @@ def test_postgres_store_emptied_after_a_champion_is_an_error(tmp_path, monkeypat
         with pytest.raises(StoreDamagedError, match="is not an MLflow database"):
             integrity.preflight(uri)
         engine.dispose()
+
+
+def test_two_concurrent_registrations_never_mix_their_challengers(store, routerset_dir, monkeypatch):
+    """The first registration pauses after moving its first alias until the second has created its
+    versions; the second then waits for the store's lock instead of moving its aliases in between
+    (which would leave the challengers of two different runs)."""
+    from causal_router.registry.runs import INTERVAL_NAME, endpoint_name, log_training_run, register_routers
+
+    names = (endpoint_name(0.0), INTERVAL_NAME)
+    runs = {who: log_training_run(routerset_dir, [], {"who": who}) for who in ("first", "second")}
+    real_alias, real_register = mlflow.MlflowClient.set_registered_model_alias, mlflow.register_model
+    second_registered, created = threading.Event(), {"second": 0}
+
+    def register(*a, **k):
+        mv = real_register(*a, **k)
+        if threading.current_thread().name == "second":
+            created["second"] += 1
+            if created["second"] == len(names):
+                second_registered.set()  # its aliases come next
+        return mv
+
+    def paused(self, name, alias, version):
+        real_alias(self, name, alias, version)
+        if threading.current_thread().name == "first" and not second_registered.is_set():
+            assert second_registered.wait(120)
+            time.sleep(1.5)  # time enough for the second to move both aliases, were it not waiting
+
+    monkeypatch.setattr(mlflow, "register_model", register)
+    monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", paused)
+    results, errors = {}, []
+
+    def run(who):
+        try:
+            if who == "second":
+                time.sleep(0.5)  # the first reaches its aliases first
+            results[who] = register_routers(runs[who], routerset_dir, [0.0])
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(who,), name=who) for who in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not errors, errors
+    client = mlflow.MlflowClient()
+    challengers = {n: str(client.get_model_version_by_alias(n, "challenger").version) for n in names}
+    assert challengers == results["second"]  # one run's set, the last to register
+    assert {client.get_model_version(n, v).run_id for n, v in challengers.items()} == {runs["second"]}

@@ -35,6 +35,7 @@ import mlflow
 
 from ..jsonable import jsonable
 from ..policy.routerset import MANIFEST, RouterSet
+from . import integrity
 from .pyfunc import ENDPOINT_METHOD, INTERVAL_METHOD, default_lambda, log_router_model
 from .recovery import checkpoint
 from .tracking import client as _client
@@ -260,10 +261,12 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
                         "router.model_id": getattr(info, "model_id", "") or ""}
                 for k, v in {**auto, **version_tags}.items():
                     c.set_model_version_tag(reg_name, version, k, v)
-            checkpoint()  # the last one: the aliases move together
-            for reg_name, version in versions.items():
-                moved[reg_name] = previous[reg_name]
-                c.set_registered_model_alias(reg_name, alias, version)
+            checkpoint()  # the last one: the aliases move together,
+            # under the store's promotion lock: never interleaved with another registration's or a gate's
+            with integrity.promotion_lock(getattr(c, "_registry_uri", None) or ensure_configured()):
+                for reg_name, version in versions.items():
+                    moved[reg_name] = previous[reg_name]
+                    c.set_registered_model_alias(reg_name, alias, version)
         except BaseException:  # an error, Ctrl-C or SIGTERM (recovery.terminate_on_signals): undo, then fail
             _undo_registration(c, run_id, alias, versions, moved, earlier)
             raise
