@@ -356,13 +356,12 @@ def route(
 
 def _load_registered(uri: str, encoder: Optional[str]):
     """A registered router's set, its encoder and its own method (``MLFLOW_TRACKING_URI``, else ``mlruns/``)."""
-    import mlflow
-
+    from .registry.artifacts import load_model
     from .registry.tracking import ensure_configured
 
     ensure_configured()
     try:
-        inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+        inner = load_model(uri).unwrap_python_model()
     except Exception as err:  # an unknown model, version or alias: say which
         _fail(f"{uri}: {err}")
     rs = inner.routerset

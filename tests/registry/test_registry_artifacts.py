@@ -70,3 +70,18 @@ def test_a_challenger_without_artifacts_never_becomes_champion(store, routerset_
     assert d.decision == "error" and not d.promoted
     assert f"version {new}" in d.reason and "MissingArtifactError" in d.reason
     assert str(mlflow.MlflowClient().get_model_version_by_alias(NAME, "champion").version) == old
+
+
+def test_serve_and_route_name_a_deleted_artifact(store, routerset_dir, tmp_path):
+    """The service's loader and `route models:/...` load through the same check as lineage."""
+    from causal_router.cli import app
+    from causal_router.serving.model import load_served
+
+    v = add_version(routerset_dir, "rm-interval", "champion")
+    shutil.rmtree(location(v))
+    with pytest.raises(MissingArtifactError, match=rf"{NAME} version {v}"):
+        load_served(f"models:/{NAME}@champion")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n')
+    r = CliRunner().invoke(app, ["route", f"models:/{NAME}@champion", str(prompts), "--lam", "0"])
+    assert r.exit_code == 1 and f"version {v}" in r.output and "Traceback" not in r.output, r.output

@@ -180,6 +180,8 @@ class Stack:
 
     def client_env(self) -> dict:
         """The settings that point clients (CLI, flows, service) at this stack."""
+        from ..registry.integrity import STATE_DIR_ENV
+
         p = self.ports()
         return {
             "MLFLOW_TRACKING_URI": f"http://{self.host}:{p['mlflow']}",
@@ -189,6 +191,8 @@ class Stack:
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.results),
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
             SERVE_URL_ENV: f"http://{self.host}:{p['serve']}",
+            # the registry's expected-state marker lives with the stack's data: wiping .stack/ starts afresh
+            STATE_DIR_ENV: str(self.dir / "state"),
         }
 
     def _env(self, **extra) -> dict:

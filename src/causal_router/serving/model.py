@@ -66,15 +66,14 @@ class ServedModel:
 def load_served(uri: str, version: str | None = None) -> ServedModel:
     """Load the pyfunc at ``uri`` (pinned to ``version`` when given, so that the version recorded
     with each decision is the one that made it)."""
-    import mlflow
-
+    from ..registry.artifacts import load_model
     from ..registry.pyfunc import INTERVAL_METHOD
     from ..registry.tracking import ensure_configured
 
     ensure_configured()
     name, _, _ = parse_model_uri(uri)
     version = version or resolve_version(uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    pyfunc = load_model(f"models:/{name}/{version}")  # a missing artifact is named with its version and path
     inner = pyfunc.unwrap_python_model()
     rs, cfg = inner.routerset, inner.config
     method = cfg.get("method", INTERVAL_METHOD)
