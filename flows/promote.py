@@ -44,11 +44,13 @@ def main(argv: list | None = None) -> int:
     """``python -m flows.promote [params.yaml]``; a project error (a damaged tracking store, bad input)
     is one line on stderr and exit code 1."""
     from causal_router.errors import CausalRouterError
+    from causal_router.pipeline.prefect_server import temporary_server
     from causal_router.registry.tracking import configure
 
     try:
         configure(".")  # before any Prefect run: a damaged store is one line, not a flow traceback
-        decisions = promote_flow(*list(argv or [])[:1])
+        with temporary_server():  # stops with this process, even after kill -9
+            decisions = promote_flow(*list(argv or [])[:1])
     except CausalRouterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

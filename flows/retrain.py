@@ -51,7 +51,10 @@ def retrain_flow(params_path: str = "params.yaml", root: str = ".") -> dict:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["serve"]:
-        retrain_flow.serve(name="nightly-retrain", cron=CRON)
-    else:
-        print(retrain_flow())
+    from causal_router.pipeline.prefect_server import temporary_server
+
+    with temporary_server():  # without PREFECT_API_URL: stops with this process, even after kill -9
+        if sys.argv[1:2] == ["serve"]:
+            retrain_flow.serve(name="nightly-retrain", cron=CRON)
+        else:
+            print(retrain_flow())

@@ -19,6 +19,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from causal_router.failpoints import failpoint
 from causal_router.pipeline import stages
 from causal_router.pipeline.caching import StageCode, output_hashes, outputs_intact
 from causal_router.pipeline.hashing import digest, hash_path
@@ -34,12 +35,14 @@ def _cache(stage: str) -> dict:
 @task(retries=1, **_cache("validate"))
 def validate(inputs: dict, out_dir: str, digest: str, models, floor: float, warn, prices=None) -> dict:
     valid = stages.validate_stage(inputs, out_dir, models, floor, warn, prices=prices)
+    failpoint("validate")  # tests of crash recovery: outputs written, result not yet recorded
     return {"valid": valid, "outputs": output_hashes(out_dir)}
 
 
 @task(retries=2, retry_delay_seconds=5, **_cache("embed"))  # a retry helps with a busy cache folder
 def embed(inputs: dict, out_dir: str, digest: str, cfg: dict) -> dict:
     stages.embed_stage(inputs, out_dir, **cfg)
+    failpoint("embed")
     return {"outputs": output_hashes(out_dir)}
 
 
@@ -61,6 +64,7 @@ def _fold_tasks(fn, jobs):
 def crossfit(root: str, digest: str, cfg: dict) -> dict:
     art = ArtifactLayout(Path(root))
     stages.crossfit_stage(art, fold_map=_fold_tasks, **cfg)
+    failpoint("crossfit")
     return {"outputs": output_hashes(art.routing_data, art.crossfit_meta, art.clip_report)}
 
 
@@ -70,17 +74,23 @@ def endpoint(routing_data: str, digest: str, method: str, lam: float):
 
     from causal_router.policy.training import fit_endpoint
 
-    return fit_endpoint(joblib.load(routing_data), method, lam)
+    fitted = fit_endpoint(joblib.load(routing_data), method, lam)
+    failpoint("endpoint")
+    return fitted
 
 
 @task
 def train(root: str, lambdas: list, methods, endpoints: dict) -> str:
-    return str(stages.train_stage(ArtifactLayout(Path(root)), lambdas, methods, endpoints=endpoints))
+    out = str(stages.train_stage(ArtifactLayout(Path(root)), lambdas, methods, endpoints=endpoints))
+    failpoint("train")
+    return out
 
 
 @task
 def evaluate(root: str, table: str, lambdas: list) -> list:
-    return stages.evaluate_stage(ArtifactLayout(Path(root)), table, lambdas)
+    records = stages.evaluate_stage(ArtifactLayout(Path(root)), table, lambdas)
+    failpoint("evaluate")
+    return records
 
 
 def _logger():
@@ -115,7 +125,9 @@ def dvc_commit(root: str, data_dir: str, validated_md5: str) -> bool:
         _logger().warning("%s changed while the flow ran (%s, validated %s): dvc.lock not updated",
                                  data_dir, now, validated_md5)
         return False
-    return commit(root)
+    committed = commit(root)
+    failpoint("dvc_commit")
+    return committed
 
 
 @task(retries=2, retry_delay_seconds=2)  # the SQLite store can be briefly locked
@@ -232,14 +244,16 @@ def main(argv: list | None = None) -> int:
     """``python -m flows.train [params.yaml]``; a project error (a damaged tracking store, bad input)
     is one line on stderr and exit code 1."""
     from causal_router.errors import CausalRouterError
+    from causal_router.pipeline.prefect_server import temporary_server
     from causal_router.registry.recovery import terminate_on_signals
     from causal_router.registry.tracking import configure
 
     params_path = (list(argv or [])[:1] or ["params.yaml"])[0]
     try:
         configure(".")  # before any Prefect run: a damaged store is one line, not a flow traceback
-        # SIGTERM unwinds like Ctrl-C: the MLflow run ends FAILED, a half-done registration is undone
-        with terminate_on_signals():
+        # SIGTERM unwinds like Ctrl-C: the MLflow run ends FAILED, a half-done registration is undone;
+        # the temporary Prefect server stops with this process, even after kill -9
+        with terminate_on_signals(), temporary_server():
             out = with_runner(train_flow, params_path)(params_path)
     except CausalRouterError as err:
         print(f"error: {err}", file=sys.stderr)

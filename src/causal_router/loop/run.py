@@ -65,9 +65,11 @@ def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, 
     out.mkdir(parents=True, exist_ok=True)
     params = {"table": str(table), "rounds": rounds, "batch": batch, "incumbent": incumbent, "explore": explore,
               "lam": lam, "seed": seed}
+    from ..pipeline.prefect_server import temporary_server
     from .flow import loop_flow
 
-    result = loop_flow(stream, str(out), explore, loop_nuisances(seed, cv), sheet, params)
+    with temporary_server():  # without PREFECT_API_URL: stops with this process, even after kill -9
+        result = loop_flow(stream, str(out), explore, loop_nuisances(seed, cv), sheet, params)
     df = pd.DataFrame(result["records"])
     df.insert(0, "dataset", Path(table).name.split(".")[0])
     df = df[list(RECORD_COLUMNS)]

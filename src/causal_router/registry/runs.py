@@ -33,6 +33,7 @@ from pathlib import Path
 
 import mlflow
 
+from ..failpoints import failpoint
 from ..jsonable import jsonable
 from ..policy.routerset import MANIFEST, RouterSet
 from . import integrity
@@ -247,6 +248,7 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
                 checkpoint()  # a signal under recovery.deferred_signals stops here, between store operations
                 infos.append(log_router_model(routerset_dir, model_name, method, lam, encoder_path=encoder_path))
             checkpoint()
+            failpoint("register:models")
             previous = {reg_name: _alias_version(c, reg_name, alias) for reg_name, *_ in plan}
             mlflow.set_tag(PREVIOUS_TAG, json.dumps({"alias": alias, "versions": previous}))
             for (reg_name, _, method, lam), info in zip(plan, infos):
@@ -261,12 +263,14 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
                         "router.model_id": getattr(info, "model_id", "") or ""}
                 for k, v in {**auto, **version_tags}.items():
                     c.set_model_version_tag(reg_name, version, k, v)
+            failpoint("register:versions")
             checkpoint()  # the last one: the aliases move together,
             # under the store's promotion lock: never interleaved with another registration's or a gate's
             with integrity.promotion_lock(getattr(c, "_registry_uri", None) or ensure_configured()):
                 for reg_name, version in versions.items():
                     moved[reg_name] = previous[reg_name]
                     c.set_registered_model_alias(reg_name, alias, version)
+            failpoint("register:aliases")
         except BaseException:  # an error, Ctrl-C or SIGTERM (recovery.terminate_on_signals): undo, then fail
             _undo_registration(c, run_id, alias, versions, moved, earlier)
             raise
