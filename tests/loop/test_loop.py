@@ -80,6 +80,21 @@ def test_a_round_is_served_logged_and_ingested(world, tmp_path):
     store.close()
 
 
+def test_a_seeded_loop_is_reproducible(world, tmp_path):
+    """Two runs of one arm on one stream give the same records, and the holdout takes the newest
+    decisions of the round in the order they were made (random decision ids once made the order of
+    one batch's rows, and so the retrained router, change from run to run)."""
+    ff, X, prices = world
+    s = make_stream(ff, X, rounds=3, batch=100, lam=LAM, seed=0)
+    runs = [run_arm(s, "explore-naive", 0.2, prices=prices, nuisances=loop_nuisances(0, cv=2), workdir=tmp_path / k)
+            for k in ("a", "b")]
+    assert runs[0] == runs[1]
+    served = [pd.read_parquet(tmp_path / k / "data" / "holdout.parquet")["prompt"].tolist() for k in ("a", "b")]
+    assert served[0] == served[1]
+    # round 2's newest 20 decisions are the last 20 prompts of round 2 in stream order
+    assert served[0][-20:] == [str(p) for p in ff.prompts[s.round_prompts(2)][-20:]]
+
+
 def test_incumbent_and_unknown_arm(world):
     ff, X, _ = world
     s = make_stream(ff, X, rounds=3, batch=100, lam=LAM, seed=0)

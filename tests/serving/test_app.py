@@ -255,3 +255,17 @@ def test_concurrent_clients_leave_exactly_one_row_per_decision_and_feedback(live
     assert len(fb) == len(acked_feedback) == 8 * 199 and set(fb["decision_id"]) == set(acked_feedback)
     # concurrent single-prompt requests were embedded together
     assert app.state.batcher.batches < 1600 and app.state.batcher.items == 1600
+
+
+def test_decision_ids_sort_in_the_order_the_decisions_were_made():
+    """Ids of one batch (one timestamp) sort by their index in the batch, and later batches after
+    earlier ones: the logs' (timestamp, id) order is the order of the decisions."""
+    import time
+
+    from causal_router.serving.app import decision_id
+
+    stamp = time.time_ns()
+    ids = [decision_id(stamp, i) for i in range(300)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert sorted(ids) == ids and len(set(ids)) == len(ids)
+    assert decision_id(stamp + 1, 0) > ids[-1]

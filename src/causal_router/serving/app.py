@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -141,6 +142,14 @@ def check_encoder(model: ServedModel, enc) -> None:
                            f"{model.encoder_key!r}, not {enc.key!r}")
 
 
+def decision_id(stamp_ns: int, index: int) -> str:
+    """A 32-hex-digit decision id that sorts in the order the decisions were made: the batch's time
+    in nanoseconds, the decision's index in the batch, then 48 random bits. The decisions of one
+    batch share a timestamp, and the logs order rows by (timestamp, id): with random ids their order,
+    and which of them the holdout takes, would change from run to run."""
+    return f"{stamp_ns:016x}{index:04x}{uuid.uuid4().hex[:12]}"
+
+
 class Router:
     """Routes batches of requests with the current model and logs the decisions."""
 
@@ -174,6 +183,7 @@ class Router:
         X = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         counts = np.array([self.counts.get(m, 0) for m in model.models], dtype=float)
         created = now()
+        stamp = time.time_ns()
         rows, results, start = [], [], 0
         for it in items:
             n = len(it.prompts)
@@ -187,7 +197,7 @@ class Router:
             idx, prop = self.policy.draw(P, self.rng)
             out = []
             for j, (k, p) in enumerate(zip(idx, prop)):
-                did = uuid.uuid4().hex
+                did = decision_id(stamp, len(rows))
                 row = {"decision_id": did, "created_at": created, "request_id": it.request_id,
                        "prompt": it.prompts[j], "model": model.models[k], "propensity": float(p),
                        "lam": float(it.lam), "explore": float(it.explore), "router_name": model.name,
