@@ -1,0 +1,74 @@
+"""How strict the promotion gate should be in the loop (issue: the loop, measured): the ``causal`` arm
+of :mod:`causal_router.loop.arms` rerun with the gate's confidence level changed, nothing else.
+
+    python benchmarks/loop_gate_alpha.py --datasets routerbench_subset --seeds 0,1,2 --alphas 0.05,0.5,1
+
+The gate promotes iff the lower end of the two-sided (1 - alpha) interval of the paired DR difference
+(challenger - champion) on the holdout is above 0: alpha 0.05 is the project's default, alpha 1 the
+point estimate alone. Writes ``benchmarks/results/loop_gate_alpha.csv`` (one row per dataset, seed,
+alpha and round: test utility of the deployed router, realised utility, whether the gate promoted)
+and prints the final-round means. Settings and embeddings as ``loop_study.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def main() -> None:
+    from loop_study import SETTINGS
+
+    from causal_router.config import load_prices
+    from causal_router.data.loaders import load_full_feedback
+    from causal_router.features.embed import embed_texts
+    from causal_router.features.encoder import TransformerEncoder
+    from causal_router.features.hardware import cpu_model
+    from causal_router.loop import arms
+    from causal_router.loop.stages import gate
+    from causal_router.loop.stream import make_stream
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="routerbench_subset")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--alphas", default="0.05,0.5,1")
+    ap.add_argument("--explore", type=float, default=0.05)
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--out", default="benchmarks/results/loop_gate_alpha.csv")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    for name in args.datasets.split(","):
+        lam, rounds, batch = SETTINGS[name]
+        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
+        X = embed_texts(list(ff.prompts), encoder=TransformerEncoder(precision="fp32"))
+        prices = load_prices(Path("configs/prices") / f"{name}.yaml")
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
+            for alpha in [float(a) for a in args.alphas.split(",")]:
+                arms.gate = functools.partial(gate, alpha=alpha)  # the arm's gate, at this confidence level
+                start = time.perf_counter()
+                try:
+                    recs = arms.run_arm(stream, "causal", args.explore, nuisances=arms.loop_nuisances(seed, 5),
+                                        prices=prices)
+                finally:
+                    arms.gate = gate
+                for r in recs:
+                    rows.append({"dataset": name, "seed": seed, "alpha": alpha, "explore": args.explore,
+                                 "round": r["round"], "test_utility": r["test_utility"],
+                                 "deployed_utility": r["deployed_utility"], "promoted": r["promoted"],
+                                 "cpu_model": cpu_model(), "seconds": time.perf_counter() - start})
+                print(f"{name} seed {seed} alpha {alpha:g}: final test {recs[-1]['test_utility']:.4f}", flush=True)
+                pd.DataFrame(rows).to_csv(args.out, index=False)
+    df = pd.DataFrame(rows)
+    last = df[df["round"] == df.groupby("dataset")["round"].transform("max")]
+    print(last.groupby(["dataset", "alpha"])["test_utility"].agg(["mean", "sem"]).round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
