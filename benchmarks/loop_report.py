@@ -175,8 +175,33 @@ def main() -> None:
                 *goals(summary, refs), "", "### Test utility per round (mean over seeds)", "",
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
+    if not args.tag:
+        out += gate_strictness()
     (DOCS / "loop.md").write_text("\n".join(out) + "\n")
     print(f"wrote {DOCS / 'loop.md'}")
+
+
+def gate_strictness() -> list[str]:
+    """The section on ``benchmarks/results/loop_gate_alpha.csv`` (``benchmarks/loop_gate_alpha.py``), if present."""
+    path = RESULTS / "loop_gate_alpha.csv"
+    if not path.exists():
+        return []
+    df = pd.read_csv(path)
+    last = df[df["round"] == df.groupby("dataset")["round"].transform("max")]
+    g = last.groupby(["dataset", "alpha"])
+    t = pd.DataFrame({"test": g["test_utility"].mean(), "se": g["test_utility"].sem(),
+                      "promoted": df[df["round"] > 0].groupby(["dataset", "alpha"])["promoted"].mean(),
+                      "seeds": g["seed"].nunique()}).reset_index()
+    lines = ["", "## How strict the gate should be", "",
+             "`python benchmarks/loop_gate_alpha.py` reruns the `causal` arm with only the gate's confidence changed "
+             "(explore " + ", ".join(f"{e:g}" for e in sorted(df["explore"].unique())) + "): promote iff the lower "
+             "end of the two-sided (1 - alpha) interval of the paired DR difference is above 0; alpha 0.05 is the "
+             "project's default, alpha 1 the point estimate alone.", "",
+             "| dataset | alpha | final-round test utility (SE over seeds) | share of rounds 1.. promoted | seeds |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r.dataset} | {r.alpha:g} | {r.test:.4f} ({r.se:.4f}) | {r.promoted:.2f} | {r.seeds} |"
+              for r in t.itertuples()]
+    return lines
 
 
 if __name__ == "__main__":
