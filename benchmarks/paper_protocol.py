@@ -42,11 +42,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="embedding precision (the committed study is fp32; bf16 checks that the figures do not move)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
     frames = []
-    encoder = TransformerEncoder(precision="fp32")
+    encoder = TransformerEncoder(precision=args.precision)
     meta = {"embedding_precision": encoder.resolved_precision, "cpu_model": cpu_model()}
     for name in args.datasets.split(","):
         start = time.perf_counter()
