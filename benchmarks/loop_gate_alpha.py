@@ -1,7 +1,14 @@
 """How strict the promotion gate should be in the loop (issue: the loop, measured): the ``causal`` arm
 of :mod:`causal_router.loop.arms` rerun with the gate's confidence level changed, nothing else.
 
-    python benchmarks/loop_gate_alpha.py --datasets routerbench_subset --seeds 0,1,2 --alphas 0.05,0.5,1
+    python benchmarks/loop_gate_alpha.py --datasets routerbench_subset --seeds 0,1,2 --alphas 0.05,0.5,1 \
+        --challenger-shares 0
+    python benchmarks/loop_gate_alpha.py --datasets routerbench_subset,llmrouter_9models --alphas 0.05,1 \
+        --challenger-shares 1 --out benchmarks/results/loop_canary.csv
+
+``--challenger-shares`` sets how much of the exploration goes to the rejected challenger's choice
+(``serve.challenger_share``, 1 by default; 0 is the exploration before the canary, as in
+``loop_gate_alpha.csv``).
 
 The gate promotes iff the lower end of the two-sided (1 - alpha) interval of the paired DR difference
 (challenger - champion) on the holdout is above 0: alpha 0.05 is the project's default, alpha 1 the
@@ -30,7 +37,7 @@ def main() -> None:
     from causal_router.features.encoder import TransformerEncoder
     from causal_router.features.hardware import cpu_model
     from causal_router.loop import arms
-    from causal_router.loop.stages import gate
+    from causal_router.loop.stages import gate, make_service
     from causal_router.loop.stream import make_stream
 
     ap = argparse.ArgumentParser()
@@ -38,6 +45,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--alphas", default="0.05,0.5,1")
     ap.add_argument("--explore", type=float, default=0.05)
+    ap.add_argument("--challenger-shares", default="1",
+                    help="shares of the exploration sent to the rejected challenger's choice (serve.challenger_share; "
+                         "0: spread as without a challenger)")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--out", default="benchmarks/results/loop_gate_alpha.csv")
     args = ap.parse_args()
@@ -50,24 +60,29 @@ def main() -> None:
         prices = load_prices(Path("configs/prices") / f"{name}.yaml")
         for seed in [int(s) for s in args.seeds.split(",")]:
             stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
-            for alpha in [float(a) for a in args.alphas.split(",")]:
+            for share, alpha in [(float(c), float(a)) for c in args.challenger_shares.split(",")
+                                 for a in args.alphas.split(",")]:
                 arms.gate = functools.partial(gate, alpha=alpha)  # the arm's gate, at this confidence level
+                arms.make_service = functools.partial(make_service, challenger_share=share)
                 start = time.perf_counter()
                 try:
                     recs = arms.run_arm(stream, "causal", args.explore, nuisances=arms.loop_nuisances(seed, 5),
                                         prices=prices)
                 finally:
-                    arms.gate = gate
+                    arms.gate, arms.make_service = gate, make_service
                 for r in recs:
-                    rows.append({"dataset": name, "seed": seed, "alpha": alpha, "explore": args.explore,
-                                 "round": r["round"], "test_utility": r["test_utility"],
-                                 "deployed_utility": r["deployed_utility"], "promoted": r["promoted"],
+                    rows.append({"dataset": name, "seed": seed, "alpha": alpha, "challenger_share": share,
+                                 "explore": args.explore, "round": r["round"], "test_utility": r["test_utility"],
+                                 "deployed_utility": r["deployed_utility"],
+                                 "cumulative_regret": r["cumulative_regret"], "promoted": r["promoted"],
                                  "cpu_model": cpu_model(), "seconds": time.perf_counter() - start})
-                print(f"{name} seed {seed} alpha {alpha:g}: final test {recs[-1]['test_utility']:.4f}", flush=True)
+                print(f"{name} seed {seed} share {share:g} alpha {alpha:g}: final test {recs[-1]['test_utility']:.4f}",
+                      flush=True)
                 pd.DataFrame(rows).to_csv(args.out, index=False)
     df = pd.DataFrame(rows)
     last = df[df["round"] == df.groupby("dataset")["round"].transform("max")]
-    print(last.groupby(["dataset", "alpha"])["test_utility"].agg(["mean", "sem"]).round(4).to_string())
+    means = last.groupby(["dataset", "challenger_share", "alpha"])["test_utility"].agg(["mean", "sem"])
+    print(means.round(4).to_string())
 
 
 if __name__ == "__main__":

@@ -71,3 +71,32 @@ def test_bad_settings_are_refused(kwargs, match):
 def test_a_floor_too_high_for_the_models_is_refused():
     with pytest.raises(ValueError, match="floor"):
         ExplorationPolicy(explore=0.5, floor=0.3).probabilities(SCORES)
+
+
+def test_a_challenger_gets_the_spread_where_it_disagrees():
+    """With a challenger choosing model 2 (the router: model 0), ``challenger_share`` of the spread
+    above the floors goes to model 2; where the challenger agrees, nothing changes."""
+    plain = ExplorationPolicy(explore=0.2, floor=0.01).probabilities(SCORES)
+    full = ExplorationPolicy(explore=0.2, floor=0.01, challenger_share=1.0)
+    np.testing.assert_allclose(full.probabilities(SCORES, challenger=np.array([2])), [[0.8, 0.01, 0.18, 0.01]])
+    half = ExplorationPolicy(explore=0.2, floor=0.01, challenger_share=0.5).probabilities(
+        SCORES, challenger=np.array([2]))
+    np.testing.assert_allclose(half[0, 2], 0.01 + 0.17 * (0.5 + 0.5 * (plain[0, 2] - 0.01) / 0.17))
+    np.testing.assert_allclose(half.sum(1), 1.0)
+    assert half[0, 0] == pytest.approx(0.8) and half.min() >= 0.01
+    np.testing.assert_allclose(full.probabilities(SCORES, challenger=np.array([0])), plain)  # agrees
+    np.testing.assert_allclose(ExplorationPolicy(explore=0.2, floor=0.01).probabilities(
+        SCORES, challenger=np.array([2])), plain)  # share 0: no canary
+    np.testing.assert_array_equal(full.probabilities(SCORES, explore=0.0, challenger=np.array([2])),
+                                  [[1.0, 0.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("challenger", [np.array([4]), np.array([-1]), np.array([0.5]), np.array([1, 2])])
+def test_a_bad_challenger_is_refused(challenger):
+    with pytest.raises(ValueError, match="challenger"):
+        ExplorationPolicy(explore=0.2, floor=0.01, challenger_share=1.0).probabilities(SCORES, challenger=challenger)
+
+
+def test_a_bad_challenger_share_is_refused():
+    with pytest.raises(ValueError, match="challenger_share"):
+        ExplorationPolicy(challenger_share=1.5)

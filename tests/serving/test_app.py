@@ -269,3 +269,58 @@ def test_decision_ids_sort_in_the_order_the_decisions_were_made():
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
     assert sorted(ids) == ids and len(set(ids)) == len(ids)
     assert decision_id(stamp + 1, 0) > ids[-1]
+
+
+def test_the_registered_challenger_rides_along_and_follows_its_alias(make_app, registry):
+    """With ``challenger_share`` > 0 the service loads ``@challenger`` beside ``@champion`` (not when it
+    is the champion's version, nor with share 0) and picks up its moves."""
+    client = mlflow.MlflowClient(registry, registry)
+    client.set_registered_model_alias("causal-router-interval", "challenger", "2")
+    holder = make_app(challenger_share=1.0).state.holder
+    assert (holder.current.version, holder.current.challenger_version) == ("1", "2")
+    assert holder.current.challenger is not None
+    client.set_registered_model_alias("causal-router-interval", "challenger", "1")
+    assert holder.check() and holder.current.challenger_version == "" and holder.current.challenger is None
+    assert not holder.check()
+    assert make_app(challenger_share=0.0).state.holder.current.challenger_version == ""
+
+
+def test_exploration_favours_the_challengers_choice_and_logs_its_probability(tmp_path):
+    """The canary through the service's own routing code: where the challenger disagrees, its model is
+    drawn with the probability the decision log records (explore 0.2, floor 0.02, 3 models: 0.18)."""
+    from causal_router.serving.app import RouteItem, Router
+    from causal_router.serving.model import ServedModel
+    from causal_router.serving.settings import ServeSettings
+
+    class Cheapest(LinearRouter):
+        def scores(self, X, lam, input_tokens=None):
+            return np.tile([1.0, 0.0, -1.0], (len(X), 1))
+
+    def served(challenger):
+        return ServedModel("m", "1", list(MODELS), LinearRouter(), (0.0, 100.0), None, "tiny-d4",
+                           challenger=challenger, challenger_version="2" if challenger else "")
+
+    class H:
+        current = served(Cheapest())
+
+    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        router = Router(ServeSettings(explore=0.2, floor=0.02, seed=0), H, store, TinyEncoder(),
+                        np.random.default_rng(0))
+        prompts = [f"p{i}" for i in range(2000)]
+        out = router.handle([RouteItem(prompts, 0.0, 0.2, "r")])[0]
+        X = TinyEncoder().encode(prompts)
+        champ = LinearRouter().scores(X, 0.0).argmax(1)
+        disagree = champ != 0
+        assert disagree.mean() > 0.5  # the tiny router prefers model-c at lam 0: the challenger picks model-a
+        drawn = np.array([MODELS.index(d["model"]) for d in out])
+        prop = np.array([d["propensity"] for d in out])
+        to_challenger = disagree & (drawn == 0)
+        np.testing.assert_allclose(prop[to_challenger], 0.18)
+        assert abs(to_challenger.sum() / disagree.sum() - 0.18) < 0.03
+        H.current = served(None)  # without a challenger: model-a gets its ordinary share
+        out = router.handle([RouteItem(prompts, 0.0, 0.2, "r2")])[0]
+        drawn = np.array([MODELS.index(d["model"]) for d in out])
+        assert ((drawn == 0) & disagree).sum() / disagree.sum() < 0.12
+    finally:
+        store.close()

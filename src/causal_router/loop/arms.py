@@ -141,7 +141,7 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
         write_round0(logs0, data_dir)
         service = make_service(stream, Holder(None), store, explore, stream.seed * 1000 + _SERVE)
         encoder = service.encoder
-        champion, out = None, []
+        champion, champion_version, out = None, None, []
         for r in range(stream.rounds):
             start = time.perf_counter()
             if r == 0:
@@ -168,9 +168,11 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
                 else:
                     promoted = True
             if promoted:
-                champion = rs
+                champion, champion_version = rs, version
+            if promoted or (gated and explore > 0):  # a rejected challenger is served as the canary
                 service.holder.current = hooks.served() if hooks is not None else \
-                    served_model(rs, method, stream.lam, version)
+                    served_model(champion, method, stream.lam, champion_version,
+                                 challenger=None if promoted else rs, challenger_version=version)
             test = stream.test_utility(greedy_actions(champion, method, stream, stream.test))
             out.append(_record(arm, explore, r, stream, n_logged(data_dir), deployed, test, regret, promoted))
             log.info("%s explore %g round %d: deployed %.4f test %.4f promoted %s (%.1fs)", arm, explore, r,

@@ -60,7 +60,9 @@ class RegistryHooks:
         return d.promoted
 
     def served(self):
-        """The champion, loaded from the registry as the service loads it."""
-        from ..serving.model import load_served
+        """The champion with the challenger it explores towards, loaded from the registry as the
+        service loads them."""
+        from ..registry.runs import CHALLENGER, CHAMPION
+        from ..serving.model import ModelHolder
 
-        return load_served(f"models:/{self.name}@champion")
+        return ModelHolder(f"models:/{self.name}@{CHAMPION}", poll_seconds=0, challenger_alias=CHALLENGER).current

@@ -57,27 +57,36 @@ class Holder:
     current: object
 
 
-def served_model(routerset, method: str, lam: float, version: str, name: str = "loop"):
-    """A trained router set as the service's :class:`~causal_router.serving.model.ServedModel`."""
+def served_model(routerset, method: str, lam: float, version: str, name: str = "loop", challenger=None,
+                 challenger_version: str = ""):
+    """A trained router set as the service's :class:`~causal_router.serving.model.ServedModel`
+    (``challenger``: a router set not promoted, whose choices the exploration favours)."""
     from ..serving.model import ServedModel
 
-    return ServedModel(name=name, version=str(version), models=list(routerset.models), router=routerset.get(method),
-                       lam_range=(float(lam), float(lam)), tokens_per_char=routerset.meta.get("tokens_per_char"),
-                       encoder_key="")
+    def make(rs, v):
+        return ServedModel(name=name, version=str(v), models=list(rs.models), router=rs.get(method),
+                           lam_range=(float(lam), float(lam)), tokens_per_char=rs.meta.get("tokens_per_char"),
+                           encoder_key="")
+
+    return make(routerset, version).with_challenger(
+        None if challenger is None else make(challenger, challenger_version))
 
 
-def make_service(stream: Stream, holder, store, explore: float, seed: int, floor: float | None = None):
+def make_service(stream: Stream, holder, store, explore: float, seed: int, floor: float | None = None,
+                 challenger_share: float | None = None):
     """The service's routing object (``serving.app.Router``) over the stream's cached features.
 
     ``floor`` defaults to ``explore / (2 (K - 1))``: half the exploration is spread evenly, so that
     the total exploration is ``explore`` rather than the service default's ``(K - 1) * 0.01``.
+    ``challenger_share`` defaults to the service's (``ServeSettings``).
     """
     from ..serving.app import Router
     from ..serving.settings import ServeSettings
 
     K = len(stream.models)
     floor = explore / (2 * max(K - 1, 1)) if floor is None else floor
-    settings = ServeSettings(explore=float(explore), floor=float(floor), seed=seed)
+    extra = {} if challenger_share is None else {"challenger_share": float(challenger_share)}
+    settings = ServeSettings(explore=float(explore), floor=float(floor), seed=seed, **extra)
     return Router(settings, holder, store, LookupEncoder(stream.ff.prompts, stream.X),
                   np.random.default_rng(seed))
 

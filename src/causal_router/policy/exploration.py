@@ -14,7 +14,13 @@ For one prompt with router scores ``s`` (K,) and exploration rate ``e > 0``:
   decisions ``n_t``;
 - every model gets at least ``floor``: ``e`` is raised to ``(K - 1) * floor`` when lower, and the
   other models' shares are ``floor + (e - (K - 1) * floor) * w_t / sum(w)`` (and ``e`` is
-  capped at ``1 - floor`` so that the router's choice keeps its floor too).
+  capped at ``1 - floor`` so that the router's choice keeps its floor too);
+- with a challenger (a router trained but not yet promoted) whose choice ``c`` differs from ``a``,
+  a share ``challenger_share`` of the spread ``e - (K - 1) * floor`` goes to ``c`` instead
+  (a canary). The promotion gate compares the challenger with the champion on the rows where
+  they disagree; spread evenly over ``K - 1`` models, the exploration plays ``c`` there with
+  probability about ``e / (K - 1)``, too rarely to give the gate evidence
+  (``benchmarks/results/loop_canary.csv``).
 
 ``explore = 0`` is the deterministic router (propensity 1), e.g. for shadow runs.
 """
@@ -39,11 +45,14 @@ class ExplorationPolicy:
     temperature : float > 0
         Spread of the exploration over the other models: large is close to uniform, small
         concentrates it on the router's runners-up.
+    challenger_share : float in [0, 1]
+        Share of the spread that goes to a challenger's choice where it differs from the router's.
     """
 
     explore: float = 0.1
     floor: float = 0.01
     temperature: float = 1.0
+    challenger_share: float = 0.0
 
     def __post_init__(self):
         check_explore(self.explore)
@@ -51,8 +60,10 @@ class ExplorationPolicy:
             raise ValueError(f"floor must be a finite number >= 0, got {self.floor!r}")
         if not (np.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if not (np.isfinite(self.challenger_share) and 0.0 <= self.challenger_share <= 1.0):
+            raise ValueError(f"challenger_share must be a number in [0, 1], got {self.challenger_share!r}")
 
-    def probabilities(self, scores, explore: float | None = None, counts=None) -> np.ndarray:
+    def probabilities(self, scores, explore: float | None = None, counts=None, challenger=None) -> np.ndarray:
         """Routing probabilities.
 
         Parameters
@@ -63,6 +74,9 @@ class ExplorationPolicy:
             Exploration rate for these rows (None: ``self.explore``).
         counts : array of shape (K,) or None
             Logged decisions per model so far (None: treated as equal).
+        challenger : array of shape (n,) int or None
+            A challenger's choices (model indices); a share ``challenger_share`` of the spread goes
+            to them where they differ from the router's.
 
         Returns
         -------
@@ -89,7 +103,15 @@ class ExplorationPolicy:
             w = w * np.sqrt((c.mean() + 1.0) / (np.maximum(c, 0.0) + 1.0))
         w[np.arange(n), best] = 0.0
         q = w / w.sum(1, keepdims=True)
-        P = self.floor + (e - (K - 1) * self.floor) * q
+        spread_mass = e - (K - 1) * self.floor
+        if challenger is not None and self.challenger_share > 0:
+            c = np.asarray(challenger)
+            if c.shape != (n,) or not np.issubdtype(c.dtype, np.integer) or ((c < 0) | (c >= K)).any():
+                raise ValueError(f"challenger must be ({n},) model indices in [0, {K}), got {c!r}")
+            rows = np.flatnonzero(c != best)
+            q[rows] *= 1.0 - self.challenger_share
+            q[rows, c[rows]] += self.challenger_share
+        P = self.floor + spread_mass * q
         P[np.arange(n), best] = 1.0 - e
         return P
 

@@ -161,7 +161,8 @@ class Router:
         self.encoder = encoder
         self.rng = rng
         self.prices = prices or {}
-        self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature)
+        self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
+                                        settings.challenger_share)
         self.counts = store.counts_by_model()
 
     def lam_error(self, model: ServedModel, lam: float) -> str | None:
@@ -193,7 +194,8 @@ class Router:
                 results.append(BadRequest(422, err))
                 continue
             tok = self.tokens(model, it.prompts)
-            P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts)
+            guide = model.challenger_choice(Xi, it.lam, tok) if it.explore > 0 else None
+            P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts, guide)
             idx, prop = self.policy.draw(P, self.rng)
             out = []
             for j, (k, p) in enumerate(zip(idx, prop)):
@@ -319,6 +321,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     """The service. ``holder``, ``store`` and ``encoder`` are built from ``settings`` when not given
     (tests inject them)."""
     from ..config import load_prices
+    from ..registry.runs import CHALLENGER
     from ..registry.tracking import configure
 
     settings = settings or ServeSettings.from_params()
@@ -328,7 +331,8 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     if holder is None:
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             configure(settings.root)
-        holder = ModelHolder(settings.model_uri, settings.poll_seconds)
+        holder = ModelHolder(settings.model_uri, settings.poll_seconds,
+                             challenger_alias=CHALLENGER if settings.challenger_share > 0 else None)
     if store is None:
         from .store import default_uri
 

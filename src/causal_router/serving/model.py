@@ -47,6 +47,8 @@ class ServedModel:
     tokens_per_char : float or None
     encoder_key : str
     encoder_path : str      local encoder folder of the model config ('' = default encoder)
+    challenger : fitted router or None   a challenger whose choices the exploration favours
+    challenger_version : str             its registered version ('' = none)
     """
 
     name: str
@@ -57,10 +59,27 @@ class ServedModel:
     tokens_per_char: float | None
     encoder_key: str
     encoder_path: str = ""
+    challenger: object = None
+    challenger_version: str = ""
 
     def scores(self, X: np.ndarray, lam: float, input_tokens=None) -> np.ndarray:
         """Router scores, shape (n, K), for features X (n, d)."""
         return np.asarray(self.router.scores(X, lam, input_tokens), dtype=float)
+
+    def challenger_choice(self, X: np.ndarray, lam: float, input_tokens=None) -> np.ndarray | None:
+        """The challenger's choices (n,) (indices into ``models``), or None without a challenger."""
+        if self.challenger is None:
+            return None
+        return np.asarray(self.challenger.scores(X, lam, input_tokens), dtype=float).argmax(1)
+
+    def with_challenger(self, other: ServedModel | None) -> ServedModel:
+        """This model with ``other``'s router as its challenger (None, the same version, or another
+        model list: no challenger)."""
+        from dataclasses import replace
+
+        if other is None or other.version == self.version or list(other.models) != list(self.models):
+            return replace(self, challenger=None, challenger_version="")
+        return replace(self, challenger=other.router, challenger_version=str(other.version))
 
 
 def load_served(uri: str, version: str | None = None) -> ServedModel:
@@ -103,28 +122,54 @@ class ModelHolder:
         Called after each reload (e.g. to check the encoder).
     """
 
-    def __init__(self, uri: str, poll_seconds: float = 10.0, loader=load_served, on_change=None):
-        parse_model_uri(uri)
+    def __init__(self, uri: str, poll_seconds: float = 10.0, loader=load_served, on_change=None,
+                 challenger_alias: str | None = None):
+        name, alias, _ = parse_model_uri(uri)
         self.uri = uri
         self.poll_seconds = float(poll_seconds)
         self._loader = loader
         self._on_change = on_change
         self._stop = threading.Event()
         self._thread = None
-        self.current: ServedModel = loader(uri, None)
+        # the challenger rides along only beside a moving alias (a pinned version is a fixed deployment)
+        self._challenger_uri = f"models:/{name}@{challenger_alias}" if challenger_alias and alias else None
+        self.current: ServedModel = self._attach(loader(uri, None), self._challenger_version())
         if on_change is not None:
             on_change(self.current)
 
+    def _challenger_version(self) -> str | None:
+        if self._challenger_uri is None:
+            return None
+        try:
+            return resolve_version(self._challenger_uri)
+        except Exception:  # no challenger registered (yet): explore as usual
+            return None
+
+    def _attach(self, model: ServedModel, version: str | None) -> ServedModel:
+        if version is None or version == model.version:
+            return model.with_challenger(None) if getattr(model, "challenger", None) is not None else model
+        try:
+            return model.with_challenger(self._loader(self._challenger_uri, version))
+        except Exception:
+            log.exception("could not load the challenger %s; exploring without it", self._challenger_uri)
+            return model.with_challenger(None)
+
     def check(self) -> bool:
-        """Reload if the alias points elsewhere; True when the model changed."""
-        version = resolve_version(self.uri)
-        if version == self.current.version:
+        """Reload if the alias (or the challenger's) points elsewhere; True when the model changed."""
+        version, challenger = resolve_version(self.uri), self._challenger_version()
+        if challenger == version:
+            challenger = None
+        if version == self.current.version and (challenger or "") == self.current.challenger_version:
             return False
-        new = self._loader(self.uri, version)
+        base = self.current if version == self.current.version else self._loader(self.uri, version)
+        new = self._attach(base, challenger)
         if self._on_change is not None:
             self._on_change(new)
         old, self.current = self.current, new
-        log.warning("%s moved: now serving %s version %s (was %s)", self.uri, new.name, new.version, old.version)
+        if old.version != new.version:
+            log.warning("%s moved: now serving %s version %s (was %s)", self.uri, new.name, new.version, old.version)
+        if old.challenger_version != new.challenger_version:
+            log.warning("%s: exploring towards challenger version %s", self.uri, new.challenger_version or "(none)")
         return True
 
     def start(self) -> None:

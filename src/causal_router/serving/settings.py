@@ -31,6 +31,9 @@ class ServeSettings:
         Least probability of every model whenever exploring (bounds the next round's DR weights).
     temperature : float
         How the exploration spreads over the other models (large: uniform; small: runners-up).
+    challenger_share : float
+        Share of that spread given to the registered challenger's choice where it differs from the
+        champion's (0: the challenger is not loaded), so that the gate has rows to judge it on.
     seed : int or None
         Seed of the draws (None: fresh entropy).
     poll_seconds : float
@@ -56,6 +59,7 @@ class ServeSettings:
     explore: float = 0.1
     floor: float = 0.01
     temperature: float = 1.0
+    challenger_share: float = 1.0
     seed: int | None = None
     poll_seconds: float = 10.0
     batch_window_ms: float = 5.0
