@@ -8,6 +8,8 @@ is also faster than fp32 on a given CPU is measured (:mod:`.calibration`), not a
 
 from __future__ import annotations
 
+import sys
+
 SLAB_ROWS = 1024  # rows per bf16 CPU matmul call (see BF16Linear.forward)
 
 
@@ -63,9 +65,8 @@ def _is_exact_gelu(act) -> bool:
 
     if isinstance(act, torch.nn.GELU):
         return act.approximate == "none"
-    try:
-        from transformers.activations import GELUActivation
-    except ImportError:  # pragma: no cover
+    GELUActivation = getattr(sys.modules.get("transformers.activations"), "GELUActivation", None)
+    if GELUActivation is None:  # transformers' models import it; without it, act is not one
         return False
     return type(act) is GELUActivation and getattr(act, "act", None) is torch.nn.functional.gelu
 
@@ -81,10 +82,8 @@ def prepare_cpu_bf16(model) -> dict:
     """
     import torch
 
-    try:
-        from transformers.pytorch_utils import Conv1D  # GPT-2 style "linear" layers
-    except ImportError:  # pragma: no cover
-        Conv1D = ()
+    # GPT-2 style "linear" layers; a model that has them imported this module already
+    Conv1D = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", ())
 
     BF16Linear = _bf16_linear_module()
     sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
