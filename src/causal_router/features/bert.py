@@ -185,7 +185,8 @@ def load(path: str | Path):
     config.model_type, config._attn_implementation = "bert", "sdpa"
     model = _module(config)
     weights = {k.removeprefix("bert."): v for k, v in load_file(str(path / "model.safetensors")).items()}
-    weights = {k: v for k, v in weights.items() if not k.startswith(("pooler.", "cls.")) and not k.endswith("position_ids")}
+    weights = {k: v for k, v in weights.items()
+               if not k.startswith(("pooler.", "cls.")) and not k.endswith("position_ids")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path / 'model.safetensors'} does not fit its config.json: missing {missing[:3]}, "
