@@ -5,16 +5,19 @@ of :mod:`causal_router.loop.arms` rerun with the gate's confidence level changed
         --challenger-shares 0
     python benchmarks/loop_gate_alpha.py --datasets routerbench_subset,llmrouter_9models --alphas 0.05,1 \
         --challenger-shares 1 --out benchmarks/results/loop_canary.csv
+    python benchmarks/loop_gate_alpha.py --datasets routerbench_subset,llmrouter_9models --alphas 0.05 \
+        --margins 0.005,0.01,0.02 --out benchmarks/results/loop_margin.csv
 
 ``--challenger-shares`` sets how much of the exploration goes to the rejected challenger's choice
 (``serve.challenger_share``, 1 by default; 0 is the exploration before the canary, as in
 ``loop_gate_alpha.csv``).
 
 The gate promotes iff the lower end of the two-sided (1 - alpha) interval of the paired DR difference
-(challenger - champion) on the holdout is above 0: alpha 0.05 is the project's default, alpha 1 the
-point estimate alone. Writes ``benchmarks/results/loop_gate_alpha.csv`` (one row per dataset, seed,
-alpha and round: test utility of the deployed router, realised utility, whether the gate promoted)
-and prints the final-round means. Settings and embeddings as ``loop_study.py``.
+(challenger - champion) on the holdout is above ``-margin`` (``--margins``, ``promote.margin``; 0 by
+default): alpha 0.05 is the project's default, alpha 1 the point estimate alone. Writes
+``benchmarks/results/loop_gate_alpha.csv`` (one row per dataset, seed, alpha, margin and round: test
+utility of the deployed router, realised utility, whether the gate promoted) and prints the
+final-round means. Settings and embeddings as ``loop_study.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def main() -> None:
     ap.add_argument("--datasets", default="routerbench_subset")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--alphas", default="0.05,0.5,1")
+    ap.add_argument("--margins", default="0",
+                    help="non-inferiority margins of the gate (promote.margin; 0: evidence of an improvement)")
     ap.add_argument("--explore", type=float, default=0.05)
     ap.add_argument("--challenger-shares", default="1",
                     help="shares of the exploration sent to the rejected challenger's choice (serve.challenger_share; "
@@ -60,9 +65,9 @@ def main() -> None:
         prices = load_prices(Path("configs/prices") / f"{name}.yaml")
         for seed in [int(s) for s in args.seeds.split(",")]:
             stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
-            for share, alpha in [(float(c), float(a)) for c in args.challenger_shares.split(",")
-                                 for a in args.alphas.split(",")]:
-                arms.gate = functools.partial(gate, alpha=alpha)  # the arm's gate, at this confidence level
+            for share, alpha, margin in [(float(c), float(a), float(m)) for c in args.challenger_shares.split(",")
+                                         for a in args.alphas.split(",") for m in args.margins.split(",")]:
+                arms.gate = functools.partial(gate, alpha=alpha, margin=margin)  # the arm's gate, at this setting
                 arms.make_service = functools.partial(make_service, challenger_share=share)
                 start = time.perf_counter()
                 try:
@@ -71,17 +76,18 @@ def main() -> None:
                 finally:
                     arms.gate, arms.make_service = gate, make_service
                 for r in recs:
-                    rows.append({"dataset": name, "seed": seed, "alpha": alpha, "challenger_share": share,
+                    rows.append({"dataset": name, "seed": seed, "alpha": alpha, "margin": margin,
+                                 "challenger_share": share,
                                  "explore": args.explore, "round": r["round"], "test_utility": r["test_utility"],
                                  "deployed_utility": r["deployed_utility"],
                                  "cumulative_regret": r["cumulative_regret"], "promoted": r["promoted"],
                                  "cpu_model": cpu_model(), "seconds": time.perf_counter() - start})
-                print(f"{name} seed {seed} share {share:g} alpha {alpha:g}: final test {recs[-1]['test_utility']:.4f}",
-                      flush=True)
+                print(f"{name} seed {seed} share {share:g} alpha {alpha:g} margin {margin:g}: "
+                      f"final test {recs[-1]['test_utility']:.4f}", flush=True)
                 pd.DataFrame(rows).to_csv(args.out, index=False)
     df = pd.DataFrame(rows)
     last = df[df["round"] == df.groupby("dataset")["round"].transform("max")]
-    means = last.groupby(["dataset", "challenger_share", "alpha"])["test_utility"].agg(["mean", "sem"])
+    means = last.groupby(["dataset", "challenger_share", "alpha", "margin"])["test_utility"].agg(["mean", "sem"])
     print(means.round(4).to_string())
 
 

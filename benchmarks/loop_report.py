@@ -182,13 +182,16 @@ def main() -> None:
 
 
 def gate_strictness() -> list[str]:
-    """The section on ``loop_gate_alpha.csv`` and ``loop_canary.csv`` (``loop_gate_alpha.py``), if present."""
-    frames = [pd.read_csv(RESULTS / f) for f in ("loop_gate_alpha.csv", "loop_canary.csv") if (RESULTS / f).exists()]
+    """The section on ``loop_gate_alpha.csv``, ``loop_canary.csv`` and ``loop_margin.csv``
+    (``loop_gate_alpha.py``), if present."""
+    frames = [pd.read_csv(RESULTS / f) for f in ("loop_gate_alpha.csv", "loop_canary.csv", "loop_margin.csv")
+              if (RESULTS / f).exists()]
     if not frames:
         return []
     # the first sweep predates the canary: its exploration spread evenly (share 0)
     df = pd.concat([f if "challenger_share" in f else f.assign(challenger_share=0.0) for f in frames])
-    keys = ["dataset", "challenger_share", "alpha"]
+    df["margin"] = df["margin"].fillna(0.0) if "margin" in df else 0.0  # before the margin: superiority
+    keys = ["dataset", "challenger_share", "alpha", "margin"]
     last = df[df["round"] == df.groupby("dataset")["round"].transform("max")]
     g = last.groupby(keys)
     cum = df.groupby(keys + ["seed"])["deployed_utility"].sum().groupby(keys)
@@ -199,16 +202,19 @@ def gate_strictness() -> list[str]:
              "`python benchmarks/loop_gate_alpha.py` reruns the `causal` arm with only the gate's confidence and "
              "the canary changed (explore " + ", ".join(f"{e:g}" for e in sorted(df["explore"].unique())) + "). "
              "The gate promotes iff the lower end of the two-sided (1 - alpha) interval of the paired DR "
-             "difference is above 0; alpha 0.05 is the project's default, alpha 1 the point estimate alone. "
+             "difference is above minus the *margin* (`promote.margin`: 0, the default, asks for evidence of an "
+             "improvement; a positive margin for evidence that the challenger is not worse by more than it, "
+             "non-inferiority); alpha 0.05 is the project's default, alpha 1 the point estimate alone. "
              "*Challenger share* is `serve.challenger_share`: the share of the exploration spread sent to the "
              "rejected challenger's choice where it differs from the champion's (1, the default since the "
              "canary; 0, spread evenly over the other models as before it, and as in the study above, whose "
              "`causal` rows predate the canary). Cumulative realised utility sums every round's deployed "
              "utility (exploration paid for), mean over seeds.", "",
-             "| dataset | challenger share | alpha | final-round test utility (SE over seeds) "
+             "| dataset | challenger share | alpha | margin | final-round test utility (SE over seeds) "
              "| cumulative realised utility | share of rounds 1.. promoted | seeds |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.dataset} | {r.challenger_share:g} | {r.alpha:g} | {r.test:.4f} ({r.se:.4f}) | {r.cum:.3f} "
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.dataset} | {r.challenger_share:g} | {r.alpha:g} | {r.margin:g} | {r.test:.4f} ({r.se:.4f}) "
+              f"| {r.cum:.3f} "
               f"| {r.promoted:.2f} | {r.seeds} |" for r in t.itertuples()]
     return lines
 

@@ -157,3 +157,22 @@ def test_gate_rarely_promotes_a_router_that_is_no_better():
     # and a worse one never
     base = rng.normal(0.6, 0.5, size=120)
     assert not gate_rule(base - np.where(np.arange(120) % 3 == 0, 0.2, 0.0), base)[0]
+
+
+def test_a_non_inferiority_margin_promotes_an_equal_router_and_still_rejects_a_worse_one():
+    """margin > 0: promote unless the evidence says the challenger loses more than the margin. An
+    equally good retrain (differences of zero mean on a tenth of the rows) passes at margin 0.05 and
+    mostly fails at margin 0; a challenger 0.1 worse on average fails at any margin below that."""
+    rng = np.random.default_rng(2)
+    passed = {0.0: 0, 0.05: 0}
+    for _ in range(200):
+        base = rng.normal(0.6, 0.5, size=400)
+        noise = np.where(rng.random(400) < 0.1, rng.normal(0, 0.3, 400), 0.0)
+        for margin in passed:
+            passed[margin] += gate_rule(base + noise, base, margin=margin)[0]
+    assert passed[0.05] / 200 > 0.95 and passed[0.0] / 200 < 0.06
+    worse = base - np.where(np.arange(400) % 2 == 0, 0.2, 0.0)
+    promoted, _, reason = gate_rule(worse, base, margin=0.05)
+    assert not promoted and "non-inferiority margin" in reason
+    with pytest.raises(ValueError, match="margin"):
+        gate_rule(base, base, margin=-0.01)

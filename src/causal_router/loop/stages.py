@@ -148,9 +148,10 @@ class GateDecision:
 
 
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
-         nuisances: NuisanceConfig, prices=None, alpha: float = 0.05) -> GateDecision:
+         nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0) -> GateDecision:
     """The promotion gate's rule (:func:`causal_router.registry.promote.gate_rule`) without the registry:
-    promote iff the lower bound of the paired DR difference (challenger - champion) on the holdout is above 0."""
+    promote iff the lower bound of the paired DR difference (challenger - champion) on the holdout is above
+    ``-margin`` (0: evidence of an improvement)."""
     from ..causal.ope import summarize
     from ..policy.data import holdout_evidence
     from ..registry.promote import gate_rule, load_policy, policy_contributions
@@ -161,7 +162,7 @@ def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float,
     ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
     k_ch = policy_contributions(ch, ev, [lam], ch.models)
     k_cp = policy_contributions(cp, ev, [lam], ch.models)
-    promoted, _, reason = gate_rule(k_ch, k_cp, alpha)
+    promoted, _, reason = gate_rule(k_ch, k_cp, alpha, margin)
     c_ch, c_cp = summarize(k_ch, alpha), summarize(k_cp, alpha)
     return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value)
 

@@ -193,21 +193,29 @@ def _fmt(x) -> str:
     return "" if x is None else format(float(x), ".6g")
 
 
-def gate_rule(challenger, champion, alpha: float = 0.05) -> tuple[bool, Estimate, str]:
+def gate_rule(challenger, champion, alpha: float = 0.05, margin: float = 0.0) -> tuple[bool, Estimate, str]:
     """The gate on paired per-row DR contributions (n,) of the challenger and the champion (same rows,
-    same nuisances): promote iff the (1 - alpha) interval of the mean difference lies above 0.
+    same nuisances): promote iff the lower end of the (1 - alpha) interval of the mean difference is
+    above ``-margin``.
+
+    ``margin`` 0 (the default) asks for evidence that the challenger is better (superiority); a
+    positive margin asks for evidence that it is not worse by more than ``margin`` utility units
+    (non-inferiority), as for a retrain of the same method on more logs.
 
     Returns (promoted, the difference's estimate, the reason in words)."""
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ValueError(f"promote margin must be a finite number >= 0, got {margin!r}")
     diff = summarize(np.asarray(challenger) - np.asarray(champion), alpha, "dr-diff")
-    promoted = bool(diff.ci_low > 0)
+    promoted = bool(diff.ci_low > -margin)
+    bound = "0" if margin == 0 else f"-{margin:g} (non-inferiority margin)"
     reason = (f"challenger - champion DR value {diff.value:+.4f}, lower bound {diff.ci_low:+.4f} "
-              f"{'>' if promoted else '<='} 0 on {len(np.asarray(challenger))} held-out logs")
+              f"{'>' if promoted else '<='} {bound} on {len(np.asarray(challenger))} held-out logs")
     return promoted, diff, reason
 
 
 def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, lam=None, client=None,
             alpha: float = 0.05, nuisances: NuisanceConfig | None = None,
-            dry_run: bool = False, prices=None) -> PromotionDecision:
+            dry_run: bool = False, prices=None, margin: float = 0.0) -> PromotionDecision:
     """Promote ``name@challenger`` to ``name@champion`` if held-out evidence says it is better.
 
     Parameters
@@ -227,6 +235,9 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     dry_run : bool
         Decide and return, writing no tags and moving no alias.
     prices : price sheet ``{model: (input, output)}`` or None
+    margin : float >= 0
+        Non-inferiority margin (utility units): promote iff the lower bound of the difference is above
+        ``-margin`` (:func:`gate_rule`); 0 asks for evidence of an improvement.
 
     Returns
     -------
@@ -244,7 +255,7 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     with nullcontext() if dry_run else integrity.promotion_lock(uri):
         # a damaged store, or one that lost a champion, stops here: no "first champion" without evidence
         expected = integrity.verify(uri, c)
-        d = _decide(c, name, holdout_logs, X, lam, alpha, nuisances or NuisanceConfig(), prices, expected)
+        d = _decide(c, name, holdout_logs, X, lam, alpha, nuisances or NuisanceConfig(), prices, expected, margin)
         if dry_run or d.decision == "skipped":
             return d
         if d.promoted:
@@ -256,7 +267,7 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     return d
 
 
-def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected) -> PromotionDecision:
+def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, margin=0.0) -> PromotionDecision:
     """The gate's decision (nothing written)."""
     from ..errors import StoreDamagedError
 
@@ -291,7 +302,7 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected) -
             ev = holdout_evidence(holdout_logs, X, ch.models, nuisances, prices)
             c_ch, c_cp = policy_contributions(ch, ev, lams, ch.models), policy_contributions(cp, ev, lams, ch.models)
             d.challenger, d.champion = summarize(c_ch, alpha), summarize(c_cp, alpha)
-            d.promoted, d.difference, reason = gate_rule(c_ch, c_cp, alpha)
+            d.promoted, d.difference, reason = gate_rule(c_ch, c_cp, alpha, margin)
             d.decision = "promoted" if d.promoted else "rejected"
             d.reason = f"{reason} (propensity {ev.propensity})"
     except Exception as err:  # evaluation failed: never touch the champion
