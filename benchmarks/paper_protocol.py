@@ -8,6 +8,9 @@ Writes benchmarks/results/paper_protocol.csv (records) and paper_protocol_summar
 std over seeds), then renders docs/results.md with benchmarks/report.py. Needs ../shared/data and
 the 'bench' extra (EconML). Embeddings come through the cache, pinned to fp32 (bf16 would make the
 figures depend on the CPU); the records carry the precision and the CPU model as columns.
+``--precision bf16`` gives the methods bf16 embeddings but the simulated logging policies the fp32
+ones (they read the embeddings), so both runs judge the methods on the same logs
+(``benchmarks/precision_check.py``).
 """
 
 from __future__ import annotations
@@ -49,13 +52,18 @@ def main() -> None:
     out = Path(args.out)
     frames = []
     encoder = TransformerEncoder(precision=args.precision)
-    meta = {"embedding_precision": encoder.resolved_precision, "cpu_model": cpu_model()}
+    # the simulated logging policies read fp32 features whatever --precision says: the logs are the
+    # data, so a bf16 run sees the same logs as the fp32 study and differs only in the methods' features
+    world = TransformerEncoder(precision="fp32")
+    meta = {"embedding_precision": encoder.resolved_precision, "cpu_model": cpu_model(),
+            "world_precision": world.resolved_precision}
     for name in args.datasets.split(","):
         start = time.perf_counter()
         ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
         X = embed_texts(list(ff.prompts), encoder=encoder)
+        X_world = X if world.key == encoder.key else embed_texts(list(ff.prompts), encoder=world)
         df = run_study(ff, X, parse_policies(args.policies), [int(s) for s in args.seeds.split(",")], GRIDS[name],
-                       out / f"work_{name}", name, peers=True, meta=meta)
+                       out / f"work_{name}", name, peers=True, meta=meta, X_world=X_world)
         frames.append(df)
         logging.info("%s: %.0f s", name, time.perf_counter() - start)
     records = pd.concat(frames, ignore_index=True)

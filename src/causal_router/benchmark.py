@@ -52,14 +52,19 @@ def parse_policies(text: str) -> list[tuple[str, float | None]]:
 
 def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None, seed: int = 0, lambdas=(0,),
                  methods=None, params=None, skyline: bool = True, peers: bool = False, data_kwargs=None,
-                 dataset: str = "") -> list[dict]:
+                 dataset: str = "", X_world: np.ndarray | None = None) -> list[dict]:
     """One simulated study: logs from ``policy``, routers trained, metrics on the test split.
 
-    ff : full-feedback table; X : (n_prompts, d) features aligned with ``ff.prompt_ids``.
+    ff : full-feedback table; X : (n_prompts, d) features aligned with ``ff.prompt_ids``, what the
+    routers learn from. X_world : (n_prompts, d') or None (X): the features the simulated logging
+    policy reads (its random projection, its previous router). Giving the same ``X_world`` to two runs
+    that differ in ``X`` (e.g. fp32 and bf16 embeddings) gives them the same logs, so their results
+    differ only by what the methods make of their features.
     Returns records with the keys of :data:`RECORD_COLUMNS` plus ``quality``.
     """
     kw = {"beta": strength} if policy == "cost-biased" else {"kappa": strength} if policy == "previous-router" else {}
-    sim = simulate(ff, X, policy, seed=seed, **{k: v for k, v in kw.items() if v is not None})
+    sim = simulate(ff, X if X_world is None else X_world, policy, seed=seed,
+                   **{k: v for k, v in kw.items() if v is not None})
     tr, va = _rows(ff, sim.train["prompt_id"]), _rows(ff, sim.val["prompt_id"])
     test = FullFeedback.from_frame(sim.test)
     te = _rows(ff, test.prompt_ids)
@@ -87,8 +92,10 @@ def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None,
 
 
 def run_study(ff: FullFeedback, X: np.ndarray, policies, seeds, lambdas, out_dir, dataset: str, methods=None,
-              peers: bool = True, params=None, data_kwargs=None, meta: dict | None = None) -> pd.DataFrame:
+              peers: bool = True, params=None, data_kwargs=None, meta: dict | None = None,
+              X_world: np.ndarray | None = None) -> pd.DataFrame:
     """Every (policy, seed) of a study; records appended to ``out_dir/records.csv`` as they finish.
+    ``X_world``: the features the simulated logging policies read (default ``X``; see :func:`run_protocol`).
 
     ``meta`` ({column: value}, e.g. ``embedding_precision`` and ``cpu_model``) is added as
     constant columns, so that a results file says how its features were made.
@@ -100,7 +107,8 @@ def run_study(ff: FullFeedback, X: np.ndarray, policies, seeds, lambdas, out_dir
         for seed in seeds:
             start = time.perf_counter()
             recs = run_protocol(ff, X, policy, strength=strength, seed=seed, lambdas=lambdas, methods=methods,
-                                peers=peers, params=params, data_kwargs=data_kwargs, dataset=dataset)
+                                peers=peers, params=params, data_kwargs=data_kwargs, dataset=dataset,
+                                X_world=X_world)
             df = pd.DataFrame(recs)[list(RECORD_COLUMNS) + ["quality"]]
             df["requested_strength"] = strength
             for column, value in (meta or {}).items():
