@@ -18,9 +18,13 @@ from causal_router.features.hardware import (
 )
 
 
-def test_machine_identity_names_the_cpu_and_its_flags():
+def test_machine_identity_names_the_cpu_and_its_flags(monkeypatch):
     ident = machine_identity()
-    assert ident["cpu_model"] and ident["cores"] >= 1 and ident["idle_threads"] >= 1
+    assert ident["cpu_model"] and ident["cores"] >= 1 and ident["physical_cores"] >= 1
+    # a Dask worker's nanny sets OMP_NUM_THREADS=1: its calibration must be its client's
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    assert machine_identity() == ident
     assert set(ident["cpu_flags"]) == set(RELEVANT_FLAGS)
     assert machine_key(ident) == machine_key(dict(ident))
     assert machine_key({**ident, "cpu_model": "other"}) != machine_key(ident)

@@ -3,7 +3,8 @@
 Whether bf16 beats fp32 depends on the CPU (AMX, AVX512-BF16, neither), the torch build and the
 model, so it is measured rather than guessed from flags: the real encoder embeds a small fixed
 batch (:data:`CALIBRATION_TEXTS`) in each available precision at 1 and at
-:func:`~.hardware.idle_threads` threads, interleaved and repeated, best time kept. bf16 is chosen
+:func:`~.hardware.physical_cores` threads (not the environment's, so that every process of a
+machine measures the same), interleaved and repeated, best time kept. bf16 is chosen
 only when its embeddings stay within cosine :data:`MIN_COSINE` of fp32 on every text of the batch
 and it is at least :data:`BF16_MIN_GAIN` faster over the thread counts measured (fp32 is the
 reference, so a near tie goes to it).
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import default_cache_dir
-from .hardware import idle_threads, machine_identity, machine_key
+from .hardware import machine_identity, machine_key, physical_cores
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def calibrate(base_key: str, measure: Measure | None, bf16_available: bool, thre
     if not bf16_available:
         precision, reason = choose({"fp32": {}}, None)
         return Calibration(precision, reason, encoder=base_key, machine=identity, created=now)
-    counts = sorted(set(thread_counts or (1, idle_threads())))
+    counts = sorted(set(thread_counts or (1, physical_cores())))
     seconds, min_cos = measure_all(measure, ("fp32", "bf16"), counts)
     precision, reason = choose(seconds, min_cos)
     return Calibration(precision, reason, seconds, min_cos, base_key, identity, created=now)

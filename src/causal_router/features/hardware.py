@@ -67,7 +67,8 @@ def _package_version(name: str) -> str:
 
 def machine_identity() -> dict:
     """What makes a speed measurement valid on this machine only: CPU model, all of its flags
-    (hashed), usable cores, the torch build and the idle thread count."""
+    (hashed), usable and physical cores, and the torch build. Nothing from the environment: a
+    Dask worker (whose nanny sets ``OMP_NUM_THREADS=1``) and its client share one identity."""
     flags = " ".join(sorted(cpu_flags()))
     return {
         "cpu_model": cpu_model(),
@@ -75,7 +76,7 @@ def machine_identity() -> dict:
         "cpu_flags": relevant_cpu_flags(),
         "arch": platform.machine(),
         "cores": usable_cores(),
-        "idle_threads": idle_threads(),
+        "physical_cores": physical_cores(),
         "torch": _package_version("torch"),
     }
 
@@ -138,17 +139,9 @@ def _cpu_list(text: str) -> list[int]:
     return out
 
 
-def idle_threads() -> int:
-    """The intra-op threads torch starts with, as a plain loop gets them on an idle machine.
-
-    Mirrors torch's default: ``$OMP_NUM_THREADS``, then ``$MKL_NUM_THREADS``, else one thread per
-    physical core of the machine (cpuinfo's count, which ignores this process's affinity), else
-    the logical CPUs. Reads ``/sys`` only, so torch need not be imported.
-    """
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        raw = os.environ.get(var, "").strip()
-        if raw.isdigit() and int(raw) > 0:
-            return int(raw)
+def physical_cores() -> int:
+    """Physical cores of the machine (cpuinfo's count, which ignores this process's affinity and
+    its environment), else the logical CPUs. Reads ``/sys`` only, so torch need not be imported."""
     try:
         cpus = _cpu_list(Path("/sys/devices/system/cpu/online").read_text())
         cores = set()
@@ -160,6 +153,19 @@ def idle_threads() -> int:
     except (OSError, ValueError):
         pass
     return os.cpu_count() or 1
+
+
+def idle_threads() -> int:
+    """The intra-op threads torch starts with, as a plain loop gets them on an idle machine.
+
+    Mirrors torch's default: ``$OMP_NUM_THREADS``, then ``$MKL_NUM_THREADS``, else
+    :func:`physical_cores`.
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        raw = os.environ.get(var, "").strip()
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
+    return physical_cores()
 
 
 def explicit_threads() -> int | None:
