@@ -138,8 +138,8 @@ def embed(
     cache_dir: Optional[Path] = CacheDir,
     encoder: Optional[str] = Encoder,
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto (bf16 on a GPU; on CPU the faster of fp32 and bf16, measured "
-                                  "once per machine), fp32 or bf16."),
+    precision: str = typer.Option("auto", help="auto (the faster of fp32 and bf16, measured once per machine and "
+                                  "GPU), fp32 or bf16."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: as many as "
                                           "torch uses on an idle machine)."),
 ):

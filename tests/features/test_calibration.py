@@ -15,6 +15,7 @@ from causal_router.features.calibration import (
     calibration_path,
     choose,
     cpu_precision,
+    gpu_precision,
     measure_all,
 )
 from causal_router.features.encoder import TransformerEncoder
@@ -107,6 +108,29 @@ def test_stored_per_machine_and_encoder_and_reused(tmp_path):
     other = cpu_precision(BASE + "x", lambda: fake_measure(speeds), lambda: False, tmp_path)
     assert other.precision == "fp32"  # another encoder: its own file
     assert len(list(path.parent.glob("*.json"))) == 2
+
+
+def test_a_gpu_is_calibrated_per_gpu_model_apart_from_the_cpu(tmp_path, monkeypatch):
+    import torch
+
+    gpu = {"name": "Some GPU", "bf16": True}
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: gpu["name"])
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu["bf16"])
+    calls = []
+    faster32 = {"fp32": {n: 1.0 for n in range(1, 65)}, "bf16": {n: 1.2 for n in range(1, 65)}}
+    cal = gpu_precision(BASE, lambda: fake_measure(faster32, calls=calls), "cuda", tmp_path)
+    assert cal.precision == "fp32" and cal.machine["gpu"] == "Some GPU"
+    assert {p for p, _ in calls} == {"fp32", "bf16"} and len({t for _, t in calls}) == 1  # one thread count
+    calls.clear()
+    assert gpu_precision(BASE, lambda: fake_measure(faster32, calls=calls), "cuda:0", tmp_path).precision == "fp32"
+    assert not calls  # stored
+    cpu = cpu_precision(BASE, lambda: fake_measure({"fp32": {1: 1.0}, "bf16": {1: 0.5}}), lambda: True, tmp_path, (1,))
+    assert cpu.precision == "bf16"  # the CPU's own file
+    gpu.update(name="Another GPU", bf16=False)
+    assert gpu_precision(BASE, lambda: fake_measure(faster32, calls=calls), "cuda", tmp_path).precision == "fp32"
+    assert not calls  # no bf16 on that GPU: nothing to measure
+    assert len(list(tmp_path.glob("calibration/*.json"))) == 3
 
 
 def test_another_machine_or_a_damaged_file_is_measured_again(tmp_path, monkeypatch):

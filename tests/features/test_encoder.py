@@ -94,3 +94,20 @@ def test_bad_arguments():
         TransformerEncoder(batch_size=0)
     with pytest.raises(TypeError):
         TransformerEncoder().encode("a single string")
+
+
+def test_batch_size_and_attention_follow_the_device():
+    cpu = TransformerEncoder(device="cpu")
+    assert cpu.resolved_batch_size == 64 and TransformerEncoder(device="cpu", batch_size=7).resolved_batch_size == 7
+    gpu = TransformerEncoder(device="cuda")
+    gpu._device = "cuda"  # as resolved on a machine with a GPU (none needed to check the settings)
+    assert gpu.resolved_batch_size == 1024
+    import torch
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with cpu._attention():  # CPU attention is left as torch picks it
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with gpu._attention():  # CUDA attention never goes through cuDNN (it plans every batch shape anew)
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before

