@@ -106,3 +106,8 @@ def test_embed_honours_explicit_precision_and_threads(workdir, monkeypatch):
     assert out.startswith("5 prompts: 5 embedded")
     bad = CliRunner().invoke(app, ["embed", str(small), "--threads", "0"])
     assert bad.exit_code == 2 and "--threads" in bad.output
+    import torch
+
+    if not torch.cuda.is_available():  # a GPU asked for on a machine without one: one line, no traceback
+        no_gpu = CliRunner().invoke(app, ["embed", str(small), "--device", "cuda", "--cache-dir", str(workdir / "x")])
+        assert no_gpu.exit_code == 1 and "no CUDA GPU" in no_gpu.output and "Traceback" not in no_gpu.output

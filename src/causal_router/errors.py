@@ -9,7 +9,7 @@ traceback only with ``--debug``. Each subclass also derives from the builtin a c
 from __future__ import annotations
 
 __all__ = ["CausalRouterError", "UnreadableFileError", "MissingFileError", "InvalidParameterError",
-           "StoreDamagedError", "MissingArtifactError"]
+           "StoreDamagedError", "MissingArtifactError", "DeviceUnavailableError"]
 
 
 class CausalRouterError(Exception):
@@ -34,3 +34,7 @@ class StoreDamagedError(CausalRouterError, RuntimeError):
 
 class MissingArtifactError(CausalRouterError, FileNotFoundError):
     """A registered model version whose artifacts are gone (deleted, moved): names the version and path."""
+
+
+class DeviceUnavailableError(CausalRouterError, RuntimeError):
+    """A device asked for by name that this machine lacks (``cuda`` where torch sees no GPU)."""

@@ -112,7 +112,7 @@ def resolve_device(device: str = "auto") -> str:
     ------
     ValueError
         Unknown device string.
-    RuntimeError
+    DeviceUnavailableError (a RuntimeError)
         A CUDA device was asked for and torch sees none.
     """
     if device == "auto" and "torch" not in sys.modules and not gpu_visible():
@@ -125,7 +125,9 @@ def resolve_device(device: str = "auto") -> str:
     if kind not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA GPU (use 'auto' or 'cpu')")
+        from ..errors import DeviceUnavailableError
+
+        raise DeviceUnavailableError(f"device {device!r} asked for, but torch sees no CUDA GPU (use 'auto' or 'cpu')")
     return device
 
 
