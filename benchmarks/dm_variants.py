@@ -46,17 +46,6 @@ PRIORS = (1.0, 3.0, 10.0, 100.0)
 WEIGHT_FLOORS = (0.02, 0.05)
 
 
-class WeightedPooledRidge(PooledRidge):
-    """PooledRidge fitted with row weights (the experiment's covariate-shift correction)."""
-
-    def fit_weighted(self, X, treatment, y, weight, n_arms):
-        from sklearn.linear_model import Ridge
-
-        self.n_arms_, self.n_features_in_ = n_arms, X.shape[1]
-        self.ridge_ = Ridge(alpha=self.alpha).fit(self._design(X, treatment), y, sample_weight=weight)
-        return self
-
-
 def variants(X_tr, t, quality, propensity, n_arms) -> dict:
     """name -> fitted quality model."""
     out = {f"prior {p:g}": PooledRidge(arm_prior=p, require_all_arms=False).fit(X_tr, t, quality, n_arms=n_arms)
@@ -65,8 +54,8 @@ def variants(X_tr, t, quality, propensity, n_arms) -> dict:
     for floor in WEIGHT_FLOORS:
         w = 1.0 / np.maximum(propensity, floor)
         w *= counts[t] / np.bincount(t, weights=w, minlength=n_arms)[t]  # each model keeps its row count
-        out[f"weighted {floor:g}"] = WeightedPooledRidge(require_all_arms=False).fit_weighted(X_tr, t, quality, w,
-                                                                                               n_arms)
+        out[f"weighted {floor:g}"] = PooledRidge(require_all_arms=False).fit(X_tr, t, quality, n_arms=n_arms,
+                                                                             sample_weight=w)
     return out
 
 

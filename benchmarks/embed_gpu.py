@@ -3,8 +3,9 @@
 The flows embed on CUDA when torch sees a GPU (``device: auto``). This script checks that path on
 a real GPU, in one process, each variant timed after a warm-up on the same texts:
 
-* ``plain``  the loop a user would write: Hugging Face tokenizer + ``AutoModel`` on the GPU,
-             prompts unsorted, batches of 32 padded to their longest prompt, fp32, mean pooling;
+* ``plain``  the loop a user would write (``embed_speed.py``'s, on the GPU): Hugging Face tokenizer
+             + ``AutoModel``, prompts unsorted, batches of 32 padded to their longest prompt, fp32,
+             mean pooling;
 * ``encoder PRECISION:BATCH_SIZE[:cudnn]``  :class:`~causal_router.features.encoder.TransformerEncoder`
              on ``cuda`` (``auto`` resolves to bf16 where the GPU has it), timed twice (the second
              pass finds every batch shape seen before); ``cudnn`` lets attention use cuDNN's
@@ -66,28 +67,14 @@ def sync(device: str) -> None:
 
 
 def plain(texts: list[str], model_path: str, device: str, batch_size: int = 32) -> tuple[float, np.ndarray]:
-    import torch
-    from transformers import AutoModel, AutoTokenizer
+    """Seconds and vectors of embed_speed.py's plain loop on ``device``, after a warm-up."""
+    from embed_speed import plain_loop, plain_model
 
-    tok = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-    model = AutoModel.from_pretrained(model_path, local_files_only=True, dtype=torch.float32).eval().to(device)
-
-    def run(batch_texts):
-        vectors = []
-        with torch.inference_mode():
-            for start in range(0, len(batch_texts), batch_size):
-                batch = tok(batch_texts[start : start + batch_size], padding=True, truncation=True, max_length=256,
-                            return_tensors="pt").to(device)
-                hidden = model(**batch).last_hidden_state
-                m = batch["attention_mask"].unsqueeze(-1).float()
-                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-                vectors.append(torch.nn.functional.normalize(pooled, dim=1).cpu())
-        return torch.cat(vectors).numpy()
-
-    run(texts[:256])  # warm-up
+    tok, model = plain_model(model_path, device)
+    plain_loop(tok, model, texts[:256], batch_size)  # warm-up
     sync(device)
     start = time.perf_counter()
-    X = run(texts)
+    X = plain_loop(tok, model, texts, batch_size)
     sync(device)
     return time.perf_counter() - start, X
 
@@ -225,14 +212,16 @@ def main() -> None:
         if gpu:
             torch.cuda.empty_cache()
     cpu_threads = os.cpu_count() or 1
-    seconds, _, X_cpu, _ = encoder_run(ref_texts, model_path, device="cpu", precision="fp32", threads=cpu_threads)
+    seconds, _, X_cpu, cpu_enc = encoder_run(ref_texts, model_path, device="cpu", precision="fp32",
+                                              threads=cpu_threads)
     n = len(texts)
     base = variants[0]["seconds"]
     for v in variants:
         X = v.pop("X")
         v.update(texts_per_s=n / v["seconds"], vs_plain=base / v["seconds"],
                  min_cosine_to_cpu_fp32=min_cos(X[: len(ref_texts)], X_cpu))
-    variants.append({"name": "encoder fp32", "device": "cpu", "precision": "fp32", "batch_size": 64,
+    variants.append({"name": "encoder fp32", "device": "cpu", "precision": "fp32",
+                     "batch_size": cpu_enc.resolved_batch_size,
                      "attention": "default", "seconds": seconds * n / len(ref_texts),
                      "texts_per_s": len(ref_texts) / seconds, "vs_plain": base / (seconds * n / len(ref_texts)),
                      "min_cosine_to_cpu_fp32": 1.0, "threads": cpu_threads})

@@ -63,27 +63,42 @@ def load_prompts(path: Path, n: int | None, seed: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # the plain loop, as a user would write it (run as its own process: --plain FILE OUT)
 # ---------------------------------------------------------------------------------------------
-def plain(file: str, out: str, batch_size: int = 32) -> None:
-    import pandas as pd
+def plain_model(path, device: str = "cpu"):
+    """(tokenizer, fp32 model on ``device``) through transformers, as a user would load them."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from causal_router.features.encoder import default_model_path
-
-    texts = pd.read_parquet(file)["prompt"].astype(str).drop_duplicates().tolist()
-    path = default_model_path()
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
+    return tok, AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval().to(device)
+
+
+def plain_loop(tok, model, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Unit-norm mean-pooled vectors, shape (len(texts), dim): unsorted fixed batches padded to their
+    longest text, on the model's device."""
+    import torch
+
+    device = next(model.parameters()).device
     vectors = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             batch = tok(texts[start : start + batch_size], padding=True, truncation=True, max_length=256,
-                        return_tensors="pt")
+                        return_tensors="pt").to(device)
             hidden = model(**batch).last_hidden_state
             m = batch["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-            vectors.append(torch.nn.functional.normalize(pooled, dim=1))
-    np.save(out, torch.cat(vectors).numpy())
+            vectors.append(torch.nn.functional.normalize(pooled, dim=1).cpu())
+    return torch.cat(vectors).numpy()
+
+
+def plain(file: str, out: str, batch_size: int = 32) -> None:
+    import pandas as pd
+    import torch
+
+    from causal_router.features.encoder import default_model_path
+
+    texts = pd.read_parquet(file)["prompt"].astype(str).drop_duplicates().tolist()
+    tok, model = plain_model(default_model_path())
+    np.save(out, plain_loop(tok, model, texts, batch_size))
     print(f"{len(texts)} prompts, {torch.get_num_threads()} threads")
 
 

@@ -23,8 +23,9 @@ KEYS = ["dataset", "policy", "requested_strength", "method"]
 def describe(df: pd.DataFrame) -> str:
     """'precision on CPU' of a run (from its rows), with the precision of the features its simulated
     logging policies read where the run records it (before that column, the same as the methods')."""
-    world = df["world_precision"] if "world_precision" in df else df["embedding_precision"].rename(None)
-    world = world.fillna(df["embedding_precision"]) if "world_precision" in df else world
+    world = df["embedding_precision"]
+    if "world_precision" in df:
+        world = df["world_precision"].fillna(world)
     return ", ".join(sorted({f"{p} on {c}, logs simulated from {w} features"
                              for p, c, w in zip(df["embedding_precision"], df["cpu_model"], world)}))
 

@@ -95,13 +95,15 @@ class PooledRidge(RegressorMixin, BaseEstimator):
     def _bias_scale(self) -> float:
         return float(np.sqrt(self.alpha / self.arm_prior)) if self.arm_prior > 0 else 1e3
 
-    def fit(self, X, treatment, y, input_tokens=None, output_tokens=None, n_arms: int | None = None):
-        """X: (n, d); treatment: (n,) int in [0, n_arms); y: (n,)."""
+    def fit(self, X, treatment, y, input_tokens=None, output_tokens=None, n_arms: int | None = None,
+            sample_weight=None):
+        """X: (n, d); treatment: (n,) int in [0, n_arms); y: (n,); sample_weight: (n,) or None."""
         X, t, self.n_arms_ = check_fit_inputs(X, treatment, y, n_arms=n_arms)
         self.n_features_in_ = X.shape[1]
         if self.require_all_arms:
             _check_arms(t, self.n_arms_)
-        self.ridge_ = Ridge(alpha=self.alpha).fit(self._design(X, t), np.asarray(y, dtype=float))
+        self.ridge_ = Ridge(alpha=self.alpha).fit(self._design(X, t), np.asarray(y, dtype=float),
+                                                  sample_weight=sample_weight)
         return self
 
     def predict(self, X, input_tokens=None):

@@ -16,6 +16,8 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
+from ..errors import DeviceUnavailableError
+
 THREADS_ENV = "CAUSAL_ROUTER_TORCH_THREADS"
 # flags that decide how fast bf16 and fp32 matmuls can be (recorded by the benchmark and part of
 # the machine's identity for the calibration cache)
@@ -125,8 +127,6 @@ def resolve_device(device: str = "auto") -> str:
     if kind not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
     if kind == "cuda" and not torch.cuda.is_available():
-        from ..errors import DeviceUnavailableError
-
         raise DeviceUnavailableError(f"device {device!r} asked for, but torch sees no CUDA GPU (use 'auto' or 'cpu')")
     return device
 

@@ -56,6 +56,6 @@ def gate(root, name: str, logs, X, p: dict):
     configure(root)
     lambdas = p["promote"]["lambdas"] if name == INTERVAL_NAME else None
     prices = p["crossfit"].get("prices")
-    return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"], margin=p["promote"].get("margin", 0.0),
+    return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"], margin=p["promote"]["margin"],
                    nuisances=NuisanceConfig.from_params(p["crossfit"]),
                    prices=load_prices(Path(root) / prices) if prices else None)
