@@ -6,6 +6,7 @@ import pytest
 from scipy.stats import chisquare
 
 from causal_router.policy.exploration import ExplorationPolicy
+from causal_router.policy.posterior import ArmPosterior, prob_best
 
 SCORES = np.array([[2.0, 1.9, -1.0, 0.0]])  # model 0 chosen, model 1 a close runner-up
 
@@ -100,3 +101,57 @@ def test_a_bad_challenger_is_refused(challenger):
 def test_a_bad_challenger_share_is_refused():
     with pytest.raises(ValueError, match="challenger_share"):
         ExplorationPolicy(challenger_share=1.5)
+
+
+# -- Thompson exploration ------------------------------------------------------------------------
+
+def _thompson(**kw):
+    return ExplorationPolicy(**{"explore": 0.05, "floor": 0.005, "strategy": "thompson", "posterior_scale": 1.0, **kw})
+
+
+def test_thompson_explores_where_a_thinly_logged_model_may_be_best():
+    """Model 1 is a little worse on average. Logged a handful of times, it may still be the best,
+    so it gets a large share; logged thousands of times, the router's choice keeps all but ``explore``."""
+    mean = np.array([[0.70, 0.65, 0.30]])
+    thin = _thompson().probabilities(mean, posterior=(mean, ArmPosterior(np.array([2000.0, 4.0, 2000.0]), 0.4).sd()))
+    sure = _thompson().probabilities(mean, posterior=(mean, ArmPosterior(np.array([2000.0, 2000.0, 2000.0]),
+                                                                         0.4).sd()))
+    for P in (thin, sure):
+        np.testing.assert_allclose(P.sum(1), 1.0)
+        assert P.min() >= 0.005 - 1e-12
+    assert thin[0, 1] > 0.2 and thin[0, 0] < 0.8
+    np.testing.assert_allclose(sure[0, 0], 0.95)  # at least `explore` leaves the router's choice
+    assert sure[0, 1] > sure[0, 2]  # the runner-up gets the most of it
+
+
+def test_thompson_gives_the_routers_choice_the_likeliest_best_probability():
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(300, 5)) * 0.2
+    sd = rng.uniform(0.01, 0.3, size=5)
+    P = _thompson(floor=0.0, explore=0.0001).probabilities(mean, posterior=(mean, sd))
+    T = prob_best(mean, sd)
+    np.testing.assert_allclose(P.sum(1), 1.0)
+    np.testing.assert_allclose(P[np.arange(300), mean.argmax(1)], np.minimum(T.max(1), 1 - 0.0001), atol=1e-12)
+    # the router's choice is the posterior mean's argmax here: the others keep their Thompson odds
+    same = T.argmax(1) == mean.argmax(1)
+    np.testing.assert_allclose(P[same], T[same], atol=1e-4)
+
+
+def test_thompson_without_a_posterior_is_the_spread_and_explore_zero_is_deterministic():
+    spread = ExplorationPolicy(explore=0.05, floor=0.005).probabilities(SCORES)
+    np.testing.assert_allclose(_thompson().probabilities(SCORES), spread)
+    np.testing.assert_array_equal(_thompson().probabilities(SCORES, explore=0.0, posterior=(SCORES, np.ones(4))),
+                                  [[1.0, 0.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("kwargs, match", [({"strategy": "ucb"}, "strategy"),
+                                           ({"posterior_scale": 0}, "posterior_scale"),
+                                           ({"posterior_scale": float("inf")}, "posterior_scale")])
+def test_bad_thompson_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExplorationPolicy(**kwargs)
+
+
+def test_a_posterior_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="posterior mean"):
+        _thompson().probabilities(SCORES, posterior=(np.zeros((2, 4)), np.ones(4)))

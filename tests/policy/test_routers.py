@@ -293,3 +293,18 @@ def test_seeded_fits_in_concurrent_threads_equal_serial_fits(separable):
     for a, b in zip(serial, threaded, strict=True):
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name", ["naive", "rm-softmax", "rm-interval"])
+def test_routers_with_an_outcome_model_give_a_posterior(separable, name):
+    """Thompson exploration reads it: the direct method's utilities, and a spread per model that
+    shrinks with its logged training rows."""
+    data, te, routers, _ = separable
+    X, tok = te.X[:50], te.logs["input_tokens"].to_numpy(float)[:50]
+    mean, sd = routers[name].posterior(X, LAMS[1], tok)
+    naive = routers["naive"].scores(X, LAMS[1], tok)
+    np.testing.assert_allclose(mean, naive)
+    counts = np.bincount(data.treatment, minlength=K)
+    assert sd.shape == (K,) and (sd > 0).all()
+    assert sd[counts.argmin()] >= sd[counts.argmax()]
+    assert routers["best-single"].posterior(X, LAMS[1], tok) is None

@@ -324,3 +324,42 @@ def test_exploration_favours_the_challengers_choice_and_logs_its_probability(tmp
         assert ((drawn == 0) & disagree).sum() / disagree.sum() < 0.12
     finally:
         store.close()
+
+
+def test_thompson_exploration_through_the_service_logs_the_probability_it_drew_with(tmp_path):
+    """The default strategy: a router with a posterior in which model-b, logged twice, may be the
+    best is explored towards model-b far beyond ``explore``, and every decision's propensity is the
+    Thompson policy's probability of the drawn model."""
+    from causal_router.policy.exploration import ExplorationPolicy
+    from causal_router.policy.posterior import ArmPosterior
+    from causal_router.serving.app import RouteItem, Router
+    from causal_router.serving.model import ServedModel
+    from causal_router.serving.settings import ServeSettings
+
+    sd = ArmPosterior(np.array([5000.0, 2.0, 5000.0]), 2.0).sd()
+
+    class WithPosterior(LinearRouter):
+        def posterior(self, X, lam, input_tokens=None):
+            return self.scores(X, lam), sd
+
+    class H:
+        current = ServedModel("m", "1", list(MODELS), WithPosterior(), (0.0, 100.0), None, "tiny-d4")
+
+    assert ServeSettings().strategy == "thompson"
+    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        settings = ServeSettings(explore=0.05, floor=0.01, seed=0)
+        router = Router(settings, H, store, TinyEncoder(), np.random.default_rng(0))
+        prompts = [f"p{i}" for i in range(2000)]
+        out = router.handle([RouteItem(prompts, 0.0, 0.05, "r")])[0]
+        X = TinyEncoder().encode(prompts)
+        S = WithPosterior().scores(X, 0.0)
+        P = ExplorationPolicy(0.05, 0.01, strategy="thompson", posterior_scale=settings.posterior_scale
+                              ).probabilities(S, posterior=(S, sd))
+        drawn = np.array([MODELS.index(d["model"]) for d in out])
+        np.testing.assert_allclose([d["propensity"] for d in out], P[np.arange(2000), drawn])
+        off = 1 - P[np.arange(2000), S.argmax(1)]
+        assert off.min() >= 0.05 - 1e-12 and off.mean() > 0.1  # at least explore, more where unsure
+        assert abs((drawn != S.argmax(1)).mean() - off.mean()) < 0.03
+    finally:
+        store.close()

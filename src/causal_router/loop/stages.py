@@ -73,19 +73,20 @@ def served_model(routerset, method: str, lam: float, version: str, name: str = "
 
 
 def make_service(stream: Stream, holder, store, explore: float, seed: int, floor: float | None = None,
-                 challenger_share: float | None = None):
+                 **overrides):
     """The service's routing object (``serving.app.Router``) over the stream's cached features.
 
     ``floor`` defaults to ``explore / (2 (K - 1))``: half the exploration is spread evenly, so that
     the total exploration is ``explore`` rather than the service default's ``(K - 1) * 0.01``.
-    ``challenger_share`` defaults to the service's (``ServeSettings``).
+    ``overrides``: other serve settings (``challenger_share``, ``strategy``, ``posterior_scale``;
+    None values ignored), else the service's defaults (``ServeSettings``).
     """
     from ..serving.app import Router
     from ..serving.settings import ServeSettings
 
     K = len(stream.models)
     floor = explore / (2 * max(K - 1, 1)) if floor is None else floor
-    extra = {} if challenger_share is None else {"challenger_share": float(challenger_share)}
+    extra = {k: v for k, v in overrides.items() if v is not None}
     settings = ServeSettings(explore=float(explore), floor=float(floor), seed=seed, **extra)
     return Router(settings, holder, store, LookupEncoder(stream.ff.prompts, stream.X),
                   np.random.default_rng(seed))

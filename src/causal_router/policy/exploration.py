@@ -22,6 +22,15 @@ For one prompt with router scores ``s`` (K,) and exploration rate ``e > 0``:
   probability about ``e / (K - 1)``, too rarely to give the gate evidence
   (``benchmarks/results/loop_canary.csv``).
 
+``strategy="thompson"`` replaces the fixed rate by the router's own uncertainty (Thompson
+sampling, :mod:`causal_router.policy.posterior`): with ``T`` the probability that each model is
+the best under the router's posterior (its direct-method utilities, each model's spread shrinking
+with its logged rows, scaled by ``posterior_scale``), the router's choice keeps ``max T`` and the
+others share the rest in proportion to ``T``. So a prompt where a rarely logged model may be the best
+is explored much more than one where the choice is clear, and exploration fades as the logs fill.
+``explore`` is then the least share sent off the router's choice; ``floor`` and the challenger's
+share apply as above. Routers without a posterior are explored as ``"spread"``.
+
 ``explore = 0`` is the deterministic router (propensity 1), e.g. for shadow runs.
 """
 
@@ -30,6 +39,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .posterior import prob_best
+
+#: Exploration strategies (see the module docstring).
+STRATEGIES = ("spread", "thompson")
 
 
 @dataclass(frozen=True)
@@ -47,12 +61,19 @@ class ExplorationPolicy:
         concentrates it on the router's runners-up.
     challenger_share : float in [0, 1]
         Share of the spread that goes to a challenger's choice where it differs from the router's.
+    strategy : {"spread", "thompson"}
+        How much to explore per prompt and where (see the module docstring).
+    posterior_scale : float > 0
+        ``"thompson"``: multiplies the posterior's spread (below 1 explores less than plain
+        Thompson sampling; ``benchmarks/results/exploration_sim.md``).
     """
 
     explore: float = 0.1
     floor: float = 0.01
     temperature: float = 1.0
     challenger_share: float = 0.0
+    strategy: str = "spread"
+    posterior_scale: float = 0.3
 
     def __post_init__(self):
         check_explore(self.explore)
@@ -62,8 +83,13 @@ class ExplorationPolicy:
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
         if not (np.isfinite(self.challenger_share) and 0.0 <= self.challenger_share <= 1.0):
             raise ValueError(f"challenger_share must be a number in [0, 1], got {self.challenger_share!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if not (np.isfinite(self.posterior_scale) and self.posterior_scale > 0):
+            raise ValueError(f"posterior_scale must be a finite number > 0, got {self.posterior_scale!r}")
 
-    def probabilities(self, scores, explore: float | None = None, counts=None, challenger=None) -> np.ndarray:
+    def probabilities(self, scores, explore: float | None = None, counts=None, challenger=None,
+                      posterior=None) -> np.ndarray:
         """Routing probabilities.
 
         Parameters
@@ -92,17 +118,28 @@ class ExplorationPolicy:
             return P
         if K * self.floor > 1.0 + 1e-12:
             raise ValueError(f"floor {self.floor} is too high for {K} models (at most {1 / K:.4g})")
-        e = min(max(e, (K - 1) * self.floor), 1.0 - self.floor)
-        spread = s.std(1, keepdims=True)
-        z = (s - s.max(1, keepdims=True)) / np.where(spread > 0, spread, 1.0) / self.temperature
-        w = np.exp(z)
-        if counts is not None:
-            c = np.asarray(counts, dtype=float)
-            if c.shape != (K,):
-                raise ValueError(f"counts must have shape ({K},), got {c.shape}")
-            w = w * np.sqrt((c.mean() + 1.0) / (np.maximum(c, 0.0) + 1.0))
+        if self.strategy == "thompson" and posterior is not None:
+            mean, sd = posterior
+            if np.shape(mean) != (n, K):
+                raise ValueError(f"posterior mean must have shape ({n}, {K}), got {np.shape(mean)}")
+            T = prob_best(mean, self.posterior_scale * np.asarray(sd, dtype=float))
+            w = T.copy()
+            # the router's choice keeps what the likeliest best model gets: the rest is explored
+            e = np.maximum(e, 1.0 - T.max(1, keepdims=True))
+        else:
+            spread = s.std(1, keepdims=True)
+            z = (s - s.max(1, keepdims=True)) / np.where(spread > 0, spread, 1.0) / self.temperature
+            w = np.exp(z)
+            if counts is not None:
+                c = np.asarray(counts, dtype=float)
+                if c.shape != (K,):
+                    raise ValueError(f"counts must have shape ({K},), got {c.shape}")
+                w = w * np.sqrt((c.mean() + 1.0) / (np.maximum(c, 0.0) + 1.0))
+        e = np.clip(e, (K - 1) * self.floor, 1.0 - self.floor)
         w[np.arange(n), best] = 0.0
-        q = w / w.sum(1, keepdims=True)
+        total = w.sum(1, keepdims=True)
+        q = np.where(total > 0, w / np.where(total > 0, total, 1.0), 1.0 / (K - 1))
+        q[np.arange(n), best] = 0.0
         spread_mass = e - (K - 1) * self.floor
         if challenger is not None and self.challenger_share > 0:
             c = np.asarray(challenger)
@@ -112,7 +149,7 @@ class ExplorationPolicy:
             q[rows] *= 1.0 - self.challenger_share
             q[rows, c[rows]] += self.challenger_share
         P = self.floor + spread_mass * q
-        P[np.arange(n), best] = 1.0 - e
+        P[np.arange(n), best] = 1.0 - np.broadcast_to(e, (n, 1))[:, 0]
         return P
 
     @staticmethod

@@ -18,6 +18,7 @@ from ..causal.selection import DEFAULT_PESSIMISM, select_policy
 from .data import RoutingData
 from .losses import rm_softmax_loss
 from .network import MLP, net_scores, seeded, train_network
+from .posterior import arm_posterior
 
 ROUTERS: dict[str, type] = {}
 
@@ -56,6 +57,11 @@ class Router(BaseEstimator):
 
     def scores(self, X, lam: float, input_tokens=None) -> np.ndarray:
         raise NotImplementedError
+
+    def posterior(self, X, lam: float, input_tokens=None):
+        """(mean (n, K), sd (K,)) of each model's utility, for Thompson-style exploration
+        (:mod:`causal_router.policy.posterior`); None when the router holds no outcome model."""
+        return None
 
     def _fitted_on(self, data: RoutingData) -> None:
         """Record what fit saw: the number of arms (from the data) and of features."""
@@ -150,10 +156,15 @@ class NaiveRouter(Router):
         self._fitted_on(data)
         self.quality_model_ = data.crossfitter.quality_model_
         self.cost_model_ = data.crossfitter.cost_model_
+        self.arm_posterior_ = arm_posterior(data)
         return self
 
     def scores(self, X, lam, input_tokens=None):
         return self.quality_model_.predict(X, input_tokens) - lam * self.cost_model_.predict(X, input_tokens)
+
+    def posterior(self, X, lam, input_tokens=None):
+        ap = getattr(self, "arm_posterior_", None)  # None in routers pickled before it existed
+        return None if ap is None else (self.scores(self._check_X(X), lam, input_tokens), ap.sd())
 
 
 @register("dr-regress")
@@ -302,6 +313,7 @@ class _EndpointRouter(Router):
         cf = data.crossfitter
         self.nuisance_ = None if cf is None else {
             "quality": cf.quality_model_, "cost": cf.cost_model_, "propensity": cf.propensity_model_}
+        self.arm_posterior_ = arm_posterior(data)
         best = BestSingleRouter().fit(data, lambdas)
         self.regress_ = DRRegressRouter().fit(data, lambdas) if cf is not None else None
         self.nets_, self.starts_, self.fallback_, self.val_values_, self.selection_ = [], [], [], [], []
@@ -377,6 +389,13 @@ class _EndpointRouter(Router):
     def scores(self, X, lam, input_tokens=None):
         return self._head_scores(self._grid_index(lam), X, input_tokens)
 
+    def posterior(self, X, lam, input_tokens=None):
+        """The direct method's utilities (the heads' start and fallback) and the arms' spread."""
+        ap = getattr(self, "arm_posterior_", None)
+        if ap is None or self.nuisance_ is None:
+            return None
+        return self._offset(("dm", 1.0), float(lam), self._check_X(X), input_tokens), ap.sd()
+
 
 @register("rm-softmax")
 class RMSoftmaxRouter(_EndpointRouter):
@@ -435,6 +454,7 @@ class RMIntervalRouter(_EndpointRouter):
             self.n_arms_, self.lambdas_, self.nuisance_ = endpoints.n_arms_, endpoints.lambdas_.copy(), \
                 endpoints.nuisance_
             self.n_features_in_ = endpoints.n_features_in_
+            self.arm_posterior_ = getattr(endpoints, "arm_posterior_", None)
             self.nets_ = [_clone_net(n) for n in endpoints.nets_]
             self.starts_ = list(endpoints.starts_)
             self.fallback_ = list(endpoints.fallback_)

@@ -162,7 +162,7 @@ class Router:
         self.rng = rng
         self.prices = prices or {}
         self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
-                                        settings.challenger_share)
+                                        settings.challenger_share, settings.strategy, settings.posterior_scale)
         self.counts = store.counts_by_model()
 
     def lam_error(self, model: ServedModel, lam: float) -> str | None:
@@ -195,7 +195,8 @@ class Router:
                 continue
             tok = self.tokens(model, it.prompts)
             guide = model.challenger_choice(Xi, it.lam, tok) if it.explore > 0 else None
-            P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts, guide)
+            post = model.posterior(Xi, it.lam, tok) if it.explore > 0 and self.policy.strategy == "thompson" else None
+            P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts, guide, post)
             idx, prop = self.policy.draw(P, self.rng)
             out = []
             for j, (k, p) in enumerate(zip(idx, prop)):

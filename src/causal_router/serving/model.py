@@ -66,6 +66,11 @@ class ServedModel:
         """Router scores, shape (n, K), for features X (n, d)."""
         return np.asarray(self.router.scores(X, lam, input_tokens), dtype=float)
 
+    def posterior(self, X: np.ndarray, lam: float, input_tokens=None):
+        """The router's (mean (n, K), sd (K,)) utility posterior, or None (Thompson exploration)."""
+        fn = getattr(self.router, "posterior", None)
+        return None if fn is None else fn(X, lam, input_tokens)
+
     def challenger_choice(self, X: np.ndarray, lam: float, input_tokens=None) -> np.ndarray | None:
         """The challenger's choices (n,) (indices into ``models``), or None without a challenger."""
         if self.challenger is None:

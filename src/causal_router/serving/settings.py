@@ -34,6 +34,11 @@ class ServeSettings:
     challenger_share : float
         Share of that spread given to the registered challenger's choice where it differs from the
         champion's (0: the challenger is not loaded), so that the gate has rows to judge it on.
+    strategy : str
+        ``thompson`` (explore where the router's posterior is unsure, at least ``explore``) or
+        ``spread`` (exactly ``explore``); see :mod:`causal_router.policy.exploration`.
+    posterior_scale : float
+        ``thompson``: scale of the posterior's spread (smaller explores less).
     seed : int or None
         Seed of the draws (None: fresh entropy).
     poll_seconds : float
@@ -60,6 +65,8 @@ class ServeSettings:
     floor: float = 0.01
     temperature: float = 1.0
     challenger_share: float = 1.0
+    strategy: str = "thompson"
+    posterior_scale: float = 0.3
     seed: int | None = None
     poll_seconds: float = 10.0
     batch_window_ms: float = 5.0
