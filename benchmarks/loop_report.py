@@ -152,11 +152,14 @@ def main() -> None:
                     "their last round reached (column *last round*), so the comparisons below are not like for like."]
     out += ["", "Every arm starts from the same round 0 (the cost-biased β=3 incumbent routes the first batch). "
             "`causal`: RM-Softmax on DR utilities (logged propensities), served through the service's exploration "
-            "policy and decision log, ingested, retrained, promoted only by the gate (the paired DR difference, "
+            "policy (Thompson-style, `serve.strategy: thompson`: at least the arm's explore rate, more where the "
+            "router's posterior is unsure; `benchmarks/results/exploration_sim.md`) and decision log, ingested, "
+            "retrained, promoted only by the gate (the paired DR difference, "
             "challenger minus champion, with its 95% lower bound above 0 on the holdout: round 0's last 20% and "
             "the newest 20% of every later round's decisions, accumulating). `greedy`: the naive "
-            "router, no exploration, always deployed. `explore-naive`: the naive router with the same exploration, "
-            "always deployed. `vw`: Vowpal Wabbit `--cb_explore_adf` epsilon-greedy, online. `incumbent`: the "
+            "router, no exploration, always deployed. `explore-naive`: the naive router with the same exploration "
+            "(Thompson, at the same rate), always deployed. `vw`: Vowpal Wabbit `--cb_explore_adf` epsilon-greedy, "
+            "online. `incumbent`: the "
             "logging policy (its expected utility). `skyline`: RM-Softmax with full feedback on every streamed "
             "prompt. Test utility is the deployed router's choice (explore 0) on the held-out 20% test prompts.",
             "", f"CPU: {meta.get('cpu_model', 'n/a')}; wall time {meta.get('wall_seconds', float('nan')):.0f} s "
@@ -207,9 +210,10 @@ def gate_strictness() -> list[str]:
              "non-inferiority); alpha 0.05 is the project's default, alpha 1 the point estimate alone. "
              "*Challenger share* is `serve.challenger_share`: the share of the exploration spread sent to the "
              "rejected challenger's choice where it differs from the champion's (1, the default since the "
-             "canary; 0, spread evenly over the other models as before it, and as in the study above, whose "
-             "`causal` rows predate the canary). Cumulative realised utility sums every round's deployed "
-             "utility (exploration paid for), mean over seeds.", "",
+             "canary; 0, spread evenly over the other models as before it). These sweeps predate the Thompson "
+             "exploration: they explored exactly the rate given (`serve.strategy: spread`), so they compare "
+             "gate settings with one another, not with the study above. Cumulative realised utility sums every "
+             "round's deployed utility (exploration paid for), mean over seeds.", "",
              "| dataset | challenger share | alpha | margin | final-round test utility (SE over seeds) "
              "| cumulative realised utility | share of rounds 1.. promoted | seeds |",
              "|---|---|---|---|---|---|---|---|"]
