@@ -1,0 +1,118 @@
+"""Why the gate rarely promotes in the loop: its DR estimates against the truth (issue 12).
+
+Runs the loop's ``causal`` arm (``loop.arms.run_arm``, unchanged) and, at every gate decision,
+also scores the challenger and the champion on the gate's holdout prompts with the table's full
+feedback: the true values the DR estimates stand for. Records per dataset, seed and round: holdout
+rows, rows where the two routers disagree, the DR value of each and of the paired difference with
+its lower bound (the gate's own figures), the true values on the same prompts, and the decision.
+
+Run from the repository root (embeddings from the cache, fp32)::
+
+    python benchmarks/gate_diagnosis.py --datasets routerbench_subset --seeds 0,1,2 --explore 0.05
+
+Results: ``benchmarks/results/gate_diagnosis.csv`` and ``gate_diagnosis.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loop_study import SETTINGS  # noqa: E402
+
+import causal_router.loop.arms as arms  # noqa: E402
+from causal_router.config import load_prices  # noqa: E402
+from causal_router.data import schema as S  # noqa: E402
+from causal_router.data.loaders import load_full_feedback  # noqa: E402
+from causal_router.features.embed import embed_texts  # noqa: E402
+from causal_router.features.encoder import TransformerEncoder  # noqa: E402
+from causal_router.loop.stages import gate  # noqa: E402
+from causal_router.loop.stream import make_stream  # noqa: E402
+from causal_router.registry.promote import load_policy  # noqa: E402
+
+
+def traced_gate(records: list, ff, context: dict, challenger, champion, holdout, X, lam, method, nuisances,
+                prices=None, **kw):
+    """The loop's gate, plus the truth on the holdout's prompts (appended to ``records``)."""
+    decision = gate(challenger, champion, holdout, X, lam, method, nuisances, prices, **kw)
+    if champion is None:
+        return decision
+    row = {p: i for i, p in enumerate(map(str, ff.prompts))}
+    idx = np.array([row[p] for p in holdout[S.PROMPT].astype(str)])
+    U = ff.scores[idx] - lam * ff.costs[idx]
+    ch, cp = load_policy(challenger, method), load_policy(champion, method)
+    a = ch.probabilities(X, lam, ch.models, None).argmax(1)
+    b = cp.probabilities(X, lam, ch.models, None).argmax(1)
+    rows = np.arange(len(idx))
+    records.append({**context, "holdout_rows": len(idx), "disagree": int((a != b).sum()),
+                    "dr_challenger": decision.challenger, "dr_champion": decision.champion,
+                    "dr_difference": decision.challenger - decision.champion,
+                    "true_challenger": float(U[rows, a].mean()), "true_champion": float(U[rows, b].mean()),
+                    "true_difference": float(U[rows, a].mean() - U[rows, b].mean()),
+                    "promoted": decision.promoted, "reason": decision.reason})
+    context["round"] += 1
+    return decision
+
+
+def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
+    lines = ["# The gate's evidence against the truth (issue 12)", "",
+             f"Command: `{command}`. Every gate decision of the loop's `causal` arm; *true* values score the "
+             "same two routers on the same holdout prompts with the table's full feedback. The gate promotes "
+             "iff the lower bound of the DR difference is above 0.", ""]
+    for name, d in df.groupby("dataset", sort=False):
+        err = d.dr_difference - d.true_difference
+        better = d.true_difference > 0
+        lines += [f"## {name}", "",
+                  f"- decisions: {len(d)}; challenger truly better on its holdout: {int(better.sum())}; promoted: "
+                  f"{int(d.promoted.sum())} ({int((d.promoted & better).sum())} of them truly better)",
+                  f"- DR difference minus true difference: mean {err.mean():+.4f}, mean absolute {err.abs().mean():.4f}"
+                  f"; DR champion minus true: mean {(d.dr_champion - d.true_champion).mean():+.4f}", "",
+                  "| seed | round | holdout rows | disagree | DR challenger | DR champion | DR difference "
+                  "| true challenger | true champion | true difference | promoted |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [f"| {r.seed} | {r.round} | {r.holdout_rows} | {r.disagree} | {r.dr_challenger:.3f} "
+                  f"| {r.dr_champion:.3f} | {r.dr_difference:+.3f} | {r.true_challenger:.3f} | {r.true_champion:.3f} "
+                  f"| {r.true_difference:+.3f} | {r.promoted} |" for r in d.itertuples()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", default="routerbench_subset")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--explore", type=float, default=0.05)
+    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = ap.parse_args()
+    records: list = []
+    encoder = TransformerEncoder(precision="fp32")
+    for name in args.datasets.split(","):
+        lam, rounds, batch = SETTINGS[name]
+        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
+        X = embed_texts(list(ff.prompts), encoder=encoder)
+        prices = load_prices(Path("configs/prices") / f"{name}.yaml")
+        for seed in (int(s) for s in args.seeds.split(",")):
+            context = {"dataset": name, "seed": seed, "round": 1}
+            arms.gate = functools.partial(traced_gate, records, ff, context)
+            stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
+            arms.run_arm(stream, "causal", args.explore, prices=prices)
+            print(name, seed, flush=True)
+    arms.gate = gate
+    df = pd.DataFrame(records)
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "gate_diagnosis.csv", index=False)
+    command = (f"python benchmarks/gate_diagnosis.py --datasets {args.datasets} --seeds {args.seeds} "
+               f"--explore {args.explore:g}")
+    write_markdown(df, args.out / "gate_diagnosis.md", command)
+    print((args.out / "gate_diagnosis.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
