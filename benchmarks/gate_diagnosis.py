@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,11 @@ def traced_gate(records: list, ff, context: dict, challenger, champion, holdout,
     idx = np.array([row[p] for p in holdout[S.PROMPT].astype(str)])
     U = ff.scores[idx] - lam * ff.costs[idx]
     ch, cp = load_policy(challenger, method), load_policy(champion, method)
-    a = ch.probabilities(X, lam, ch.models, None).argmax(1)
-    b = cp.probabilities(X, lam, ch.models, None).argmax(1)
+    tokens = None  # the gate scores the routers with the logged prompt lengths: so does the truth
+    if S.INPUT_TOKENS in holdout and holdout[S.INPUT_TOKENS].notna().all():
+        tokens = holdout[S.INPUT_TOKENS].to_numpy(float)
+    a = ch.probabilities(X, lam, ch.models, tokens).argmax(1)
+    b = cp.probabilities(X, lam, ch.models, tokens).argmax(1)
     rows = np.arange(len(idx))
     records.append({**context, "holdout_rows": len(idx), "disagree": int((a != b).sum()),
                     "dr_challenger": decision.challenger, "dr_champion": decision.champion,
@@ -88,6 +92,8 @@ def main() -> None:
     ap.add_argument("--datasets", default="routerbench_subset")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--explore", type=float, default=0.05)
+    ap.add_argument("--clip", type=float, default=None, help="propensity clip of the DR weights (default: the loop's)")
+    ap.add_argument("--tag", default="", help="non-empty: gate_diagnosis_TAG.*")
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
@@ -102,16 +108,21 @@ def main() -> None:
             context = {"dataset": name, "seed": seed, "round": 1}
             arms.gate = functools.partial(traced_gate, records, ff, context)
             stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
-            arms.run_arm(stream, "causal", args.explore, prices=prices)
+            nuisances = arms.loop_nuisances(seed)
+            if args.clip is not None:
+                nuisances = replace(nuisances, clip=args.clip)
+            arms.run_arm(stream, "causal", args.explore, nuisances=nuisances, prices=prices)
             print(name, seed, flush=True)
     arms.gate = gate
     df = pd.DataFrame(records)
     args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "gate_diagnosis.csv", index=False)
+    stem = "gate_diagnosis" + (f"_{args.tag}" if args.tag else "")
+    df.to_csv(args.out / f"{stem}.csv", index=False)
     command = (f"python benchmarks/gate_diagnosis.py --datasets {args.datasets} --seeds {args.seeds} "
-               f"--explore {args.explore:g}")
-    write_markdown(df, args.out / "gate_diagnosis.md", command)
-    print((args.out / "gate_diagnosis.md").read_text())
+               f"--explore {args.explore:g}" + (f" --clip {args.clip:g}" if args.clip is not None else "")
+               + (f" --tag {args.tag}" if args.tag else ""))
+    write_markdown(df, args.out / f"{stem}.md", command)
+    print((args.out / f"{stem}.md").read_text())
 
 
 if __name__ == "__main__":
