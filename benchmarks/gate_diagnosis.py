@@ -93,10 +93,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--explore", type=float, default=0.05)
     ap.add_argument("--clip", type=float, default=None, help="propensity clip of the DR weights (default: the loop's)")
+    ap.add_argument("--holdout-max-rows", default="2000",
+                    help="the gate holdout's cap (ingest.holdout_max_rows; 'none': each round's newest slice alone)")
     ap.add_argument("--tag", default="", help="non-empty: gate_diagnosis_TAG.*")
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
+    cap = None if args.holdout_max_rows.lower() in ("none", "null") else int(args.holdout_max_rows)
+    arms.INGEST["holdout_max_rows"] = cap
     records: list = []
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
@@ -120,6 +124,7 @@ def main() -> None:
     df.to_csv(args.out / f"{stem}.csv", index=False)
     command = (f"python benchmarks/gate_diagnosis.py --datasets {args.datasets} --seeds {args.seeds} "
                f"--explore {args.explore:g}" + (f" --clip {args.clip:g}" if args.clip is not None else "")
+               + (f" --holdout-max-rows {args.holdout_max_rows}" if cap != 2000 else "")
                + (f" --tag {args.tag}" if args.tag else ""))
     write_markdown(df, args.out / f"{stem}.md", command)
     print((args.out / f"{stem}.md").read_text())
