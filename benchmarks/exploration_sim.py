@@ -63,8 +63,7 @@ class Learner:
         tok_out = None if ff.output_tokens is None else ff.output_tokens[idx, arms]
         self.cost = TokenCostModel(prices=prices).fit(X[idx], arms, ff.costs[idx, arms], input_tokens=tok_in,
                                                       output_tokens=tok_out, n_arms=K)
-        resid = q - self.quality.predict(X[idx])[np.arange(len(idx)), arms]
-        self.posterior = ArmPosterior(np.bincount(arms, minlength=K).astype(float), float(resid.std()))
+        self.posterior = ArmPosterior.from_fit(self.quality, X[idx], arms, q, K)
         self.ff, self.X = ff, X
 
     def utility(self, rows, lam):

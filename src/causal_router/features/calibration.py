@@ -240,11 +240,7 @@ def gpu_precision(base_key: str, make_measure: Callable[[], Measure], device: st
     index = torch.cuda.current_device() if index is None else index
     identity = {**machine_identity(), "gpu": torch.cuda.get_device_name(index),
                 "cuda": str(torch.version.cuda)}
-
-    def bf16_available() -> bool:
-        return bool(torch.cuda.is_bf16_supported())
-
-    return _stored(base_key, make_measure, bf16_available, identity, cache_dir, (physical_cores(),))
+    return _stored(base_key, make_measure, torch.cuda.is_bf16_supported, identity, cache_dir, (physical_cores(),))
 
 
 def _stored(base_key: str, make_measure: Callable[[], Measure], bf16_available: Callable[[], bool],

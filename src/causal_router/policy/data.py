@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,14 @@ class RoutingData:
     @property
     def n_arms(self) -> int:
         return len(self.models)
+
+    @cached_property
+    def arm_posterior(self):
+        """The outcome model's :class:`~causal_router.policy.posterior.ArmPosterior` (None without
+        logged treatments or an outcome model); computed once, shared by the routers."""
+        from .posterior import arm_posterior
+
+        return arm_posterior(self)
 
 
 def _col(df: pd.DataFrame, name: str):

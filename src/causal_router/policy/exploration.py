@@ -123,9 +123,9 @@ class ExplorationPolicy:
             if np.shape(mean) != (n, K):
                 raise ValueError(f"posterior mean must have shape ({n}, {K}), got {np.shape(mean)}")
             T = prob_best(mean, self.posterior_scale * np.asarray(sd, dtype=float))
-            w = T.copy()
             # the router's choice keeps what the likeliest best model gets: the rest is explored
             e = np.maximum(e, 1.0 - T.max(1, keepdims=True))
+            w = T
         else:
             spread = s.std(1, keepdims=True)
             z = (s - s.max(1, keepdims=True)) / np.where(spread > 0, spread, 1.0) / self.temperature
@@ -135,7 +135,7 @@ class ExplorationPolicy:
                 if c.shape != (K,):
                     raise ValueError(f"counts must have shape ({K},), got {c.shape}")
                 w = w * np.sqrt((c.mean() + 1.0) / (np.maximum(c, 0.0) + 1.0))
-        e = np.clip(e, (K - 1) * self.floor, 1.0 - self.floor)
+        e = np.clip(np.broadcast_to(e, (n, 1)), (K - 1) * self.floor, 1.0 - self.floor)
         w[np.arange(n), best] = 0.0
         total = w.sum(1, keepdims=True)
         q = np.where(total > 0, w / np.where(total > 0, total, 1.0), 1.0 / (K - 1))
@@ -149,7 +149,7 @@ class ExplorationPolicy:
             q[rows] *= 1.0 - self.challenger_share
             q[rows, c[rows]] += self.challenger_share
         P = self.floor + spread_mass * q
-        P[np.arange(n), best] = 1.0 - np.broadcast_to(e, (n, 1))[:, 0]
+        P[np.arange(n), best] = 1.0 - e[:, 0]
         return P
 
     @staticmethod

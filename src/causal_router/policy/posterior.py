@@ -13,6 +13,7 @@ is uncertain everywhere; that is what decides whether the loop ever learns it is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.special import log_ndtr
@@ -38,6 +39,15 @@ class ArmPosterior:
         """Posterior standard deviation of each model's utility, shape (K,)."""
         return float(self.residual_sd) / np.sqrt(np.asarray(self.counts, dtype=float) + 1.0)
 
+    @classmethod
+    def from_fit(cls, quality_model, X, treatment, quality, n_arms: int, input_tokens=None) -> ArmPosterior:
+        """From a fitted quality model (``predict(X, input_tokens) -> (n, K)``) and its training
+        rows: X (n, d), treatment (n,) int, quality (n,)."""
+        t = np.asarray(treatment, dtype=int)
+        pred = quality_model.predict(np.asarray(X), input_tokens)[np.arange(len(t)), t]
+        resid = np.asarray(quality, dtype=float) - pred
+        return cls(np.bincount(t, minlength=n_arms).astype(float), float(resid.std()) if len(resid) > 1 else 1.0)
+
 
 def arm_posterior(data) -> ArmPosterior | None:
     """The :class:`ArmPosterior` of ``data`` (a :class:`~causal_router.policy.data.RoutingData`),
@@ -45,11 +55,14 @@ def arm_posterior(data) -> ArmPosterior | None:
     cf = data.crossfitter
     if data.treatment is None or cf is None or getattr(cf, "quality_model_", None) is None:
         return None
-    t = np.asarray(data.treatment, dtype=int)
-    pred = cf.quality_model_.predict(np.asarray(data.X), data.input_tokens)[np.arange(len(t)), t]
-    resid = np.asarray(data.quality, dtype=float) - pred
-    return ArmPosterior(np.bincount(t, minlength=data.n_arms).astype(float),
-                        float(resid.std()) if len(resid) > 1 else 1.0)
+    return ArmPosterior.from_fit(cf.quality_model_, data.X, data.treatment, data.quality, data.n_arms,
+                                 data.input_tokens)
+
+
+@lru_cache(maxsize=1)
+def _hermgauss() -> tuple[np.ndarray, np.ndarray]:
+    # computing the nodes costs more than the quadrature itself for a one-prompt request
+    return np.polynomial.hermite.hermgauss(_NODES)
 
 
 def prob_best(mean, sd) -> np.ndarray:
@@ -74,7 +87,7 @@ def prob_best(mean, sd) -> np.ndarray:
     s = np.broadcast_to(np.asarray(sd, dtype=float), (n, K))
     if not np.all(np.isfinite(s)) or np.any(s <= 0):
         raise ValueError("posterior standard deviations must be finite and > 0")
-    x, w = np.polynomial.hermite.hermgauss(_NODES)
+    x, w = _hermgauss()
     out = np.empty((n, K))
     for t in range(K):
         u = mu[:, t, None] + np.sqrt(2.0) * s[:, t, None] * x[None]          # (n, nodes)

@@ -18,7 +18,6 @@ from ..causal.selection import DEFAULT_PESSIMISM, select_policy
 from .data import RoutingData
 from .losses import rm_softmax_loss
 from .network import MLP, net_scores, seeded, train_network
-from .posterior import arm_posterior
 
 ROUTERS: dict[str, type] = {}
 
@@ -156,7 +155,7 @@ class NaiveRouter(Router):
         self._fitted_on(data)
         self.quality_model_ = data.crossfitter.quality_model_
         self.cost_model_ = data.crossfitter.cost_model_
-        self.arm_posterior_ = arm_posterior(data)
+        self.arm_posterior_ = data.arm_posterior
         return self
 
     def scores(self, X, lam, input_tokens=None):
@@ -313,7 +312,7 @@ class _EndpointRouter(Router):
         cf = data.crossfitter
         self.nuisance_ = None if cf is None else {
             "quality": cf.quality_model_, "cost": cf.cost_model_, "propensity": cf.propensity_model_}
-        self.arm_posterior_ = arm_posterior(data)
+        self.arm_posterior_ = data.arm_posterior
         best = BestSingleRouter().fit(data, lambdas)
         self.regress_ = DRRegressRouter().fit(data, lambdas) if cf is not None else None
         self.nets_, self.starts_, self.fallback_, self.val_values_, self.selection_ = [], [], [], [], []
