@@ -10,7 +10,8 @@ Run from the repository root (embeddings from the cache, fp32)::
 
     python benchmarks/gate_diagnosis.py --datasets routerbench_subset --seeds 0,1,2 --explore 0.05
 
-Results: ``benchmarks/results/gate_diagnosis.csv`` and ``gate_diagnosis.md``.
+Results: ``benchmarks/results/gate_diagnosis.csv`` (one row per decision), ``gate_diagnosis_final.csv``
+(the arm's final-round test utility and mean realised utility per seed) and ``gate_diagnosis.md``.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.loop.stages import gate  # noqa: E402
 from causal_router.loop.stream import make_stream  # noqa: E402
-from causal_router.registry.promote import load_policy  # noqa: E402
+from causal_router.policy.data import holdout_evidence  # noqa: E402
+from causal_router.registry.promote import DEFAULT_OVERLAP, load_policy  # noqa: E402
 
 
 def traced_gate(records: list, ff, context: dict, challenger, champion, holdout, X, lam, method, nuisances,
                 prices=None, **kw):
     """The loop's gate, plus the truth on the holdout's prompts (appended to ``records``)."""
-    decision = gate(challenger, champion, holdout, X, lam, method, nuisances, prices, **kw)
+    decision = gate(challenger, champion, holdout, X, lam, method, nuisances, prices, overlap=context["overlap"],
+                    margin=context["margin"], **kw)
     if champion is None:
         return decision
     row = {p: i for i, p in enumerate(map(str, ff.prompts))}
@@ -54,7 +57,13 @@ def traced_gate(records: list, ff, context: dict, challenger, champion, holdout,
     a = ch.probabilities(X, lam, ch.models, tokens).argmax(1)
     b = cp.probabilities(X, lam, ch.models, tokens).argmax(1)
     rows = np.arange(len(idx))
+    ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
+    support = ev.supported(a, context["overlap"]) & ev.supported(b, context["overlap"])
+    gap = U[rows, a] - U[rows, b]
     records.append({**context, "holdout_rows": len(idx), "disagree": int((a != b).sum()),
+                    "disagree_supported": int(((a != b) & support).sum()),
+                    "gate_difference": decision.difference, "gate_low": decision.difference_low,
+                    "true_gate_difference": float(np.where(support, gap, 0.0).mean()),
                     "dr_challenger": decision.challenger, "dr_champion": decision.champion,
                     "dr_difference": decision.challenger - decision.champion,
                     "true_challenger": float(U[rows, a].mean()), "true_champion": float(U[rows, b].mean()),
@@ -64,25 +73,37 @@ def traced_gate(records: list, ff, context: dict, challenger, champion, holdout,
     return decision
 
 
-def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
+def write_markdown(df: pd.DataFrame, finals: pd.DataFrame, path: Path, command: str) -> None:
+    overlap = float(df.overlap.iloc[0])
     lines = ["# The gate's evidence against the truth (issue 12)", "",
              f"Command: `{command}`. Every gate decision of the loop's `causal` arm; *true* values score the "
              "same two routers on the same holdout prompts with the table's full feedback. The gate promotes "
-             "iff the lower bound of the DR difference is above 0.", ""]
+             f"iff the lower bound of its difference is above -{float(df.margin.iloc[0]):g}. *DR difference*: "
+             "over every holdout row; "
+             f"*gate difference*: rows where either router's choice was logged with probability < {overlap:g} "
+             "count as 0 (overlap 0: the two are the same); *true gate difference*: the truth of the latter.", ""]
     for name, d in df.groupby("dataset", sort=False):
         err = d.dr_difference - d.true_difference
+        gerr = d.gate_difference - d.true_gate_difference
         better = d.true_difference > 0
+        f = finals[finals.dataset == name]
         lines += [f"## {name}", "",
+                  f"- the `causal` arm's final-round test utility, mean over seeds: {f.final_test_utility.mean():.4f} "
+                  f"({', '.join(f'{v:.3f}' for v in f.final_test_utility)}); mean realised utility "
+                  f"{f.mean_deployed_utility.mean():.4f}",
                   f"- decisions: {len(d)}; challenger truly better on its holdout: {int(better.sum())}; promoted: "
-                  f"{int(d.promoted.sum())} ({int((d.promoted & better).sum())} of them truly better)",
+                  f"{int(d.promoted.sum())} ({int((d.promoted & better).sum())} of them truly better); true gain "
+                  f"of the promotions: {d.true_difference[d.promoted].sum():+.3f} in all",
                   f"- DR difference minus true difference: mean {err.mean():+.4f}, mean absolute {err.abs().mean():.4f}"
-                  f"; DR champion minus true: mean {(d.dr_champion - d.true_champion).mean():+.4f}", "",
-                  "| seed | round | holdout rows | disagree | DR challenger | DR champion | DR difference "
-                  "| true challenger | true champion | true difference | promoted |",
+                  f"; DR champion minus true: mean {(d.dr_champion - d.true_champion).mean():+.4f}",
+                  f"- gate difference minus its truth: mean {gerr.mean():+.4f}, mean absolute {gerr.abs().mean():.4f}",
+                  "",
+                  "| seed | round | holdout rows | disagree | of them with overlap | DR difference | gate difference "
+                  "| its lower bound | true difference | true gate difference | promoted |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        lines += [f"| {r.seed} | {r.round} | {r.holdout_rows} | {r.disagree} | {r.dr_challenger:.3f} "
-                  f"| {r.dr_champion:.3f} | {r.dr_difference:+.3f} | {r.true_challenger:.3f} | {r.true_champion:.3f} "
-                  f"| {r.true_difference:+.3f} | {r.promoted} |" for r in d.itertuples()]
+        lines += [f"| {r.seed} | {r.round} | {r.holdout_rows} | {r.disagree} | {r.disagree_supported} "
+                  f"| {r.dr_difference:+.3f} | {r.gate_difference:+.3f} | {r.gate_low:+.3f} | {r.true_difference:+.3f} "
+                  f"| {r.true_gate_difference:+.3f} | {r.promoted} |" for r in d.itertuples()]
         lines.append("")
     path.write_text("\n".join(lines))
 
@@ -93,6 +114,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--explore", type=float, default=0.05)
     ap.add_argument("--clip", type=float, default=None, help="propensity clip of the DR weights (default: the loop's)")
+    ap.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+                    help="the gate's overlap threshold (0: every holdout row counts, the gate before stop 22)")
+    ap.add_argument("--margin", type=float, default=0.0, help="the gate's non-inferiority margin")
     ap.add_argument("--holdout-max-rows", default="2000",
                     help="the gate holdout's cap (ingest.holdout_max_rows; 'none': each round's newest slice alone)")
     ap.add_argument("--tag", default="", help="non-empty: gate_diagnosis_TAG.*")
@@ -102,6 +126,7 @@ def main() -> None:
     cap = None if args.holdout_max_rows.lower() in ("none", "null") else int(args.holdout_max_rows)
     arms.INGEST["holdout_max_rows"] = cap
     records: list = []
+    finals: list = []
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
         lam, rounds, batch = SETTINGS[name]
@@ -109,24 +134,29 @@ def main() -> None:
         X = embed_texts(list(ff.prompts), encoder=encoder)
         prices = load_prices(Path("configs/prices") / f"{name}.yaml")
         for seed in (int(s) for s in args.seeds.split(",")):
-            context = {"dataset": name, "seed": seed, "round": 1}
+            context = {"dataset": name, "seed": seed, "round": 1, "overlap": args.overlap, "margin": args.margin}
             arms.gate = functools.partial(traced_gate, records, ff, context)
             stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
             nuisances = arms.loop_nuisances(seed)
             if args.clip is not None:
                 nuisances = replace(nuisances, clip=args.clip)
-            arms.run_arm(stream, "causal", args.explore, nuisances=nuisances, prices=prices)
+            out = arms.run_arm(stream, "causal", args.explore, nuisances=nuisances, prices=prices)
+            finals.append({"dataset": name, "seed": seed, "final_test_utility": out[-1]["test_utility"],
+                           "mean_deployed_utility": float(np.mean([r["deployed_utility"] for r in out]))})
             print(name, seed, flush=True)
     arms.gate = gate
     df = pd.DataFrame(records)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "gate_diagnosis" + (f"_{args.tag}" if args.tag else "")
     df.to_csv(args.out / f"{stem}.csv", index=False)
+    pd.DataFrame(finals).to_csv(args.out / f"{stem}_final.csv", index=False)
     command = (f"python benchmarks/gate_diagnosis.py --datasets {args.datasets} --seeds {args.seeds} "
                f"--explore {args.explore:g}" + (f" --clip {args.clip:g}" if args.clip is not None else "")
+               + (f" --overlap {args.overlap:g}" if args.overlap != DEFAULT_OVERLAP else "")
+               + (f" --margin {args.margin:g}" if args.margin else "")
                + (f" --holdout-max-rows {args.holdout_max_rows}" if cap != 2000 else "")
                + (f" --tag {args.tag}" if args.tag else ""))
-    write_markdown(df, args.out / f"{stem}.md", command)
+    write_markdown(df, pd.DataFrame(finals), args.out / f"{stem}.md", command)
     print((args.out / f"{stem}.md").read_text())
 
 

@@ -156,7 +156,8 @@ def main() -> None:
             "router's posterior is unsure; `benchmarks/results/exploration_sim.md`) and decision log, ingested, "
             "retrained, promoted only by the gate (the paired DR difference, "
             "challenger minus champion, with its 95% lower bound above 0 on the holdout: round 0's last 20% and "
-            "the newest 20% of every later round's decisions, accumulating). `greedy`: the naive "
+            "the newest 20% of every later round's decisions, accumulating; rows where either router's choice "
+            "was served with probability below `promote.overlap`, 0.1, count as no difference). `greedy`: the naive "
             "router, no exploration, always deployed. `explore-naive`: the naive router with the same exploration "
             "(Thompson, at the same rate), always deployed. `vw`: Vowpal Wabbit `--cb_explore_adf` epsilon-greedy, "
             "online. `incumbent`: the "
@@ -179,7 +180,7 @@ def main() -> None:
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
     if not args.tag:
-        out += gate_strictness()
+        out += gate_evidence() + gate_strictness()
     (DOCS / "loop.md").write_text("\n".join(out) + "\n")
     print(f"wrote {DOCS / 'loop.md'}")
 
@@ -221,6 +222,53 @@ def gate_strictness() -> list[str]:
               f"| {r.cum:.3f} "
               f"| {r.promoted:.2f} | {r.seeds} |" for r in t.itertuples()]
     return lines
+
+
+#: gate_diagnosis.py runs: file tag -> what the gate did differently (all explore 0.05, seeds 0-2).
+GATE_RUNS = {
+    "overlap0": "every holdout row (overlap 0: the gate before `promote.overlap`)",
+    "": "overlap 0.1 (the default)",
+    "overlap0.05": "overlap 0.05, clip 0.05",
+    "overlap0.02": "overlap 0.02, clip 0.02",
+    "margin0.01": "overlap 0.1, margin 0.01",
+    "margin0.02": "overlap 0.1, margin 0.02",
+    "clip0.001": "every row, clip 0.001 (older run)",
+    "holdout300": "every row, holdout capped at 300 rows (older run)",
+    "newest_slice": "every row, each round's newest slice alone (older run)",
+}
+
+
+def gate_evidence() -> list[str]:
+    """The section on ``gate_diagnosis*.csv`` (``gate_diagnosis.py``), if present: each gate setting's
+    decisions against the truth and the causal arm's final test utility."""
+    rows = []
+    for tag, what in GATE_RUNS.items():
+        stem = "gate_diagnosis" + (f"_{tag}" if tag else "")
+        if not (RESULTS / f"{stem}.csv").exists():
+            continue
+        d = pd.read_csv(RESULTS / f"{stem}.csv")
+        if "gate_difference" not in d:  # before the overlap: the gate's difference is the DR difference
+            d = d.assign(gate_difference=d.dr_difference, true_gate_difference=d.true_difference)
+        final = pd.read_csv(RESULTS / f"{stem}_final.csv") if (RESULTS / f"{stem}_final.csv").exists() else None
+        for name, g in d.groupby("dataset", sort=False):
+            err = g.gate_difference - g.true_gate_difference
+            better = g.true_difference > 0
+            f = None if final is None else final[final.dataset == name]
+            rows.append(f"| {name} | {what} | {len(g)} | {int(better.sum())} | {int(g.promoted.sum())} "
+                        f"({int((g.promoted & better).sum())}) | {err.mean():+.4f} | {err.abs().mean():.4f} | "
+                        + ("n/a" if f is None or f.empty else f"{f.final_test_utility.mean():.4f}") + " |")
+    if not rows:
+        return []
+    return ["", "## The gate's evidence against the truth", "",
+            "`python benchmarks/gate_diagnosis.py` reruns the `causal` arm (explore 0.05, seeds 0-2) and scores "
+            "the challenger and the champion of every gate decision on the gate's holdout prompts with the table's "
+            "full feedback. *Error* is the gate's difference minus the true difference it estimates (rows without "
+            "overlap count as 0 in both). Overlap: rows where the logging policy (the logs' `propensities`) "
+            "served either router's choice with a probability below it count as no difference; there the clipped "
+            "DR weight leaves the outcome model's shrinkage in place. Per-decision tables: "
+            "`benchmarks/results/gate_diagnosis*.md`.", "",
+            "| dataset | gate | decisions | challenger truly better | promoted (truly better) | mean error "
+            "| mean absolute error | final-round test utility |", "|---|---|---|---|---|---|---|---|", *rows]
 
 
 if __name__ == "__main__":

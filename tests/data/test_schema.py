@@ -35,3 +35,17 @@ def test_no_usable_rows_gives_none():
     assert tokens_per_char(pd.DataFrame({"prompt": ["a"]})) is None
     assert tokens_per_char(pd.DataFrame({"prompt": [""], "input_tokens": [3.0]})) is None
     assert tokens_per_char(pd.DataFrame({"prompt": ["ab", "cd"], "input_tokens": [np.nan, 1.0]})) == 0.5
+
+
+def test_propensity_vectors_round_trip_in_any_model_order():
+    from causal_router.data import schema as S
+
+    models = ["a", "b", "c"]
+    logs = pd.DataFrame({S.PROPENSITIES: [S.propensities_json(models, [0.7, 0.3, 0.0]), None,
+                                          '{"c": 0.5, "a": 0.25, "z": 0.25}']})
+    m = S.propensity_matrix(logs, ["c", "b", "a"])
+    np.testing.assert_array_equal(m[0], [0.0, 0.3, 0.7])  # a model left out had probability 0
+    assert np.isnan(m[1]).all()  # a row without a vector: unknown, not zero
+    np.testing.assert_array_equal(m[2], [0.5, 0.0, 0.25])  # a model outside the list is ignored
+    assert S.propensity_matrix(logs.iloc[[1]], models) is None
+    assert S.propensity_matrix(pd.DataFrame({"x": [1]}), models) is None

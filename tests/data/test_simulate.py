@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from causal_router.data.schema import propensity_matrix
 from causal_router.data.matrices import FullFeedback
 from causal_router.data.simulate import (
     POLICIES,
@@ -199,5 +200,11 @@ def test_no_optional_columns():
     X = rng.standard_normal((n, 4))
     for policy in POLICIES:
         sim = simulate(ff, X, policy, seed=0)
-        assert list(sim.train.columns) == ["prompt_id", "prompt", "model", "score", "cost", "propensity"]
+        assert list(sim.train.columns) == ["prompt_id", "prompt", "model", "score", "cost", "propensity",
+                                           "propensities"]
         assert len(sim.test) == 3 * sim.info["n_test"]
+        # the whole logging distribution of each row, whose entry for the drawn model is its propensity
+        P = propensity_matrix(sim.train, ["a", "b", "c"])
+        np.testing.assert_allclose(P.sum(1), 1.0)
+        drawn = sim.train["model"].map({"a": 0, "b": 1, "c": 2}).to_numpy()
+        np.testing.assert_array_equal(P[np.arange(len(P)), drawn], sim.train["propensity"])

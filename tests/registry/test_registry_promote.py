@@ -176,3 +176,64 @@ def test_a_non_inferiority_margin_promotes_an_equal_router_and_still_rejects_a_w
     assert not promoted and "non-inferiority margin" in reason
     with pytest.raises(ValueError, match="margin"):
         gate_rule(base, base, margin=-0.01)
+
+
+def test_overlap_trimming_removes_the_bias_that_clipping_leaves_on_thinly_logged_choices():
+    """The loop's failure (benchmarks/results/gate_diagnosis.md) in miniature. Model 2 is truly better
+    on half the prompts; on half of all prompts the logging policy served it with probability 0.002, and
+    the outcome model has shrunk it onto the others. Clipped at 0.1, the DR weights there are 10 where
+    500 were due: the paired difference comes out at about half the truth. Counting rows without
+    overlap as no difference leaves an unbiased estimate of the gain where the logs can show it."""
+    from causal_router.causal.crossfit import Nuisances
+    from causal_router.causal.ope import HoldoutEvidence
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    rows = np.arange(n)
+    good = rng.random(n) < 0.5
+    e2 = np.where(rng.random(n) < 0.5, 0.002, 0.2)
+    P = np.column_stack([(1 - e2) / 2, (1 - e2) / 2, e2])
+    t = (rng.random(n)[:, None] > P.cumsum(1)).sum(1)
+    mean = np.column_stack([np.full(n, 0.5), np.full(n, 0.5), np.where(good, 0.8, 0.5)])
+    y = rng.binomial(1, mean[rows, t]).astype(float)
+    mu = np.full((n, 3), 0.5)  # the shrunk outcome model
+    ev = HoldoutEvidence(np.zeros((n, 1)), t, y, np.zeros(n), None,
+                         Nuisances(P, P[rows, t], mu, np.zeros((n, 3))), "logged", 0.1, logging=P)
+    challenger, champion = np.where(good, 2, 0), np.zeros(n, dtype=int)
+    k_ch, k_cp = ev.contributions(challenger, 0.0), ev.contributions(champion, 0.0)
+    gap = mean[rows, challenger] - mean[rows, champion]
+    assert (k_ch - k_cp).mean() < gap.mean() - 0.05  # every row counted: biased by the clip
+    support = ev.supported(challenger, 0.1) & ev.supported(champion, 0.1)
+    np.testing.assert_array_equal(support, (e2 == 0.2) | ~good)  # model 0 always had support
+    promoted, diff, reason = gate_rule(np.where(support, k_ch, k_cp), k_cp, without_overlap=int((~support).sum()))
+    assert abs(diff.value - np.where(support, gap, 0.0).mean()) < 3 * diff.se and promoted
+    assert "too small a probability" in reason
+    # rows without a logged vector are not trimmed; no support asked: nothing trimmed
+    ev.logging = np.where((rows % 2 == 0)[:, None], np.nan, P)
+    assert ev.supported(challenger, 0.1)[rows % 2 == 0].all()
+    assert ev.supported(challenger, 0.0).all()
+
+
+def test_the_gate_reads_the_logged_vectors_and_records_its_overlap(store, routerset_dir, problem):
+    """With ``propensities`` in the holdout the gate counts rows without overlap as no difference:
+    overlap 0 is the gate on every row; an overlap no row reaches leaves no evidence, so nothing is
+    promoted; the default records how many rows it set aside."""
+    from causal_router.data import schema as S
+
+    h = problem["holdout"]
+    logs = h.logs.assign(**{S.PROPENSITIES: [S.propensities_json(h.models, p) for p in h.propensity]})
+    old = add_version(routerset_dir, "best-single", alias="champion")
+    new = add_version(routerset_dir, "rm-interval")
+    every_row = promote(NAME, h.logs, h.X, dry_run=True)  # no vectors: nothing to trim
+    d = promote(NAME, logs, h.X, dry_run=True, overlap=0.0)
+    assert d.promoted and d.without_overlap == 0 and d.difference == every_row.difference
+    d = promote(NAME, logs, h.X, dry_run=True, overlap=0.999)
+    assert not d.promoted and d.without_overlap > 0 and d.difference.value == 0.0
+    for bad in (1.0, -0.1, "0.1", float("nan")):  # a bad setting is an error decision, named
+        d = promote(NAME, logs, h.X, dry_run=True, overlap=bad)
+        assert d.decision == "error" and "overlap must be a number in [0, 1)" in d.reason
+    d = promote(NAME, logs, h.X)
+    assert 0 < d.without_overlap < len(logs) and d.difference.value < every_row.difference.value
+    tags = mlflow.MlflowClient().get_model_version(NAME, new).tags
+    assert tags["promotion.overlap"] == "0.1" and tags["promotion.n_without_overlap"] == str(d.without_overlap)
+    assert tags["promotion.decision"] == d.decision and str(champion().version) == (new if d.promoted else old)

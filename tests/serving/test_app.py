@@ -50,6 +50,9 @@ def test_round_trip_route_feedback_ingest(live, settings, tmp_path):
     for i, d in enumerate(decisions):
         row = by_id.loc[d["decision_id"]]
         assert row["model"] == d["model"] and row["propensity"] == pytest.approx(d["propensity"])
+        vector = json.loads(row["propensities"])  # the whole served distribution, the drawn model's entry exact
+        assert set(vector) <= set(MODELS) and sum(vector.values()) == pytest.approx(1.0)
+        assert vector[d["model"]] == d["propensity"] and len(vector) == len(MODELS)  # explore 0.5: all served
         assert row["score"] == pytest.approx(i / 20) and row["cost"] == pytest.approx(0.001 * i)
         assert row["prompt"] == PROMPTS[i] and row["output_tokens"] == 10 + i
         assert row["input_tokens"] == pytest.approx(len(PROMPTS[i]) * TOKENS_PER_CHAR)
@@ -358,6 +361,10 @@ def test_thompson_exploration_through_the_service_logs_the_probability_it_drew_w
                               ).probabilities(S, posterior=(S, sd))
         drawn = np.array([MODELS.index(d["model"]) for d in out])
         np.testing.assert_allclose([d["propensity"] for d in out], P[np.arange(2000), drawn])
+        logged = store.frame("decisions").set_index("decision_id").loc[[d["decision_id"] for d in out]]
+        from causal_router.data.schema import propensity_matrix
+
+        np.testing.assert_allclose(propensity_matrix(logged, MODELS), P, rtol=1e-12, atol=1e-15)
         off = 1 - P[np.arange(2000), S.argmax(1)]
         assert off.min() >= 0.05 - 1e-12 and off.mean() > 0.1  # at least explore, more where unsure
         assert abs((drawn != S.argmax(1)).mean() - off.mean()) < 0.03

@@ -4,6 +4,7 @@ versioned schema, nothing acknowledged lost under concurrency."""
 import threading
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -60,6 +61,32 @@ def test_schema_version_is_recorded_and_a_newer_schema_refused(store):
                      {"v": SCHEMA_VERSION + 1, "t": datetime.now(UTC)})
     with pytest.raises(RuntimeError, match="schema version"):
         store.create()
+
+
+def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(store):
+    """Version 2 added ``decisions.propensities``: opening a version-1 log (both back-ends) adds the
+    column, keeps the old rows (their vector NULL) and records version 2."""
+    with store.engine.begin() as conn:  # make it a version-1 log holding one decision
+        conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN propensities"))
+        conn.execute(sa.text("DELETE FROM schema_version"))
+        conn.execute(sa.text("INSERT INTO schema_version (version, applied_at) VALUES (1, :t)"),
+                     {"t": datetime.now(UTC)})
+    old = decision(1)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO decisions (decision_id, created_at, request_id, prompt, model, propensity, "
+                             "lam, explore, router_name, router_version, input_tokens) VALUES (:decision_id, "
+                             ":created_at, :request_id, :prompt, :model, :propensity, :lam, :explore, :router_name, "
+                             ":router_version, :input_tokens)"), old)
+    upgraded = DecisionStore(store.uri)
+    try:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 2
+        upgraded.add_decisions([{**decision(2), "propensities": '{"m-a":0.8,"m-b":0.2}'}])
+        rows = upgraded.frame("decisions").set_index("decision_id")
+        assert pd.isna(rows.loc["d00001", "propensities"]) and rows.loc["d00001", "prompt"] == "p1"
+        assert rows.loc["d00002", "propensities"] == '{"m-a":0.8,"m-b":0.2}'
+        DecisionStore(store.uri).close()  # a second open finds nothing to add
+    finally:
+        upgraded.close()
 
 
 def test_feedback_once_per_known_decision(store):

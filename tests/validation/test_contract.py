@@ -316,3 +316,18 @@ def test_100k_rows():
     assert {p.check for p in problems if p.severity == "error"} == {"score_range", "cost_nonnegative",
                                                                     "unique_prompt_id"}
     assert len(valid) + len(bad) == n and [p for p in check_logs(valid) if p.severity == "error"] == []
+
+
+def test_propensities_vectors_must_agree_with_the_logged_propensity(log):
+    """The served probability vector (JSON) is checked where present: a vector that does not parse,
+    does not sum to 1 or gives the logged model another probability is a bad row; a row without one
+    (logs from before the vector was recorded) is fine."""
+    vectors = [[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [1, 0, 0], [0.5, 0.3, 0.2], [0.4, 0.4, 0.2]]
+    log[S.PROPENSITIES] = [S.propensities_json(MODELS, v) for v in vectors]
+    assert not check_logs(log)
+    log.loc[1, S.PROPENSITIES] = None
+    log.loc[2, S.PROPENSITIES] = "{not json"
+    log.loc[4, S.PROPENSITIES] = S.propensities_json(MODELS, [0.4, 0.3, 0.2])  # sums to 0.9
+    log.loc[5, S.PROPENSITIES] = S.propensities_json(MODELS, [0.4, 0.3, 0.3])  # m-c: 0.3, logged 0.2
+    p = only(raises(validate_logs, log).problems, "propensities_vector")
+    assert (p.column, p.rows) == (S.PROPENSITIES, (2, 4, 5))

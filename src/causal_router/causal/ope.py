@@ -123,6 +123,8 @@ class HoldoutEvidence:
     nuisances : Nuisances       cross-fitted on these rows
     propensity : str            "fitted" or "logged"
     clip : float                propensity floor of the DR weights
+    logging : ndarray (n, K) or None
+        The logged probability vectors (``propensities``), NaN on rows that carry none.
     """
 
     X: np.ndarray
@@ -133,10 +135,21 @@ class HoldoutEvidence:
     nuisances: Nuisances
     propensity: str
     clip: float
+    logging: np.ndarray | None = None
 
     @property
     def n_arms(self) -> int:
         return self.nuisances.quality.shape[1]
+
+    def supported(self, policy, threshold: float) -> np.ndarray:
+        """Rows (n,) bool where ``policy`` ((n,) actions or (n, K) probabilities) puts all its mass on
+        models the logging policy served with probability >= ``threshold``: there its DR contribution
+        has unclipped weights and is unbiased. Rows without a logged vector count as supported."""
+        pi = as_policy(policy, self.n_arms)
+        if self.logging is None or threshold <= 0:
+            return np.ones(len(pi), dtype=bool)
+        thin = np.where(np.isnan(self.logging), np.inf, self.logging) < threshold
+        return (pi * thin).sum(axis=1) <= 1e-12
 
     def contributions(self, policy, lam: float) -> np.ndarray:
         """Per-row DR contributions (n,) of ``policy`` ((n,) actions or (n, K) probabilities) at ``lam``."""

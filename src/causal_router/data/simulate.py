@@ -310,6 +310,7 @@ def _log_frame(ff: FullFeedback, idx: np.ndarray, chosen: np.ndarray, probs: np.
         S.SCORE: ff.scores[idx, chosen].astype(float),
         S.COST: ff.costs[idx, chosen].astype(float),
         S.PROPENSITY: probs[idx][rows, chosen].astype(float),
+        S.PROPENSITIES: [S.propensities_json(ff.models, p) for p in probs[idx]],
     }
     if ff.datasets is not None:
         cols[S.DATASET] = np.asarray(ff.datasets)[idx].astype(str)

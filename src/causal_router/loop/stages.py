@@ -26,8 +26,9 @@ ROUND0_SPLIT = (0.6, 0.2, 0.2)
 
 
 def incumbent_logs(stream: Stream, idx: np.ndarray, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
-    """The incumbent routes prompts ``idx`` (m,): logs as ``simulate`` draws them, with propensities
-    and timestamps in stream order; returns (logs (m rows), chosen model indices (m,))."""
+    """The incumbent routes prompts ``idx`` (m,): logs as ``simulate`` draws them, with propensities,
+    the incumbent's probability vectors and timestamps in stream order; returns (logs (m rows),
+    chosen model indices (m,))."""
     from ..data.simulate import _log_frame  # the simulate protocol's own log rows
     from ..policy.exploration import ExplorationPolicy
 
@@ -146,16 +147,20 @@ class GateDecision:
     challenger: float | None = None
     challenger_low: float | None = None
     champion: float | None = None
+    difference: float | None = None  # the gate's paired difference (rows without overlap count as 0)
+    difference_low: float | None = None
 
 
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
-         nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0) -> GateDecision:
+         nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0,
+         overlap: float | None = None) -> GateDecision:
     """The promotion gate's rule (:func:`causal_router.registry.promote.gate_rule`) without the registry:
     promote iff the lower bound of the paired DR difference (challenger - champion) on the holdout is above
-    ``-margin`` (0: evidence of an improvement)."""
+    ``-margin`` (0: evidence of an improvement), rows without overlap counting as no difference
+    (``overlap``: the threshold, default the gate's)."""
     from ..causal.ope import summarize
     from ..policy.data import holdout_evidence
-    from ..registry.promote import gate_rule, load_policy, policy_contributions
+    from ..registry.promote import DEFAULT_OVERLAP, gate_contributions, gate_rule, load_policy, policy_contributions
 
     if champion is None:
         return GateDecision(True, "no champion: the challenger becomes the first champion")
@@ -163,9 +168,11 @@ def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float,
     ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
     k_ch = policy_contributions(ch, ev, [lam], ch.models)
     k_cp = policy_contributions(cp, ev, [lam], ch.models)
-    promoted, _, reason = gate_rule(k_ch, k_cp, alpha, margin)
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    g_ch, g_cp, n_out = gate_contributions(ch, cp, ev, [lam], ch.models, overlap)
+    promoted, diff, reason = gate_rule(g_ch, g_cp, alpha, margin, n_out)
     c_ch, c_cp = summarize(k_ch, alpha), summarize(k_cp, alpha)
-    return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value)
+    return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value, diff.value, diff.ci_low)
 
 
 def greedy_actions(routerset, method: str, stream: Stream, idx) -> np.ndarray:

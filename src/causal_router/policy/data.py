@@ -156,6 +156,8 @@ def holdout_evidence(logs: pd.DataFrame, X: np.ndarray, models, config=None, pri
     models = list(models)
     arr = log_arrays(logs, models)
     groups = logs[S.PROMPT_ID].to_numpy() if S.PROMPT_ID in logs and logs[S.PROMPT_ID].duplicated().any() else None
-    return fit_holdout_nuisances(X, arr["treatment"], arr["quality"], arr["cost"], len(models), arr["input_tokens"],
-                                 arr["output_tokens"], arr["propensity"], groups, config,
-                                 price_array(prices, models))
+    ev = fit_holdout_nuisances(X, arr["treatment"], arr["quality"], arr["cost"], len(models), arr["input_tokens"],
+                               arr["output_tokens"], arr["propensity"], groups, config,
+                               price_array(prices, models))
+    ev.logging = S.propensity_matrix(logs, models)
+    return ev

@@ -46,6 +46,9 @@ from .runs import CHALLENGER, CHAMPION
 log = logging.getLogger(__name__)
 
 TAG = "promotion."
+#: The gate's overlap threshold (params.yaml ``promote.overlap``): a holdout row counts only where the
+#: logging policy served both routers' choices with at least this probability (see :func:`gate_rule`).
+DEFAULT_OVERLAP = 0.1
 CHAMPION_TAG = "promotion.last_challenge."
 
 
@@ -133,6 +136,32 @@ def policy_contributions(policy: Policy, ev: HoldoutEvidence, lam=None, models=N
     return total / len(lams)
 
 
+def gate_contributions(challenger: Policy, champion: Policy, ev: HoldoutEvidence, lams, models,
+                       overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """The gate's paired per-row DR contributions (n,) of the two routers, averaged over ``lams``,
+    and the number of rows where they differ without overlap.
+
+    At each lambda, a row where either router's choice was served with a probability below
+    ``overlap`` (the logs' ``propensities`` vectors, :meth:`HoldoutEvidence.supported`) takes the
+    champion's contribution for the challenger too: it counts as no difference. Rows without a
+    logged vector, and every row when ``overlap`` is 0, keep their own.
+
+    Returns (challenger's, champion's contributions, rows without overlap where they differ)."""
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
+        raise ValueError(f"promote overlap must be a number in [0, 1), got {overlap!r}")
+    k_ch, k_cp = np.zeros(len(ev.X)), np.zeros(len(ev.X))
+    out = np.zeros(len(ev.X), dtype=bool)
+    for x in lams:
+        p_ch = challenger.probabilities(ev.X, float(x), models, ev.input_tokens)
+        p_cp = champion.probabilities(ev.X, float(x), models, ev.input_tokens)
+        c_ch, c_cp = ev.contributions(p_ch, float(x)), ev.contributions(p_cp, float(x))
+        keep = ev.supported(p_ch, overlap) & ev.supported(p_cp, overlap)
+        out |= ~keep & (np.abs(p_ch - p_cp).sum(axis=1) > 1e-12)
+        k_ch += np.where(keep, c_ch, c_cp)
+        k_cp += c_cp
+    return k_ch / len(lams), k_cp / len(lams), int(out.sum())
+
+
 def evaluate_policy_on_logs(model, logs: pd.DataFrame, X: np.ndarray, lam=None, models=None,
                             method: str | None = None, alpha: float = 0.05,
                             nuisances: NuisanceConfig | None = None) -> Estimate:
@@ -165,6 +194,7 @@ class PromotionDecision:
     champion: Estimate | None = None
     difference: Estimate | None = None  # paired challenger - champion
     lambdas: list = field(default_factory=list)
+    without_overlap: int | None = None  # holdout rows that counted as no difference for want of overlap
     decision: str = ""  # promoted | rejected | error | skipped
     timestamp: str = ""
 
@@ -193,29 +223,36 @@ def _fmt(x) -> str:
     return "" if x is None else format(float(x), ".6g")
 
 
-def gate_rule(challenger, champion, alpha: float = 0.05, margin: float = 0.0) -> tuple[bool, Estimate, str]:
+def gate_rule(challenger, champion, alpha: float = 0.05, margin: float = 0.0,
+              without_overlap: int = 0) -> tuple[bool, Estimate, str]:
     """The gate on paired per-row DR contributions (n,) of the challenger and the champion (same rows,
-    same nuisances): promote iff the lower end of the (1 - alpha) interval of the mean difference is
-    above ``-margin``.
+    same nuisances; :func:`gate_contributions`): promote iff the lower end of the (1 - alpha)
+    interval of the mean difference is above ``-margin``.
 
     ``margin`` 0 (the default) asks for evidence that the challenger is better (superiority); a
     positive margin asks for evidence that it is not worse by more than ``margin`` utility units
-    (non-inferiority), as for a retrain of the same method on more logs.
+    (non-inferiority), as for a retrain of the same method on more logs. ``without_overlap``: rows
+    that counted as no difference for want of overlap, for the reason.
 
     Returns (promoted, the difference's estimate, the reason in words)."""
     if not (np.isfinite(margin) and margin >= 0):
         raise ValueError(f"promote margin must be a finite number >= 0, got {margin!r}")
-    diff = summarize(np.asarray(challenger) - np.asarray(champion), alpha, "dr-diff")
+    d = np.asarray(challenger, dtype=float) - np.asarray(champion, dtype=float)
+    diff = summarize(d, alpha, "dr-diff")
     promoted = bool(diff.ci_low > -margin)
     bound = "0" if margin == 0 else f"-{margin:g} (non-inferiority margin)"
     reason = (f"challenger - champion DR value {diff.value:+.4f}, lower bound {diff.ci_low:+.4f} "
-              f"{'>' if promoted else '<='} {bound} on {len(np.asarray(challenger))} held-out logs")
+              f"{'>' if promoted else '<='} {bound} on {len(d)} held-out logs")
+    if without_overlap:
+        reason += (f" ({without_overlap} where a router's choice was served with too small a probability "
+                   "count as no difference)")
     return promoted, diff, reason
 
 
 def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, lam=None, client=None,
             alpha: float = 0.05, nuisances: NuisanceConfig | None = None,
-            dry_run: bool = False, prices=None, margin: float = 0.0) -> PromotionDecision:
+            dry_run: bool = False, prices=None, margin: float = 0.0,
+            overlap: float = DEFAULT_OVERLAP) -> PromotionDecision:
     """Promote ``name@challenger`` to ``name@champion`` if held-out evidence says it is better.
 
     Parameters
@@ -238,6 +275,9 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     margin : float >= 0
         Non-inferiority margin (utility units): promote iff the lower bound of the difference is above
         ``-margin`` (:func:`gate_rule`); 0 asks for evidence of an improvement.
+    overlap : float in [0, 1)
+        Rows where either router's choice was logged with a probability below this (by the logs'
+        ``propensities`` vectors) count as no difference (:func:`gate_contributions`); 0 keeps every row.
 
     Returns
     -------
@@ -255,19 +295,21 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     with nullcontext() if dry_run else integrity.promotion_lock(uri):
         # a damaged store, or one that lost a champion, stops here: no "first champion" without evidence
         expected = integrity.verify(uri, c)
-        d = _decide(c, name, holdout_logs, X, lam, alpha, nuisances or NuisanceConfig(), prices, expected, margin)
+        d = _decide(c, name, holdout_logs, X, lam, alpha, nuisances or NuisanceConfig(), prices, expected, margin,
+                    overlap)
         if dry_run or d.decision == "skipped":
             return d
         if d.promoted:
             c.set_registered_model_alias(name, CHAMPION, d.challenger_version)
             integrity.record_expected(uri, c)
         _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs),
-                    clip=(nuisances or NuisanceConfig()).clip)
+                    clip=(nuisances or NuisanceConfig()).clip, overlap=overlap)
     log.info("%s", d.summary())
     return d
 
 
-def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, margin=0.0) -> PromotionDecision:
+def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, margin=0.0,
+            overlap=DEFAULT_OVERLAP) -> PromotionDecision:
     """The gate's decision (nothing written)."""
     from ..errors import StoreDamagedError
 
@@ -302,7 +344,8 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, m
             ev = holdout_evidence(holdout_logs, X, ch.models, nuisances, prices)
             c_ch, c_cp = policy_contributions(ch, ev, lams, ch.models), policy_contributions(cp, ev, lams, ch.models)
             d.challenger, d.champion = summarize(c_ch, alpha), summarize(c_cp, alpha)
-            d.promoted, d.difference, reason = gate_rule(c_ch, c_cp, alpha, margin)
+            k_ch, k_cp, d.without_overlap = gate_contributions(ch, cp, ev, lams, ch.models, overlap)
+            d.promoted, d.difference, reason = gate_rule(k_ch, k_cp, alpha, margin, d.without_overlap)
             d.decision = "promoted" if d.promoted else "rejected"
             d.reason = f"{reason} (propensity {ev.propensity})"
     except Exception as err:  # evaluation failed: never touch the champion
@@ -312,7 +355,7 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, m
     return d
 
 
-def _write_tags(c, d: PromotionDecision, holdout_n, clip):
+def _write_tags(c, d: PromotionDecision, holdout_n, clip, overlap=DEFAULT_OVERLAP):
     tags = {
         "decision": d.decision, "reason": d.reason, "timestamp": d.timestamp,
         "compared_to_version": d.champion_version or "",
@@ -325,7 +368,8 @@ def _write_tags(c, d: PromotionDecision, holdout_n, clip):
         "diff_ci_high": _fmt(d.difference.ci_high if d.difference else None),
         "lambdas": ",".join(format(x, "g") for x in d.lambdas),
         "n_holdout": "" if holdout_n is None else str(holdout_n),
-        "clip": format(clip, "g"), "estimator": "dr",
+        "clip": format(clip, "g"), "estimator": "dr", "overlap": format(overlap, "g"),
+        "n_without_overlap": "" if d.without_overlap is None else str(d.without_overlap),
     }
     try:
         for k, v in tags.items():

@@ -35,6 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from ..data.schema import propensities_json
 from ..policy.exploration import ExplorationPolicy
 from .batching import MicroBatcher
 from .model import ModelHolder, ServedModel
@@ -200,12 +201,13 @@ class Router:
             idx, prop = self.policy.draw(P, self.rng)
             out = []
             for j, (k, p) in enumerate(zip(idx, prop)):
+                vector = propensities_json(model.models, P[j])
                 did = decision_id(stamp, len(rows))
                 row = {"decision_id": did, "created_at": created, "request_id": it.request_id,
                        "prompt": it.prompts[j], "model": model.models[k], "propensity": float(p),
                        "lam": float(it.lam), "explore": float(it.explore), "router_name": model.name,
                        "router_version": model.version,
-                       "input_tokens": None if tok is None else float(tok[j])}
+                       "input_tokens": None if tok is None else float(tok[j]), "propensities": vector}
                 rows.append(row)
                 out.append({"decision_id": did, "model": row["model"], "propensity": row["propensity"],
                             "router_version": model.version, "lam": row["lam"]})

@@ -66,7 +66,7 @@ class IngestReport:
 
 
 def decision_rows(pending: pd.DataFrame) -> pd.DataFrame:
-    """Decisions joined with their feedback (``DecisionStore.pending``) as log rows (n, 9)."""
+    """Decisions joined with their feedback (``DecisionStore.pending``) as log rows (n, 10)."""
     ts = pd.to_datetime(pending["created_at"], utc=True) if len(pending) else pd.Series([], dtype="datetime64[ns, UTC]")
     return pd.DataFrame({
         S.PROMPT_ID: pending["decision_id"].astype(str),
@@ -75,6 +75,7 @@ def decision_rows(pending: pd.DataFrame) -> pd.DataFrame:
         S.SCORE: pd.to_numeric(pending["score"], errors="coerce").astype(float),
         S.COST: pd.to_numeric(pending["cost"], errors="coerce").astype(float),
         S.PROPENSITY: pd.to_numeric(pending["propensity"], errors="coerce").astype(float),
+        S.PROPENSITIES: pending["propensities"].astype(object).where(pending["propensities"].notna(), None),
         S.TIMESTAMP: ts,
         S.INPUT_TOKENS: pd.to_numeric(pending["input_tokens"], errors="coerce").astype(float),
         S.OUTPUT_TOKENS: pd.to_numeric(pending["output_tokens"], errors="coerce").astype(float),

@@ -9,7 +9,8 @@ SQLAlchemy Core over one schema, two back-ends:
 Tables (nothing is ever updated or deleted):
 
 - ``schema_version``: one row per schema version applied (:data:`SCHEMA_VERSION`);
-- ``decisions``: one row per routed prompt (the served policy's propensity and the router version);
+- ``decisions``: one row per routed prompt (the served policy's propensity, its whole probability
+  vector as JSON, and the router version);
 - ``feedback``: at most one row per decision (its primary key is the decision id);
 - ``ingested``: one row per decision that ``causal-router ingest`` turned into a log row (or
   quarantined), so a second ingest adds nothing.
@@ -27,7 +28,9 @@ from sqlalchemy.exc import IntegrityError
 DECISIONS_ENV = "CAUSAL_ROUTER_DECISIONS_URI"
 DEFAULT_PATH = Path("decisions") / "decisions.db"
 #: Bumped whenever a table changes; :meth:`DecisionStore.create` refuses a newer database.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Columns added after version 1, created in place on an older database: ``{table: [(name, SQL type)]}``.
+_ADDED = {"decisions": [("propensities", "TEXT")]}  # version 2
 
 metadata = sa.MetaData()
 schema_version = sa.Table(
@@ -48,6 +51,7 @@ decisions = sa.Table(
     sa.Column("router_name", sa.String(200), nullable=False),
     sa.Column("router_version", sa.String(64), nullable=False),
     sa.Column("input_tokens", sa.Float, nullable=True),
+    sa.Column("propensities", sa.Text, nullable=True),  # JSON {model: probability}; NULL before version 2
 )
 feedback = sa.Table(
     "feedback", metadata,
@@ -132,6 +136,7 @@ class DecisionStore:
     def create(self) -> None:
         """Create missing tables and record the schema version; refuse a newer schema."""
         metadata.create_all(self.engine, checkfirst=True)
+        self._add_columns()
         with self._writing(), self.engine.begin() as conn:
             found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
             if found is not None and found > SCHEMA_VERSION:
@@ -143,6 +148,19 @@ class DecisionStore:
                         conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=now()))
                 except IntegrityError:  # another process recorded it first
                     pass
+
+    def _add_columns(self) -> None:
+        """Upgrade an older database in place: add the columns it lacks (nullable; old rows keep NULL)."""
+        for table, cols in _ADDED.items():
+            for name, sql_type in cols:
+                if name in {c["name"] for c in sa.inspect(self.engine).get_columns(table)}:
+                    continue
+                try:
+                    with self._writing(), self.engine.begin() as conn:
+                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+                except sa.exc.DBAPIError:  # another process added it first
+                    if name not in {c["name"] for c in sa.inspect(self.engine).get_columns(table)}:
+                        raise
 
     def schema_version(self) -> int | None:
         with self.engine.connect() as conn:

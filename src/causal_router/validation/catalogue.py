@@ -27,6 +27,9 @@ name                           level  meaning
 ``models_present``             kept   each configured model has a valid row (a warning when
                                       the models come from a price sheet)
 ``positivity_floor``           row    ``propensity >= positivity_floor`` (a warning by default)
+``propensities_vector``        row    ``propensities`` (where filled) is a JSON object of model ->
+                                      probability in [0, 1] summing to 1, whose entry for the
+                                      logged model equals ``propensity``
 =============================  =====  ============================================================
 
 Full-feedback tables (:func:`table_checks`) share the column checks and add ``unique_pair``
@@ -406,7 +409,36 @@ def log_checks(columns: Iterable[str], contract: LogContract) -> list[Check]:
             mask=_range_mask(S.PROPENSITY, lambda x: x >= floor),
             expectation=_gx("positivity_floor", "ExpectColumnValuesToBeBetween", column=S.PROPENSITY,
                             min_value=floor)))
+    if S.PROPENSITIES in columns:
+        checks.append(Check(
+            "propensities_vector", S.PROPENSITIES, "row",
+            "are not a JSON object of probabilities summing to 1 that gives the logged model its propensity",
+            mask=_bad_vectors, expectation=None))
     return checks
+
+
+def _bad_vector(text, model, propensity) -> bool:
+    import json
+
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return False  # logs from before the vector was recorded
+    try:
+        vector = json.loads(text) if isinstance(text, str) else None
+        probs = [float(p) for p in vector.values()] if isinstance(vector, dict) else None
+    except (ValueError, TypeError):
+        return True
+    if not probs or any(not (0.0 <= p <= 1.0) for p in probs) or abs(sum(probs) - 1.0) > _PROPENSITY_ATOL:
+        return True
+    own = vector.get(str(model))
+    if own is None:
+        return True
+    return propensity is not None and math.isfinite(propensity) and abs(float(own) - propensity) > _PROPENSITY_ATOL
+
+
+def _bad_vectors(df: pd.DataFrame) -> np.ndarray:
+    prop = numeric(df[S.PROPENSITY]).to_numpy() if S.PROPENSITY in df else np.full(len(df), np.nan)
+    return np.array([_bad_vector(v, m, p) for v, m, p in zip(df[S.PROPENSITIES].tolist(), df[S.MODEL].tolist(), prop)],
+                    dtype=bool)
 
 
 def _propensity_sum(df: pd.DataFrame) -> np.ndarray:
