@@ -115,16 +115,19 @@ def main() -> None:
     ap.add_argument("--explore", type=float, default=0.05)
     ap.add_argument("--clip", type=float, default=None, help="propensity clip of the DR weights (default: the loop's)")
     ap.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
-                    help="the gate's overlap threshold (0: every holdout row counts, the gate before stop 22)")
+                    help="the gate's overlap threshold (default: the gate's, 0: every holdout row counts)")
     ap.add_argument("--margin", type=float, default=0.0, help="the gate's non-inferiority margin")
     ap.add_argument("--holdout-max-rows", default="2000",
                     help="the gate holdout's cap (ingest.holdout_max_rows; 'none': each round's newest slice alone)")
+    ap.add_argument("--holdout-fraction", type=float, default=0.2,
+                    help="share of each round's decisions that joins the gate's holdout (ingest.holdout_fraction)")
     ap.add_argument("--tag", default="", help="non-empty: gate_diagnosis_TAG.*")
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
     cap = None if args.holdout_max_rows.lower() in ("none", "null") else int(args.holdout_max_rows)
     arms.INGEST["holdout_max_rows"] = cap
+    arms.INGEST["holdout_fraction"] = args.holdout_fraction
     records: list = []
     finals: list = []
     encoder = TransformerEncoder(precision="fp32")
@@ -155,6 +158,7 @@ def main() -> None:
                + (f" --overlap {args.overlap:g}" if args.overlap != DEFAULT_OVERLAP else "")
                + (f" --margin {args.margin:g}" if args.margin else "")
                + (f" --holdout-max-rows {args.holdout_max_rows}" if cap != 2000 else "")
+               + (f" --holdout-fraction {args.holdout_fraction:g}" if args.holdout_fraction != 0.2 else "")
                + (f" --tag {args.tag}" if args.tag else ""))
     write_markdown(df, pd.DataFrame(finals), args.out / f"{stem}.md", command)
     print((args.out / f"{stem}.md").read_text())

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causal_router.data.schema import propensity_matrix
 from causal_router.data.matrices import FullFeedback
+from causal_router.data.schema import propensity_matrix
 from causal_router.data.simulate import (
     POLICIES,
     Simulation,

@@ -217,7 +217,7 @@ def test_overlap_trimming_removes_the_bias_that_clipping_leaves_on_thinly_logged
 def test_the_gate_reads_the_logged_vectors_and_records_its_overlap(store, routerset_dir, problem):
     """With ``propensities`` in the holdout the gate counts rows without overlap as no difference:
     overlap 0 is the gate on every row; an overlap no row reaches leaves no evidence, so nothing is
-    promoted; the default records how many rows it set aside."""
+    promoted; 0.1 records how many rows it set aside."""
     from causal_router.data import schema as S
 
     h = problem["holdout"]
@@ -232,7 +232,8 @@ def test_the_gate_reads_the_logged_vectors_and_records_its_overlap(store, router
     for bad in (1.0, -0.1, "0.1", float("nan")):  # a bad setting is an error decision, named
         d = promote(NAME, logs, h.X, dry_run=True, overlap=bad)
         assert d.decision == "error" and "overlap must be a number in [0, 1)" in d.reason
-    d = promote(NAME, logs, h.X)
+    assert promote(NAME, logs, h.X, dry_run=True).difference == every_row.difference  # the default: overlap 0
+    d = promote(NAME, logs, h.X, overlap=0.1)
     assert 0 < d.without_overlap < len(logs) and d.difference.value < every_row.difference.value
     tags = mlflow.MlflowClient().get_model_version(NAME, new).tags
     assert tags["promotion.overlap"] == "0.1" and tags["promotion.n_without_overlap"] == str(d.without_overlap)

@@ -46,9 +46,11 @@ from .runs import CHALLENGER, CHAMPION
 log = logging.getLogger(__name__)
 
 TAG = "promotion."
-#: The gate's overlap threshold (params.yaml ``promote.overlap``): a holdout row counts only where the
-#: logging policy served both routers' choices with at least this probability (see :func:`gate_rule`).
-DEFAULT_OVERLAP = 0.1
+#: The gate's overlap threshold (params.yaml ``promote.overlap``): with a positive value a holdout row
+#: counts only where the logging policy served both routers' choices with at least this probability
+#: (:func:`gate_contributions`). 0, every row, by default: in the loop study 0.1 removed the clipped DR's
+#: bias on RouterBench but left LLMRouter's gate almost no rows (benchmarks/results/gate_diagnosis*.md).
+DEFAULT_OVERLAP = 0.0
 CHAMPION_TAG = "promotion.last_challenge."
 
 
