@@ -37,14 +37,16 @@ from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.loop.stages import gate  # noqa: E402
 from causal_router.loop.stream import make_stream  # noqa: E402
 from causal_router.policy.data import holdout_evidence  # noqa: E402
-from causal_router.registry.promote import DEFAULT_OVERLAP, load_policy  # noqa: E402
+from causal_router.registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, RULES, load_policy  # noqa: E402
 
 
 def traced_gate(records: list, ff, context: dict, challenger, champion, holdout, X, lam, method, nuisances,
                 prices=None, **kw):
-    """The loop's gate, plus the truth on the holdout's prompts (appended to ``records``)."""
+    """The loop's gate, plus the truth on the holdout's prompts (appended to ``records``); the gate's
+    settings are the script's flags (they replace the loop's ``arms.GATE``)."""
+    kw = {k: v for k, v in kw.items() if k not in ("alpha", "margin", "overlap", "rule")}
     decision = gate(challenger, champion, holdout, X, lam, method, nuisances, prices, overlap=context["overlap"],
-                    margin=context["margin"], **kw)
+                    margin=context["margin"], alpha=context["alpha"], rule=context["rule"], **kw)
     if champion is None:
         return decision
     row = {p: i for i, p in enumerate(map(str, ff.prompts))}
@@ -78,7 +80,8 @@ def write_markdown(df: pd.DataFrame, finals: pd.DataFrame, path: Path, command: 
     lines = ["# The gate's evidence against the truth (issue 12)", "",
              f"Command: `{command}`. Every gate decision of the loop's `causal` arm; *true* values score the "
              "same two routers on the same holdout prompts with the table's full feedback. The gate promotes "
-             f"iff the lower bound of its difference is above -{float(df.margin.iloc[0]):g}. *DR difference*: "
+             f"iff its difference ({df['rule'].iloc[0] if 'rule' in df else 'bound'}: the estimate or its lower bound) "
+             f"is above -{float(df.margin.iloc[0]):g}. *DR difference*: "
              "over every holdout row; "
              f"*gate difference*: rows where either router's choice was logged with probability < {overlap:g} "
              "count as 0 (overlap 0: the two are the same); *true gate difference*: the truth of the latter.", ""]
@@ -117,6 +120,8 @@ def main() -> None:
     ap.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
                     help="the gate's overlap threshold (default: the gate's, 0: every holdout row counts)")
     ap.add_argument("--margin", type=float, default=0.0, help="the gate's non-inferiority margin")
+    ap.add_argument("--alpha", type=float, default=0.05, help="the gate's two-sided interval level (1: point estimate)")
+    ap.add_argument("--rule", default=DEFAULT_RULE, choices=RULES, help="promote on the estimate or its lower bound")
     ap.add_argument("--holdout-max-rows", default="2000",
                     help="the gate holdout's cap (ingest.holdout_max_rows; 'none': each round's newest slice alone)")
     ap.add_argument("--holdout-fraction", type=float, default=0.2,
@@ -137,7 +142,8 @@ def main() -> None:
         X = embed_texts(list(ff.prompts), encoder=encoder)
         prices = load_prices(Path("configs/prices") / f"{name}.yaml")
         for seed in (int(s) for s in args.seeds.split(",")):
-            context = {"dataset": name, "seed": seed, "round": 1, "overlap": args.overlap, "margin": args.margin}
+            context = {"dataset": name, "seed": seed, "round": 1, "overlap": args.overlap, "margin": args.margin,
+                       "alpha": args.alpha, "rule": args.rule}
             arms.gate = functools.partial(traced_gate, records, ff, context)
             stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
             nuisances = arms.loop_nuisances(seed)
@@ -157,6 +163,8 @@ def main() -> None:
                f"--explore {args.explore:g}" + (f" --clip {args.clip:g}" if args.clip is not None else "")
                + (f" --overlap {args.overlap:g}" if args.overlap != DEFAULT_OVERLAP else "")
                + (f" --margin {args.margin:g}" if args.margin else "")
+               + (f" --alpha {args.alpha:g}" if args.alpha != 0.05 else "")
+               + (f" --rule {args.rule}" if args.rule != DEFAULT_RULE else "")
                + (f" --holdout-max-rows {args.holdout_max_rows}" if cap != 2000 else "")
                + (f" --holdout-fraction {args.holdout_fraction:g}" if args.holdout_fraction != 0.2 else "")
                + (f" --tag {args.tag}" if args.tag else ""))

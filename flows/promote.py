@@ -2,7 +2,8 @@
 
 For each registered router, compare challenger and champion on the same held-out logs with
 their paired DR difference and its confidence interval; move ``champion`` only when the
-difference's lower bound is above 0 (or there is no champion yet). The evidence is
+difference (``promote.rule: estimate``) or its lower bound (``bound``) is above 0, rows without
+overlap counting as no difference (or there is no champion yet). The evidence is
 written as model-version tags. Run: ``python -m flows.promote [params.yaml]``.
 """
 

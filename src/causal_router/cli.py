@@ -399,7 +399,7 @@ def promote(
     params: Path = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file."),
     name: Optional[str] = typer.Option(None, help="One registered model (default: interval and every endpoint)."),
 ):
-    """Run the evidence gate: 'champion' moves to 'challenger' only if their paired DR difference's lower bound > 0."""
+    """Run the evidence gate: 'champion' moves to 'challenger' only if their paired DR difference is above 0."""
     from .pipeline.params import load_params
     from .pipeline.promotion import gate, holdout_features, router_names
 

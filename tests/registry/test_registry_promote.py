@@ -61,7 +61,7 @@ def test_clearly_better_challenger_is_promoted(store, routerset_dir, problem):
     d = promote(NAME, *holdout(problem))
     assert d.promoted, d.summary()
     assert d.champion_version == old and d.challenger_version == new
-    assert d.difference.ci_low > 0 and d.difference.value > 0 and "lower bound" in d.reason
+    assert d.difference.ci_low > 0 and d.difference.value > 0 and "95% interval" in d.reason
     assert str(champion().version) == new
     c = mlflow.MlflowClient()
     tags = c.get_model_version(NAME, new).tags
@@ -137,7 +137,7 @@ def test_gate_is_paired_so_a_small_holdout_can_promote_a_better_router():
     rng = np.random.default_rng(0)
     base = rng.normal(0.6, 0.5, size=60)             # the rows' shared noise (outcomes, DR corrections)
     gain = np.where(np.arange(60) % 5 == 0, 0.4, 0.0) + np.where(np.arange(60) % 5 == 0, rng.normal(0, 0.1, 60), 0)
-    promoted, diff, reason = gate_rule(base + gain, base)
+    promoted, diff, reason = gate_rule(base + gain, base, rule="bound")
     assert promoted and diff.ci_low > 0 and "lower bound" in reason
     from causal_router.causal.ope import summarize
 
@@ -152,11 +152,11 @@ def test_gate_rarely_promotes_a_router_that_is_no_better():
     for _ in range(400):
         base = rng.normal(0.6, 0.5, size=120)
         noise = np.where(rng.random(120) < 1 / 3, rng.normal(0, 0.3, 120), 0.0)
-        promotions += gate_rule(base + noise, base)[0]
+        promotions += gate_rule(base + noise, base, rule="bound")[0]
     assert promotions / 400 < 0.06
     # and a worse one never
     base = rng.normal(0.6, 0.5, size=120)
-    assert not gate_rule(base - np.where(np.arange(120) % 3 == 0, 0.2, 0.0), base)[0]
+    assert not gate_rule(base - np.where(np.arange(120) % 3 == 0, 0.2, 0.0), base, rule="bound")[0]
 
 
 def test_a_non_inferiority_margin_promotes_an_equal_router_and_still_rejects_a_worse_one():
@@ -169,13 +169,29 @@ def test_a_non_inferiority_margin_promotes_an_equal_router_and_still_rejects_a_w
         base = rng.normal(0.6, 0.5, size=400)
         noise = np.where(rng.random(400) < 0.1, rng.normal(0, 0.3, 400), 0.0)
         for margin in passed:
-            passed[margin] += gate_rule(base + noise, base, margin=margin)[0]
+            passed[margin] += gate_rule(base + noise, base, margin=margin, rule="bound")[0]
     assert passed[0.05] / 200 > 0.95 and passed[0.0] / 200 < 0.06
     worse = base - np.where(np.arange(400) % 2 == 0, 0.2, 0.0)
-    promoted, _, reason = gate_rule(worse, base, margin=0.05)
+    promoted, _, reason = gate_rule(worse, base, margin=0.05, rule="bound")
     assert not promoted and "non-inferiority margin" in reason
     with pytest.raises(ValueError, match="margin"):
         gate_rule(base, base, margin=-0.01)
+
+
+def test_the_default_rule_promotes_on_the_sign_of_the_difference():
+    """rule estimate: promote iff the paired difference is above -margin. An identical challenger is
+    never promoted, nor a worse one; a better one is, even where the 95% bound would not yet say so."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.6, 0.5, size=200)
+    assert not gate_rule(base, base)[0]
+    quarter = np.arange(200) % 4 == 0
+    better = base + np.where(quarter, 0.08 + rng.normal(0, 0.3, 200), 0.0)
+    promoted, diff, reason = gate_rule(better, base)
+    assert promoted == (diff.value > 0) and "DR value" in reason and "95% interval" in reason
+    assert diff.value > 0 and diff.ci_low < 0 and not gate_rule(better, base, rule="bound")[0]
+    assert not gate_rule(base - np.where(quarter, 0.08, 0.0), base)[0]
+    with pytest.raises(ValueError, match="rule must be one of estimate, bound"):
+        gate_rule(better, base, rule="pointwise")
 
 
 def test_overlap_trimming_removes_the_bias_that_clipping_leaves_on_thinly_logged_choices():
@@ -217,7 +233,7 @@ def test_overlap_trimming_removes_the_bias_that_clipping_leaves_on_thinly_logged
 def test_the_gate_reads_the_logged_vectors_and_records_its_overlap(store, routerset_dir, problem):
     """With ``propensities`` in the holdout the gate counts rows without overlap as no difference:
     overlap 0 is the gate on every row; an overlap no row reaches leaves no evidence, so nothing is
-    promoted; 0.1 records how many rows it set aside."""
+    promoted; the default, 0.1, records how many rows it set aside."""
     from causal_router.data import schema as S
 
     h = problem["holdout"]
@@ -232,8 +248,7 @@ def test_the_gate_reads_the_logged_vectors_and_records_its_overlap(store, router
     for bad in (1.0, -0.1, "0.1", float("nan")):  # a bad setting is an error decision, named
         d = promote(NAME, logs, h.X, dry_run=True, overlap=bad)
         assert d.decision == "error" and "overlap must be a number in [0, 1)" in d.reason
-    assert promote(NAME, logs, h.X, dry_run=True).difference == every_row.difference  # the default: overlap 0
-    d = promote(NAME, logs, h.X, overlap=0.1)
+    d = promote(NAME, logs, h.X)  # the default: overlap 0.1
     assert 0 < d.without_overlap < len(logs) and d.difference.value < every_row.difference.value
     tags = mlflow.MlflowClient().get_model_version(NAME, new).tags
     assert tags["promotion.overlap"] == "0.1" and tags["promotion.n_without_overlap"] == str(d.without_overlap)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..causal.nuisances import NuisanceConfig
+from ..pipeline.params import DEFAULTS
 from ..policy.routers import get_router
 from .stages import (
     Holder,
@@ -56,6 +57,8 @@ _ROUND0, _SERVE = 200, 201
 
 #: Ingest settings of every retraining arm: params.yaml's ``ingest`` defaults (the holdout accumulates).
 INGEST = {"holdout_fraction": 0.2, "holdout_max_rows": 2000}
+#: The gate of every gated arm: params.yaml's ``promote`` defaults.
+GATE = {k: DEFAULTS["promote"][k] for k in ("alpha", "margin", "overlap", "rule")}
 
 
 def loop_nuisances(seed: int = 0, cv: int = 5) -> NuisanceConfig:
@@ -162,7 +165,7 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
                 version = str(r)
                 if gated:
                     holdout, Xh = read_logs(data_dir, encoder)["holdout"]
-                    decision = gate(rs, champion, holdout, Xh, stream.lam, method, nuisances, prices)
+                    decision = gate(rs, champion, holdout, Xh, stream.lam, method, nuisances, prices, **GATE)
                     log.info("gate, round %d: %s", r, decision.reason)
                     promoted = decision.promoted
                 else:

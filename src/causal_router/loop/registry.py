@@ -54,7 +54,9 @@ class RegistryHooks:
         from ..registry.promote import promote
 
         holdout, X = read_logs(data_dir, self.encoder)["holdout"]
-        d = promote(self.name, holdout, X, lam=[self.lam], nuisances=self.nuisances, prices=self.prices)
+        from .arms import GATE
+
+        d = promote(self.name, holdout, X, lam=[self.lam], nuisances=self.nuisances, prices=self.prices, **GATE)
         self.decisions.append({"round": r, **{k: v for k, v in d.to_dict().items()
                                               if k in ("decision", "reason", "challenger_version")}})
         return d.promoted

@@ -153,14 +153,21 @@ class GateDecision:
 
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
          nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0,
-         overlap: float | None = None) -> GateDecision:
+         overlap: float | None = None, rule: str | None = None) -> GateDecision:
     """The promotion gate's rule (:func:`causal_router.registry.promote.gate_rule`) without the registry:
-    promote iff the lower bound of the paired DR difference (challenger - champion) on the holdout is above
-    ``-margin`` (0: evidence of an improvement), rows without overlap counting as no difference
-    (``overlap``: the threshold, default the gate's)."""
+    promote iff the paired DR difference (challenger - champion) on the holdout, or its lower bound, is
+    above ``-margin`` (0: an improvement), rows without overlap counting as no difference
+    (``overlap``: the threshold, ``rule``: estimate or bound; defaults the gate's)."""
     from ..causal.ope import summarize
     from ..policy.data import holdout_evidence
-    from ..registry.promote import DEFAULT_OVERLAP, gate_contributions, gate_rule, load_policy, policy_contributions
+    from ..registry.promote import (
+        DEFAULT_OVERLAP,
+        DEFAULT_RULE,
+        gate_contributions,
+        gate_rule,
+        load_policy,
+        policy_contributions,
+    )
 
     if champion is None:
         return GateDecision(True, "no champion: the challenger becomes the first champion")
@@ -170,7 +177,7 @@ def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float,
     k_cp = policy_contributions(cp, ev, [lam], ch.models)
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
     g_ch, g_cp, n_out = gate_contributions(ch, cp, ev, [lam], ch.models, overlap)
-    promoted, diff, reason = gate_rule(g_ch, g_cp, alpha, margin, n_out)
+    promoted, diff, reason = gate_rule(g_ch, g_cp, alpha, margin, n_out, DEFAULT_RULE if rule is None else rule)
     c_ch, c_cp = summarize(k_ch, alpha), summarize(k_cp, alpha)
     return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value, diff.value, diff.ci_low)
 

@@ -17,7 +17,7 @@ DEFAULTS = {
     "crossfit": {"cv": 5, "propensity": "fitted", "clip": 0.1, "prices": None, "seed": 0},
     "train": {"lambdas": [0, 100, 500], "methods": None},
     "evaluate": {"lambdas": None},
-    "promote": {"lambdas": None, "alpha": 0.05, "margin": 0.0, "overlap": 0.0},
+    "promote": {"lambdas": None, "alpha": 0.05, "margin": 0.0, "overlap": 0.1, "rule": "estimate"},
 }
 
 
