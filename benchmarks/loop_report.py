@@ -154,10 +154,10 @@ def main() -> None:
             "`causal`: RM-Softmax on DR utilities (logged propensities), served through the service's exploration "
             "policy (Thompson-style, `serve.strategy: thompson`: at least the arm's explore rate, more where the "
             "router's posterior is unsure; `benchmarks/results/exploration_sim.md`) and decision log, ingested, "
-            "retrained, promoted only by the gate (the paired DR difference, "
-            "challenger minus champion, with its 95% lower bound above 0 on the holdout: round 0's last 20% and "
-            "the newest 20% of every later round's decisions, accumulating; every row counts, `promote.overlap` "
-            "0). `greedy`: the naive "
+            "retrained, promoted only by the gate (the paired DR difference, challenger minus champion, above 0 "
+            "on the holdout: round 0's last 20% and the newest 20% of every later round's decisions, accumulating; "
+            "rows where the logged `propensities` gave either router's choice less than 0.1 count as no "
+            "difference: `promote.rule: estimate`, `promote.overlap: 0.1`). `greedy`: the naive "
             "router, no exploration, always deployed. `explore-naive`: the naive router with the same exploration "
             "(Thompson, at the same rate), always deployed. `vw`: Vowpal Wabbit `--cb_explore_adf` epsilon-greedy, "
             "online. `incumbent`: the "
@@ -224,21 +224,26 @@ def gate_strictness() -> list[str]:
     return lines
 
 
-#: gate_diagnosis.py runs: file tag -> what the gate did (explore 0.05; holdout: 20% of each round, accumulating).
+#: gate_diagnosis.py runs: file tag -> the gate's rule and settings (explore 0.05; holdout: 20% of each
+#: round, accumulating). *estimate*: promote iff the difference > 0 (the bound at alpha 1 is the same);
+#: *bound*: iff the lower end of its 95% interval is.
 GATE_RUNS = {
-    "": "every holdout row (the default, overlap 0)",
-    "overlap0.1": "overlap 0.1",
-    "seeds345": "overlap 0.1",
-    "overlap0.05": "overlap 0.05, clip 0.05",
-    "overlap0.02": "overlap 0.02, clip 0.02",
-    "margin0.01": "overlap 0.1, margin 0.01",
-    "margin0.02": "overlap 0.1, margin 0.02",
-    "holdout_fraction0.5": "overlap 0.1, holdout 50% of each round",
-    "holdout_fraction0.5_seeds345": "overlap 0.1, holdout 50% of each round",
-    "holdout_fraction0.5_llmrouter": "overlap 0.1, holdout 50% of each round",
-    "clip0.001": "every row, clip 0.001",
-    "holdout300": "every row, holdout capped at 300 rows",
-    "newest_slice": "every row, each round's newest slice alone",
+    "alpha1_overlap0.1": "estimate, overlap 0.1 (the defaults)",
+    "alpha1": "estimate, every row",
+    "bound_overlap0": "bound, every row (the gate before stop 22)",
+    "overlap0.1": "bound, overlap 0.1",
+    "seeds345": "bound, overlap 0.1",
+    "alpha0.5_overlap0.1": "bound at 50%, overlap 0.1",
+    "overlap0.05": "bound, overlap 0.05, clip 0.05",
+    "overlap0.02": "bound, overlap 0.02, clip 0.02",
+    "margin0.01": "bound, overlap 0.1, margin 0.01",
+    "margin0.02": "bound, overlap 0.1, margin 0.02",
+    "holdout_fraction0.5": "bound, overlap 0.1, holdout 50% of each round",
+    "holdout_fraction0.5_seeds345": "bound, overlap 0.1, holdout 50% of each round",
+    "holdout_fraction0.5_llmrouter": "bound, overlap 0.1, holdout 50% of each round",
+    "clip0.001": "bound, every row, clip 0.001",
+    "holdout300": "bound, every row, holdout capped at 300 rows",
+    "newest_slice": "bound, every row, each round's newest slice alone",
 }
 
 
