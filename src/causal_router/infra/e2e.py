@@ -17,7 +17,9 @@ APIs: ``python -m causal_router.infra.e2e`` (``make e2e``), then a summary table
    the champion itself never moves without the gate.
 
 The loop rewrites the logs (ingest), ``data.dvc`` and ``dvc.lock``; when those were unchanged in
-git before the run, they are restored afterwards (``--keep-data`` keeps the loop's versions).
+git before the run, they are restored afterwards (``--keep-data`` keeps the loop's versions), and so
+is the embedding cache: the runs' cached vectors (computed in other batches, equal to about 1e-7)
+would otherwise make the next ``make run`` record other embedding hashes in ``dvc.lock``.
 Exit status 0 when no step failed (SKIPPED steps name their reason).
 """
 
@@ -447,12 +449,23 @@ def _protect(stack: Stack):
     backup = stack.dir / "e2e-backup" / "data"
     shutil.rmtree(backup, ignore_errors=True)
     shutil.copytree(data, backup)
+    # the cache is parked beside itself (a rename, whatever its size) and the runs start without it
+    cache = root / "artifacts" / "embedding-cache"
+    parked = cache.with_name("embedding-cache.e2e-parked")
+    shutil.rmtree(parked, ignore_errors=True)
+    had_cache = cache.is_dir()
+    if had_cache:
+        cache.rename(parked)
 
     def restore():
         shutil.rmtree(data, ignore_errors=True)
         shutil.copytree(backup, data)
         subprocess.run(["git", "checkout", "--", *TRACKED], cwd=root, capture_output=True)
-        print("e2e: restored data/, data.dvc and dvc.lock as they were (--keep-data keeps the loop's)")
+        shutil.rmtree(cache, ignore_errors=True)
+        if had_cache:
+            parked.rename(cache)
+        print("e2e: restored data/, data.dvc, dvc.lock and the embedding cache as they were "
+              "(--keep-data keeps the loop's)")
 
     return restore
 
