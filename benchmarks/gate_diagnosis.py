@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loop_study import SETTINGS  # noqa: E402
 
 import causal_router.loop.arms as arms  # noqa: E402
+from causal_router.causal.ope import as_policy, supported  # noqa: E402
 from causal_router.config import load_prices  # noqa: E402
 from causal_router.data import schema as S  # noqa: E402
 from causal_router.data.loaders import load_full_feedback  # noqa: E402
@@ -36,8 +37,7 @@ from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.loop.stages import gate  # noqa: E402
 from causal_router.loop.stream import make_stream  # noqa: E402
-from causal_router.policy.data import holdout_evidence  # noqa: E402
-from causal_router.registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, RULES, load_policy  # noqa: E402
+from causal_router.registry.promote import RULES, load_policy  # noqa: E402
 
 
 def traced_gate(records: list, ff, context: dict, challenger, champion, holdout, X, lam, method, nuisances,
@@ -59,8 +59,9 @@ def traced_gate(records: list, ff, context: dict, challenger, champion, holdout,
     a = ch.probabilities(X, lam, ch.models, tokens).argmax(1)
     b = cp.probabilities(X, lam, ch.models, tokens).argmax(1)
     rows = np.arange(len(idx))
-    ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
-    support = ev.supported(a, context["overlap"]) & ev.supported(b, context["overlap"])
+    logging, K = S.propensity_matrix(holdout, ch.models), len(ch.models)
+    support = supported(logging, as_policy(a, K), context["overlap"]) & supported(logging, as_policy(b, K),
+                                                                                  context["overlap"])
     gap = U[rows, a] - U[rows, b]
     records.append({**context, "holdout_rows": len(idx), "disagree": int((a != b).sum()),
                     "disagree_supported": int(((a != b) & support).sum()),
@@ -117,11 +118,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--explore", type=float, default=0.05)
     ap.add_argument("--clip", type=float, default=None, help="propensity clip of the DR weights (default: the loop's)")
-    ap.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
-                    help="the gate's overlap threshold (default: the gate's, 0: every holdout row counts)")
-    ap.add_argument("--margin", type=float, default=0.0, help="the gate's non-inferiority margin")
-    ap.add_argument("--alpha", type=float, default=0.05, help="the gate's two-sided interval level (1: point estimate)")
-    ap.add_argument("--rule", default=DEFAULT_RULE, choices=RULES, help="promote on the estimate or its lower bound")
+    ap.add_argument("--overlap", type=float, default=arms.GATE["overlap"],
+                    help="the gate's overlap threshold (0: every holdout row counts)")
+    ap.add_argument("--margin", type=float, default=arms.GATE["margin"], help="the gate's non-inferiority margin")
+    ap.add_argument("--alpha", type=float, default=arms.GATE["alpha"],
+                    help="the gate's two-sided interval level (1: the bound is the point estimate)")
+    ap.add_argument("--rule", default=arms.GATE["rule"], choices=RULES,
+                    help="promote on the estimate or its lower bound")
     ap.add_argument("--holdout-max-rows", default="2000",
                     help="the gate holdout's cap (ingest.holdout_max_rows; 'none': each round's newest slice alone)")
     ap.add_argument("--holdout-fraction", type=float, default=0.2,
@@ -161,10 +164,8 @@ def main() -> None:
     pd.DataFrame(finals).to_csv(args.out / f"{stem}_final.csv", index=False)
     command = (f"python benchmarks/gate_diagnosis.py --datasets {args.datasets} --seeds {args.seeds} "
                f"--explore {args.explore:g}" + (f" --clip {args.clip:g}" if args.clip is not None else "")
-               + (f" --overlap {args.overlap:g}" if args.overlap != DEFAULT_OVERLAP else "")
-               + (f" --margin {args.margin:g}" if args.margin else "")
-               + (f" --alpha {args.alpha:g}" if args.alpha != 0.05 else "")
-               + (f" --rule {args.rule}" if args.rule != DEFAULT_RULE else "")
+               + "".join(f" --{k} {getattr(args, k):g}" if k != "rule" else f" --rule {args.rule}"
+                         for k in ("overlap", "margin", "alpha", "rule") if getattr(args, k) != arms.GATE[k])
                + (f" --holdout-max-rows {args.holdout_max_rows}" if cap != 2000 else "")
                + (f" --holdout-fraction {args.holdout_fraction:g}" if args.holdout_fraction != 0.2 else "")
                + (f" --tag {args.tag}" if args.tag else ""))

@@ -110,6 +110,18 @@ def summarize(contrib, alpha: float = 0.05, name: str = "dr") -> Estimate:
     return _estimate(name, contrib, alpha)
 
 
+def supported(logging, policy, threshold: float) -> np.ndarray:
+    """Rows (n,) bool where ``policy`` (n, K) probabilities puts all its mass on models the logging
+    policy (``logging`` (n, K), the logged ``propensities``, NaN on rows without one; or None) served
+    with probability >= ``threshold``: there its DR contribution has unclipped weights and is unbiased.
+    Rows without a logged vector count as supported, as do all rows when ``threshold`` is 0."""
+    pi = np.asarray(policy, dtype=float)
+    if logging is None or threshold <= 0:
+        return np.ones(len(pi), dtype=bool)
+    thin = np.where(np.isnan(logging), np.inf, logging) < threshold
+    return (pi * thin).sum(axis=1) <= 1e-12
+
+
 @dataclass
 class HoldoutEvidence:
     """Held-out logs as arrays plus their cross-fitted nuisances, shared by every policy evaluated.
@@ -142,14 +154,8 @@ class HoldoutEvidence:
         return self.nuisances.quality.shape[1]
 
     def supported(self, policy, threshold: float) -> np.ndarray:
-        """Rows (n,) bool where ``policy`` ((n,) actions or (n, K) probabilities) puts all its mass on
-        models the logging policy served with probability >= ``threshold``: there its DR contribution
-        has unclipped weights and is unbiased. Rows without a logged vector count as supported."""
-        pi = as_policy(policy, self.n_arms)
-        if self.logging is None or threshold <= 0:
-            return np.ones(len(pi), dtype=bool)
-        thin = np.where(np.isnan(self.logging), np.inf, self.logging) < threshold
-        return (pi * thin).sum(axis=1) <= 1e-12
+        """:func:`supported` on these logs' probability vectors."""
+        return supported(self.logging, as_policy(policy, self.n_arms), threshold)
 
     def contributions(self, policy, lam: float) -> np.ndarray:
         """Per-row DR contributions (n,) of ``policy`` ((n,) actions or (n, K) probabilities) at ``lam``."""
@@ -195,4 +201,4 @@ def fit_holdout_nuisances(X, treatment, quality, cost, n_arms: int, input_tokens
 
 
 __all__ = ["DEFAULT_CLIP", "OPE_ESTIMATORS", "Estimate", "HoldoutEvidence", "as_policy", "contributions",
-           "fit_holdout_nuisances", "policy_value", "summarize", "value_difference"]
+           "fit_holdout_nuisances", "policy_value", "summarize", "supported", "value_difference"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..causal.nuisances import NuisanceConfig
+from .arms import GATE
 from .stages import read_logs
 
 
@@ -54,8 +55,6 @@ class RegistryHooks:
         from ..registry.promote import promote
 
         holdout, X = read_logs(data_dir, self.encoder)["holdout"]
-        from .arms import GATE
-
         d = promote(self.name, holdout, X, lam=[self.lam], nuisances=self.nuisances, prices=self.prices, **GATE)
         self.decisions.append({"round": r, **{k: v for k, v in d.to_dict().items()
                                               if k in ("decision", "reason", "challenger_version")}})

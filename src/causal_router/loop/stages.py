@@ -160,24 +160,15 @@ def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float,
     (``overlap``: the threshold, ``rule``: estimate or bound; defaults the gate's)."""
     from ..causal.ope import summarize
     from ..policy.data import holdout_evidence
-    from ..registry.promote import (
-        DEFAULT_OVERLAP,
-        DEFAULT_RULE,
-        gate_contributions,
-        gate_rule,
-        load_policy,
-        policy_contributions,
-    )
+    from ..registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, gate_contributions, gate_rule, load_policy
 
     if champion is None:
         return GateDecision(True, "no champion: the challenger becomes the first champion")
     ch, cp = load_policy(challenger, method), load_policy(champion, method)
     ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
-    k_ch = policy_contributions(ch, ev, [lam], ch.models)
-    k_cp = policy_contributions(cp, ev, [lam], ch.models)
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
-    g_ch, g_cp, n_out = gate_contributions(ch, cp, ev, [lam], ch.models, overlap)
-    promoted, diff, reason = gate_rule(g_ch, g_cp, alpha, margin, n_out, DEFAULT_RULE if rule is None else rule)
+    k_ch, k_gate, k_cp, n_out = gate_contributions(ch, cp, ev, [lam], ch.models, overlap)
+    promoted, diff, reason = gate_rule(k_gate, k_cp, alpha, margin, n_out, DEFAULT_RULE if rule is None else rule)
     c_ch, c_cp = summarize(k_ch, alpha), summarize(k_cp, alpha)
     return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value, diff.value, diff.ci_low)
 

@@ -49,7 +49,7 @@ def gate(root, name: str, logs, X, p: dict):
     """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
     from ..causal.nuisances import NuisanceConfig
     from ..config import load_prices
-    from ..registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, promote
+    from ..registry.promote import promote
     from ..registry.runs import INTERVAL_NAME
     from ..registry.tracking import configure
 
@@ -57,6 +57,6 @@ def gate(root, name: str, logs, X, p: dict):
     lambdas = p["promote"]["lambdas"] if name == INTERVAL_NAME else None
     prices = p["crossfit"].get("prices")
     return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"], margin=p["promote"]["margin"],
-                   overlap=p["promote"].get("overlap", DEFAULT_OVERLAP), rule=p["promote"].get("rule", DEFAULT_RULE),
+                   overlap=p["promote"]["overlap"], rule=p["promote"]["rule"],
                    nuisances=NuisanceConfig.from_params(p["crossfit"]),
                    prices=load_prices(Path(root) / prices) if prices else None)

@@ -143,29 +143,31 @@ def policy_contributions(policy: Policy, ev: HoldoutEvidence, lam=None, models=N
 
 
 def gate_contributions(challenger: Policy, champion: Policy, ev: HoldoutEvidence, lams, models,
-                       overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
-    """The gate's paired per-row DR contributions (n,) of the two routers, averaged over ``lams``,
-    and the number of rows where they differ without overlap.
+                       overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-row DR contributions (n,) of the two routers, averaged over ``lams``, as the gate pairs them.
 
     At each lambda, a row where either router's choice was served with a probability below
     ``overlap`` (the logs' ``propensities`` vectors, :meth:`HoldoutEvidence.supported`) takes the
     champion's contribution for the challenger too: it counts as no difference. Rows without a
     logged vector, and every row when ``overlap`` is 0, keep their own.
 
-    Returns (challenger's, champion's contributions, rows without overlap where they differ)."""
+    Returns (the challenger's own contributions, the challenger's as the gate counts them, the
+    champion's, the number of rows without overlap where the two differ)."""
     if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ValueError(f"promote overlap must be a number in [0, 1), got {overlap!r}")
-    k_ch, k_cp = np.zeros(len(ev.X)), np.zeros(len(ev.X))
-    out = np.zeros(len(ev.X), dtype=bool)
+    n = len(ev.X)
+    k_ch, k_gate, k_cp = np.zeros(n), np.zeros(n), np.zeros(n)
+    out = np.zeros(n, dtype=bool)
     for x in lams:
         p_ch = challenger.probabilities(ev.X, float(x), models, ev.input_tokens)
         p_cp = champion.probabilities(ev.X, float(x), models, ev.input_tokens)
         c_ch, c_cp = ev.contributions(p_ch, float(x)), ev.contributions(p_cp, float(x))
         keep = ev.supported(p_ch, overlap) & ev.supported(p_cp, overlap)
         out |= ~keep & (np.abs(p_ch - p_cp).sum(axis=1) > 1e-12)
-        k_ch += np.where(keep, c_ch, c_cp)
+        k_ch += c_ch
+        k_gate += np.where(keep, c_ch, c_cp)
         k_cp += c_cp
-    return k_ch / len(lams), k_cp / len(lams), int(out.sum())
+    return k_ch / len(lams), k_gate / len(lams), k_cp / len(lams), int(out.sum())
 
 
 def evaluate_policy_on_logs(model, logs: pd.DataFrame, X: np.ndarray, lam=None, models=None,
@@ -357,10 +359,9 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, m
                 raise ValueError("a champion exists: held-out logs and their features are needed to compare")
             cp = load_policy(f"models:/{name}/{d.champion_version}")
             ev = holdout_evidence(holdout_logs, X, ch.models, nuisances, prices)
-            c_ch, c_cp = policy_contributions(ch, ev, lams, ch.models), policy_contributions(cp, ev, lams, ch.models)
+            c_ch, k_gate, c_cp, d.without_overlap = gate_contributions(ch, cp, ev, lams, ch.models, overlap)
             d.challenger, d.champion = summarize(c_ch, alpha), summarize(c_cp, alpha)
-            k_ch, k_cp, d.without_overlap = gate_contributions(ch, cp, ev, lams, ch.models, overlap)
-            d.promoted, d.difference, reason = gate_rule(k_ch, k_cp, alpha, margin, d.without_overlap, rule)
+            d.promoted, d.difference, reason = gate_rule(k_gate, c_cp, alpha, margin, d.without_overlap, rule)
             d.decision = "promoted" if d.promoted else "rejected"
             d.reason = f"{reason} (propensity {ev.propensity})"
     except Exception as err:  # evaluation failed: never touch the champion

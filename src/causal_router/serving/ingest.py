@@ -75,7 +75,7 @@ def decision_rows(pending: pd.DataFrame) -> pd.DataFrame:
         S.SCORE: pd.to_numeric(pending["score"], errors="coerce").astype(float),
         S.COST: pd.to_numeric(pending["cost"], errors="coerce").astype(float),
         S.PROPENSITY: pd.to_numeric(pending["propensity"], errors="coerce").astype(float),
-        S.PROPENSITIES: pending["propensities"].astype(object).where(pending["propensities"].notna(), None),
+        S.PROPENSITIES: pending["propensities"],
         S.TIMESTAMP: ts,
         S.INPUT_TOKENS: pd.to_numeric(pending["input_tokens"], errors="coerce").astype(float),
         S.OUTPUT_TOKENS: pd.to_numeric(pending["output_tokens"], errors="coerce").astype(float),
