@@ -66,7 +66,15 @@ def final_table(df: pd.DataFrame, refs: dict) -> tuple[str, pd.DataFrame]:
     uni = np.mean([v["uniform_reference"] for v in refs.values()]) if refs else float("nan")
     orc = np.mean([v["oracle"] for v in refs.values()]) if refs else float("nan")
     n = next(iter(refs.values()))["n"] if refs else 0
-    lines.append(f"| static uniform-logging reference (RM-Softmax on {n} uniformly logged rows) | | {uni:.4f} | | | |")
+    draws = [v.get("uniform_draws", [v["uniform_reference"]]) for v in refs.values()]
+    if refs and len(draws[0]) > 1:
+        first = np.mean([d[0] for d in draws])
+        sd = np.std(np.concatenate(draws), ddof=1)
+        lines.append(f"| static uniform-logging reference (RM-Softmax on {n} uniformly logged rows; mean of "
+                     f"{len(draws[0])} uniform draws per seed, std over all draws {sd:.3f}; the first draw alone "
+                     f"{first:.4f}) | | {uni:.4f} | | | |")
+    else:
+        lines.append(f"| static uniform-logging reference (RM-Softmax on {n} uniformly logged rows) | | {uni:.4f} | | | |")
     lines.append(f"| per-query oracle (test) | | {orc:.4f} | | | |")
     return "\n".join(lines), summary
 
@@ -105,6 +113,24 @@ def goals(summary: pd.DataFrame, refs: dict) -> list[str]:
             f"{k}: {'n/a (not run)' if not refs_ok.get(k, True) else 'yes' if v else 'NO'}"
             for k, v in checks.items()))
     return out
+
+
+def noise_note(refs: dict) -> list[str]:
+    """How much one final-round figure moves: the spread of the uniform-logging level over its draws."""
+    draws = [v.get("uniform_draws") for v in refs.values()]
+    if not refs or any(d is None or len(d) < 2 for d in draws):
+        return []
+    flat = np.concatenate(draws)
+    sd = float(np.std(flat, ddof=1))
+    seeds = len(draws)
+    return ["", f"**How much one figure moves.** The uniform-logging level is the mean of {len(draws[0])} "
+            f"independent uniform logging draws on each of the {seeds} seeds' streams. Over those {len(flat)} draws "
+            f"the same learner's final test utility has a standard deviation of {sd:.3f} (range "
+            f"{flat.min():.3f}-{flat.max():.3f}); the first draw of each seed alone, the level this report gave "
+            f"before, is {np.mean([d[0] for d in draws]):.4f}. Which of two near-equal models a router settles on "
+            f"for a kind of prompt moves a figure that much. A mean over {seeds} seeds carries a standard error "
+            f"of about {sd / np.sqrt(seeds):.3f} from the draws alone, so differences between arms smaller than "
+            f"about {2 * sd / np.sqrt(seeds):.3f} are within that noise."]
 
 
 def plot(df: pd.DataFrame, refs: dict, title: str, path: Path) -> None:
@@ -176,7 +202,7 @@ def main() -> None:
         out += ["", f"## {name} (lambda {df['lam'].iloc[0]:g}, {df['round'].max() + 1} rounds of "
                 f"{dmeta.get('batch', '?')} prompts, seeds {sorted(df['seed'].unique().tolist())})", "",
                 f"![{name}]({png.name})", "", table, "", "### Against the issue's goals (means over seeds)", "",
-                *goals(summary, refs), "", "### Test utility per round (mean over seeds)", "",
+                *goals(summary, refs), *noise_note(refs), "", "### Test utility per round (mean over seeds)", "",
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
     if not args.tag:

@@ -1,5 +1,5 @@
 """The loop study (issue: the loop, measured): every arm of :mod:`causal_router.loop.arms`, round by
-round, on the same streams and seeds, plus the static uniform-logging reference.
+round, on the same streams and seeds, plus the static uniform-logging reference (the mean over ``--uniform-draws`` uniform draws per seed).
 
     python benchmarks/loop_study.py                      # the whole study (both tables, seeds 0-2)
     python benchmarks/loop_study.py --datasets routerbench_subset --seeds 0 --explore 0.05 --tag reduced
@@ -39,8 +39,8 @@ def partial(stem: str, name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"{stem}_{name}.partial.csv"
 
 
-def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: int, stem: str = "loop"
-                ) -> tuple[list, dict]:
+def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: int, stem: str = "loop",
+                uniform_draws: int = 10) -> tuple[list, dict]:
     from causal_router.config import load_prices
     from causal_router.data.loaders import load_full_feedback
     from causal_router.features.embed import embed_texts
@@ -71,7 +71,8 @@ def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: 
                              seconds[f"{seed}/{arm}/{e:g}"])
                 pd.DataFrame(records).to_csv(partial(stem, name), index=False)
         start = time.perf_counter()
-        refs[str(seed)] = {"uniform_reference": uniform_reference(stream, rounds * batch, nuis, prices),
+        draws = uniform_reference(stream, rounds * batch, nuis, prices, draws=uniform_draws)
+        refs[str(seed)] = {"uniform_reference": float(sum(draws) / len(draws)), "uniform_draws": draws,
                            "oracle": float(stream.utility[stream.test].max(1).mean()), "n": rounds * batch}
         seconds[f"{seed}/uniform-reference"] = time.perf_counter() - start
     return records, {"lambda": lam, "rounds": rounds, "batch": batch, "references": refs, "seconds": seconds}
@@ -88,6 +89,8 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="non-empty for a reduced run: loop_TAG.csv, never loop.csv")
     ap.add_argument("--cv", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=1, help="datasets run in parallel processes")
+    ap.add_argument("--uniform-draws", type=int, default=10,
+                    help="uniform logging draws per seed averaged into the uniform-logging level")
     args = ap.parse_args()
     from causal_router.features.hardware import cpu_model
 
@@ -102,7 +105,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stem = "loop" + (f"_{args.tag}" if args.tag else "")
-    jobs = [(n, args.data_root, seeds, explores, arms, str(out), args.cv, stem) for n in names]
+    jobs = [(n, args.data_root, seeds, explores, arms, str(out), args.cv, stem, args.uniform_draws) for n in names]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run_dataset, *zip(*jobs)))
@@ -110,9 +113,9 @@ def main() -> None:
         results = [run_dataset(*j) for j in jobs]
     cols = ["dataset", "seed", "arm", "explore", "round", "lam", "n_logged", "deployed_utility", "test_utility",
             "cumulative_regret", "promoted"]
-    pd.DataFrame([r for recs, _ in results for r in recs])[cols].to_csv(out / f"{stem}.csv", index=False)
+    pd.DataFrame([r for recs, _ in results for r in recs], columns=cols).to_csv(out / f"{stem}.csv", index=False)
     meta = {"reduced": bool(args.tag), "tag": args.tag, "datasets": names, "seeds": seeds, "explore": explores,
-            "arms": arms, "cv": args.cv, "jobs": args.jobs, "cpu_model": cpu_model(),
+            "arms": arms, "cv": args.cv, "jobs": args.jobs, "uniform_draws": args.uniform_draws, "cpu_model": cpu_model(),
             "embedding_precision": "fp32", "incumbent": "cost-biased:3",
             "wall_seconds": time.perf_counter() - start,
             "per_dataset": {n: m for n, (_, m) in zip(names, results)}}

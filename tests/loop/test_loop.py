@@ -138,3 +138,17 @@ def test_exploring_loop_finds_the_hidden_model_and_greedy_does_not(world):
         greedy_found += greedy > oracle - 0.05
     assert np.mean(gaps) > 0.03, gaps
     assert found >= 2 and greedy_found <= 1, (found, greedy_found)
+
+
+def test_uniform_reference_averages_independent_draws(world):
+    from causal_router.loop.arms import uniform_reference
+
+    ff, X, _ = world
+    s = make_stream(ff, X, rounds=3, batch=100, lam=LAM, seed=0)
+    one = uniform_reference(s, 300)
+    two = uniform_reference(s, 300, draws=2)
+    assert len(one) == 1 and len(two) == 2 and two[0] == one[0]  # the first draw does not depend on draws
+    incumbent = float((s.incumbent[s.test] * s.utility[s.test]).sum(1).mean())
+    assert min(two) > incumbent  # uniform logs show the hidden model that the incumbent all but ignores
+    with pytest.raises(ValueError, match="draws must be at least 1"):
+        uniform_reference(s, 300, draws=0)

@@ -51,8 +51,9 @@ SPECS = {
 }
 #: The study's decision log: SQLite in memory.
 MEMORY_STORE = "sqlite://"
-#: Spawn keys: the incumbent's round-0 draws (shared by all arms), the service's draws.
-_ROUND0, _SERVE = 200, 201
+#: Spawn keys: the incumbent's round-0 draws (shared by all arms), the service's draws, the first
+#: uniform reference draw (draw j: ``_UNIFORM + j``).
+_ROUND0, _SERVE, _UNIFORM = 200, 201, 300
 
 
 #: Ingest settings of every retraining arm: params.yaml's ``ingest`` defaults (the holdout accumulates).
@@ -222,20 +223,32 @@ def _skyline(stream: Stream, deployed0: float, regret: float, params) -> list[di
     return out
 
 
-def uniform_reference(stream: Stream, n: int, nuisances: NuisanceConfig | None = None, prices=None) -> float:
+def uniform_reference(stream: Stream, n: int, nuisances: NuisanceConfig | None = None, prices=None,
+                      draws: int = 1) -> list[float]:
     """Static uniform-logging level: RM-Softmax trained on ``n`` uniformly logged stream prompts
-    (60/20 train/val as ``simulate`` splits, through the one training path); its test utility."""
+    (60/20 train/val as ``simulate`` splits, through the one training path); its test utility, one
+    per independent uniform draw of the logged models (``draws`` of them; the first is the same
+    draw whatever ``draws`` is).
+
+    One draw is a noisy level: which of two near-equal models a router settles on moves its test
+    utility by several hundredths (``docs/loop.md``), so the study averages several.
+    """
     from ..data.simulate import _log_frame
     from ..policy.training import fit_routing_data, train_routerset
 
+    if int(draws) < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
     idx = stream.order[:n]
     K = len(stream.models)
     probs = np.full((stream.ff.n_prompts, K), 1.0 / K)
-    chosen = _rng(stream.seed, 300).integers(0, K, size=len(idx))
-    logs = _log_frame(stream.ff, idx, chosen, probs)
     cut = int(round(0.75 * len(idx)))
-    data, meta = fit_routing_data(logs.iloc[:cut], stream.X[idx[:cut]], logs.iloc[cut:], stream.X[idx[cut:]],
-                                  models=stream.models, prices=prices,
-                                  nuisances=nuisances or loop_nuisances(stream.seed))
-    rs = train_routerset(data, [stream.lam], ["rm-softmax"], meta=meta)
-    return stream.test_utility(greedy_actions(rs, "rm-softmax", stream, stream.test))
+    out = []
+    for j in range(int(draws)):
+        chosen = _rng(stream.seed, _UNIFORM + j).integers(0, K, size=len(idx))
+        logs = _log_frame(stream.ff, idx, chosen, probs)
+        data, meta = fit_routing_data(logs.iloc[:cut], stream.X[idx[:cut]], logs.iloc[cut:], stream.X[idx[cut:]],
+                                      models=stream.models, prices=prices,
+                                      nuisances=nuisances or loop_nuisances(stream.seed))
+        rs = train_routerset(data, [stream.lam], ["rm-softmax"], meta=meta)
+        out.append(stream.test_utility(greedy_actions(rs, "rm-softmax", stream, stream.test)))
+    return out
