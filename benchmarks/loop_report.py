@@ -74,7 +74,8 @@ def final_table(df: pd.DataFrame, refs: dict) -> tuple[str, pd.DataFrame]:
                      f"{len(draws[0])} uniform draws per seed, std over all draws {sd:.3f}; the first draw alone "
                      f"{first:.4f}) | | {uni:.4f} | | | |")
     else:
-        lines.append(f"| static uniform-logging reference (RM-Softmax on {n} uniformly logged rows) | | {uni:.4f} | | | |")
+        lines.append(f"| static uniform-logging reference (RM-Softmax on {n} uniformly logged rows) | | {uni:.4f} "
+                     "| | | |")
     lines.append(f"| per-query oracle (test) | | {orc:.4f} | | | |")
     return "\n".join(lines), summary
 
@@ -209,7 +210,8 @@ def main() -> None:
                 f"{dmeta.get('batch', '?')} prompts, seeds {sorted(df['seed'].unique().tolist())})", "",
                 f"![{name}]({png.name})", "", table, "", "### Against the issue's goals (means over seeds)", "",
                 *goals(summary, refs),
-                *noise_note(refs, float(summary.set_index("label")["final_test"].get("skyline", float("nan")))), "", "### Test utility per round (mean over seeds)", "",
+                *noise_note(refs, float(summary.set_index("label")["final_test"].get("skyline", float("nan")))),
+                "", "### Test utility per round (mean over seeds)", "",
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
     if not args.tag:

@@ -1,5 +1,6 @@
 """The loop study (issue: the loop, measured): every arm of :mod:`causal_router.loop.arms`, round by
-round, on the same streams and seeds, plus the static uniform-logging reference (the mean over ``--uniform-draws`` uniform draws per seed).
+round, on the same streams and seeds, plus the static uniform-logging reference (the mean over
+``--uniform-draws`` uniform draws per seed).
 
     python benchmarks/loop_study.py                      # the whole study (both tables, seeds 0-2)
     python benchmarks/loop_study.py --datasets routerbench_subset --seeds 0 --explore 0.05 --tag reduced
@@ -115,7 +116,8 @@ def main() -> None:
             "cumulative_regret", "promoted"]
     pd.DataFrame([r for recs, _ in results for r in recs], columns=cols).to_csv(out / f"{stem}.csv", index=False)
     meta = {"reduced": bool(args.tag), "tag": args.tag, "datasets": names, "seeds": seeds, "explore": explores,
-            "arms": arms, "cv": args.cv, "jobs": args.jobs, "uniform_draws": args.uniform_draws, "cpu_model": cpu_model(),
+            "arms": arms, "cv": args.cv, "jobs": args.jobs, "uniform_draws": args.uniform_draws,
+            "cpu_model": cpu_model(),
             "embedding_precision": "fp32", "incumbent": "cost-biased:3",
             "wall_seconds": time.perf_counter() - start,
             "per_dataset": {n: m for n, (_, m) in zip(names, results)}}
