@@ -116,6 +116,32 @@ def goals(summary: pd.DataFrame, refs: dict) -> list[str]:
     return out
 
 
+def paired(df: pd.DataFrame) -> list[str]:
+    """Markdown: per exploration rate, causal minus each peer on the same seeds (final round), the mean
+    and its standard error over seeds: the streams and round 0 are shared, so pairs cancel their luck."""
+    last = df[df["round"] == df.groupby("label")["round"].transform("max")]
+    final = last.pivot_table(index="seed", columns="label", values="test_utility")
+    real = df[df["round"] > 0].groupby(["label", "seed"])["deployed_utility"].mean().unstack(0)
+    causal = sorted((c for c in final.columns if c.startswith("causal")), key=lambda c: float(c[c.index("=") + 1:-1]))
+    if not causal or len(final) < 2:
+        return []
+
+    def cell(frame, a, b):
+        if b not in frame.columns:
+            return "n/a"
+        d = (frame[a] - frame[b]).dropna()
+        return f"{d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(len(d)):.4f})" if len(d) > 1 else "n/a"
+
+    lines = ["", f"Paired over the {len(final)} seeds (same stream, same round 0): `causal` minus each peer, mean "
+             "(standard error over seeds).", "",
+             "| causal | − explore-naive, same rate: final test | − greedy: final test | − greedy: realised "
+             "(rounds 1..) |", "|---|---|---|---|"]
+    for c in causal:
+        en = c.replace("causal", "explore-naive")
+        lines.append(f"| {c} | {cell(final, c, en)} | {cell(final, c, 'greedy')} | {cell(real, c, 'greedy')} |")
+    return lines
+
+
 def noise_note(refs: dict, skyline: float = float("nan")) -> list[str]:
     """How much one final-round figure moves: the spread of the uniform-logging level over its draws,
     and how far that level is from the skyline (``skyline``: its final-round test utility)."""
@@ -209,7 +235,7 @@ def main() -> None:
         out += ["", f"## {name} (lambda {df['lam'].iloc[0]:g}, {df['round'].max() + 1} rounds of "
                 f"{dmeta.get('batch', '?')} prompts, seeds {sorted(df['seed'].unique().tolist())})", "",
                 f"![{name}]({png.name})", "", table, "", "### Against the issue's goals (means over seeds)", "",
-                *goals(summary, refs),
+                *goals(summary, refs), *paired(df),
                 *noise_note(refs, float(summary.set_index("label")["final_test"].get("skyline", float("nan")))),
                 "", "### Test utility per round (mean over seeds)", "",
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
