@@ -22,8 +22,8 @@ COMMANDS = {
 }
 
 
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+def run(*args, input=None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
 def assert_clean_failure(result, *needles):
@@ -123,10 +123,11 @@ def test_route_and_evaluate_refuse_bad_lambda(tmp_path, routers, lam):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(prompts=st.lists(st.text(max_size=40), min_size=1, max_size=3),
+@given(prompts=st.lists(st.text(max_size=40).filter(lambda p: p != "-"), min_size=1, max_size=3),
        lam=st.floats(min_value=0, max_value=5000))
 def test_route_generated_prompts(tmp_path_factory, prompts, lam):
-    """Any text (emoji, control characters, right-to-left, empty) is routed to a known model."""
+    """Any text (emoji, control characters, right-to-left, empty) is routed to a known model.
+    ("-" is not a prompt but the stdin marker: test_route_reads_stdin_and_refuses_a_stray_dash.)"""
     d = tmp_path_factory.mktemp("route")
     rs = RouterSet(MODELS, [0.0, 100.0, 500.0], {"random": RandomRouter.for_models(3, random_state=0)}, "", {})
     rs.save(d / "routers")
@@ -135,6 +136,15 @@ def test_route_generated_prompts(tmp_path_factory, prompts, lam):
     assert result.exit_code == 0, result.output
     chosen = [line.split("\t")[0] for line in result.stdout.split("\n") if "\t" in line]
     assert len(chosen) >= len(prompts) and set(chosen[:1]) <= set(MODELS)
+
+
+def test_route_reads_stdin_and_refuses_a_stray_dash(tmp_path, routers):
+    opts = ("--method", "random", "--lam", "100", "--cache-dir", tmp_path / "cache", "--")
+    result = run("route", routers, *opts, "-", input="first prompt\nsecond prompt\n")
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.split("\n") if "\t" in line]) == 2
+    assert_clean_failure(run("route", routers, *opts, "hello", "-"), "'-' alone")
+    assert_clean_failure(run("route", routers, *opts, "-", input=""), "'-' alone")
 
 
 @pytest.mark.parametrize("lambdas", ["-5,0", "0,nan", "inf", ""])

@@ -51,7 +51,7 @@ def _names(text: Optional[str]) -> Optional[list[str]]:
 
 
 def _fail(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(f"error: {message}", err=True)  # as the group's handler words every other user error
     raise typer.Exit(1)
 
 
