@@ -166,6 +166,24 @@ def noise_note(refs: dict, skyline: float = float("nan")) -> list[str]:
                 if skyline - np.mean([np.mean(d) for d in draws]) > 0.01 else ", within the goal's 0.01.")])
 
 
+def feedback_gap(name: str) -> list[str]:
+    """The direct method with full feedback against uniform logs on the same prompts
+    (``benchmarks/feedback_gap.py``), when its results are there."""
+    path = RESULTS / "feedback_gap.csv"
+    if not path.exists():
+        return []
+    d = pd.read_csv(path)
+    d = d[d["dataset"] == name].groupby("feedback")["test_utility"].agg(["mean", "std", "count"])
+    if not {"full", "uniform"} <= set(d.index):
+        return []
+    full, uni = d.loc["full"], d.loc["uniform"]
+    return ["", f"The direct method that every router here starts from, trained on all the streamed prompts "
+            f"(`python benchmarks/feedback_gap.py`, `benchmarks/results/feedback_gap.md`), scores "
+            f"{full['mean']:.4f} with full feedback and {uni['mean']:.4f} (std {uni['std']:.3f} over "
+            f"{int(uni['count'])} draws) with one uniformly logged model per prompt: a gap of "
+            f"{full['mean'] - uni['mean']:.3f} between every outcome and one evenly spread outcome per prompt."]
+
+
 def plot(df: pd.DataFrame, refs: dict, title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     g = df.groupby(["order", "label", "round"])[["test_utility", "deployed_utility", "cumulative_regret"]].mean()
@@ -237,6 +255,7 @@ def main() -> None:
                 f"![{name}]({png.name})", "", table, "", "### Against the issue's goals (means over seeds)", "",
                 *goals(summary, refs), *paired(df),
                 *noise_note(refs, float(summary.set_index("label")["final_test"].get("skyline", float("nan")))),
+                *feedback_gap(name),
                 "", "### Test utility per round (mean over seeds)", "",
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
