@@ -71,6 +71,13 @@ class Learner:
         return self.quality.predict(self.X[rows]) - lam * self.cost.predict(self.X[rows], tok)
 
 
+def load_table(name: str, data_root, encoder):
+    """A shared full-feedback table: (FullFeedback, X (n, d) float, prices (K, 2) per million tokens)."""
+    ff = load_full_feedback(Path(data_root) / name / f"{name}.parquet")
+    X = embed_texts(list(ff.prompts), encoder=encoder).astype(float)
+    return ff, X, price_array(load_prices(Path("configs/prices") / f"{name}.yaml"), list(ff.models))
+
+
 def run(ff, X, prices, lam, rounds, batch, seed, strategy, explore) -> dict:
     stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
     U = ff.scores - lam * ff.costs
@@ -140,9 +147,7 @@ def main() -> None:
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
         lam, rounds, batch = SETTINGS[name]
-        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
-        X = embed_texts(list(ff.prompts), encoder=encoder).astype(float)
-        prices = price_array(load_prices(Path("configs/prices") / f"{name}.yaml"), list(ff.models))
+        ff, X, prices = load_table(name, args.data_root, encoder)
         settings = [("greedy", 0.0)] + [(s, float(e)) for s in args.strategies.split(",")
                                         for e in args.explore.split(",")]
         for seed in (int(s) for s in args.seeds.split(",")):

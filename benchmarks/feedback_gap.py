@@ -30,16 +30,12 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exploration_sim import Learner  # noqa: E402
+from exploration_sim import Learner, load_table  # noqa: E402
 from loop_study import SETTINGS  # noqa: E402
 
-from causal_router.config import load_prices  # noqa: E402
-from causal_router.data.loaders import load_full_feedback  # noqa: E402
-from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.features.hardware import cpu_model  # noqa: E402
 from causal_router.loop.stream import make_stream  # noqa: E402
-from causal_router.policy.data import price_array  # noqa: E402
 
 
 def run(ff, X, prices, lam, rounds, batch, seed, draws) -> list[dict]:
@@ -76,9 +72,7 @@ def main() -> None:
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
         lam, rounds, batch = SETTINGS[name]
-        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
-        X = embed_texts(list(ff.prompts), encoder=encoder).astype(float)
-        prices = price_array(load_prices(Path("configs/prices") / f"{name}.yaml"), list(ff.models))
+        ff, X, prices = load_table(name, args.data_root, encoder)
         for seed in (int(s) for s in args.seeds.split(",")):
             for r in run(ff, X, prices, lam, rounds, batch, seed, args.draws):
                 rows.append({"dataset": name, "lambda": lam, "n_prompts": rounds * batch, **r})

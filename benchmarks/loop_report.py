@@ -43,6 +43,16 @@ def per_round(df: pd.DataFrame, column: str) -> str:
     return "\n".join(lines)
 
 
+def uniform_level(refs: dict) -> float:
+    """The static uniform-logging level: the mean over seeds of each seed's mean over its draws."""
+    return float(np.mean([v["uniform_reference"] for v in refs.values()])) if refs else float("nan")
+
+
+def uniform_draws(refs: dict) -> list:
+    """Each seed's uniform draws (one per seed in studies from before ``--uniform-draws``)."""
+    return [v.get("uniform_draws", [v["uniform_reference"]]) for v in refs.values()]
+
+
 def final_table(df: pd.DataFrame, refs: dict) -> tuple[str, pd.DataFrame]:
     """Markdown: final-round test utility, mean realised utility over the stream, final regret, promotions."""
     # each arm's last round (a reduced run may stop arms early)
@@ -63,10 +73,10 @@ def final_table(df: pd.DataFrame, refs: dict) -> tuple[str, pd.DataFrame]:
         lines.append(f"| {r['label']} | {int(r['last_round'])} | {r['final_test']:.4f}{std} | {r['realised']:.4f} | "
                      f"{r['regret']:.1f} | "
                      f"{r['promoted']} |")
-    uni = np.mean([v["uniform_reference"] for v in refs.values()]) if refs else float("nan")
+    uni = uniform_level(refs)
     orc = np.mean([v["oracle"] for v in refs.values()]) if refs else float("nan")
     n = next(iter(refs.values()))["n"] if refs else 0
-    draws = [v.get("uniform_draws", [v["uniform_reference"]]) for v in refs.values()]
+    draws = uniform_draws(refs)
     if refs and len(draws[0]) > 1:
         first = np.mean([d[0] for d in draws])
         sd = np.std(np.concatenate(draws), ddof=1)
@@ -85,7 +95,7 @@ def goals(summary: pd.DataFrame, refs: dict) -> list[str]:
     s = summary.set_index("label")
     out = []
     causal = [x for x in s.index if x.startswith("causal")]
-    uni = np.mean([v["uniform_reference"] for v in refs.values()]) if refs else float("nan")
+    uni = uniform_level(refs)
 
     def get(name, col):
         return float(s.loc[name, col]) if name in s.index else float("nan")
@@ -122,8 +132,8 @@ def paired(df: pd.DataFrame) -> list[str]:
     last = df[df["round"] == df.groupby("label")["round"].transform("max")]
     final = last.pivot_table(index="seed", columns="label", values="test_utility")
     real = df[df["round"] > 0].groupby(["label", "seed"])["deployed_utility"].mean().unstack(0)
-    causal = sorted((c for c in final.columns if c.startswith("causal")), key=lambda c: float(c[c.index("=") + 1:-1]))
-    if not causal or len(final) < 2:
+    rates = sorted(df.loc[df["arm"] == "causal", "explore"].unique())
+    if not rates or len(final) < 2:
         return []
 
     def cell(frame, a, b):
@@ -136,8 +146,8 @@ def paired(df: pd.DataFrame) -> list[str]:
              "(standard error over seeds).", "",
              "| causal | − explore-naive, same rate: final test | − greedy: final test | − greedy: realised "
              "(rounds 1..) |", "|---|---|---|---|"]
-    for c in causal:
-        en = c.replace("causal", "explore-naive")
+    for e in rates:
+        c, en = label("causal", e), label("explore-naive", e)
         lines.append(f"| {c} | {cell(final, c, en)} | {cell(final, c, 'greedy')} | {cell(real, c, 'greedy')} |")
     return lines
 
@@ -145,25 +155,27 @@ def paired(df: pd.DataFrame) -> list[str]:
 def noise_note(refs: dict, skyline: float = float("nan")) -> list[str]:
     """How much one final-round figure moves: the spread of the uniform-logging level over its draws,
     and how far that level is from the skyline (``skyline``: its final-round test utility)."""
-    draws = [v.get("uniform_draws") for v in refs.values()]
-    if not refs or any(d is None or len(d) < 2 for d in draws):
+    draws = uniform_draws(refs)
+    if not refs or any(len(d) < 2 for d in draws):
         return []
     flat = np.concatenate(draws)
     sd = float(np.std(flat, ddof=1))
-    seeds = len(draws)
-    return ["", f"**How much one figure moves.** The uniform-logging level is the mean of {len(draws[0])} "
-            f"independent uniform logging draws on each of the {seeds} seeds' streams. Over those {len(flat)} draws "
-            f"the same learner's final test utility has a standard deviation of {sd:.3f} (range "
-            f"{flat.min():.3f}-{flat.max():.3f}); the first draw of each seed alone, the level this report gave "
-            f"before, is {np.mean([d[0] for d in draws]):.4f}. Which of two near-equal models a router settles on "
-            f"for a kind of prompt moves a figure that much. A mean over {seeds} seeds carries a standard error "
-            f"of about {sd / np.sqrt(seeds):.3f} from the draws alone, so differences between arms smaller than "
-            f"about {2 * sd / np.sqrt(seeds):.3f} are within that noise."] + ([] if not np.isfinite(skyline) else [
-            "", f"The skyline learns every model's outcome on every streamed prompt. Logging one model per prompt, "
-            f"even uniformly, leaves the same learner {skyline - np.mean([np.mean(d) for d in draws]):.3f} below it "
-            f"({np.mean([np.mean(d) for d in draws]):.4f} against {skyline:.4f})" + (
-                ": the goal of coming within 0.01 of the skyline asks more of the learner than uniform logs give it."
-                if skyline - np.mean([np.mean(d) for d in draws]) > 0.01 else ", within the goal's 0.01.")])
+    seeds, level = len(draws), uniform_level(refs)
+    out = ["", f"**How much one figure moves.** The uniform-logging level is the mean of {len(draws[0])} "
+           f"independent uniform logging draws on each of the {seeds} seeds' streams. Over those {len(flat)} draws "
+           f"the same learner's final test utility has a standard deviation of {sd:.3f} (range "
+           f"{flat.min():.3f}-{flat.max():.3f}); the first draw of each seed alone, the level this report gave "
+           f"before, is {np.mean([d[0] for d in draws]):.4f}. Which of two near-equal models a router settles on "
+           f"for a kind of prompt moves a figure that much. A mean over {seeds} seeds carries a standard error "
+           f"of about {sd / np.sqrt(seeds):.3f} from the draws alone, so differences between arms smaller than "
+           f"about {2 * sd / np.sqrt(seeds):.3f} are within that noise."]
+    if np.isfinite(skyline):
+        gap = skyline - level
+        out += ["", f"The skyline learns every model's outcome on every streamed prompt. Logging one model per "
+                f"prompt, even uniformly, leaves the same learner {gap:.3f} below it ({level:.4f} against "
+                f"{skyline:.4f})" + (": the goal of coming within 0.01 of the skyline asks more of the learner than "
+                                     "uniform logs give it." if gap > 0.01 else ", within the goal's 0.01.")]
+    return out
 
 
 def feedback_gap(name: str) -> list[str]:
@@ -194,8 +206,7 @@ def plot(df: pd.DataFrame, refs: dict, title: str, path: Path) -> None:
         for ax, col in zip(axes, ["test_utility", "deployed_utility", "cumulative_regret"]):
             ax.plot(r["round"], r[col], **style)
     if refs:
-        uni = np.mean([v["uniform_reference"] for v in refs.values()])
-        axes[0].axhline(uni, color="grey", ls=":", label="static uniform-logging level")
+        axes[0].axhline(uniform_level(refs), color="grey", ls=":", label="static uniform-logging level")
     axes[0].set(xlabel="round", ylabel="test utility (explore 0)", title=f"{title}: the deployed router on test")
     axes[1].set(xlabel="round", ylabel="realised utility", title="the round's prompts, exploration included")
     axes[2].set(xlabel="round", ylabel="cumulative regret (sum)", title="regret against the per-query oracle")

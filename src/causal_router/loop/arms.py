@@ -242,13 +242,13 @@ def uniform_reference(stream: Stream, n: int, nuisances: NuisanceConfig | None =
     K = len(stream.models)
     probs = np.full((stream.ff.n_prompts, K), 1.0 / K)
     cut = int(round(0.75 * len(idx)))
+    nuisances = nuisances or loop_nuisances(stream.seed)
     out = []
     for j in range(int(draws)):
         chosen = _rng(stream.seed, _UNIFORM + j).integers(0, K, size=len(idx))
         logs = _log_frame(stream.ff, idx, chosen, probs)
         data, meta = fit_routing_data(logs.iloc[:cut], stream.X[idx[:cut]], logs.iloc[cut:], stream.X[idx[cut:]],
-                                      models=stream.models, prices=prices,
-                                      nuisances=nuisances or loop_nuisances(stream.seed))
+                                      models=stream.models, prices=prices, nuisances=nuisances)
         rs = train_routerset(data, [stream.lam], ["rm-softmax"], meta=meta)
         out.append(stream.test_utility(greedy_actions(rs, "rm-softmax", stream, stream.test)))
     return out
