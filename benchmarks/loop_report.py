@@ -249,8 +249,10 @@ def main() -> None:
             "router, no exploration, always deployed. `explore-naive`: the naive router with the same exploration "
             "(Thompson, at the same rate), always deployed. `vw`: Vowpal Wabbit `--cb_explore_adf` epsilon-greedy, "
             "online. `incumbent`: the "
-            "logging policy (its expected utility). `skyline`: RM-Softmax with full feedback on every streamed "
-            "prompt. Test utility is the deployed router's choice (explore 0) on the held-out 20% test prompts.",
+            "logging policy (its expected utility). `skyline`: the `causal` arm's learner given full feedback on "
+            "every streamed prompt (RM-Softmax from the direct method, both fitted on every model's outcome; the "
+            "last 20% of the prompts early-stop it). Test utility is the deployed router's choice (explore 0) "
+            "on the held-out 20% test prompts.",
             "", f"CPU: {meta.get('cpu_model', 'n/a')}; wall time {meta.get('wall_seconds', float('nan')):.0f} s "
             f"with {meta.get('jobs', 1)} process(es), cross-fitting folds {meta.get('cv', 'n/a')}."]
     DOCS.mkdir(exist_ok=True)

@@ -4,7 +4,8 @@
 - ``greedy``: the ``naive`` router, no exploration, always deployed;
 - ``explore-naive``: the ``naive`` router with the same exploration, always deployed;
 - ``incumbent``: the round-0 logging policy throughout;
-- ``skyline``: RM-Softmax trained on full feedback for every prompt streamed so far;
+- ``skyline``: the ``causal`` arm's learner (RM-Softmax from the direct method) trained on full
+  feedback for every prompt streamed so far;
 - ``vw``: Vowpal Wabbit's online contextual bandit (:mod:`causal_router.loop.vw`).
 
 Every arm's round 0 is the incumbent routing the first batch (the same draws for every arm).
@@ -122,7 +123,7 @@ def run_arm(stream: Stream, arm: str, explore: float = 0.0, *, nuisances: Nuisan
                                stream.realised(idx, chosen).mean(), test, regret, None))
         return out
     if arm == "skyline":
-        return _skyline(stream, deployed0, regret, params)
+        return _skyline(stream, deployed0, regret, params, prices)
     return _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, prices, workdir, hooks,
                         store_uri, stage or (lambda fn: fn))
 
@@ -188,9 +189,52 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
             tmp.cleanup()
 
 
-def full_feedback_router(stream: Stream, idx, params: dict | None = None, val_share: float = 0.2):
-    """RM-Softmax at ``stream.lam`` trained on every model's true outcome for prompts ``idx``
-    (the last ``val_share`` of them early-stop it): the learner with full feedback."""
+class FullFeedbackOutcomes:
+    """The direct method fitted on every model's outcome for prompts ``idx`` (full feedback), in the
+    place of a fitted cross-fitter: the routers read its refit models (the "dm" start and fallback)
+    and its in-sample nuisances (the start's scale). Its propensity model is uniform: with full
+    feedback nothing was logged, so the "logging" start is a plain network.
+
+    ff : FullFeedback; X : ndarray (n_prompts, d); idx : ndarray (m,) prompt indices;
+    prices : mapping model -> price sheet entry, as the train path takes them, or None (recovered
+    from the costs).
+    """
+
+    def __init__(self, ff, X, idx, prices=None):
+        from types import SimpleNamespace
+
+        from ..causal.outcome import PooledRidge, TokenCostModel
+        from ..policy.data import price_array
+
+        K = len(ff.models)
+        rows, arms = np.repeat(idx, K), np.tile(np.arange(K), len(idx))
+        tok_in = None if ff.input_tokens is None else ff.input_tokens[rows]
+        tok_out = None if ff.output_tokens is None else ff.output_tokens[rows, arms]
+        self.quality_model_ = PooledRidge().fit(X[rows], arms, ff.scores[rows, arms], n_arms=K)
+        cost = TokenCostModel(prices=price_array(prices, list(ff.models)))
+        self.cost_model_ = cost.fit(X[rows], arms, ff.costs[rows, arms], input_tokens=tok_in, output_tokens=tok_out,
+                                    n_arms=K)
+        self.propensity_model_ = _UniformPropensity(K)
+        tok = None if ff.input_tokens is None else ff.input_tokens[idx]
+        self.nuisances_ = SimpleNamespace(quality=self.quality_model_.predict(X[idx]),
+                                          cost=self.cost_model_.predict(X[idx], tok))
+
+
+class _UniformPropensity:
+    def __init__(self, n_arms: int):
+        self.n_arms = n_arms
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, K) equal probabilities."""
+        return np.full((len(X), self.n_arms), 1.0 / self.n_arms)
+
+
+def full_feedback_router(stream: Stream, idx, params: dict | None = None, val_share: float = 0.2, prices=None):
+    """RM-Softmax at ``stream.lam`` trained on every model's true outcome for prompts ``idx`` (the
+    last ``val_share`` of them early-stop it and choose its start): the ``causal`` arm's learner
+    given full feedback. Like that arm's, it starts from the direct method (fitted here on every
+    model's outcome, :class:`FullFeedbackOutcomes`) or from a plain network, whichever validates better,
+    and early stopping keeps the start when training does not improve on it."""
     from ..causal.scores import Utilities
     from ..features.hardware import torch_threads
     from ..policy.data import RoutingData
@@ -199,15 +243,17 @@ def full_feedback_router(stream: Stream, idx, params: dict | None = None, val_sh
     cut = int(round(len(idx) * (1 - val_share)))
     tr, va = idx[:cut], idx[cut:]
     ff = stream.ff
-    # no logged arm with full feedback: treatment is a placeholder the learner never reads
-    data = RoutingData(models=stream.models, X=stream.X[tr], treatment=np.zeros(len(tr), dtype=int), quality=None,
-                       cost=None, input_tokens=None, utilities=Utilities(ff.scores[tr], ff.costs[tr]),
-                       crossfitter=None, X_val=stream.X[va], val_utilities=Utilities(ff.scores[va], ff.costs[va]))
+    tok = (lambda rows: None) if ff.input_tokens is None else (lambda rows: ff.input_tokens[rows])
+    # no logged arm with full feedback: the learner reads utilities, never a treatment
+    data = RoutingData(models=stream.models, X=stream.X[tr], treatment=None, quality=None, cost=None,
+                       input_tokens=tok(tr), utilities=Utilities(ff.scores[tr], ff.costs[tr]),
+                       crossfitter=FullFeedbackOutcomes(ff, stream.X, tr, prices), X_val=stream.X[va],
+                       val_utilities=Utilities(ff.scores[va], ff.costs[va]), val_input_tokens=tok(va))
     with torch_threads(1):
         return get_router("rm-softmax", **(params or {}).get("rm-softmax", {})).fit(data, [stream.lam])
 
 
-def _skyline(stream: Stream, deployed0: float, regret: float, params) -> list[dict]:
+def _skyline(stream: Stream, deployed0: float, regret: float, params, prices=None) -> list[dict]:
     out, router = [], None
     for r in range(stream.rounds):
         idx = stream.round_prompts(r)
@@ -217,7 +263,7 @@ def _skyline(stream: Stream, deployed0: float, regret: float, params) -> list[di
             chosen = router.predict(stream.X[idx], stream.lam, stream.input_tokens(idx))
             regret += stream.regret(idx, chosen)
             deployed = float(stream.realised(idx, chosen).mean())
-        router = full_feedback_router(stream, stream.seen(r), params)
+        router = full_feedback_router(stream, stream.seen(r), params, prices=prices)
         test = stream.test_utility(router.predict(stream.X[stream.test], stream.lam, stream.input_tokens(stream.test)))
         out.append(_record("skyline", 0.0, r, stream, (r + 1) * stream.batch, deployed, test, regret, None))
     return out
