@@ -31,7 +31,9 @@ def _rows(ff: FullFeedback, prompt_ids) -> np.ndarray:
 
 
 def full_feedback_skyline(ff, X, train_idx, val_idx, lambdas, params=None):
-    """The RM-Softmax learner trained on every model's true outcome for every training prompt."""
+    """The RM-Softmax learner trained on every model's true outcome for every training prompt: a bare
+    network, without the direct-method start of the loop's skyline
+    (:func:`causal_router.loop.arms.full_feedback_router`), so the study's reference row keeps its meaning."""
     data = RoutingData(
         models=list(ff.models), X=X[train_idx], treatment=None, quality=None, cost=None, input_tokens=None,
         utilities=Utilities(ff.scores[train_idx], ff.costs[train_idx]), crossfitter=None,
