@@ -49,6 +49,22 @@ BIASED = ["cost-biased beta=3", "previous-router"]
 TOLERANCE = 0.005
 
 
+def per_seed(records: pd.DataFrame, dataset: str) -> pd.Series:
+    """Mean utility by (policy label, method, lambda, seed) of one dataset's records."""
+    df = records[records["dataset"] == dataset].copy()
+    df["policy"] = [policy_label(p, s) for p, s in zip(df["policy"], df["requested_strength"].fillna(-1))]
+    return df.groupby(["policy", "method", "lambda", "seed"])["utility"].mean()
+
+
+def goal_target(lam_mean: pd.DataFrame, pol: str, m: str) -> tuple[str, float, float, float]:
+    """(best baseline, its mean over lambdas, router ``m``'s uniform level, the goal's target) under logs
+    ``pol``; ``lam_mean``: mean and sem over seeds of the mean over lambdas, by (policy label, method)."""
+    best_name = max((b for b in BASELINES if (pol, b) in lam_mean.index), key=lambda b: lam_mean.loc[(pol, b), "mean"])
+    best = float(lam_mean.loc[(pol, best_name), "mean"])
+    uniform = float(lam_mean.loc[("uniform", m), "mean"]) if ("uniform", m) in lam_mean.index else float("nan")
+    return best_name, best, uniform, best + (uniform - best) / 2 if pol in BIASED else best
+
+
 def goal_table(records: pd.DataFrame, dataset: str) -> str:
     """Markdown: the default routers against the best baseline, per logging policy.
 
@@ -58,15 +74,13 @@ def goal_table(records: pd.DataFrame, dataset: str) -> str:
     uniformly logged rows). Under uniform and beta=1 logs its mean over lambdas stays ahead of the
     best baseline's (the worst lambda is shown, with the standard error over seeds of the router's
     difference from the baseline best there)."""
-    df = records[records["dataset"] == dataset].copy()
-    df["policy"] = [policy_label(p, s) for p, s in zip(df["policy"], df["requested_strength"].fillna(-1))]
-    per = df.groupby(["policy", "method", "lambda", "seed"])["utility"].mean()
+    per = per_seed(records, dataset)
     mean = per.groupby(["policy", "method", "lambda"]).mean()
     lam_mean = per.groupby(["policy", "method", "seed"]).mean().groupby(["policy", "method"]).agg(["mean", "sem"])
     lines = ["| logs | router | worst lambda: router − best baseline | mean over lambdas (SE) | best baseline "
              "(mean over lambdas) | uniform level | target | goal met |", "|---|---|---|---|---|---|---|---|"]
     policies = [c for c in ["uniform", "cost-biased beta=1", "cost-biased beta=3", "previous-router"]
-                if c in set(df["policy"])]
+                if c in set(per.index.get_level_values("policy"))]
     for pol in policies:
         for m in DEFAULTS:
             if (pol, m) not in lam_mean.index:
@@ -80,11 +94,7 @@ def goal_table(records: pd.DataFrame, dataset: str) -> str:
             pair = (per.loc[(pol, m, worst_lam)] - per.loc[(pol, rival, worst_lam)]).dropna()
             pair_se = float(pair.sem()) if len(pair) > 1 else float("nan")
             value, se = lam_mean.loc[(pol, m), "mean"], lam_mean.loc[(pol, m), "sem"]
-            best_name = max((b for b in BASELINES if (pol, b) in lam_mean.index), key=lambda b: lam_mean.loc[(pol, b),
-                                                                                                            "mean"])
-            best = lam_mean.loc[(pol, best_name), "mean"]
-            uniform = lam_mean.loc[("uniform", m), "mean"] if ("uniform", m) in lam_mean.index else float("nan")
-            target = best + (uniform - best) / 2 if pol in BIASED else best
+            best_name, best, uniform, target = goal_target(lam_mean, pol, m)
             met = value >= target and (worst >= -TOLERANCE or pol not in BIASED)
             lines.append(f"| {pol} | {m} | {worst:+.3f} (λ={worst_lam:g}; vs {rival}, paired SE {pair_se:.3f}) | "
                          f"{value:.3f} ({se:.3f}) | {best:.3f} "
