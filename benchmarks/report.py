@@ -65,6 +65,20 @@ def goal_target(lam_mean: pd.DataFrame, pol: str, m: str) -> tuple[str, float, f
     return best_name, best, uniform, best + (uniform - best) / 2 if pol in BIASED else best
 
 
+def selection_bound_note(dataset: str) -> list[str]:
+    """Lines on how far choosing among the RM head's candidates could go with hindsight
+    (``benchmarks/selection_bound.py``), when its results for ``dataset`` are there."""
+    path = RESULTS / f"selection_bound_{dataset}.csv"
+    if not path.exists():
+        return []
+    means = pd.read_csv(path).groupby("policy", sort=False)["hindsight_no_single"].mean()
+    return ["Choosing each lambda's best candidate of the RM head (network, direct method, logger's mode, DR "
+            "regress-and-compare, best single model) with hindsight on the test prompts would reach, on average "
+            "over lambdas: " + ", ".join(f"{p} {v:.3f}" for p, v in means.items()) +
+            " (`python benchmarks/selection_bound.py`, `benchmarks/results/selection_bound.md`). Where that is "
+            "below the target, no selection rule among these candidates meets the goal.", ""]
+
+
 def goal_table(records: pd.DataFrame, dataset: str) -> str:
     """Markdown: the default routers against the best baseline, per logging policy.
 
@@ -154,7 +168,7 @@ def main() -> None:
                 "baseline to the uniform level (the same router trained on as many uniformly logged rows). Under "
                 "uniform and beta=1 logs: ahead of the best baseline on average. Means over seeds, standard errors "
                 "in brackets.", "",
-                goal_table(records, dataset), ""]
+                goal_table(records, dataset), "", *selection_bound_note(dataset)]
     groups = records.groupby(["dataset", "policy", records["requested_strength"].fillna(-1)])
     for (dataset, policy, strength), df in groups:
         label = policy_label(policy, strength)
