@@ -33,11 +33,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_protocol import GRIDS  # noqa: E402
 
-from causal_router.benchmark import _rows  # noqa: E402
+from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
 from causal_router.causal.outcome import PooledRidge  # noqa: E402
 from causal_router.data.loaders import load_full_feedback  # noqa: E402
-from causal_router.data.matrices import FullFeedback  # noqa: E402
-from causal_router.data.simulate import simulate  # noqa: E402
 from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.policy.data import build_routing_data, log_arrays  # noqa: E402
@@ -60,11 +58,7 @@ def variants(X_tr, t, quality, propensity, n_arms) -> dict:
 
 
 def run(name: str, ff, X, policy: str, seed: int) -> list[dict]:
-    kind, _, strength = policy.partition(":")
-    sim = simulate(ff, X, kind, seed=seed, **({"beta": float(strength)} if kind == "cost-biased" and strength else {}))
-    tr, va = _rows(ff, sim.train["prompt_id"]), _rows(ff, sim.val["prompt_id"])
-    test = FullFeedback.from_frame(sim.test)
-    te = _rows(ff, test.prompt_ids)
+    sim, tr, va, test, te = simulated_split(ff, X, *parse_policies(policy)[0], seed)
     models = list(ff.models)
     data = build_routing_data(sim.train, X[tr], sim.val, X[va], models, random_state=seed)
     cf = data.crossfitter

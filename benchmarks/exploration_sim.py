@@ -38,12 +38,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loop_study import SETTINGS  # noqa: E402
 
-from causal_router.causal.outcome import PooledRidge, TokenCostModel  # noqa: E402
 from causal_router.config import load_prices  # noqa: E402
 from causal_router.data.loaders import load_full_feedback  # noqa: E402
 from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.features.hardware import cpu_model  # noqa: E402
+from causal_router.loop.arms import fit_outcome_models  # noqa: E402
 from causal_router.loop.stream import make_stream  # noqa: E402
 from causal_router.policy.data import price_array  # noqa: E402
 from causal_router.policy.exploration import ExplorationPolicy  # noqa: E402
@@ -56,14 +56,8 @@ class Learner:
     """The direct method on the logged rows (idx (m,) prompt indices, arms (m,))."""
 
     def __init__(self, ff, X, prices, idx, arms):
-        K = len(ff.models)
-        q = ff.scores[idx, arms]
-        self.quality = PooledRidge(require_all_arms=False).fit(X[idx], arms, q, n_arms=K)
-        tok_in = None if ff.input_tokens is None else ff.input_tokens[idx]
-        tok_out = None if ff.output_tokens is None else ff.output_tokens[idx, arms]
-        self.cost = TokenCostModel(prices=prices).fit(X[idx], arms, ff.costs[idx, arms], input_tokens=tok_in,
-                                                      output_tokens=tok_out, n_arms=K)
-        self.posterior = ArmPosterior.from_fit(self.quality, X[idx], arms, q, K)
+        self.quality, self.cost = fit_outcome_models(ff, X, idx, arms, prices)
+        self.posterior = ArmPosterior.from_fit(self.quality, X[idx], arms, ff.scores[idx, arms], len(ff.models))
         self.ff, self.X = ff, X
 
     def utility(self, rows, lam):

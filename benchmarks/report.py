@@ -56,6 +56,12 @@ def per_seed(records: pd.DataFrame, dataset: str) -> pd.Series:
     return df.groupby(["policy", "method", "lambda", "seed"])["utility"].mean()
 
 
+def lambda_means(per: pd.Series) -> pd.DataFrame:
+    """Mean and sem over seeds of each seed's mean over lambdas, by (policy label, method); ``per``
+    as :func:`per_seed` gives it."""
+    return per.groupby(["policy", "method", "seed"]).mean().groupby(["policy", "method"]).agg(["mean", "sem"])
+
+
 def goal_target(lam_mean: pd.DataFrame, pol: str, m: str) -> tuple[str, float, float, float]:
     """(best baseline, its mean over lambdas, router ``m``'s uniform level, the goal's target) under logs
     ``pol``; ``lam_mean``: mean and sem over seeds of the mean over lambdas, by (policy label, method)."""
@@ -90,7 +96,7 @@ def goal_table(records: pd.DataFrame, dataset: str) -> str:
     difference from the baseline best there)."""
     per = per_seed(records, dataset)
     mean = per.groupby(["policy", "method", "lambda"]).mean()
-    lam_mean = per.groupby(["policy", "method", "seed"]).mean().groupby(["policy", "method"]).agg(["mean", "sem"])
+    lam_mean = lambda_means(per)
     lines = ["| logs | router | worst lambda: router − best baseline | mean over lambdas (SE) | best baseline "
              "(mean over lambdas) | uniform level | target | goal met |", "|---|---|---|---|---|---|---|---|"]
     policies = [c for c in ["uniform", "cost-biased beta=1", "cost-biased beta=3", "previous-router"]

@@ -37,12 +37,10 @@ import threadpoolctl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_protocol import GRIDS  # noqa: E402
-from report import goal_target, per_seed, policy_label  # noqa: E402
+from report import goal_target, lambda_means, per_seed, policy_label  # noqa: E402
 
-from causal_router.benchmark import _rows  # noqa: E402
+from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
 from causal_router.data.loaders import load_full_feedback  # noqa: E402
-from causal_router.data.matrices import FullFeedback  # noqa: E402
-from causal_router.data.simulate import simulate  # noqa: E402
 from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.features.hardware import cpu_model  # noqa: E402
@@ -55,11 +53,7 @@ COLUMNS = {"chosen": "chosen", "dm": "dm", "hindsight_no_single": "best candidat
 
 
 def run(ff, X, lambdas, policy: str, seed: int) -> list[dict]:
-    kind, _, strength = policy.partition(":")
-    sim = simulate(ff, X, kind, seed=seed, **({"beta": float(strength)} if strength else {}))
-    tr, va = _rows(ff, sim.train["prompt_id"]), _rows(ff, sim.val["prompt_id"])
-    test = FullFeedback.from_frame(sim.test)
-    te = _rows(ff, test.prompt_ids)
+    sim, tr, va, test, te = simulated_split(ff, X, *parse_policies(policy)[0], seed)
     data = build_routing_data(sim.train, X[tr], sim.val, X[va], list(ff.models), random_state=seed)
     router = get_router("rm-softmax").fit(data, lambdas)
     rows = []
@@ -92,15 +86,14 @@ def write_markdown(path: Path) -> None:
     for csv in sorted(RESULTS.glob("selection_bound_*.csv")):
         df = pd.read_csv(csv)
         name = csv.stem.removeprefix("selection_bound_")
-        lam_mean = per_seed(study, name).groupby(["policy", "method", "seed"]).mean().groupby(
-            ["policy", "method"]).agg(["mean", "sem"])
+        lam_mean = lambda_means(per_seed(study, name))
         seeds = ", ".join(map(str, sorted(df.seed.unique())))
         lines += [f"## {name} (seeds {seeds}; CPU: {df['cpu_model'].iloc[0]})", "",
                   "| logs | " + " | ".join(COLUMNS.values()) + " | goal target |",
                   "|---|" + "---:|" * (len(COLUMNS) + 1)]
         for policy, g in df.groupby("policy", sort=False):
-            kind, _, strength = policy.partition(":")
-            target = goal_target(lam_mean, policy_label(kind, float(strength) if strength else -1), "rm-softmax")[3]
+            kind, strength = parse_policies(policy)[0]
+            target = goal_target(lam_mean, policy_label(kind, -1 if strength is None else strength), "rm-softmax")[3]
             lines.append(f"| {policy} | " + " | ".join(f"{g[c].mean():.4f}" for c in COLUMNS) + f" | {target:.4f} |")
         lines.append("")
     path.write_text("\n".join(lines))

@@ -52,6 +52,20 @@ def parse_policies(text: str) -> list[tuple[str, float | None]]:
     return out
 
 
+def simulated_split(ff: FullFeedback, X_world: np.ndarray, policy: str, strength=None, seed: int = 0):
+    """Logs simulated from ``policy`` (strength: cost-biased's beta, previous-router's kappa, or None for
+    the default) on features ``X_world`` (n_prompts, d), and where its splits lie in ``ff``.
+
+    Returns ``(sim, tr, va, test, te)``: the simulation, the train and val prompts' positions in ``ff``
+    (n_train,), (n_val,), the test split as a FullFeedback and its positions (n_test,).
+    """
+    kw = {"beta": strength} if policy == "cost-biased" else {"kappa": strength} if policy == "previous-router" else {}
+    sim = simulate(ff, X_world, policy, seed=seed, **{k: v for k, v in kw.items() if v is not None})
+    tr, va = _rows(ff, sim.train["prompt_id"]), _rows(ff, sim.val["prompt_id"])
+    test = FullFeedback.from_frame(sim.test)
+    return sim, tr, va, test, _rows(ff, test.prompt_ids)
+
+
 def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None, seed: int = 0, lambdas=(0,),
                  methods=None, params=None, skyline: bool = True, peers: bool = False, data_kwargs=None,
                  dataset: str = "", X_world: np.ndarray | None = None) -> list[dict]:
@@ -64,12 +78,7 @@ def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None,
     differ only by what the methods make of their features.
     Returns records with the keys of :data:`RECORD_COLUMNS` plus ``quality``.
     """
-    kw = {"beta": strength} if policy == "cost-biased" else {"kappa": strength} if policy == "previous-router" else {}
-    sim = simulate(ff, X if X_world is None else X_world, policy, seed=seed,
-                   **{k: v for k, v in kw.items() if v is not None})
-    tr, va = _rows(ff, sim.train["prompt_id"]), _rows(ff, sim.val["prompt_id"])
-    test = FullFeedback.from_frame(sim.test)
-    te = _rows(ff, test.prompt_ids)
+    sim, tr, va, test, te = simulated_split(ff, X if X_world is None else X_world, policy, strength, seed)
     start = time.perf_counter()
     data = build_routing_data(sim.train, X[tr], sim.val, X[va], list(ff.models), random_state=seed,
                               **(data_kwargs or {}))

@@ -189,6 +189,25 @@ def _retrain_arm(stream, arm, explore, logs0, deployed0, regret, nuisances, pric
             tmp.cleanup()
 
 
+def fit_outcome_models(ff, X, rows, arms, prices=None):
+    """The direct method's outcome models (pooled quality ridge, token cost model) fitted on the
+    table's outcomes of model ``arms[i]`` on prompt ``rows[i]``.
+
+    ff : FullFeedback; X : ndarray (n_prompts, d); rows, arms : ndarray (m,) int;
+    prices : ndarray (K, 2) per million tokens or None (recovered from the costs).
+    Returns (quality model, cost model), each predicting (n, K).
+    """
+    from ..causal.outcome import PooledRidge, TokenCostModel
+
+    K = len(ff.models)
+    tok_in = None if ff.input_tokens is None else ff.input_tokens[rows]
+    tok_out = None if ff.output_tokens is None else ff.output_tokens[rows, arms]
+    quality = PooledRidge(require_all_arms=False).fit(X[rows], arms, ff.scores[rows, arms], n_arms=K)
+    cost = TokenCostModel(prices=prices).fit(X[rows], arms, ff.costs[rows, arms], input_tokens=tok_in,
+                                             output_tokens=tok_out, n_arms=K)
+    return quality, cost
+
+
 class FullFeedbackOutcomes:
     """The direct method fitted on every model's outcome for prompts ``idx`` (full feedback), in the
     place of a fitted cross-fitter: the routers read its refit models (the "dm" start and fallback)
@@ -203,17 +222,11 @@ class FullFeedbackOutcomes:
     def __init__(self, ff, X, idx, prices=None):
         from types import SimpleNamespace
 
-        from ..causal.outcome import PooledRidge, TokenCostModel
         from ..policy.data import price_array
 
         K = len(ff.models)
-        rows, arms = np.repeat(idx, K), np.tile(np.arange(K), len(idx))
-        tok_in = None if ff.input_tokens is None else ff.input_tokens[rows]
-        tok_out = None if ff.output_tokens is None else ff.output_tokens[rows, arms]
-        self.quality_model_ = PooledRidge().fit(X[rows], arms, ff.scores[rows, arms], n_arms=K)
-        cost = TokenCostModel(prices=price_array(prices, list(ff.models)))
-        self.cost_model_ = cost.fit(X[rows], arms, ff.costs[rows, arms], input_tokens=tok_in, output_tokens=tok_out,
-                                    n_arms=K)
+        self.quality_model_, self.cost_model_ = fit_outcome_models(
+            ff, X, np.repeat(idx, K), np.tile(np.arange(K), len(idx)), price_array(prices, list(ff.models)))
         self.propensity_model_ = _UniformPropensity(K)
         tok = None if ff.input_tokens is None else ff.input_tokens[idx]
         self.nuisances_ = SimpleNamespace(quality=self.quality_model_.predict(X[idx]),
@@ -243,12 +256,11 @@ def full_feedback_router(stream: Stream, idx, params: dict | None = None, val_sh
     cut = int(round(len(idx) * (1 - val_share)))
     tr, va = idx[:cut], idx[cut:]
     ff = stream.ff
-    tok = (lambda rows: None) if ff.input_tokens is None else (lambda rows: ff.input_tokens[rows])
     # no logged arm with full feedback: the learner reads utilities, never a treatment
     data = RoutingData(models=stream.models, X=stream.X[tr], treatment=None, quality=None, cost=None,
-                       input_tokens=tok(tr), utilities=Utilities(ff.scores[tr], ff.costs[tr]),
+                       input_tokens=stream.input_tokens(tr), utilities=Utilities(ff.scores[tr], ff.costs[tr]),
                        crossfitter=FullFeedbackOutcomes(ff, stream.X, tr, prices), X_val=stream.X[va],
-                       val_utilities=Utilities(ff.scores[va], ff.costs[va]), val_input_tokens=tok(va))
+                       val_utilities=Utilities(ff.scores[va], ff.costs[va]), val_input_tokens=stream.input_tokens(va))
     with torch_threads(1):
         return get_router("rm-softmax", **(params or {}).get("rm-softmax", {})).fit(data, [stream.lam])
 
