@@ -85,6 +85,27 @@ def selection_bound_note(dataset: str) -> list[str]:
             "below the target, no selection rule among these candidates meets the goal.", ""]
 
 
+def pessimistic_dm_note(dataset: str) -> list[str]:
+    """Lines on the pessimistic direct method (``benchmarks/pessimistic_dm.py``), when its results for
+    ``dataset`` are there: its best and worst logs against the direct method."""
+    path = RESULTS / "pessimistic_dm.csv"
+    if not path.exists():
+        return []
+    df = pd.read_csv(path)
+    df = df[df["dataset"] == dataset]
+    if df.empty:
+        return []
+    kappas = [c for c in df.columns if c.startswith("kappa ")]
+    means = df.groupby("policy", sort=False)[["dm", *kappas]].mean()
+    top = kappas[-1]
+    return ["A pessimistic direct method (the quality prediction minus kappa posterior standard deviations, "
+            f"{top}) reaches, on average over lambdas: "
+            + ", ".join(f"{p} {r[top]:.3f} (dm {r['dm']:.3f})" for p, r in means.iterrows())
+            + " (`python benchmarks/pessimistic_dm.py`, `benchmarks/results/pessimistic_dm.md`). It helps where the "
+            "logger avoided models because they are worse (previous-router) and hurts where it avoided them because "
+            "they cost more (cost-biased), and the logs alone do not say which, so it is not the default.", ""]
+
+
 def goal_table(records: pd.DataFrame, dataset: str) -> str:
     """Markdown: the default routers against the best baseline, per logging policy.
 
@@ -174,7 +195,7 @@ def main() -> None:
                 "baseline to the uniform level (the same router trained on as many uniformly logged rows). Under "
                 "uniform and beta=1 logs: ahead of the best baseline on average. Means over seeds, standard errors "
                 "in brackets.", "",
-                goal_table(records, dataset), "", *selection_bound_note(dataset)]
+                goal_table(records, dataset), "", *selection_bound_note(dataset), *pessimistic_dm_note(dataset)]
     groups = records.groupby(["dataset", "policy", records["requested_strength"].fillna(-1)])
     for (dataset, policy, strength), df in groups:
         label = policy_label(policy, strength)
