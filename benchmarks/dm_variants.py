@@ -31,12 +31,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_protocol import GRIDS  # noqa: E402
+from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
 
 from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
 from causal_router.causal.outcome import PooledRidge  # noqa: E402
-from causal_router.data.loaders import load_full_feedback  # noqa: E402
-from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.policy.data import build_routing_data, log_arrays  # noqa: E402
 
@@ -105,14 +103,13 @@ def main() -> None:
     ap.add_argument("--datasets", default="routerbench_subset,llmrouter_9models")
     ap.add_argument("--policies", default="cost-biased:1,cost-biased:3,previous-router")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-root", default=str(DATA_ROOT))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
     rows = []
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
-        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
-        X = embed_texts(list(ff.prompts), encoder=encoder)
+        ff, X = load_table(name, args.data_root, encoder)
         for policy in args.policies.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 rows += run(name, ff, X, policy, seed)

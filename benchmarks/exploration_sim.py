@@ -37,10 +37,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loop_study import SETTINGS  # noqa: E402
+from paper_protocol import DATA_ROOT  # noqa: E402
+from paper_protocol import load_table as load_shared_table  # noqa: E402
 
 from causal_router.config import load_prices  # noqa: E402
-from causal_router.data.loaders import load_full_feedback  # noqa: E402
-from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.features.hardware import cpu_model  # noqa: E402
 from causal_router.loop.arms import fit_outcome_models  # noqa: E402
@@ -67,9 +67,8 @@ class Learner:
 
 def load_table(name: str, data_root, encoder):
     """A shared full-feedback table: (FullFeedback, X (n, d) float, prices (K, 2) per million tokens)."""
-    ff = load_full_feedback(Path(data_root) / name / f"{name}.parquet")
-    X = embed_texts(list(ff.prompts), encoder=encoder).astype(float)
-    return ff, X, price_array(load_prices(Path("configs/prices") / f"{name}.yaml"), list(ff.models))
+    ff, X = load_shared_table(name, data_root, encoder)
+    return ff, X.astype(float), price_array(load_prices(Path("configs/prices") / f"{name}.yaml"), list(ff.models))
 
 
 def run(ff, X, prices, lam, rounds, batch, seed, strategy, explore) -> dict:
@@ -133,7 +132,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--strategies", default="spread,thompson@0.3,thompson@0.5,thompson@1")
     ap.add_argument("--explore", default="0.05,0.1")
-    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-root", default=str(DATA_ROOT))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
     start = time.perf_counter()

@@ -36,6 +36,15 @@ GRIDS = {
     "llmrouter_9models": [0, 3700, 7400, 14800, 37000, 74000],
 }
 POLICIES = "uniform,cost-biased:1,cost-biased:3,previous-router"
+#: The shared full-feedback tables beside a checkout (only benchmarks read them).
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def load_table(name: str, data_root=DATA_ROOT, encoder=None):
+    """A shared table and its prompts' embeddings through the cache: (FullFeedback, X (n_prompts, d));
+    ``encoder`` defaults to the study's fp32 one."""
+    ff = load_full_feedback(Path(data_root) / name / f"{name}.parquet")
+    return ff, embed_texts(list(ff.prompts), encoder=encoder or TransformerEncoder(precision="fp32"))
 
 
 def main() -> None:
@@ -59,8 +68,7 @@ def main() -> None:
             "world_precision": world.resolved_precision}
     for name in args.datasets.split(","):
         start = time.perf_counter()
-        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
-        X = embed_texts(list(ff.prompts), encoder=encoder)
+        ff, X = load_table(name, args.data_root, encoder)
         X_world = X if world.key == encoder.key else embed_texts(list(ff.prompts), encoder=world)
         df = run_study(ff, X, parse_policies(args.policies), [int(s) for s in args.seeds.split(",")], GRIDS[name],
                        out / f"work_{name}", name, peers=True, meta=meta, X_world=X_world)

@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from causal_router.benchmark import parse_policies  # noqa: E402
+
 RESULTS = Path("benchmarks/results")
 DOCS = Path("docs")
 ORDER = ["oracle", "full-feedback", "rm-softmax", "rm-interval", "rm-classification", "dr-regress", "naive",
@@ -69,6 +71,12 @@ def goal_target(lam_mean: pd.DataFrame, pol: str, m: str) -> tuple[str, float, f
     best = float(lam_mean.loc[(pol, best_name), "mean"])
     uniform = float(lam_mean.loc[("uniform", m), "mean"]) if ("uniform", m) in lam_mean.index else float("nan")
     return best_name, best, uniform, best + (uniform - best) / 2 if pol in BIASED else best
+
+
+def policy_target(lam_mean: pd.DataFrame, policy: str, m: str = "rm-softmax") -> float:
+    """The goal's target for router ``m`` under logs spelt as on a command line (``cost-biased:3``)."""
+    kind, strength = parse_policies(policy)[0]
+    return goal_target(lam_mean, policy_label(kind, -1 if strength is None else strength), m)[3]
 
 
 def selection_bound_note(dataset: str) -> list[str]:

@@ -36,12 +36,10 @@ import pandas as pd
 import threadpoolctl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_protocol import GRIDS  # noqa: E402
-from report import goal_target, lambda_means, per_seed, policy_label  # noqa: E402
+from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
+from report import lambda_means, per_seed, policy_target  # noqa: E402
 
 from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
-from causal_router.data.loaders import load_full_feedback  # noqa: E402
-from causal_router.features.embed import embed_texts  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.features.hardware import cpu_model  # noqa: E402
 from causal_router.policy.data import build_routing_data  # noqa: E402
@@ -92,8 +90,7 @@ def write_markdown(path: Path) -> None:
                   "| logs | " + " | ".join(COLUMNS.values()) + " | goal target |",
                   "|---|" + "---:|" * (len(COLUMNS) + 1)]
         for policy, g in df.groupby("policy", sort=False):
-            kind, strength = parse_policies(policy)[0]
-            target = goal_target(lam_mean, policy_label(kind, -1 if strength is None else strength), "rm-softmax")[3]
+            target = policy_target(lam_mean, policy)
             lines.append(f"| {policy} | " + " | ".join(f"{g[c].mean():.4f}" for c in COLUMNS) + f" | {target:.4f} |")
         lines.append("")
     path.write_text("\n".join(lines))
@@ -104,7 +101,7 @@ def main() -> None:
     ap.add_argument("--datasets", default="routerbench_subset")
     ap.add_argument("--policies", default="cost-biased:1,cost-biased:3,previous-router")
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-root", default=str(DATA_ROOT))
     args = ap.parse_args()
     # one BLAS thread, as the committed results were made (the two datasets ran side by side on 2 cores);
     # the network candidate's last digits move with the thread count
@@ -112,8 +109,7 @@ def main() -> None:
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
         start = time.perf_counter()
-        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
-        X = embed_texts(list(ff.prompts), encoder=encoder)
+        ff, X = load_table(name, args.data_root, encoder)
         rows = []
         for policy in args.policies.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):

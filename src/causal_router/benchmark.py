@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .causal.scores import Utilities
 from .data.matrices import FullFeedback
 from .data.simulate import simulate
 from .evaluation.metrics import evaluate_routers
 from .features.hardware import torch_threads
-from .policy.data import RoutingData, build_routing_data
+from .policy.data import build_routing_data, full_feedback_data
 from .policy.routers import get_router
 from .policy.training import fit_routers
 
@@ -34,13 +33,8 @@ def full_feedback_skyline(ff, X, train_idx, val_idx, lambdas, params=None):
     """The RM-Softmax learner trained on every model's true outcome for every training prompt: a bare
     network, without the direct-method start of the loop's skyline
     (:func:`causal_router.loop.arms.full_feedback_router`), so the study's reference row keeps its meaning."""
-    data = RoutingData(
-        models=list(ff.models), X=X[train_idx], treatment=None, quality=None, cost=None, input_tokens=None,
-        utilities=Utilities(ff.scores[train_idx], ff.costs[train_idx]), crossfitter=None,
-        X_val=X[val_idx], val_utilities=Utilities(ff.scores[val_idx], ff.costs[val_idx]),
-    )
     with torch_threads(1):
-        return get_router("rm-softmax", **(params or {})).fit(data, lambdas)
+        return get_router("rm-softmax", **(params or {})).fit(full_feedback_data(ff, X, train_idx, val_idx), lambdas)
 
 
 def parse_policies(text: str) -> list[tuple[str, float | None]]:

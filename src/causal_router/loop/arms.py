@@ -18,6 +18,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -220,8 +221,6 @@ class FullFeedbackOutcomes:
     """
 
     def __init__(self, ff, X, idx, prices=None):
-        from types import SimpleNamespace
-
         from ..policy.data import price_array
 
         K = len(ff.models)
@@ -248,19 +247,13 @@ def full_feedback_router(stream: Stream, idx, params: dict | None = None, val_sh
     given full feedback. Like that arm's, it starts from the direct method (fitted here on every
     model's outcome, :class:`FullFeedbackOutcomes`) or from a plain network, whichever validates better,
     and early stopping keeps the start when training does not improve on it."""
-    from ..causal.scores import Utilities
     from ..features.hardware import torch_threads
-    from ..policy.data import RoutingData
+    from ..policy.data import full_feedback_data
 
     idx = np.asarray(idx)
     cut = int(round(len(idx) * (1 - val_share)))
     tr, va = idx[:cut], idx[cut:]
-    ff = stream.ff
-    # no logged arm with full feedback: the learner reads utilities, never a treatment
-    data = RoutingData(models=stream.models, X=stream.X[tr], treatment=None, quality=None, cost=None,
-                       input_tokens=stream.input_tokens(tr), utilities=Utilities(ff.scores[tr], ff.costs[tr]),
-                       crossfitter=FullFeedbackOutcomes(ff, stream.X, tr, prices), X_val=stream.X[va],
-                       val_utilities=Utilities(ff.scores[va], ff.costs[va]), val_input_tokens=stream.input_tokens(va))
+    data = full_feedback_data(stream.ff, stream.X, tr, va, FullFeedbackOutcomes(stream.ff, stream.X, tr, prices))
     with torch_threads(1):
         return get_router("rm-softmax", **(params or {}).get("rm-softmax", {})).fit(data, [stream.lam])
 

@@ -65,6 +65,20 @@ class RoutingData:
         return arm_posterior(self)
 
 
+def full_feedback_data(ff, X: np.ndarray, train_idx, val_idx, crossfitter=None) -> RoutingData:
+    """Routing data from a full-feedback table: every model's true outcome (n, K) for the prompts at
+    ``train_idx`` (n,) and ``val_idx`` (m,) of ``ff``, with features ``X`` (n_prompts, d). Nothing was
+    logged, so the learner reads utilities and never a treatment. ``crossfitter``: outcome models in the
+    place of a fitted cross-fitter (the direct-method start), or None for a bare network."""
+    tokens = None if ff.input_tokens is None else np.asarray(ff.input_tokens, float)
+    return RoutingData(
+        models=list(ff.models), X=X[train_idx], treatment=None, quality=None, cost=None,
+        input_tokens=None if tokens is None else tokens[train_idx],
+        utilities=Utilities(ff.scores[train_idx], ff.costs[train_idx]), crossfitter=crossfitter,
+        X_val=X[val_idx], val_utilities=Utilities(ff.scores[val_idx], ff.costs[val_idx]),
+        val_input_tokens=None if tokens is None else tokens[val_idx])
+
+
 def _col(df: pd.DataFrame, name: str):
     return df[name].to_numpy(dtype=float) if name in df else None
 
