@@ -77,6 +77,31 @@ def test_train_rejects_unknown_method(workdir):
     assert result.exit_code == 1 and "nope" in result.output
 
 
+def test_train_with_an_evaluation_set(workdir, tmp_path):
+    logs = workdir / "logs"
+    if not (logs / "train.parquet").exists():
+        pytest.skip("needs the round trip's logs")
+    table = pd.read_parquet(workdir / "table.parquet")
+    ids = pd.read_parquet(logs / "train.parquet")["prompt_id"].drop_duplicates().head(30)
+    eval_set = table[table["prompt_id"].isin(ids)]
+    eval_set.to_parquet(tmp_path / "eval.parquet", index=False)
+    args = ["train", logs / "train.parquet", "--val", logs / "val.parquet", "--lambdas", LAMBDAS,
+            "--methods", "naive", "--prices", ROOT / "configs" / "prices" / "llmrouter_9models.yaml",
+            "--cache-dir", workdir / "cache"]
+    out = invoke(*args, "--eval-set", tmp_path / "eval.parquet", "--out", tmp_path / "routers")
+    assert f"evaluation set: {len(eval_set)} scored rows on 30 prompts join the outcome models" in out
+    manifest = json.loads((tmp_path / "routers" / "manifest.json").read_text())
+    assert manifest["meta"]["n_scored"] == len(eval_set)
+    assert manifest["meta"]["eval_set"] == str(tmp_path / "eval.parquet")
+    # a model the routers do not route to is named, not a traceback
+    eval_set.assign(model=eval_set["model"].where(eval_set["model"] != eval_set["model"].iloc[0], "mystery-llm")) \
+        .to_parquet(tmp_path / "bad.parquet", index=False)
+    result = CliRunner().invoke(app, [str(a) for a in (*args, "--eval-set", tmp_path / "bad.parquet",
+                                                       "--out", tmp_path / "r2")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "mystery-llm" in result.output and "Traceback" not in result.output
+
+
 def test_benchmark_writes_records(workdir):
     out = workdir / "bench"
     invoke("benchmark", workdir / "table.parquet", "--policies", "uniform,cost-biased:3", "--seeds", "0",

@@ -209,12 +209,16 @@ def train(
     clip: float = typer.Option(DEFAULT_CLIP, help="Propensity floor for DR weights (its effect is reported)."),
     cv: int = typer.Option(5, help="Cross-fitting folds."),
     seed: int = typer.Option(0),
+    eval_set: Optional[Path] = typer.Option(
+        None, "--eval-set", help="Full-feedback table (models run on the same prompts, as `evaluate --table` reads): "
+        "its outcomes also train the quality and cost models, anchoring the models the logs hold few rows of."),
 ):
     """Cross-fit nuisances, build DR utilities and train the routers on a lambda grid."""
     from .causal.nuisances import NuisanceConfig
     from .config import load_prices
-    from .data.loaders import load_logs
-    from .policy.training import check_methods, fit_routing_data, train_routerset
+    from .data.loaders import load_full_feedback, load_logs
+    from .policy.data import scored_rows
+    from .policy.training import check_methods, fit_routing_data, served_models, train_routerset
 
     sheet = load_prices(prices) if prices else None
     # the same contract as `validate --prices`: logged models must be in the sheet
@@ -232,17 +236,28 @@ def train(
     if missing:
         typer.echo(f"warning: {len(missing)} model(s) of the price sheet have no logged row in {logs}: "
                    f"{', '.join(missing)}; their utilities rest on the pooled quality model alone", err=True)
+    ff_eval = load_full_feedback(eval_set) if eval_set is not None else None
     enc = _encoder(encoder)
     X = _embed(train_df["prompt"], cache_dir, enc)
     X_val = _embed(val_df["prompt"], cache_dir, enc)
+    scored = None
+    if ff_eval is not None:
+        try:
+            models = served_models(None, sheet, train_df, val_df)
+            scored = scored_rows(ff_eval, _embed(ff_eval.prompts, cache_dir, enc), models)
+        except ValueError as err:
+            _fail(f"{eval_set}: {err}")
     start = time.perf_counter()
     try:
-        data, meta = fit_routing_data(train_df, X, val_df, X_val, prices=sheet, nuisances=config)
+        data, meta = fit_routing_data(train_df, X, val_df, X_val, prices=sheet, nuisances=config, scored=scored)
     except ValueError as err:
-        _fail(f"{logs}: {err}")
+        _fail(f"{logs}{f' and {eval_set}' if eval_set else ''}: {err}")
     typer.echo(data.clip_report.summary())
+    if scored is not None:
+        typer.echo(f"evaluation set: {len(scored)} scored rows on {ff_eval.n_prompts} prompts join the outcome models")
     train_routerset(data, _floats(lambdas), method_list, encoder_key=enc.key,
-                    meta={**meta, "train_logs": str(logs), "val_logs": str(val)}, out_dir=out)
+                    meta={**meta, "train_logs": str(logs), "val_logs": str(val),
+                          **({"eval_set": str(eval_set)} if eval_set else {})}, out_dir=out)
     typer.echo(f"trained {', '.join(method_list)} on {len(train_df)} logs in {time.perf_counter() - start:.1f}s "
                f"-> {out}")
 

@@ -6,7 +6,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsRegressor
 
-from causal_router.causal.crossfit import CrossFitter, Nuisances
+from causal_router.causal.crossfit import CrossFitter, Nuisances, ScoredRows
 from causal_router.causal.outcome import PerArmRegressor, TokenCostModel
 from causal_router.causal.propensity import PropensityModel
 from causal_router.data.synthetic import make_synthetic
@@ -214,3 +214,72 @@ def test_predict_logged_without_propensities_raises(fitted):
     s, X, _, logged, _ = fitted
     with pytest.raises(ValueError, match="propensity"):
         logged.predict(X[:20, 1:], s.treatment[:20], s.logs["input_tokens"].to_numpy(float)[:20])
+
+
+def _thin_arm_logs(seed: int):
+    """Logs in which arm 2 has 30 rows, all from one corner of the feature space (x_0 > 1), plus an
+    evaluation set: every arm's outcome on 60 prompts outside the logs."""
+    s = make_synthetic(n=1200, d=3, n_models=K, confounding=1.0, separation=2.0, seed=seed)
+    thin = np.flatnonzero((s.treatment == 2) & (s.X[:, 0] > 1.0))[:30]
+    rows = np.sort(np.concatenate([np.flatnonzero(s.treatment != 2), thin]))
+    eval_rows = np.setdiff1d(np.arange(len(s.X)), rows)[:60]
+    rng = np.random.default_rng(seed)
+    ev = ScoredRows(X=np.repeat(s.X[eval_rows], K, axis=0), treatment=np.tile(np.arange(K), len(eval_rows)),
+                    quality=rng.binomial(1, s.mean_quality[eval_rows].ravel()).astype(float),
+                    cost=s.cost[eval_rows].ravel(),
+                    input_tokens=np.repeat(s.logs["input_tokens"].to_numpy(float)[eval_rows], K))
+    return s, rows, ev
+
+
+def _fit(s, rows, scored=None, quality_model=None):
+    cf = CrossFitter(quality_model=quality_model, cv=3, random_state=0)
+    return cf.fit(s.X[rows], s.treatment[rows], s.logs["score"].to_numpy(float)[rows],
+                  s.logs["cost"].to_numpy(float)[rows], s.logs["input_tokens"].to_numpy(float)[rows],
+                  n_arms=K, scored=scored)
+
+
+def test_scored_rows_anchor_a_thinly_logged_arm_and_leave_the_propensities_alone():
+    errors = []
+    for seed in range(4):
+        s, rows, ev = _thin_arm_logs(seed)
+        plain, anchored = _fit(s, rows), _fit(s, rows, ev)
+        test = np.setdiff1d(np.arange(len(s.X)), rows)
+        err = [np.mean(np.abs(cf.quality_model_.predict(s.X[test])[:, 2] - s.mean_quality[test, 2]))
+               for cf in (plain, anchored)]
+        errors.append(err)
+        # the propensity model never sees the evaluation set: fold for fold the same
+        np.testing.assert_array_equal(plain.nuisances_.propensity, anchored.nuisances_.propensity)
+        assert not np.allclose(plain.nuisances_.quality[:, 2], anchored.nuisances_.quality[:, 2])
+    errors = np.array(errors)
+    assert np.all(errors[:, 1] < errors[:, 0]), errors
+
+
+def test_scored_rows_reach_every_fold_and_the_final_fit():
+    s, rows, ev = _thin_arm_logs(0)
+    FIT_CALLS.clear()
+    X = np.column_stack([np.arange(len(s.X), dtype=float), s.X])
+    ev_ids = np.arange(10_000, 10_000 + len(ev), dtype=float)
+    ev = ScoredRows(np.column_stack([ev_ids, ev.X]), ev.treatment, ev.quality, ev.cost, ev.input_tokens)
+    cf = CrossFitter(propensity_model=PropensityModel(SpyClassifier("e")),
+                     quality_model=PerArmRegressor(SpyRegressor("q")), cv=CV, random_state=0)
+    cf.fit(X[rows], s.treatment[rows], s.logs["score"].to_numpy(float)[rows], s.logs["cost"].to_numpy(float)[rows],
+           s.logs["input_tokens"].to_numpy(float)[rows], n_arms=K, scored=ev)
+    eval_ids = set(ev_ids.astype(int).tolist())
+    q_fits = [ids for tag, ids in FIT_CALLS if tag == "q"]
+    e_fits = [ids for tag, ids in FIT_CALLS if tag == "e"]
+    assert len(q_fits) == K * (CV + 1) and len(e_fits) == CV + 1
+    # every fold's (and the final) per-arm quality model holds that arm's evaluation rows
+    for ids in q_fits:
+        assert len(ids & eval_ids) == len(ev) // K
+    assert all(not (ids & eval_ids) for ids in e_fits)
+
+
+def test_scored_rows_need_the_token_columns_the_logs_carry():
+    s, rows, ev = _thin_arm_logs(0)
+    bare = ScoredRows(ev.X, ev.treatment, ev.quality, ev.cost)
+    with pytest.raises(ValueError, match="input_tokens"):
+        _fit(s, rows, bare)
+    with pytest.raises(ValueError, match=r"shape \(m, 3\)"):
+        _fit(s, rows, ScoredRows(ev.X[:, :2], ev.treatment, ev.quality, ev.cost, ev.input_tokens))
+    with pytest.raises(ValueError, match=r"treatment must lie in \[0, 3\)"):
+        _fit(s, rows, ScoredRows(ev.X, ev.treatment + 1, ev.quality, ev.cost, ev.input_tokens))

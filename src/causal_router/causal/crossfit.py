@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -38,12 +38,71 @@ class Nuisances:
     folds: np.ndarray | None = None
 
 
+@dataclass
+class ScoredRows:
+    """Outcomes observed outside the logs, e.g. an evaluation set on which every model was run.
+
+    They join every fit of the quality and cost models (each cross-fitting fold's and the final one),
+    never the propensity model's: no logging policy chose them, so they say nothing about it, and they
+    carry no DR correction. Unconfounded by construction, they anchor the outcome models on models
+    that the logs hold few rows of.
+
+    Attributes
+    ----------
+    X : ndarray (m, d)
+    treatment : ndarray (m,) int
+    quality, cost : ndarray (m,)
+    input_tokens, output_tokens : ndarray (m,) or None
+        Needed exactly when the logs carry them (the cost model reads the same columns from both).
+    """
+
+    X: np.ndarray
+    treatment: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    input_tokens: np.ndarray | None = None
+    output_tokens: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.treatment)
+
+
 def _rows(v, idx):
     return None if v is None else np.asarray(v)[idx]
 
 
-def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, train_idx, test_idx, n_arms=None):
-    """One fold: fit the nuisance models on ``train_idx`` and predict ``test_idx``.
+def _with_scored(extra: ScoredRows | None, X, t, a, c, tin, tout):
+    """The outcome models' training rows: the logged rows followed by ``extra``'s."""
+    if extra is None or len(extra) == 0:
+        return X, t, a, c, tin, tout
+
+    def cat(log_v, extra_v):
+        return None if log_v is None else np.concatenate([np.asarray(log_v, dtype=float), extra_v])
+
+    return (np.vstack([X, extra.X]), np.concatenate([t, extra.treatment]), cat(a, extra.quality),
+            cat(c, extra.cost), cat(tin, extra.input_tokens), cat(tout, extra.output_tokens))
+
+
+def _check_scored(extra: ScoredRows, d: int, K: int, input_tokens, output_tokens) -> None:
+    X = np.asarray(extra.X)
+    if X.ndim != 2 or X.shape[1] != d:
+        raise ValueError(f"the scored rows' features must have shape (m, {d}) like the logs', got {X.shape}")
+    for name, v in (("treatment", extra.treatment), ("quality", extra.quality), ("cost", extra.cost)):
+        if len(v) != len(X):
+            raise ValueError(f"the scored rows' {name} has {len(v)} entries for {len(X)} feature rows")
+    t = np.asarray(extra.treatment)
+    if len(t) and (t.min() < 0 or t.max() >= K):
+        raise ValueError(f"the scored rows' treatment must lie in [0, {K}), got [{t.min()}, {t.max()}]")
+    for name, log_v, extra_v in (("input_tokens", input_tokens, extra.input_tokens),
+                                 ("output_tokens", output_tokens, extra.output_tokens)):
+        if log_v is not None and (extra_v is None or len(extra_v) != len(X)):
+            raise ValueError(f"the logs carry {name}, so the scored rows need it on every row")
+
+
+def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, train_idx, test_idx, n_arms=None,
+             extra=None):
+    """One fold: fit the nuisance models on ``train_idx`` (the outcome models also on ``extra``, a
+    :class:`ScoredRows` or None) and predict ``test_idx``.
 
     Returns (propensity, quality, cost) predictions, each (len(test_idx), K). A module-level
     function so that a task runner can ship it to another process.
@@ -51,7 +110,7 @@ def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, trai
     tr, te = train_idx, test_idx
     K = n_arms if n_arms is not None else crossfitter.n_arms_
     e, q, cm = crossfitter._fit_models(X[tr], t[tr], quality[tr], cost[tr], _rows(input_tokens, tr),
-                                       _rows(output_tokens, tr), K)
+                                       _rows(output_tokens, tr), K, extra)
     return e.predict_proba(X[te]), q.predict(X[te], _rows(input_tokens, te)), cm.predict(X[te], _rows(input_tokens, te))
 
 
@@ -94,13 +153,15 @@ class CrossFitter(BaseEstimator):
         c = self.cost_model if self.cost_model is not None else TokenCostModel()
         return clone(e), clone(q), clone(c)
 
-    def _fit_models(self, X, t, a, c, tin, tout, n_arms):
+    def _fit_models(self, X, t, a, c, tin, tout, n_arms, extra=None):
         e, q, cm = self._models()
-        return (e.fit(X, t, n_arms=n_arms), q.fit(X, t, a, tin, tout, n_arms=n_arms),
-                cm.fit(X, t, c, tin, tout, n_arms=n_arms))
+        e.fit(X, t, n_arms=n_arms)
+        X, t, a, c, tin, tout = _with_scored(extra, X, t, a, c, tin, tout)
+        return e, q.fit(X, t, a, tin, tout, n_arms=n_arms), cm.fit(X, t, c, tin, tout, n_arms=n_arms)
 
     def fit(self, X, treatment, quality, cost, input_tokens=None, output_tokens=None,
-            logged_propensity=None, groups=None, fold_map=None, n_arms: int | None = None):
+            logged_propensity=None, groups=None, fold_map=None, n_arms: int | None = None,
+            scored: ScoredRows | None = None):
         """Cross-fit on logs and refit on all rows (for predicting new prompts).
 
         Parameters
@@ -119,6 +180,9 @@ class CrossFitter(BaseEstimator):
             None runs them here, one after the other.
         n_arms : int or None
             The arms K (some may have no logged rows); None: the largest logged index + 1.
+        scored : ScoredRows or None
+            Outcomes observed outside the logs (an evaluation set): the outcome models of every fold
+            and the final ones are fitted on them too (see :class:`ScoredRows`).
         """
         if self.propensity not in ("fitted", "logged"):
             raise ValueError(f"propensity must be 'fitted' or 'logged', got {self.propensity!r}")
@@ -131,6 +195,11 @@ class CrossFitter(BaseEstimator):
                 raise ValueError(f"Expected `{name}.shape[0] == treatment.shape[0]`, but found it False "
                                  f"({len(v)} != {len(t)})")
         quality, cost = np.asarray(quality, dtype=float), np.asarray(cost, dtype=float)
+        if scored is not None:
+            _check_scored(scored, X.shape[1], K, input_tokens, output_tokens)
+            if input_tokens is None or output_tokens is None:  # the logs decide which columns the models read
+                scored = replace(scored, input_tokens=scored.input_tokens if input_tokens is not None else None,
+                                 output_tokens=scored.output_tokens if output_tokens is not None else None)
         self.n_arms_, self.n_features_in_ = K, X.shape[1]
         n = len(X)
         if groups is not None:
@@ -144,12 +213,13 @@ class CrossFitter(BaseEstimator):
         c_oof = np.zeros((n, K))
         folds = np.full(n, -1)
         self.fold_indices_ = list(splitter)
-        jobs = [(self, X, t, quality, cost, input_tokens, output_tokens, tr, te, K) for tr, te in self.fold_indices_]
+        jobs = [(self, X, t, quality, cost, input_tokens, output_tokens, tr, te, K, scored)
+                for tr, te in self.fold_indices_]
         outputs = fold_map(fit_fold, jobs) if fold_map is not None else [fit_fold(*job) for job in jobs]
         for f, ((_, te), (e, q, c)) in enumerate(zip(self.fold_indices_, outputs)):
             e_oof[te], q_oof[te], c_oof[te], folds[te] = e, q, c, f
         self.propensity_model_, self.quality_model_, self.cost_model_ = self._fit_models(
-            X, t, quality, cost, input_tokens, output_tokens, K
+            X, t, quality, cost, input_tokens, output_tokens, K, scored
         )
         self.nuisances_ = Nuisances(
             propensity=e_oof,

@@ -46,6 +46,14 @@ class FullFeedback:
     def n_models(self) -> int:
         return len(self.models)
 
+    def subset(self, rows) -> FullFeedback:
+        """The same table restricted to the prompts at positions ``rows`` (n_rows,), in that order."""
+        from dataclasses import fields, replace
+
+        rows = np.asarray(rows)
+        return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
+                                if f.name != "models" and getattr(self, f.name) is not None})
+
     def select_models(self, models) -> FullFeedback:
         """The same table with its model axis in the order of ``models`` (the same set)."""
         from dataclasses import replace

@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from ..causal.crossfit import CrossFitter
+from ..causal.crossfit import CrossFitter, ScoredRows
 from ..causal.nuisances import NuisanceConfig
 from ..causal.scores import DEFAULT_CLIP, ClipReport, Utilities, clip_report, utilities
 from ..causal.selection import LoggedEvidence
@@ -110,11 +110,33 @@ def log_arrays(logs: pd.DataFrame, models) -> dict:
             "output_tokens": _col(logs, S.OUTPUT_TOKENS), "propensity": _col(logs, S.PROPENSITY)}
 
 
+def scored_rows(ff, X: np.ndarray, models) -> ScoredRows:
+    """An evaluation set (a :class:`~causal_router.data.matrices.FullFeedback`: models run on the same
+    prompts) as rows for the outcome models, arms numbered as ``models``.
+
+    ``X`` : (n_prompts, d), aligned with ``ff.prompt_ids``. The table may score a subset of ``models``
+    (a cell without a score is skipped); a model outside ``models`` is an error that names it.
+    """
+    models = list(models)
+    unknown = sorted(set(map(str, ff.models)) - set(models))
+    if unknown:
+        raise ValueError(f"the evaluation set scores model(s) the routers do not route to: {unknown}")
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) != ff.n_prompts:
+        raise ValueError(f"X must have shape (n_prompts, d) with n_prompts = {ff.n_prompts}, got {X.shape}")
+    rows, cols = np.nonzero(np.isfinite(ff.scores) & np.isfinite(ff.costs))
+    arm = np.array([models.index(str(m)) for m in ff.models], dtype=int)
+    return ScoredRows(X=X[rows], treatment=arm[cols], quality=ff.scores[rows, cols], cost=ff.costs[rows, cols],
+                      input_tokens=None if ff.input_tokens is None else ff.input_tokens[rows],
+                      output_tokens=None if ff.output_tokens is None else ff.output_tokens[rows, cols])
+
+
 def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | None = None,
                        X_val: np.ndarray | None = None, models=None, *, cv: int = 5,
                        propensity: str = "fitted", clip: float = DEFAULT_CLIP, estimator: str = "dr",
                        cost_estimator: str | None = None, prices=None, quality_model=None,
-                       propensity_model=None, random_state: int = 0, fold_map=None) -> RoutingData:
+                       propensity_model=None, random_state: int = 0, fold_map=None,
+                       scored: ScoredRows | None = None) -> RoutingData:
     """Cross-fit nuisances on the training logs and build pseudo-utilities for train and val.
 
     Parameters
@@ -131,6 +153,9 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
         Price sheet; without it, prices are recovered from the logs' costs and token counts.
     fold_map : callable or None
         Runs the cross-fitting folds (see :meth:`CrossFitter.fit`).
+    scored : ScoredRows or None
+        An evaluation set's outcomes (see :func:`scored_rows`): the quality and cost models learn from
+        them too; the propensities and the DR utilities stay the logs' own.
     """
     models = list(models) if models is not None else sorted(train[S.MODEL].unique())
     K = len(models)
@@ -141,7 +166,7 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
         K, price_array(prices, models), require_all_arms=False, quality_model=quality_model,
         propensity_model=propensity_model)
     cf.fit(X, t, a, c, tin, tr["output_tokens"], logged_propensity=tr["propensity"], fold_map=fold_map,
-           n_arms=K)
+           n_arms=K, scored=scored)
     U = utilities(t, a, c, cf.nuisances_, estimator, clip, cost_estimator)
     report = clip_report(t, cf.nuisances_.logged_propensity, K, clip, models)
     log.info("%s", report.summary())

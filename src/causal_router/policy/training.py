@@ -55,7 +55,7 @@ def check_methods(methods) -> list[str]:
 
 def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_val: np.ndarray, *,
                      models=None, prices=None, nuisances: NuisanceConfig | None = None,
-                     fold_map=None) -> tuple[RoutingData, dict]:
+                     fold_map=None, scored=None) -> tuple[RoutingData, dict]:
     """Cross-fit nuisances on validated training logs and build DR utilities for train and val.
 
     Parameters
@@ -66,6 +66,8 @@ def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_va
     prices : price sheet ``{model: (input, output)}`` or None
     nuisances : NuisanceConfig or None   folds, propensity source, clip and seed
     fold_map : callable or None          runs the folds (e.g. as Prefect tasks)
+    scored : ScoredRows or None          an evaluation set's outcomes for the outcome models
+                                         (:func:`~causal_router.policy.data.scored_rows`)
 
     Returns
     -------
@@ -80,8 +82,9 @@ def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_va
     start = time.perf_counter()
     with one_blas_thread():  # the same bytes whatever the machine's cores and the folds' concurrency
         data = build_routing_data(train, X, val, X_val, models, cv=cfg.cv, propensity=cfg.propensity, clip=cfg.clip,
-                                  prices=prices, random_state=cfg.seed, fold_map=fold_map)
-    meta = {"n_train": len(train), "n_val": len(val), "models": models, "cv": cfg.cv,
+                                  prices=prices, random_state=cfg.seed, fold_map=fold_map, scored=scored)
+    meta = {"n_train": len(train), "n_val": len(val), "n_scored": 0 if scored is None else len(scored),
+            "models": models, "cv": cfg.cv,
             "propensity": cfg.propensity, "clip": cfg.clip, "seed": cfg.seed,
             "seconds": time.perf_counter() - start,
             # for routing new prompts whose token counts are unknown
