@@ -114,6 +114,25 @@ def pessimistic_dm_note(dataset: str) -> list[str]:
             "they cost more (cost-biased), and the logs alone do not say which, so it is not the default.", ""]
 
 
+def eval_set_note(dataset: str) -> list[str]:
+    """Lines on training with an evaluation set (``benchmarks/eval_set.py``), when its results for
+    ``dataset`` are there: rm-softmax's mean over lambdas by evaluation-set size, per logs."""
+    path = RESULTS / "eval_set.csv"
+    if not path.exists():
+        return []
+    df = pd.read_csv(path)
+    df = df[(df["dataset"] == dataset) & (df["method"] == "rm-softmax")]
+    if df.empty:
+        return []
+    means = df.groupby(["policy", "eval_prompts"], sort=False)["utility"].mean()
+    return ["With an evaluation set (`train --eval-set`: every model's outcome on M training prompts joins the "
+            "outcome models), rm-softmax reaches, on average over lambdas: "
+            + "; ".join(f"{p} " + ", ".join(f"M={m} {v:.3f}" for m, v in g.droplevel(0).items())
+                        for p, g in means.groupby(level=0, sort=False))
+            + " (`python benchmarks/eval_set.py`, `benchmarks/results/eval_set.md`). Those M x K outcomes are "
+            "evidence the logs do not hold, so this measures what the goal needs beyond them.", ""]
+
+
 def goal_table(records: pd.DataFrame, dataset: str) -> str:
     """Markdown: the default routers against the best baseline, per logging policy.
 
@@ -203,7 +222,8 @@ def main() -> None:
                 "baseline to the uniform level (the same router trained on as many uniformly logged rows). Under "
                 "uniform and beta=1 logs: ahead of the best baseline on average. Means over seeds, standard errors "
                 "in brackets.", "",
-                goal_table(records, dataset), "", *selection_bound_note(dataset), *pessimistic_dm_note(dataset)]
+                goal_table(records, dataset), "", *selection_bound_note(dataset), *pessimistic_dm_note(dataset),
+                *eval_set_note(dataset)]
     groups = records.groupby(["dataset", "policy", records["requested_strength"].fillna(-1)])
     for (dataset, policy, strength), df in groups:
         label = policy_label(policy, strength)
