@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,25,50,100", help="evaluation-set sizes M, in prompts")
     ap.add_argument("--jobs", type=int, default=2, help="datasets run in parallel processes")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
+    ap.add_argument("--tag", default="", help="non-empty for a side run: eval_set_TAG.csv/.md, never eval_set.csv")
     args = ap.parse_args()
     names, policies = args.datasets.split(","), args.policies.split(",")
     seeds, sizes = [int(s) for s in args.seeds.split(",")], [int(m) for m in args.sizes.split(",")]
@@ -132,11 +133,12 @@ def main() -> None:
     df = pd.DataFrame([r for rows in results for r in rows])
     df["cpu_model"] = cpu_model()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    df.to_csv(RESULTS / "eval_set.csv", index=False)
+    stem = "eval_set" + (f"_{args.tag}" if args.tag else "")
+    df.to_csv(RESULTS / f"{stem}.csv", index=False)
     command = (f"python benchmarks/eval_set.py --datasets {args.datasets} --policies {args.policies} "
-               f"--seeds {args.seeds} --sizes {args.sizes} --jobs {args.jobs}")
-    write_markdown(df, RESULTS / "eval_set.md", command, seconds)
-    print((RESULTS / "eval_set.md").read_text())
+               f"--seeds {args.seeds} --sizes {args.sizes} --jobs {args.jobs}" + (f" --tag {args.tag}" if args.tag else ""))
+    write_markdown(df, RESULTS / f"{stem}.md", command, seconds)
+    print((RESULTS / f"{stem}.md").read_text())
 
 
 if __name__ == "__main__":

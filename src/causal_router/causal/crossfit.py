@@ -71,37 +71,37 @@ def _rows(v, idx):
     return None if v is None else np.asarray(v)[idx]
 
 
-def _with_scored(extra: ScoredRows | None, X, t, a, c, tin, tout):
-    """The outcome models' training rows: the logged rows followed by ``extra``'s."""
-    if extra is None or len(extra) == 0:
+def _with_scored(scored: ScoredRows | None, X, t, a, c, tin, tout):
+    """The outcome models' training rows: the logged rows followed by ``scored``'s."""
+    if scored is None or len(scored) == 0:
         return X, t, a, c, tin, tout
 
-    def cat(log_v, extra_v):
-        return None if log_v is None else np.concatenate([np.asarray(log_v, dtype=float), extra_v])
+    def cat(log_v, scored_v):
+        return None if log_v is None else np.concatenate([np.asarray(log_v, dtype=float), scored_v])
 
-    return (np.vstack([X, extra.X]), np.concatenate([t, extra.treatment]), cat(a, extra.quality),
-            cat(c, extra.cost), cat(tin, extra.input_tokens), cat(tout, extra.output_tokens))
+    return (np.vstack([X, scored.X]), np.concatenate([t, scored.treatment]), cat(a, scored.quality),
+            cat(c, scored.cost), cat(tin, scored.input_tokens), cat(tout, scored.output_tokens))
 
 
-def _check_scored(extra: ScoredRows, d: int, K: int, input_tokens, output_tokens) -> None:
-    X = np.asarray(extra.X)
+def _check_scored(scored: ScoredRows, d: int, K: int, input_tokens, output_tokens) -> None:
+    X = np.asarray(scored.X)
     if X.ndim != 2 or X.shape[1] != d:
         raise ValueError(f"the scored rows' features must have shape (m, {d}) like the logs', got {X.shape}")
-    for name, v in (("treatment", extra.treatment), ("quality", extra.quality), ("cost", extra.cost)):
+    for name, v in (("treatment", scored.treatment), ("quality", scored.quality), ("cost", scored.cost)):
         if len(v) != len(X):
             raise ValueError(f"the scored rows' {name} has {len(v)} entries for {len(X)} feature rows")
-    t = np.asarray(extra.treatment)
+    t = np.asarray(scored.treatment)
     if len(t) and (t.min() < 0 or t.max() >= K):
         raise ValueError(f"the scored rows' treatment must lie in [0, {K}), got [{t.min()}, {t.max()}]")
-    for name, log_v, extra_v in (("input_tokens", input_tokens, extra.input_tokens),
-                                 ("output_tokens", output_tokens, extra.output_tokens)):
-        if log_v is not None and (extra_v is None or len(extra_v) != len(X)):
+    for name, log_v, scored_v in (("input_tokens", input_tokens, scored.input_tokens),
+                                  ("output_tokens", output_tokens, scored.output_tokens)):
+        if log_v is not None and (scored_v is None or len(scored_v) != len(X)):
             raise ValueError(f"the logs carry {name}, so the scored rows need it on every row")
 
 
 def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, train_idx, test_idx, n_arms=None,
-             extra=None):
-    """One fold: fit the nuisance models on ``train_idx`` (the outcome models also on ``extra``, a
+             scored=None):
+    """One fold: fit the nuisance models on ``train_idx`` (the outcome models also on ``scored``, a
     :class:`ScoredRows` or None) and predict ``test_idx``.
 
     Returns (propensity, quality, cost) predictions, each (len(test_idx), K). A module-level
@@ -110,7 +110,7 @@ def fit_fold(crossfitter, X, t, quality, cost, input_tokens, output_tokens, trai
     tr, te = train_idx, test_idx
     K = n_arms if n_arms is not None else crossfitter.n_arms_
     e, q, cm = crossfitter._fit_models(X[tr], t[tr], quality[tr], cost[tr], _rows(input_tokens, tr),
-                                       _rows(output_tokens, tr), K, extra)
+                                       _rows(output_tokens, tr), K, scored)
     return e.predict_proba(X[te]), q.predict(X[te], _rows(input_tokens, te)), cm.predict(X[te], _rows(input_tokens, te))
 
 
@@ -153,10 +153,10 @@ class CrossFitter(BaseEstimator):
         c = self.cost_model if self.cost_model is not None else TokenCostModel()
         return clone(e), clone(q), clone(c)
 
-    def _fit_models(self, X, t, a, c, tin, tout, n_arms, extra=None):
+    def _fit_models(self, X, t, a, c, tin, tout, n_arms, scored=None):
         e, q, cm = self._models()
         e.fit(X, t, n_arms=n_arms)
-        X, t, a, c, tin, tout = _with_scored(extra, X, t, a, c, tin, tout)
+        X, t, a, c, tin, tout = _with_scored(scored, X, t, a, c, tin, tout)
         return e, q.fit(X, t, a, tin, tout, n_arms=n_arms), cm.fit(X, t, c, tin, tout, n_arms=n_arms)
 
     def fit(self, X, treatment, quality, cost, input_tokens=None, output_tokens=None,
@@ -197,9 +197,9 @@ class CrossFitter(BaseEstimator):
         quality, cost = np.asarray(quality, dtype=float), np.asarray(cost, dtype=float)
         if scored is not None:
             _check_scored(scored, X.shape[1], K, input_tokens, output_tokens)
-            if input_tokens is None or output_tokens is None:  # the logs decide which columns the models read
-                scored = replace(scored, input_tokens=scored.input_tokens if input_tokens is not None else None,
-                                 output_tokens=scored.output_tokens if output_tokens is not None else None)
+            # the logs decide which token columns the outcome models read
+            scored = replace(scored, input_tokens=None if input_tokens is None else scored.input_tokens,
+                             output_tokens=None if output_tokens is None else scored.output_tokens)
         self.n_arms_, self.n_features_in_ = K, X.shape[1]
         n = len(X)
         if groups is not None:
