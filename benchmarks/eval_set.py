@@ -136,7 +136,8 @@ def main() -> None:
     stem = "eval_set" + (f"_{args.tag}" if args.tag else "")
     df.to_csv(RESULTS / f"{stem}.csv", index=False)
     command = (f"python benchmarks/eval_set.py --datasets {args.datasets} --policies {args.policies} "
-               f"--seeds {args.seeds} --sizes {args.sizes} --jobs {args.jobs}" + (f" --tag {args.tag}" if args.tag else ""))
+               f"--seeds {args.seeds} --sizes {args.sizes} --jobs {args.jobs}"
+               + (f" --tag {args.tag}" if args.tag else ""))
     write_markdown(df, RESULTS / f"{stem}.md", command, seconds)
     print((RESULTS / f"{stem}.md").read_text())
 

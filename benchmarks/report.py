@@ -115,12 +115,13 @@ def pessimistic_dm_note(dataset: str) -> list[str]:
 
 
 def eval_set_note(dataset: str) -> list[str]:
-    """Lines on training with an evaluation set (``benchmarks/eval_set.py``), when its results for
-    ``dataset`` are there: rm-softmax's mean over lambdas by evaluation-set size, per logs."""
-    path = RESULTS / "eval_set.csv"
-    if not path.exists():
+    """Lines on training with an evaluation set (``benchmarks/eval_set.py``: ``eval_set.csv`` and its
+    tagged side runs), when its results for ``dataset`` are there: rm-softmax's mean over lambdas by
+    evaluation-set size, per logs."""
+    paths = sorted(RESULTS.glob("eval_set*.csv"))
+    if not paths:
         return []
-    df = pd.read_csv(path)
+    df = pd.concat([pd.read_csv(p) for p in paths]).sort_values("eval_prompts", kind="stable")
     df = df[(df["dataset"] == dataset) & (df["method"] == "rm-softmax")]
     if df.empty:
         return []
@@ -129,7 +130,7 @@ def eval_set_note(dataset: str) -> list[str]:
             "outcome models), rm-softmax reaches, on average over lambdas: "
             + "; ".join(f"{p} " + ", ".join(f"M={m} {v:.3f}" for m, v in g.droplevel(0).items())
                         for p, g in means.groupby(level=0, sort=False))
-            + " (`python benchmarks/eval_set.py`, `benchmarks/results/eval_set.md`). Those M x K outcomes are "
+            + " (`python benchmarks/eval_set.py`, `benchmarks/results/eval_set*.md`). Those M x K outcomes are "
             "evidence the logs do not hold, so this measures what the goal needs beyond them.", ""]
 
 
