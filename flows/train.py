@@ -33,8 +33,8 @@ def _cache(stage: str) -> dict:
 
 
 @task(retries=1, **_cache("validate"))
-def validate(inputs: dict, out_dir: str, digest: str, models, floor: float, warn, prices=None) -> dict:
-    valid = stages.validate_stage(inputs, out_dir, models, floor, warn, prices=prices)
+def validate(inputs: dict, out_dir: str, digest: str, models, floor: float, warn, prices=None, eval_set=None) -> dict:
+    valid = stages.validate_stage(inputs, out_dir, models, floor, warn, prices=prices, eval_set=eval_set)
     failpoint("validate")  # tests of crash recovery: outputs written, result not yet recorded
     return {"valid": valid, "outputs": output_hashes(out_dir)}
 
@@ -191,20 +191,23 @@ def _train(root_p: Path, p: dict, art: ArtifactLayout, register: bool) -> dict:
     from causal_router.policy.training import ENDPOINT_METHODS, check_methods
 
     logger = get_run_logger()
-    d = {k: str(root_p / v) for k, v in p["data"].items()}
+    d = {k: str(root_p / v) for k, v in p["data"].items() if v}  # data.eval_set may be null
     logs = {s: d[s] for s in stages.LOG_SPLITS if Path(d[s]).exists()}
     data_md5 = hash_path(d["dir"])  # the data validated: dvc.lock records nothing else
     v = p["validate"]
     # logged models must be in the price sheet that cross-fitting costs them with
     prices = str(root_p / p["crossfit"]["prices"]) if p["crossfit"].get("prices") else None
-    valid = run_stage(validate, logs, str(art.validation), digest(*logs.values(), *([prices] if prices else [])),
-                      v["models"], v["positivity_floor"], v["warn"], prices)["valid"]
+    eval_set = d.get("eval_set") if d.get("eval_set") and Path(d["eval_set"]).exists() else None
+    valid = run_stage(validate, logs, str(art.validation),
+                      digest(*logs.values(), *([prices] if prices else []), *([eval_set] if eval_set else [])),
+                      v["models"], v["positivity_floor"], v["warn"], prices, eval_set)["valid"]
     to_embed = {**valid, **({"test": d["test"]} if Path(d["test"]).exists() else {})}
     emb_cfg = {**p["embed"], "cache_dir": str(root_p / p["embed"]["cache_dir"]) if p["embed"]["cache_dir"] else None}
     run_stage(embed, to_embed, str(art.embeddings), digest(*to_embed.values()), emb_cfg)
     cf_cfg = {**p["crossfit"], "prices": str(root_p / p["crossfit"]["prices"]) if p["crossfit"]["prices"] else None}
     run_stage(crossfit, str(art.root), digest(art.valid("train"), art.valid("val"), art.embeddings,
-                                             *([cf_cfg["prices"]] if cf_cfg["prices"] else [])), cf_cfg)
+                                             *([cf_cfg["prices"]] if cf_cfg["prices"] else []),
+                                             *([valid["eval_set"]] if "eval_set" in valid else [])), cf_cfg)
     lambdas = [float(x) for x in p["train"]["lambdas"]]
     methods = check_methods(p["train"]["methods"])
     cf_digest = digest(art.routing_data)

@@ -606,7 +606,8 @@ def stage_validate(params: Path = Params):
     p, art = _stage_params(params)
     v = p["validate"]
     out = validate_stage({s: p["data"][s] for s in LOG_SPLITS}, art.validation, v["models"],
-                         v["positivity_floor"], v["warn"], prices=p["crossfit"].get("prices"))
+                         v["positivity_floor"], v["warn"], prices=p["crossfit"].get("prices"),
+                         eval_set=p["data"].get("eval_set"))
     typer.echo(f"validated: {', '.join(out)}")
 
 
@@ -616,7 +617,7 @@ def stage_embed(params: Path = Params, cache_dir: Optional[Path] = CacheDir):
     from .pipeline.stages import LOG_SPLITS, embed_stage
 
     p, art = _stage_params(params)
-    inputs = {s: art.valid(s) for s in LOG_SPLITS}
+    inputs = {s: art.valid(s) for s in (*LOG_SPLITS, "eval_set")}
     inputs["test"] = Path(p["data"]["test"])
     cfg = {**p["embed"], **({"cache_dir": cache_dir} if cache_dir else {})}
     out = embed_stage(inputs, art.embeddings, **cfg)

@@ -8,7 +8,7 @@ import yaml
 
 DEFAULTS = {
     "data": {"dir": "data", "train": "data/train.parquet", "val": "data/val.parquet",
-             "holdout": "data/holdout.parquet", "test": "data/test.parquet"},
+             "holdout": "data/holdout.parquet", "test": "data/test.parquet", "eval_set": "data/eval_set.parquet"},
     "artifacts": "artifacts",
     "validate": {"positivity_floor": 0.001, "warn": ["positivity_floor"], "models": None},
     "embed": {"encoder": None, "max_length": 256, "pooling": "mean", "device": "auto", "precision": "auto",

@@ -22,14 +22,16 @@ __all__ = ["LOG_SPLITS", "ArtifactLayout", "crossfit_stage", "embed_stage", "enc
 
 
 def validate_stage(inputs: dict, out_dir, models=None, positivity_floor: float = 1e-3,
-                   warn=("positivity_floor",), prices=None) -> dict:
+                   warn=("positivity_floor",), prices=None, eval_set=None) -> dict:
     """Data-contract checks (and their Great Expectations suite) of each log in ``inputs`` ({split: path}).
 
     Writes ``out_dir/<split>/{valid,quarantine}.parquet`` and ``report.json``; bad rows are
     quarantined with a ``reason``; raises DataValidationError (naming what failed) on
     frame-level failures. ``models`` null with a price sheet (``prices``, a path): a logged model
     outside the sheet is quarantined, and a sheet model without rows is a warning, since
-    training costs every model of the sheet. Returns {split: valid path}.
+    training costs every model of the sheet. ``eval_set`` (params.yaml's ``data.eval_set``, a
+    full-feedback table; absent or None: none) is checked against the full-feedback contract and
+    copied to ``out_dir/eval_set/valid.parquet``. Returns {split: valid path}.
     """
     from ..validation.stage import run_data_checks
 
@@ -51,7 +53,26 @@ def validate_stage(inputs: dict, out_dir, models=None, positivity_floor: float =
         if n_bad:
             log.warning("%s: %d row(s) quarantined to %s", split, n_bad, d / "quarantine.parquet")
         out[split] = str(d / "valid.parquet")
+    valid_eval = _validate_eval_set(eval_set, Path(out_dir) / "eval_set")
+    if valid_eval:
+        out["eval_set"] = valid_eval
     return out
+
+
+def _validate_eval_set(path, d: Path) -> str | None:
+    """The evaluation set checked (DataValidationError names what is wrong) and copied to
+    ``d/valid.parquet``; None, leaving no earlier copy behind, when there is none."""
+    import shutil
+
+    from ..data.loaders import load_full_feedback, read_frame
+
+    if path is None or not Path(path).exists():
+        shutil.rmtree(d, ignore_errors=True)
+        return None
+    load_full_feedback(path)
+    d.mkdir(parents=True, exist_ok=True)
+    read_frame(path).to_parquet(d / "valid.parquet", index=False)
+    return str(d / "valid.parquet")
 
 
 def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length: int = 256, pooling: str = "mean",
@@ -114,18 +135,26 @@ def crossfit_stage(layout: ArtifactLayout, cv: int = 5, propensity: str = "fitte
     writes ``routing_data.joblib``, ``meta.json`` and ``clip_report.json`` (the overlap/clipping
     report) under ``layout.crossfit``; ``fold_map`` runs the folds (e.g. as Prefect tasks on a Dask
     cluster). The arguments are params.yaml's ``crossfit`` section (``prices``: a price sheet path;
-    ``clip`` None: the default floor)."""
+    ``clip`` None: the default floor). A validated evaluation set (``layout.valid("eval_set")``, see
+    :func:`validate_stage`) joins the outcome models (``train --eval-set``)."""
     from ..causal.nuisances import NuisanceConfig
     from ..config import load_prices
-    from ..data.loaders import load_logs
-    from ..policy.training import fit_routing_data
+    from ..data.loaders import load_full_feedback, load_logs
+    from ..policy.data import scored_rows
+    from ..policy.training import fit_routing_data, served_models
 
     train, val = load_logs(layout.valid("train")), load_logs(layout.valid("val"))
     X = load_embeddings(layout.embeddings, "train", train["prompt_id"])
     X_val = load_embeddings(layout.embeddings, "val", val["prompt_id"])
-    data, meta = fit_routing_data(train, X, val, X_val, models=models, prices=load_prices(prices) if prices else None,
+    sheet = load_prices(prices) if prices else None
+    scored = None
+    if layout.valid("eval_set").exists():
+        ff = load_full_feedback(layout.valid("eval_set"))
+        scored = scored_rows(ff, load_embeddings(layout.embeddings, "eval_set", ff.prompt_ids),
+                             served_models(models, sheet, train, val))
+    data, meta = fit_routing_data(train, X, val, X_val, models=models, prices=sheet,
                                   nuisances=NuisanceConfig.from_params(dict(cv=cv, propensity=propensity, seed=seed,
-                                  **({} if clip is None else {"clip": clip}))), fold_map=fold_map)
+                                  **({} if clip is None else {"clip": clip}))), fold_map=fold_map, scored=scored)
     layout.crossfit.mkdir(parents=True, exist_ok=True)
     joblib.dump(data, layout.routing_data)
     layout.clip_report.write_text(json.dumps(data.clip_report.to_records(), indent=2))
