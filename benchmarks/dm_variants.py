@@ -32,6 +32,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
+from report import worst_lambda_table  # noqa: E402
 
 from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
 from causal_router.causal.outcome import PooledRidge  # noqa: E402
@@ -88,13 +89,8 @@ def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
         lines += [f"## {name}", "", "| logs | " + " | ".join(order) + " |", "|---|" + "---:|" * len(order)]
         for policy, row in table.iterrows():
             lines.append(f"| {policy} | " + " | ".join(f"{row[c]:.4f}" for c in order) + " |")
-        lam_means = worst.groupby(["policy", "lambda"]).mean()
-        gaps = lam_means.sub(lam_means["naive"], axis=0).groupby("policy").min()[order[1:]]
         lines += ["", "Worst lambda, variant minus naive (means over seeds):", "",
-                  "| logs | " + " | ".join(order[1:]) + " |", "|---|" + "---:|" * (len(order) - 1)]
-        for policy, row in gaps.iterrows():
-            lines.append(f"| {policy} | " + " | ".join(f"{row[c]:+.4f}" for c in order[1:]) + " |")
-        lines.append("")
+                  *worst_lambda_table(worst.groupby(["policy", "lambda"]).mean(), "naive", order[1:]), ""]
     path.write_text("\n".join(lines))
 
 

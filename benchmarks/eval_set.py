@@ -92,7 +92,7 @@ def write_markdown(df: pd.DataFrame, path: Path, command: str, seconds: float) -
         base = per_seed(study, name)
         lam_mean = lambda_means(base)
         seeds = ", ".join(map(str, sorted(d.seed.unique())))
-        lines += [f"## {name} (seeds {seeds}; {int(d.groupby('eval_prompts').size().index.max())} prompts at most)",
+        lines += [f"## {name} (seeds {seeds}; {d['eval_prompts'].max()} prompts at most)",
                   "", "| logs | method | " + " | ".join(f"M={m}" for m in sizes) + " | goal target | worst lambda at "
                   f"M={sizes[-1]} |", "|---|---|" + "---:|" * (len(sizes) + 2)]
         for policy, g in d.groupby("policy", sort=False):

@@ -126,21 +126,28 @@ def goals(summary: pd.DataFrame, refs: dict) -> list[str]:
     return out
 
 
-def paired(df: pd.DataFrame) -> list[str]:
-    """Markdown: per exploration rate, causal minus each peer on the same seeds (final round), the mean
-    and its standard error over seeds: the streams and round 0 are shared, so pairs cancel their luck."""
+def per_seed_frames(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(seed x arm label) frames of the final-round test utility (each arm's last round) and the mean
+    realised utility over rounds 1.."""
     last = df[df["round"] == df.groupby("label")["round"].transform("max")]
     final = last.pivot_table(index="seed", columns="label", values="test_utility")
     real = df[df["round"] > 0].groupby(["label", "seed"])["deployed_utility"].mean().unstack(0)
+    return final, real
+
+
+def paired_cell(frame: pd.DataFrame, a: str, b: str) -> str:
+    """Markdown cell: column ``a`` minus column ``b`` of a (seed x label) frame, mean (standard error)."""
+    d = (frame[a] - frame[b]).dropna() if b in frame.columns else pd.Series(dtype=float)
+    return f"{d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(len(d)):.4f})" if len(d) > 1 else "n/a"
+
+
+def paired(df: pd.DataFrame) -> list[str]:
+    """Markdown: per exploration rate, causal minus each peer on the same seeds (final round), the mean
+    and its standard error over seeds: the streams and round 0 are shared, so pairs cancel their luck."""
+    final, real = per_seed_frames(df)
     rates = sorted(df.loc[df["arm"] == "causal", "explore"].unique())
     if not rates or len(final) < 2:
         return []
-
-    def cell(frame, a, b):
-        if b not in frame.columns:
-            return "n/a"
-        d = (frame[a] - frame[b]).dropna()
-        return f"{d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(len(d)):.4f})" if len(d) > 1 else "n/a"
 
     lines = ["", f"Paired over the {len(final)} seeds (same stream, same round 0): `causal` minus each peer, mean "
              "(standard error over seeds).", "",
@@ -148,7 +155,8 @@ def paired(df: pd.DataFrame) -> list[str]:
              "(rounds 1..) |", "|---|---|---|---|"]
     for e in rates:
         c, en = label("causal", e), label("explore-naive", e)
-        lines.append(f"| {c} | {cell(final, c, en)} | {cell(final, c, 'greedy')} | {cell(real, c, 'greedy')} |")
+        lines.append(f"| {c} | {paired_cell(final, c, en)} | {paired_cell(final, c, 'greedy')} | "
+                     f"{paired_cell(real, c, 'greedy')} |")
     return lines
 
 
@@ -299,18 +307,12 @@ def more_seeds(study: pd.DataFrame, tag: str = "seeds345") -> list[str]:
              "| dataset | causal | seeds | − explore-naive, same rate: final test | − greedy: final test "
              "| − explore-naive: realised | − greedy: realised |", "|---|---|---|---|---|---|---|"]
     for name, d in df.groupby("dataset"):
-        last = d[d["round"] == d.groupby("label")["round"].transform("max")]
-        final = last.pivot_table(index="seed", columns="label", values="test_utility")
-        real = d[d["round"] > 0].groupby(["label", "seed"])["deployed_utility"].mean().unstack(0)
-
-        def cell(frame, a, b):
-            x = (frame[a] - frame[b]).dropna() if b in frame.columns else pd.Series(dtype=float)
-            return f"{x.mean():+.4f} ({x.std(ddof=1) / np.sqrt(len(x)):.4f})" if len(x) > 1 else "n/a"
-
+        final, real = per_seed_frames(d)
         for e in sorted(d.loc[d["arm"] == "causal", "explore"].unique()):
             c, en = label("causal", e), label("explore-naive", e)
-            lines.append(f"| {name} | {c} | {final[c].notna().sum()} | {cell(final, c, en)} | "
-                         f"{cell(final, c, 'greedy')} | {cell(real, c, en)} | {cell(real, c, 'greedy')} |")
+            lines.append(f"| {name} | {c} | {final[c].notna().sum()} | {paired_cell(final, c, en)} | "
+                         f"{paired_cell(final, c, 'greedy')} | {paired_cell(real, c, en)} | "
+                         f"{paired_cell(real, c, 'greedy')} |")
     return lines
 
 

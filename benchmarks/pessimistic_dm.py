@@ -37,7 +37,7 @@ import threadpoolctl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
-from report import lambda_means, per_seed, policy_target  # noqa: E402
+from report import lambda_means, per_seed, target_rows, worst_lambda_table  # noqa: E402
 
 from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
@@ -112,16 +112,10 @@ def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
         seeds = ", ".join(map(str, sorted(d.seed.unique())))
         lines += [f"## {name} (seeds {seeds})", "", "| logs | " + " | ".join(methods) + " | goal target |",
                   "|---|" + "---:|" * (len(methods) + 1)]
-        for policy, g in d.groupby("policy", sort=False):
-            target = policy_target(lam_mean, policy)
-            lines.append(f"| {policy} | " + " | ".join(f"{g[m].mean():.4f}" for m in methods) + f" | {target:.4f} |")
+        lines += target_rows(d, methods, lam_mean)
         by_lam = d.groupby(["policy", "lambda"], sort=False)[methods].mean()
-        worst = by_lam.sub(by_lam["dm"], axis=0).groupby("policy", sort=False).min()
         lines += ["", "Worst lambda, minus `dm` (means over seeds):", "",
-                  "| logs | " + " | ".join(methods[1:]) + " |", "|---|" + "---:|" * (len(methods) - 1)]
-        for policy, row in worst.iterrows():
-            lines.append(f"| {policy} | " + " | ".join(f"{row[m]:+.4f}" for m in methods[1:]) + " |")
-        lines.append("")
+                  *worst_lambda_table(by_lam, "dm", methods[1:]), ""]
     path.write_text("\n".join(lines))
 
 

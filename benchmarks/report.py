@@ -79,6 +79,22 @@ def policy_target(lam_mean: pd.DataFrame, policy: str, m: str = "rm-softmax") ->
     return goal_target(lam_mean, policy_label(kind, -1 if strength is None else strength), m)[3]
 
 
+def target_rows(df: pd.DataFrame, columns, lam_mean: pd.DataFrame) -> list[str]:
+    """Markdown rows: per logging policy of ``df`` (spelt as on a command line), the mean of each of
+    ``columns`` and the goal target (:func:`policy_target`)."""
+    return [f"| {policy} | " + " | ".join(f"{g[c].mean():.4f}" for c in columns)
+            + f" | {policy_target(lam_mean, policy):.4f} |" for policy, g in df.groupby("policy", sort=False)]
+
+
+def worst_lambda_table(by_lam: pd.DataFrame, ref: str, columns) -> list[str]:
+    """Markdown table: per policy, the smallest difference over lambdas of each of ``columns`` minus
+    ``ref``; ``by_lam``: means over seeds, indexed by (policy, lambda)."""
+    worst = by_lam.sub(by_lam[ref], axis=0).groupby("policy", sort=False).min()
+    return (["| logs | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+            + [f"| {policy} | " + " | ".join(f"{row[c]:+.4f}" for c in columns) + " |"
+               for policy, row in worst.iterrows()])
+
+
 def selection_bound_note(dataset: str) -> list[str]:
     """Lines on how far choosing among the RM head's candidates could go with hindsight
     (``benchmarks/selection_bound.py``), when its results for ``dataset`` are there."""

@@ -37,7 +37,7 @@ import threadpoolctl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
-from report import lambda_means, per_seed, policy_target  # noqa: E402
+from report import lambda_means, per_seed, target_rows  # noqa: E402
 
 from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
@@ -89,10 +89,7 @@ def write_markdown(path: Path) -> None:
         lines += [f"## {name} (seeds {seeds}; CPU: {df['cpu_model'].iloc[0]})", "",
                   "| logs | " + " | ".join(COLUMNS.values()) + " | goal target |",
                   "|---|" + "---:|" * (len(COLUMNS) + 1)]
-        for policy, g in df.groupby("policy", sort=False):
-            target = policy_target(lam_mean, policy)
-            lines.append(f"| {policy} | " + " | ".join(f"{g[c].mean():.4f}" for c in COLUMNS) + f" | {target:.4f} |")
-        lines.append("")
+        lines += [*target_rows(df, COLUMNS, lam_mean), ""]
     path.write_text("\n".join(lines))
 
 

@@ -197,9 +197,9 @@ def _train(root_p: Path, p: dict, art: ArtifactLayout, register: bool) -> dict:
     v = p["validate"]
     # logged models must be in the price sheet that cross-fitting costs them with
     prices = str(root_p / p["crossfit"]["prices"]) if p["crossfit"].get("prices") else None
-    eval_set = d.get("eval_set") if d.get("eval_set") and Path(d["eval_set"]).exists() else None
+    eval_set = d["eval_set"] if Path(d.get("eval_set", "")).is_file() else None
     valid = run_stage(validate, logs, str(art.validation),
-                      digest(*logs.values(), *([prices] if prices else []), *([eval_set] if eval_set else [])),
+                      digest(*logs.values(), *(x for x in (prices, eval_set) if x)),
                       v["models"], v["positivity_floor"], v["warn"], prices, eval_set)["valid"]
     to_embed = {**valid, **({"test": d["test"]} if Path(d["test"]).exists() else {})}
     emb_cfg = {**p["embed"], "cache_dir": str(root_p / p["embed"]["cache_dir"]) if p["embed"]["cache_dir"] else None}

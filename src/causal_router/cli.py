@@ -217,8 +217,7 @@ def train(
     from .causal.nuisances import NuisanceConfig
     from .config import load_prices
     from .data.loaders import load_full_feedback, load_logs
-    from .policy.data import scored_rows
-    from .policy.training import check_methods, fit_routing_data, served_models, train_routerset
+    from .policy.training import check_methods, fit_routing_data, train_routerset
 
     sheet = load_prices(prices) if prices else None
     # the same contract as `validate --prices`: logged models must be in the sheet
@@ -240,21 +239,17 @@ def train(
     enc = _encoder(encoder)
     X = _embed(train_df["prompt"], cache_dir, enc)
     X_val = _embed(val_df["prompt"], cache_dir, enc)
-    scored = None
-    if ff_eval is not None:
-        try:
-            models = served_models(None, sheet, train_df, val_df)
-            scored = scored_rows(ff_eval, _embed(ff_eval.prompts, cache_dir, enc), models)
-        except ValueError as err:
-            _fail(f"{eval_set}: {err}")
+    X_eval = None if ff_eval is None else _embed(ff_eval.prompts, cache_dir, enc)
     start = time.perf_counter()
     try:
-        data, meta = fit_routing_data(train_df, X, val_df, X_val, prices=sheet, nuisances=config, scored=scored)
+        data, meta = fit_routing_data(train_df, X, val_df, X_val, prices=sheet, nuisances=config, eval_set=ff_eval,
+                                      X_eval=X_eval)
     except ValueError as err:
-        _fail(f"{logs}{f' and {eval_set}' if eval_set else ''}: {err}")
+        _fail(f"{logs}{' and ' + str(eval_set) if eval_set else ''}: {err}")
     typer.echo(data.clip_report.summary())
-    if scored is not None:
-        typer.echo(f"evaluation set: {len(scored)} scored rows on {ff_eval.n_prompts} prompts join the outcome models")
+    if ff_eval is not None:
+        typer.echo(f"evaluation set: {meta['n_scored']} scored rows on {ff_eval.n_prompts} prompts join the "
+                   "outcome models")
     train_routerset(data, _floats(lambdas), method_list, encoder_key=enc.key,
                     meta={**meta, "train_logs": str(logs), "val_logs": str(val),
                           **({"eval_set": str(eval_set)} if eval_set else {})}, out_dir=out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -72,7 +72,8 @@ def _rows(v, idx):
 
 
 def _with_scored(scored: ScoredRows | None, X, t, a, c, tin, tout):
-    """The outcome models' training rows: the logged rows followed by ``scored``'s."""
+    """The outcome models' training rows: the logged rows followed by ``scored``'s (a token column the
+    logs lack is left out for both: the logs decide what the outcome models read)."""
     if scored is None or len(scored) == 0:
         return X, t, a, c, tin, tout
 
@@ -197,9 +198,6 @@ class CrossFitter(BaseEstimator):
         quality, cost = np.asarray(quality, dtype=float), np.asarray(cost, dtype=float)
         if scored is not None:
             _check_scored(scored, X.shape[1], K, input_tokens, output_tokens)
-            # the logs decide which token columns the outcome models read
-            scored = replace(scored, input_tokens=None if input_tokens is None else scored.input_tokens,
-                             output_tokens=None if output_tokens is None else scored.output_tokens)
         self.n_arms_, self.n_features_in_ = K, X.shape[1]
         n = len(X)
         if groups is not None:

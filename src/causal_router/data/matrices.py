@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -48,16 +48,12 @@ class FullFeedback:
 
     def subset(self, rows) -> FullFeedback:
         """The same table restricted to the prompts at positions ``rows`` (n_rows,), in that order."""
-        from dataclasses import fields, replace
-
         rows = np.asarray(rows)
         return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
                                 if f.name != "models" and getattr(self, f.name) is not None})
 
     def select_models(self, models) -> FullFeedback:
         """The same table with its model axis in the order of ``models`` (the same set)."""
-        from dataclasses import replace
-
         diff = sorted(set(self.models) ^ set(models))
         if diff:
             raise ValueError(f"the table and the routers disagree on the models: {diff}")

@@ -64,15 +64,12 @@ def _validate_eval_set(path, d: Path) -> str | None:
     ``d/valid.parquet``; None, leaving no earlier copy behind, when there is none."""
     import shutil
 
-    from ..data.loaders import load_full_feedback, read_frame
+    from ..data.loaders import load_table, write_frame
 
     if path is None or not Path(path).exists():
         shutil.rmtree(d, ignore_errors=True)
         return None
-    load_full_feedback(path)
-    d.mkdir(parents=True, exist_ok=True)
-    read_frame(path).to_parquet(d / "valid.parquet", index=False)
-    return str(d / "valid.parquet")
+    return str(write_frame(load_table(path), d / "valid.parquet"))
 
 
 def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length: int = 256, pooling: str = "mean",
@@ -140,21 +137,17 @@ def crossfit_stage(layout: ArtifactLayout, cv: int = 5, propensity: str = "fitte
     from ..causal.nuisances import NuisanceConfig
     from ..config import load_prices
     from ..data.loaders import load_full_feedback, load_logs
-    from ..policy.data import scored_rows
-    from ..policy.training import fit_routing_data, served_models
+    from ..policy.training import fit_routing_data
 
     train, val = load_logs(layout.valid("train")), load_logs(layout.valid("val"))
     X = load_embeddings(layout.embeddings, "train", train["prompt_id"])
     X_val = load_embeddings(layout.embeddings, "val", val["prompt_id"])
-    sheet = load_prices(prices) if prices else None
-    scored = None
-    if layout.valid("eval_set").exists():
-        ff = load_full_feedback(layout.valid("eval_set"))
-        scored = scored_rows(ff, load_embeddings(layout.embeddings, "eval_set", ff.prompt_ids),
-                             served_models(models, sheet, train, val))
-    data, meta = fit_routing_data(train, X, val, X_val, models=models, prices=sheet,
+    ff = load_full_feedback(layout.valid("eval_set")) if layout.valid("eval_set").exists() else None
+    X_eval = None if ff is None else load_embeddings(layout.embeddings, "eval_set", ff.prompt_ids)
+    data, meta = fit_routing_data(train, X, val, X_val, models=models, prices=load_prices(prices) if prices else None,
                                   nuisances=NuisanceConfig.from_params(dict(cv=cv, propensity=propensity, seed=seed,
-                                  **({} if clip is None else {"clip": clip}))), fold_map=fold_map, scored=scored)
+                                  **({} if clip is None else {"clip": clip}))), fold_map=fold_map, eval_set=ff,
+                                  X_eval=X_eval)
     layout.crossfit.mkdir(parents=True, exist_ok=True)
     joblib.dump(data, layout.routing_data)
     layout.clip_report.write_text(json.dumps(data.clip_report.to_records(), indent=2))

@@ -22,7 +22,7 @@ from ..data import schema as S
 # one thread per router fit: the networks are small, and on a shared 2-core machine two threads
 # contend badly (seen: 0.6 s vs 27 s for one fit)
 from ..features.hardware import one_blas_thread, torch_threads
-from .data import RoutingData, build_routing_data
+from .data import RoutingData, build_routing_data, scored_rows
 from .routers import ROUTERS, get_router
 from .routerset import RouterSet
 
@@ -55,7 +55,7 @@ def check_methods(methods) -> list[str]:
 
 def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_val: np.ndarray, *,
                      models=None, prices=None, nuisances: NuisanceConfig | None = None,
-                     fold_map=None, scored=None) -> tuple[RoutingData, dict]:
+                     fold_map=None, eval_set=None, X_eval: np.ndarray | None = None) -> tuple[RoutingData, dict]:
     """Cross-fit nuisances on validated training logs and build DR utilities for train and val.
 
     Parameters
@@ -66,8 +66,9 @@ def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_va
     prices : price sheet ``{model: (input, output)}`` or None
     nuisances : NuisanceConfig or None   folds, propensity source, clip and seed
     fold_map : callable or None          runs the folds (e.g. as Prefect tasks)
-    scored : ScoredRows or None          an evaluation set's outcomes for the outcome models
-                                         (:func:`~causal_router.policy.data.scored_rows`)
+    eval_set : FullFeedback or None      an evaluation set (models run on the same prompts): its outcomes
+                                         join the outcome models (:func:`~causal_router.policy.data.scored_rows`)
+    X_eval : ndarray (n_prompts, d)      its prompts' embeddings, aligned with ``eval_set.prompt_ids``
 
     Returns
     -------
@@ -79,6 +80,7 @@ def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_va
     missing = sorted(set(models) - set(train[S.MODEL]))
     if missing and not prices:
         raise ValueError(f"no logged rows for model(s) {missing}: give a price sheet so they can still be costed")
+    scored = None if eval_set is None else scored_rows(eval_set, X_eval, models)
     start = time.perf_counter()
     with one_blas_thread():  # the same bytes whatever the machine's cores and the folds' concurrency
         data = build_routing_data(train, X, val, X_val, models, cv=cfg.cv, propensity=cfg.propensity, clip=cfg.clip,
