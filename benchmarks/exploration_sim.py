@@ -40,7 +40,6 @@ from loop_study import SETTINGS  # noqa: E402
 from paper_protocol import DATA_ROOT  # noqa: E402
 from paper_protocol import load_table as load_shared_table  # noqa: E402
 
-from causal_router.config import load_prices  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.features.hardware import cpu_model  # noqa: E402
 from causal_router.loop.arms import fit_outcome_models  # noqa: E402
@@ -48,6 +47,7 @@ from causal_router.loop.stream import make_stream  # noqa: E402
 from causal_router.policy.data import price_array  # noqa: E402
 from causal_router.policy.exploration import ExplorationPolicy  # noqa: E402
 from causal_router.policy.posterior import ArmPosterior  # noqa: E402
+from causal_router.settings.prices import load_prices  # noqa: E402
 
 HOLDOUT = 0.2  # newest share of each round kept out of training (the loop's gate holdout)
 

@@ -30,7 +30,6 @@ from loop_study import SETTINGS  # noqa: E402
 
 import causal_router.loop.arms as arms  # noqa: E402
 from causal_router.causal.ope import as_policy, supported  # noqa: E402
-from causal_router.config import load_prices  # noqa: E402
 from causal_router.data import schema as S  # noqa: E402
 from causal_router.data.loaders import load_full_feedback  # noqa: E402
 from causal_router.features.embed import embed_texts  # noqa: E402
@@ -38,6 +37,7 @@ from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.loop.stages import gate  # noqa: E402
 from causal_router.loop.stream import make_stream  # noqa: E402
 from causal_router.registry.promote import RULES, load_policy  # noqa: E402
+from causal_router.settings.prices import load_prices  # noqa: E402
 
 
 def traced_gate(records: list, ff, context: dict, challenger, champion, holdout, X, lam, method, nuisances,

@@ -34,7 +34,6 @@ import pandas as pd
 def main() -> None:
     from loop_study import SETTINGS
 
-    from causal_router.config import load_prices
     from causal_router.data.loaders import load_full_feedback
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
@@ -42,6 +41,7 @@ def main() -> None:
     from causal_router.loop import arms
     from causal_router.loop.stages import gate, make_service
     from causal_router.loop.stream import make_stream
+    from causal_router.settings.prices import load_prices
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="routerbench_subset")

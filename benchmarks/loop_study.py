@@ -42,12 +42,12 @@ def partial(stem: str, name: str) -> Path:
 
 def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: int, stem: str = "loop",
                 uniform_draws: int = 10) -> tuple[list, dict]:
-    from causal_router.config import load_prices
     from causal_router.data.loaders import load_full_feedback
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
     from causal_router.loop.arms import loop_nuisances, run_arm, uniform_reference
     from causal_router.loop.stream import make_stream
+    from causal_router.settings.prices import load_prices
 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(message)s")
     for noisy in ("causal_router.policy.data", "httpx"):

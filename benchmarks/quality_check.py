@@ -29,7 +29,6 @@ import pandas as pd
 
 from causal_router.benchmark import parse_policies
 from causal_router.causal.nuisances import NuisanceConfig
-from causal_router.config import load_prices
 from causal_router.data.loaders import load_full_feedback
 from causal_router.data.matrices import FullFeedback
 from causal_router.data.simulate import simulate
@@ -37,6 +36,7 @@ from causal_router.evaluation.metrics import evaluate_routers
 from causal_router.features.embed import default_encoder, embed_texts
 from causal_router.policy.routers import RandomRouter
 from causal_router.policy.training import fit_routing_data, train_routerset
+from causal_router.settings.prices import load_prices
 
 BASELINES = ("naive", "best-single", "dr-regress", "logging-policy")
 DEFAULTS = ("rm-softmax", "rm-interval")

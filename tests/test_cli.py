@@ -102,22 +102,6 @@ def test_train_with_an_evaluation_set(workdir, tmp_path):
     assert "mystery-llm" in result.output and "Traceback" not in result.output
 
 
-def test_benchmark_writes_records(workdir):
-    out = workdir / "bench"
-    invoke("benchmark", workdir / "table.parquet", "--policies", "uniform,cost-biased:3", "--seeds", "0",
-           "--lambdas", "0,37000", "--methods", "best-single,naive", "--no-peers", "--no-mlflow", "--out", out,
-           "--cache-dir", workdir / "cache")
-    records = pd.read_csv(out / "records.csv")
-    expected = ["dataset", "policy", "strength", "seed", "method", "lambda", "utility", "regret", "accuracy",
-                "cost", "train_seconds"]
-    assert expected == list(records.columns[:len(expected)])
-    assert set(records["policy"]) == {"uniform", "cost-biased"}
-    assert {"oracle", "logging-policy", "full-feedback", "best-single", "naive"} <= set(records["method"])
-    assert (records.loc[records["policy"] == "cost-biased", "strength"] == 3.0).all()
-    assert (records["embedding_precision"] == "fp32").all() and records["cpu_model"].notna().all()  # pinned
-    assert (out / "summary.csv").exists()
-
-
 def test_embed_honours_explicit_precision_and_threads(workdir, monkeypatch):
     from causal_router.features import calibration
 

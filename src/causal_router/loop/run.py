@@ -37,8 +37,8 @@ def features(prompts, encoder=None, cache_dir=None):
 
 def default_prices(models, params_path="params.yaml"):
     """params.yaml's price sheet (``crossfit.prices``) when it prices every model of the table, else None."""
-    from ..config import load_prices
     from ..pipeline.params import load_params
+    from ..settings.prices import load_prices
 
     try:
         path = Path(load_params(params_path)["crossfit"]["prices"])
@@ -51,9 +51,9 @@ def default_prices(models, params_path="params.yaml"):
 def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, lam: float, seed: int, out,
              prices=None, encoder: str | None = None, cache_dir=None, cv: int = 5) -> pd.DataFrame:
     """Run the loop flow; writes ``OUT/loop.csv`` (records) and ``OUT/loop.json`` (gate decisions)."""
-    from ..config import load_prices
     from ..data.loaders import load_full_feedback
     from ..policy.exploration import check_explore
+    from ..settings.prices import load_prices
     from .stream import make_stream
 
     check_explore(explore)

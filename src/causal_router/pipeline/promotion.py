@@ -48,10 +48,10 @@ def record_gate(root, decisions: list, p: dict) -> str:
 def gate(root, name: str, logs, X, p: dict):
     """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
     from ..causal.nuisances import NuisanceConfig
-    from ..config import load_prices
     from ..registry.promote import promote
     from ..registry.runs import INTERVAL_NAME
     from ..registry.tracking import configure
+    from ..settings.prices import load_prices
 
     configure(root)
     lambdas = p["promote"]["lambdas"] if name == INTERVAL_NAME else None

@@ -37,7 +37,7 @@ def validate_stage(inputs: dict, out_dir, models=None, positivity_floor: float =
 
     require_all = models is not None
     if models is None and prices:
-        from ..config import load_prices
+        from ..settings.prices import load_prices
 
         models = sorted(load_prices(prices))
     out = {}
@@ -135,9 +135,9 @@ def crossfit_stage(layout: ArtifactLayout, cv: int = 5, propensity: str = "fitte
     ``clip`` None: the default floor). A validated evaluation set (``layout.valid("eval_set")``, see
     :func:`validate_stage`) joins the outcome models (``train --eval-set``)."""
     from ..causal.nuisances import NuisanceConfig
-    from ..config import load_prices
     from ..data.loaders import load_full_feedback, load_logs
     from ..policy.training import fit_routing_data
+    from ..settings.prices import load_prices
 
     train, val = load_logs(layout.valid("train")), load_logs(layout.valid("val"))
     X = load_embeddings(layout.embeddings, "train", train["prompt_id"])

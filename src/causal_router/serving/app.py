@@ -323,9 +323,9 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
                store: DecisionStore | None = None, encoder=None) -> FastAPI:
     """The service. ``holder``, ``store`` and ``encoder`` are built from ``settings`` when not given
     (tests inject them)."""
-    from ..config import load_prices
     from ..registry.runs import CHALLENGER
     from ..registry.tracking import configure
+    from ..settings.prices import load_prices
 
     settings = settings or ServeSettings.from_params()
     token = os.environ.get(TOKEN_ENV) or None

@@ -13,7 +13,7 @@ def load_prices(path) -> dict[str, tuple[float, float]]:
 
     Returns ``{model: (input, output)}``; a malformed entry raises ValueError naming the model.
     """
-    from .errors import MissingFileError, UnreadableFileError
+    from ..errors import MissingFileError, UnreadableFileError
 
     path = Path(path)
     if not path.is_file():

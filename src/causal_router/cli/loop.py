@@ -1,0 +1,42 @@
+"""``causal-router loop``: a simulated deployment on a full-feedback table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..loop.run import run_loop
+from .common import CacheDir, fail
+
+app = typer.Typer()
+
+
+@app.command()
+def loop(
+    table: Path = typer.Argument(..., help="Full-feedback table (long, or RouterBench wide)."),
+    rounds: int = typer.Option(..., help="Rounds of the simulated deployment (round 0: the incumbent)."),
+    batch: int = typer.Option(..., help="Prompts routed per round."),
+    incumbent: str = typer.Option("cost-biased:3", help="Round 0's logging policy: uniform or cost-biased[:BETA]."),
+    explore: float = typer.Option(0.05, help="Exploration rate of the served router, in [0, 1]."),
+    lam: float = typer.Option(..., help="Cost weight lambda of the utility score - lam * cost."),
+    seed: int = typer.Option(0, help="Seed of the split, the stream order and every draw."),
+    out: Path = typer.Option(..., help="Loop folder: data/, decisions/, routers/, mlruns/, loop.csv, loop.json."),
+    prices: Optional[Path] = typer.Option(None, help="Price sheet (default: params.yaml's crossfit.prices when it "
+                                          "prices every model of the table)."),
+    encoder: Optional[str] = typer.Option(None, help="module:callable returning the prompt encoder "
+                                          "(default: the offline MiniLM through the embedding cache)."),
+    cache_dir: Optional[Path] = CacheDir,
+):
+    """Simulate deployment on a full-feedback table: the champion routes each round's prompts with
+    exploration, outcomes come back as feedback, ingest, retrain, register, and the gate decides."""
+    if prices is not None and not prices.is_file():
+        fail(f"price sheet not found: {prices}")
+    try:
+        df = run_loop(table, rounds=rounds, batch=batch, incumbent=incumbent, explore=explore, lam=lam, seed=seed,
+                      out=out, prices=prices, encoder=encoder, cache_dir=cache_dir)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    typer.echo(df.round(4).to_string(index=False))
+    typer.echo(f"records -> {out / 'loop.csv'}, gate decisions -> {out / 'loop.json'}")

@@ -1,0 +1,66 @@
+"""Commands of the service: ``serve``, ``ingest``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..serving.ingest import ingest as run_ingest
+from ..serving.model import parse_model_uri
+from ..serving.settings import ServeSettings
+from ..serving.store import DecisionStore, default_uri
+from .common import fail
+
+app = typer.Typer()
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    model_uri: str = typer.Option("models:/causal-router-interval@champion", "--model-uri",
+                                  help="Registered router: models:/NAME@ALIAS (reloaded when the alias moves) "
+                                  "or models:/NAME/VERSION."),
+    workers: int = typer.Option(1, help="uvicorn worker processes (each loads the model)."),
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters (the serve section)."),
+):
+    """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
+    decision with its propensity, POST /v1/feedback records outcomes (see README)."""
+    from ..serving.app import serve as run  # fastapi and uvicorn: only to serve
+
+    if workers < 1:
+        fail(f"--workers must be at least 1, got {workers}")
+    try:
+        parse_model_uri(model_uri)
+        settings = ServeSettings.from_params(params, model_uri=model_uri)
+    except (ValueError, TypeError) as err:
+        fail(str(err))
+    try:
+        run(settings, host=host, port=port, workers=workers)
+    except Exception as err:  # a model that cannot be loaded, an unreachable store: say what
+        logging.getLogger("causal_router").debug("serve failed", exc_info=True)
+        fail(f"cannot serve {model_uri}: {err}")
+
+
+@app.command()
+def ingest(
+    store: Optional[str] = typer.Option(None, "--store", help="Decision log URI (default: "
+                                        "$CAUSAL_ROUTER_DECISIONS_URI, else sqlite:///decisions/decisions.db)."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Logs folder (train.parquet, holdout.parquet)."),
+    holdout_fraction: float = typer.Option(0.2, "--holdout-fraction",
+                                           help="Share of the newest ingested rows that joins the holdout."),
+    holdout_max_rows: Optional[int] = typer.Option(2000, "--holdout-max-rows", help="The holdout accumulates up to "
+                                                   "this many rows, the oldest then train (0: each ingest's slice "
+                                                   "replaces it)."),
+):
+    """Turn served decisions that got feedback into log rows (validated, appended by time, newest
+    slice as the holdout) and record the data version with DVC; a second run adds nothing."""
+    try:
+        report = run_ingest(DecisionStore(store or default_uri()), data_dir, holdout_fraction, root=".",
+                            holdout_max_rows=holdout_max_rows or None)
+    except ValueError as err:
+        fail(str(err))
+    typer.echo(report.summary())

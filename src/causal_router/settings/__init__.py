@@ -1,0 +1,1 @@
+"""Settings: params.yaml sections, price sheets and the environment, each resolved in one place."""
