@@ -89,14 +89,14 @@ bench-embed: install
 # ports and logs under .stack/ (git-ignored); `down` stops exactly those PIDs and keeps the data.
 STACK_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY))
 up: install data
-	$(BIN)/python -m causal_router.infra.stack up
+	$(BIN)/python -m causal_router.stack.stack up
 down:
-	$(STACK_PY) -m causal_router.infra.stack down
+	$(STACK_PY) -m causal_router.stack.stack down
 status:
-	$(STACK_PY) -m causal_router.infra.stack status
+	$(STACK_PY) -m causal_router.stack.stack status
 # The whole loop through the servers of `make up`, each step checked through the servers' APIs.
 e2e: install data
-	$(BIN)/python -m causal_router.infra.e2e
+	$(BIN)/python -m causal_router.stack.e2e
 
 clean:
 	rm -rf out .cache artifacts mlruns/mlflow.db mlruns/artifacts

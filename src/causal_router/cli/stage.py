@@ -13,7 +13,8 @@ from ..pipeline.params import load_params
 from ..pipeline.stages import LOG_SPLITS, crossfit_stage, embed_stage, evaluate_stage, train_stage, validate_stage
 from .common import CacheDir, Params, print_table
 
-app = typer.Typer(name="stage", no_args_is_help=True, help="Pipeline stages configured by params.yaml (what dvc.yaml runs).")
+app = typer.Typer(name="stage", no_args_is_help=True,
+                  help="Pipeline stages configured by params.yaml (what dvc.yaml runs).")
 
 
 def _stage_params(path: Path):

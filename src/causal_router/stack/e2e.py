@@ -1,5 +1,5 @@
 """The whole loop through the servers of ``make up``, each step checked through the servers' own
-APIs: ``python -m causal_router.infra.e2e`` (``make e2e``), then a summary table.
+APIs: ``python -m causal_router.stack.e2e`` (``make e2e``), then a summary table.
 
 1. ``train``: the ``train`` deployment triggered through the Prefect API and run by the worker,
    its crossfit folds and embedding shards on the Dask workers (``embed.shards`` = 2 for this run);
@@ -408,7 +408,7 @@ class E2E:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m causal_router.infra.e2e", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m causal_router.stack.e2e", description=__doc__.split("\n")[0])
     parser.add_argument("--timeout", type=float, default=1800, help="seconds any one flow run may take")
     parser.add_argument("--keep-data", action="store_true", help="keep the logs, data.dvc and dvc.lock the loop wrote")
     args = parser.parse_args(argv)

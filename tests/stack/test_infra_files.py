@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from causal_router.infra.stack import POOL, SERVE_URL_ENV, Stack
+from causal_router.stack.stack import POOL, SERVE_URL_ENV, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@
 import subprocess
 from types import SimpleNamespace
 
-from causal_router.infra.e2e import _protect
+from causal_router.stack.e2e import _protect
 
 
 def test_the_logs_and_the_embedding_cache_are_restored(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from causal_router.infra import stack as S
+from causal_router.stack import stack as S
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The production-shaped stack on one machine, natively: ``python -m causal_router.infra.stack up|down|status|env``.
+"""The production-shaped stack on one machine, natively: ``python -m causal_router.stack.stack up|down|status|env``.
 
 PostgreSQL (databases ``mlflow``, ``prefect``, ``decisions``), an MLflow server with a served
 artifact store, a Prefect server with the project's process work pool, a worker and the
@@ -523,7 +523,7 @@ def _group_alive(pgid: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m causal_router.infra.stack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m causal_router.stack.stack", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--timeout", type=float, default=240, help="seconds each service may take to be ready")
     args = parser.parse_args(argv)
