@@ -10,8 +10,8 @@ from causal_router.causal.crossfit import CrossFitter
 from causal_router.causal.outcome import PerArmRegressor, PooledRidge, TokenCostModel
 from causal_router.causal.propensity import PropensityModel
 from causal_router.data.synthetic import make_synthetic
+from causal_router.policy.catalog import ROUTERS, get_router
 from causal_router.policy.data import build_routing_data
-from causal_router.policy.routers import ROUTERS, get_router
 
 K, D = 3, 4
 LAMS = [0.0, 1000.0]

@@ -13,8 +13,8 @@ from .data.matrices import FullFeedback
 from .data.simulate import simulate
 from .evaluation.metrics import evaluate_routers
 from .features.hardware import torch_threads
+from .policy.catalog import get_router
 from .policy.data import build_routing_data, full_feedback_data
-from .policy.routers import get_router
 from .policy.training import fit_routers
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ import pytest
 
 from causal_router.data.synthetic import make_synthetic
 from causal_router.policy.data import build_routing_data
-from causal_router.policy.routers import RMIntervalRouter, RMSoftmaxRouter
+from causal_router.policy.regret import RMIntervalRouter, RMSoftmaxRouter
 from causal_router.policy.training import fit_routers
 
 N_TRAIN, N_VAL, N_TEST, K = 2000, 1000, 1000, 3

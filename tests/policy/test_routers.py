@@ -4,19 +4,15 @@ import numpy as np
 import pytest
 
 from causal_router.data.synthetic import make_synthetic
+from causal_router.policy.catalog import ROUTERS, get_router
 from causal_router.policy.data import build_routing_data
+from causal_router.policy.regret import RMClassificationRouter, RMIntervalRouter, RMSoftmaxRouter, _select
 from causal_router.policy.routers import (
-    ROUTERS,
     BestSingleRouter,
     CheapestRouter,
     DRRegressRouter,
     NaiveRouter,
     RandomRouter,
-    RMClassificationRouter,
-    RMIntervalRouter,
-    RMSoftmaxRouter,
-    _select,
-    get_router,
 )
 from causal_router.policy.training import DEFAULT_METHODS, fit_routers
 

@@ -20,7 +20,7 @@ def test_range_is_zero_to_slack_times_the_grid_top():
 
 
 def test_interval_router_answers_its_grid_interval():
-    from causal_router.policy.routers import RMIntervalRouter
+    from causal_router.policy.regret import RMIntervalRouter
 
     rs = RouterSet(["a", "b"], [100.0, 500.0], {"rm-interval": RMIntervalRouter()}, "", {})
     assert rs.lambda_range("rm-interval") == (100.0, 500.0)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..causal.nuisances import NuisanceConfig
 from ..pipeline.params import DEFAULTS
-from ..policy.routers import get_router
+from ..policy.catalog import get_router
 from .stages import (
     Holder,
     gate,

@@ -102,7 +102,7 @@ class RouterSet:
     def lambda_range(self, method: str | None = None) -> tuple[float, float]:
         """The lambdas ``method`` answers: the grid's interval for the interval router (it clamps
         beyond it), else ``[0, LAMBDA_SLACK * max(grid)]`` (no upper bound for a grid of 0)."""
-        from .routers import RMIntervalRouter
+        from .regret import RMIntervalRouter
 
         grid = sorted(float(x) for x in self.lambdas) or [0.0]
         if isinstance(self.routers.get(method), RMIntervalRouter):

@@ -22,8 +22,8 @@ from ..data import schema as S
 # one thread per router fit: the networks are small, and on a shared 2-core machine two threads
 # contend badly (seen: 0.6 s vs 27 s for one fit)
 from ..features.hardware import one_blas_thread, torch_threads
+from .catalog import ROUTERS, get_router
 from .data import RoutingData, build_routing_data, scored_rows
-from .routers import ROUTERS, get_router
 from .routerset import RouterSet
 
 #: Routers trained when none are named.
