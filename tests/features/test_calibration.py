@@ -179,7 +179,7 @@ def test_auto_precision_on_cpu_comes_from_the_calibration(monkeypatch):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_an_explicit_precision_is_never_calibrated(monkeypatch, precision):
     monkeypatch.setattr(cal_mod, "cpu_precision", fixed_calibration("fp32", calls := []))
-    monkeypatch.setattr("causal_router.features.encoder.torch_has_onednn_bf16", lambda: True)
+    monkeypatch.setattr("causal_router.features.models.torch_has_onednn_bf16", lambda: True)
     enc = TransformerEncoder(device="cpu", precision=precision)
     assert enc.key.endswith(f"|precision={precision}")
     assert calls == [] and enc.calibration is None

