@@ -42,8 +42,8 @@ from report import lambda_means, per_seed, target_rows  # noqa: E402
 from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
 from causal_router.features.encoder import TransformerEncoder  # noqa: E402
 from causal_router.features.hardware import cpu_model  # noqa: E402
-from causal_router.policy.data import build_routing_data  # noqa: E402
 from causal_router.policy.catalog import get_router  # noqa: E402
+from causal_router.policy.data import build_routing_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = {"chosen": "chosen", "dm": "dm", "hindsight_no_single": "best candidate",

@@ -14,7 +14,7 @@ from causal_router.data.loaders import (
     write_frame,
 )
 from causal_router.data.matrices import FullFeedback
-from causal_router.validation.catalogue import DataValidationError
+from causal_router.validation.checks import DataValidationError
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from causal_router.data import schema as S
-from causal_router.validation.catalogue import DataValidationError, Problem
+from causal_router.validation.checks import DataValidationError, Problem
 from causal_router.validation.contract import (
     check_logs,
     check_table,

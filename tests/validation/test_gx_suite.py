@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from causal_router.data.loaders import write_frame
-from causal_router.validation.catalogue import DataValidationError, LogContract, log_checks
+from causal_router.validation.catalogue import log_checks
+from causal_router.validation.checks import DataValidationError, LogContract
 from causal_router.validation.contract import split_logs
 from causal_router.validation.gx_suite import build_log_suite, validate_logs_gx
 from causal_router.validation.report import DataQualityReport

@@ -11,7 +11,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from causal_router.validation.catalogue import DataValidationError
+from causal_router.validation.checks import DataValidationError
 from causal_router.validation.contract import check_logs, split_logs
 
 MODELS = ["m-a", "m-b", "m-c"]

@@ -20,7 +20,7 @@ from ..data.simulate import draw_logs
 from ..data.simulate import simulate as simulate_logs
 from ..features.embed import embed_with_stats
 from ..settings.prices import load_prices
-from ..validation.catalogue import LogContract
+from ..validation.checks import LogContract
 from ..validation.contract import assess
 from .common import CacheDir, Encoder, fail, names
 from .common import embed as embed_prompts

@@ -268,7 +268,7 @@ def write_quarantine(bad: pd.DataFrame, path: str | Path) -> Path:
 
 
 def _checked(df: pd.DataFrame, kind: str, models, quarantine, source=None, **options) -> pd.DataFrame:
-    from ..validation.catalogue import LogContract
+    from ..validation.checks import LogContract
     from ..validation.contract import assess
 
     a = assess(df, kind, LogContract.make(models, **options) if kind == "logs" else None)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..data import schema as S
-from .catalogue import SHOW, Check, DataValidationError, LogContract, Problem, log_checks, table_checks
+from .catalogue import log_checks, table_checks
+from .checks import SHOW, Check, DataValidationError, LogContract, Problem
 
 __all__ = [
     "REASON_COLUMN",

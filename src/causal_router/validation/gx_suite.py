@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..data import schema as S
-from .catalogue import LogContract, log_checks
+from .catalogue import log_checks
+from .checks import LogContract
 from .contract import Assessment, assess
 from .report import DataQualityReport
 
@@ -49,7 +50,7 @@ def build_log_suite(models: Sequence[str] | None, positivity_floor: float, *, re
     positivity_floor : float
         Threshold of ``positivity_floor``.
     require_all, warn
-        As in :class:`~causal_router.validation.catalogue.LogContract`; checks in ``warn`` get
+        As in :class:`~causal_router.validation.checks.LogContract`; checks in ``warn`` get
         GX's ``severity="warning"``.
 
     Returns

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..jsonable import jsonable, plain_value
-from .catalogue import SHOW
+from .checks import SHOW
 from .contract import Assessment
 
 __all__ = ["DataQualityReport", "jsonable"]

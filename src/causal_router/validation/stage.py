@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import schema as S
-from .catalogue import LogContract
+from .checks import LogContract
 from .contract import REASON_COLUMN
 from .gx_suite import run_suite
 from .report import DataQualityReport, jsonable
