@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from .policy.data import RoutingData
-from .policy.routers import Router
+from causal_router.policy.data import RoutingData
+from causal_router.policy.routers import Router
 
 
 class EconMLDRPolicyForestRouter(Router):
@@ -20,10 +20,8 @@ class EconMLDRPolicyForestRouter(Router):
     n_components : int   PCA dimensions (forests split poorly on 384 dense dimensions)
     n_estimators, min_samples_leaf, cv, random_state : passed to DRPolicyForest
 
-    ``min_samples_leaf`` 40, not 10: with 10-row leaves the forest's choices flipped between fp32 and
-    bf16 embeddings of the same prompts on the same logs (cosine 0.99998), moving its mean utility by
-    up to 0.05 over 5 seeds; with 40 they moved by at most 0.0003 on the cases tried, for about the
-    same utility (``benchmarks/precision_check.py``).
+    ``min_samples_leaf`` 40: with small leaves the forest's choices flip between fp32 and bf16
+    embeddings of the same prompts on the same logs.
     """
 
     name = "econml-drpolicyforest"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .stream import Stream
+from causal_router.loop.rounds import record, round0
+from causal_router.loop.stream import Stream
 
 VW_MISSING = "the vw arm needs Vowpal Wabbit: pip install -e '.[loop]' (vowpalwabbit)"
 
@@ -62,16 +63,12 @@ class VWRouter:
 
 
 def run_vw(stream: Stream, explore: float, test_every_round: bool = True) -> list[dict]:
-    """The VW arm's records, one per round (as :func:`causal_router.loop.arms.run_arm`)."""
-    from .arms import _ROUND0, _record, _rng
-    from .stages import incumbent_logs
-
+    """The VW arm's records, one per round (as :func:`benchmarks.loop_arms.run_arm`)."""
     K = len(stream.models)
     vw = VWRouter(K, explore, stream.seed)
     U = stream.utility
-    idx0 = stream.round_prompts(0)
-    _, chosen0 = incumbent_logs(stream, idx0, _rng(stream.seed, _ROUND0))
-    regret, out = stream.regret(idx0, chosen0), []
+    idx0, _, chosen0, regret, _ = round0(stream)
+    out = []
     rng = np.random.default_rng(np.random.SeedSequence(stream.seed, spawn_key=(202,)))
     try:
         for i, k in zip(idx0, chosen0):  # the incumbent's logs, with their propensities
@@ -90,7 +87,7 @@ def run_vw(stream: Stream, explore: float, test_every_round: bool = True) -> lis
                 regret += stream.regret(idx, chosen)
             test = stream.test_utility(vw.predict(stream.X[stream.test])) if test_every_round or \
                 r == stream.rounds - 1 else float("nan")
-            out.append(_record("vw", explore, r, stream, (r + 1) * stream.batch,
+            out.append(record("vw", explore, r, stream, (r + 1) * stream.batch,
                                stream.realised(idx, chosen).mean(), test, regret, None))
     finally:
         vw.close()

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data.matrices import FullFeedback
-from .data.simulate import simulate
-from .evaluation.metrics import evaluate_routers
-from .features.hardware import torch_threads
-from .policy.data import build_routing_data, full_feedback_data
-from .policy.routers import get_router
-from .policy.training import fit_routers
+from causal_router.data.matrices import FullFeedback
+from causal_router.data.simulate import simulate
+from causal_router.evaluation.metrics import evaluate_routers
+from causal_router.features.hardware import torch_threads
+from causal_router.policy.data import build_routing_data, full_feedback_data
+from causal_router.policy.routers import get_router
+from causal_router.policy.training import fit_routers
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _rows(ff: FullFeedback, prompt_ids) -> np.ndarray:
 def full_feedback_skyline(ff, X, train_idx, val_idx, lambdas, params=None):
     """The RM-Softmax learner trained on every model's true outcome for every training prompt: a bare
     network, without the direct-method start of the loop's skyline
-    (:func:`causal_router.loop.arms.full_feedback_router`), so the study's reference row keeps its meaning."""
+    (:func:`benchmarks.loop_arms.full_feedback_router`), so the study's reference row keeps its meaning."""
     with torch_threads(1):
         return get_router("rm-softmax", **(params or {})).fit(full_feedback_data(ff, X, train_idx, val_idx), lambdas)
 

@@ -1,4 +1,4 @@
-"""One round's stages: the incumbent's logs, serving through the service's code, feedback, ingest,
+"""One round's steps: the incumbent's logs, serving through the service's code, feedback, ingest,
 retraining through the one training path, and the promotion gate's rule.
 
 Serving is :class:`causal_router.serving.app.Router` itself (the exploration policy, the draws and
@@ -29,11 +29,11 @@ def incumbent_logs(stream: Stream, idx: np.ndarray, rng: np.random.Generator) ->
     """The incumbent routes prompts ``idx`` (m,): logs as ``simulate`` draws them, with propensities,
     the incumbent's probability vectors and timestamps in stream order; returns (logs (m rows),
     chosen model indices (m,))."""
-    from ..data.simulate import _log_frame  # the simulate protocol's own log rows
+    from ..data.simulate import log_frame  # the simulate protocol's own log rows
     from ..policy.exploration import ExplorationPolicy
 
     chosen, _ = ExplorationPolicy.draw(stream.incumbent[idx], rng)
-    logs = _log_frame(stream.ff, np.asarray(idx), chosen, stream.incumbent)
+    logs = log_frame(stream.ff, np.asarray(idx), chosen, stream.incumbent)
     start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1)
     logs[S.TIMESTAMP] = start + pd.to_timedelta(np.arange(len(logs)), unit="s")
     return logs, chosen

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..causal.nuisances import NuisanceConfig
-from .arms import GATE
-from .stages import read_logs
+from .rounds import GATE
+from .steps import read_logs
 
 
 class RegistryHooks:
-    """``register`` / ``promote`` / ``served`` for :func:`causal_router.loop.arms.run_arm`.
+    """``register`` / ``promote`` / ``served`` for :func:`causal_router.loop.rounds.run_rounds`.
 
     Parameters
     ----------
