@@ -47,6 +47,12 @@ def result_stem(study: str, tag: str = "") -> str:
     return tag or study
 
 
+def shown(path) -> str:
+    """``path`` as a report names it: relative to the repository root when it lies inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def table_path(name: str, data_root=None) -> Path:
     """The parquet file of shared table ``name``."""
     return Path(DATA_ROOT if data_root is None else data_root) / name / f"{name}.parquet"
@@ -68,6 +74,14 @@ def load_table_prices(name: str):
     from causal_router.config import load_prices
 
     return load_prices(PRICES / f"{name}.yaml")
+
+
+def load_priced_table(name: str, data_root=None, encoder=None):
+    """A shared table with its prices: (FullFeedback, X (n, d) float, prices (K, 2) per million tokens)."""
+    from causal_router.policy.data import price_array
+
+    ff, X = load_table(name, data_root, encoder)
+    return ff, X.astype(float), price_array(load_table_prices(name), list(ff.models))
 
 
 # --------------------------------------------------------------------------- the quality goal

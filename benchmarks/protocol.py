@@ -23,7 +23,7 @@ RECORD_COLUMNS = ("dataset", "policy", "strength", "seed", "method", "lambda", "
                   "cost", "train_seconds")
 
 
-def _rows(ff: FullFeedback, prompt_ids) -> np.ndarray:
+def positions(ff: FullFeedback, prompt_ids) -> np.ndarray:
     """Positions in ``ff`` of the given prompt ids, shape (m,)."""
     pos = {p: i for i, p in enumerate(ff.prompt_ids)}
     return np.array([pos[p] for p in np.asarray(prompt_ids).astype(str)])
@@ -55,9 +55,9 @@ def simulated_split(ff: FullFeedback, X_world: np.ndarray, policy: str, strength
     """
     kw = {"beta": strength} if policy == "cost-biased" else {"kappa": strength} if policy == "previous-router" else {}
     sim = simulate(ff, X_world, policy, seed=seed, **{k: v for k, v in kw.items() if v is not None})
-    tr, va = _rows(ff, sim.train["prompt_id"]), _rows(ff, sim.val["prompt_id"])
+    tr, va = positions(ff, sim.train["prompt_id"]), positions(ff, sim.val["prompt_id"])
     test = FullFeedback.from_frame(sim.test)
-    return sim, tr, va, test, _rows(ff, test.prompt_ids)
+    return sim, tr, va, test, positions(ff, test.prompt_ids)
 
 
 def run_protocol(ff: FullFeedback, X: np.ndarray, policy: str, *, strength=None, seed: int = 0, lambdas=(0,),
