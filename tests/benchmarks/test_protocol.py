@@ -1,10 +1,10 @@
-"""The study's protocol (:mod:`causal_router.benchmark`): the simulated logs come from the world's
+"""The study's protocol (:mod:`benchmarks.protocol`): the simulated logs come from the world's
 features, the routers learn from theirs."""
 
 import numpy as np
 import pytest
 
-from causal_router.benchmark import run_protocol
+from benchmarks.protocol import run_protocol
 from causal_router.data.matrices import FullFeedback
 
 N, K, D = 400, 3, 6
