@@ -1,4 +1,4 @@
-"""Direct-method variants under biased logs: does another outcome fit beat ``naive``? (issue 13)
+"""Direct-method variants under biased logs: does another outcome fit beat ``naive``?
 
 ``naive`` (the trusted default that the RM heads start from and fall back to) argmaxes the pooled
 outcome model (:class:`~causal_router.causal.outcome.PooledRidge`: shared weights, per-model

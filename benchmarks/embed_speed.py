@@ -4,7 +4,7 @@ Both sides run as whole processes (interpreter start, imports, reading the file,
 model, encoding, writing), side by side in one run, alternating ``--repeats`` times on the same
 ``--n`` distinct RouterBench prompts (seeded subset, file order):
 
-* ``plain``  the baseline of issues 5 and 13: pandas reads the file, Hugging Face tokenizer +
+* ``plain``  the baseline: pandas reads the file, Hugging Face tokenizer +
              ``AutoModel`` + masked mean pooling, prompts unsorted, fixed batches of 32 padded to
              their longest prompt, fp32, torch's default thread count;
 * ``cli``    ``causal-router embed FILE --cache-dir EMPTY`` with the defaults (``--precision
@@ -18,7 +18,7 @@ model, encoding, writing), side by side in one run, alternating ``--repeats`` ti
 The record names the CPU model and the flags that decide bf16 speed (``avx512_bf16``,
 ``amx_bf16``/``amx_tile``, ``avx512f``, ``avx2``), the load average before and after (the
 machine may be shared), the calibration's measurements and choice, and the agreement of the
-vectors (cosine of ``cli`` to ``plain``). Goal (issue 13): ``cli`` at least 1.0x ``plain`` on any
+vectors (cosine of ``cli`` to ``plain``). Goal: ``cli`` at least 1.0x ``plain`` on any
 CPU, 1.3x where the CPU has bf16 instructions, 2.5x with AMX.
 
 Run from the repository root::

@@ -1,4 +1,4 @@
-"""A small evaluation set beside biased logs: how many fully scored prompts close the gap? (issue 13)
+"""A small evaluation set beside biased logs: how many fully scored prompts close the gap?
 
 Under cost-biased or previous-router logs the expensive or disfavoured models are logged a few dozen
 times, and every router's outcome model extrapolates for them (``docs/results.md``). Teams often also

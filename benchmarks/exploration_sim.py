@@ -1,4 +1,4 @@
-"""Which exploration lets a retrained router learn fastest? A light simulation of the loop (issue 12).
+"""Which exploration lets a retrained router learn fastest? A light simulation of the loop.
 
 The loop study (``loop_study.py``) runs the real service, decision log, ingest, cross-fitting and
 gate, so it affords 3 seeds, and the final test utility of one seed jumps by 0.05-0.1 with the

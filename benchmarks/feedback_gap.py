@@ -1,4 +1,4 @@
-"""How much the loop's learner loses to partial feedback, whatever the logging (issue 12).
+"""How much the loop's learner loses to partial feedback, whatever the logging.
 
 The loop study's skyline learns every model's outcome on every streamed prompt; every other arm
 learns one model's outcome per prompt. This script trains the direct method the loop's routers

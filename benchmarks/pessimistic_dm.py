@@ -1,4 +1,4 @@
-"""A pessimistic direct method: does distrusting thin evidence help under biased logs? (issue 13)
+"""A pessimistic direct method: does distrusting thin evidence help under biased logs?
 
 ``naive`` (the direct method every RM head starts from and falls back to) routes each prompt to
 ``argmax_t mu_t(x) - lambda * c_t(x)``, with ``mu`` the pooled quality ridge

@@ -1,4 +1,4 @@
-"""How far can choosing among the RM head's candidates go? A hindsight bound (issue 13).
+"""How far can choosing among the RM head's candidates go? A hindsight bound.
 
 Each RM head (``rm-softmax``; ``rm-interval`` inherits its choices) is chosen per lambda among the
 trained network, the direct method (``dm``, the default), the logging policy's mode, DR
