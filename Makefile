@@ -74,15 +74,16 @@ test-fast: install lint
 lint: install
 	$(BIN)/ruff check src flows tests benchmarks
 
-# Benchmarks (need ../shared/data and the 'bench' extra for EconML).
+# Benchmarks (need ../shared/data or $CAUSAL_ROUTER_DATA_ROOT, and the 'bench' extra for EconML); each runs as
+# python -m benchmarks.<name> from the repository root.
 bench: install
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python benchmarks/paper_protocol.py
-	$(BIN)/python benchmarks/ablations.py
-	$(BIN)/python benchmarks/report.py
+	$(BIN)/python -m benchmarks.paper_protocol
+	$(BIN)/python -m benchmarks.ablations
+	$(BIN)/python -m benchmarks.report
 
 bench-embed: install
-	$(BIN)/python benchmarks/embed_speed.py
+	$(BIN)/python -m benchmarks.embed_speed
 
 # The production-shaped stack on this machine, natively (infra/README.md): PostgreSQL, MLflow and
 # Prefect servers, a worker with the deployments, a Dask cluster, the routing service. Data, PIDs,

@@ -3,7 +3,7 @@ RM-Softmax temperature, propensity clipping, logged against estimated propensiti
 interval router trained on lambdas 0,200,...,1000 and evaluated in between against endpoint
 routers trained at those lambdas.
 
-    python benchmarks/ablations.py [--seeds 0,1,2]   ->  benchmarks/results/ablations.csv
+    python -m benchmarks.ablations [--seeds 0,1,2]   ->  benchmarks/results/ablations/ablations.csv
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 
 import pandas as pd
 
-from causal_router.benchmark import _rows
 from causal_router.data.loaders import load_full_feedback
 from causal_router.data.matrices import FullFeedback
 from causal_router.data.simulate import simulate
@@ -22,6 +21,9 @@ from causal_router.features.embed import embed_texts
 from causal_router.policy.data import build_routing_data
 from causal_router.policy.training import fit_routers
 
+from .common import results_dir, table_path
+from .protocol import positions
+
 LAMBDAS = [0, 50, 100, 200, 500, 1000]
 INTERVAL_TRAIN = [0, 200, 400, 600, 800, 1000]
 INTERVAL_EVAL = [100, 300, 500, 700, 900]
@@ -29,9 +31,9 @@ INTERVAL_EVAL = [100, 300, 500, 700, 900]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--table", default="../shared/data/routerbench_subset/routerbench_subset.parquet")
+    ap.add_argument("--table", default=str(table_path("routerbench_subset")))
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--out", default="benchmarks/results/ablations.csv")
+    ap.add_argument("--out", default=str(results_dir("ablations") / "ablations.csv"))
     args = ap.parse_args()
     ff = load_full_feedback(args.table)
     X = embed_texts(list(ff.prompts))
@@ -44,9 +46,9 @@ def main() -> None:
 
     for seed in [int(s) for s in args.seeds.split(",")]:
         sim = simulate(ff, X, "cost-biased", beta=3.0, seed=seed)
-        tr, va = _rows(ff, sim.train["prompt_id"]), _rows(ff, sim.val["prompt_id"])
+        tr, va = positions(ff, sim.train["prompt_id"]), positions(ff, sim.val["prompt_id"])
         test = FullFeedback.from_frame(sim.test)
-        Xte = X[_rows(ff, test.prompt_ids)]
+        Xte = X[positions(ff, test.prompt_ids)]
 
         def data(**kw):
             return build_routing_data(sim.train, X[tr], sim.val, X[va], list(ff.models), random_state=seed, **kw)

@@ -1,4 +1,4 @@
-"""Direct-method variants under biased logs: does another outcome fit beat ``naive``? (issue 13)
+"""Direct-method variants under biased logs: does another outcome fit beat ``naive``?
 
 ``naive`` (the trusted default that the RM heads start from and fall back to) argmaxes the pooled
 outcome model (:class:`~causal_router.causal.outcome.PooledRidge`: shared weights, per-model
@@ -15,29 +15,26 @@ with the same cost model (the cross-fitter's) and the same test prompts:
 
 Run from the repository root (embeddings come from the cache, fp32)::
 
-    python benchmarks/dm_variants.py --datasets routerbench_subset,llmrouter_9models --seeds 0,1,2
+    python -m benchmarks.dm_variants --datasets routerbench_subset,llmrouter_9models --seeds 0,1,2
 
-Results: ``benchmarks/results/dm_variants.csv`` (one row per dataset, logs, seed, variant, lambda)
+Results: ``benchmarks/results/dm_variants/dm_variants.csv`` (one row per dataset, logs, seed, variant, lambda)
 and ``dm_variants.md`` (means over seeds and lambdas).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
-from report import worst_lambda_table  # noqa: E402
+from causal_router.causal.outcome import PooledRidge
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.policy.data import build_routing_data, log_arrays
 
-from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
-from causal_router.causal.outcome import PooledRidge  # noqa: E402
-from causal_router.features.encoder import TransformerEncoder  # noqa: E402
-from causal_router.policy.data import build_routing_data, log_arrays  # noqa: E402
+from .common import DATA_ROOT, GRIDS, load_table, results_dir, worst_lambda_table
+from .protocol import parse_policies, simulated_split
 
 PRIORS = (1.0, 3.0, 10.0, 100.0)
 WEIGHT_FLOORS = (0.02, 0.05)
@@ -100,7 +97,7 @@ def main() -> None:
     ap.add_argument("--policies", default="cost-biased:1,cost-biased:3,previous-router")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--out", type=Path, default=results_dir("dm_variants"))
     args = ap.parse_args()
     rows = []
     encoder = TransformerEncoder(precision="fp32")
@@ -113,7 +110,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "dm_variants.csv", index=False)
-    command = (f"python benchmarks/dm_variants.py --datasets {args.datasets} --policies {args.policies} "
+    command = (f"python -m benchmarks.dm_variants --datasets {args.datasets} --policies {args.policies} "
                f"--seeds {args.seeds}")
     write_markdown(df, args.out / "dm_variants.md", command)
     print((args.out / "dm_variants.md").read_text())

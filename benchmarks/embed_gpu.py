@@ -22,13 +22,13 @@ Texts: the distinct prompts of ``--data``, each repeated with a numbered suffix 
 
 Run from the repository root on a machine with a GPU::
 
-    python benchmarks/embed_gpu.py --n 20000 --tag h200
+    python -m benchmarks.embed_gpu --n 20000 --tag h200
 
 Where the model has to travel to the GPU machine under a size limit, ``--export-fp16 DIR`` (run
 here) writes a copy with the weights rounded to fp16 (44 MB instead of 87) for ``--model DIR``
 there; every variant, the CPU reference included, then uses the same rounded weights.
 
-Results: ``benchmarks/results/embed_gpu[_TAG].json`` and ``.md``.
+Results: ``benchmarks/results/embed_gpu/TAG.json`` (untagged: ``embed_gpu.json``) and ``.md``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from .common import result_stem, results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "samples" / "llmrouter_9models_sample.parquet"
@@ -167,7 +169,7 @@ def main() -> None:
     ap.add_argument("--variants", default=DEFAULT_VARIANTS,
                     help="encoder variants, PRECISION:BATCH_SIZE[:cudnn], comma-separated (BATCH_SIZE 'default': "
                          "the encoder's own)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--out", type=Path, default=results_dir("embed_gpu"))
     ap.add_argument("--tag", default="")
     ap.add_argument("--note", default="")
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # "cpu": a smoke run of the script
@@ -226,7 +228,7 @@ def main() -> None:
                      "texts_per_s": len(ref_texts) / seconds, "vs_plain": base / (seconds * n / len(ref_texts)),
                      "min_cosine_to_cpu_fp32": 1.0, "threads": cpu_threads})
     res = {
-        "command": "python benchmarks/embed_gpu.py " + " ".join(
+        "command": "python -m benchmarks.embed_gpu " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in (("n", args.n), ("n_ref", args.n_ref),
                                                          ("variants", args.variants)))
         + (f" --tag {args.tag}" if args.tag else ""),
@@ -239,7 +241,7 @@ def main() -> None:
         "n": n, "n_prompts": n_prompts, "n_ref": len(ref_texts),
         "variants": variants, "batch_invariance": invariance, "calibration": calibration, "note": args.note,
     }
-    stem = "embed_gpu" + (f"_{args.tag}" if args.tag else "")
+    stem = result_stem("embed_gpu", args.tag)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, args.out / f"{stem}.md")

@@ -4,7 +4,7 @@ Both sides run as whole processes (interpreter start, imports, reading the file,
 model, encoding, writing), side by side in one run, alternating ``--repeats`` times on the same
 ``--n`` distinct RouterBench prompts (seeded subset, file order):
 
-* ``plain``  the baseline of issues 5 and 13: pandas reads the file, Hugging Face tokenizer +
+* ``plain``  the baseline: pandas reads the file, Hugging Face tokenizer +
              ``AutoModel`` + masked mean pooling, prompts unsorted, fixed batches of 32 padded to
              their longest prompt, fp32, torch's default thread count;
 * ``cli``    ``causal-router embed FILE --cache-dir EMPTY`` with the defaults (``--precision
@@ -18,15 +18,15 @@ model, encoding, writing), side by side in one run, alternating ``--repeats`` ti
 The record names the CPU model and the flags that decide bf16 speed (``avx512_bf16``,
 ``amx_bf16``/``amx_tile``, ``avx512f``, ``avx2``), the load average before and after (the
 machine may be shared), the calibration's measurements and choice, and the agreement of the
-vectors (cosine of ``cli`` to ``plain``). Goal (issue 13): ``cli`` at least 1.0x ``plain`` on any
+vectors (cosine of ``cli`` to ``plain``). Goal: ``cli`` at least 1.0x ``plain`` on any
 CPU, 1.3x where the CPU has bf16 instructions, 2.5x with AMX.
 
 Run from the repository root::
 
-    python benchmarks/embed_speed.py --n 400          # ~3 min on 2 cores
+    python -m benchmarks.embed_speed --n 400          # ~3 min on 2 cores
 
-Results: ``benchmarks/results/embed_speed.json`` and ``embed_speed.md`` (``--tag NAME`` writes
-``embed_speed_NAME.*``, e.g. for another machine).
+Results: ``benchmarks/results/embed_speed/embed_speed.json`` and ``.md`` (``--tag NAME`` writes
+``NAME.*``, e.g. for another machine).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "routerbench_subset" / "routerbench_subset.parquet"
 GOALS = {"amx": 2.5, "bf16 instructions": 1.3, "none": 1.0}
 
 
@@ -180,19 +179,23 @@ def write_markdown(res: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, default=None, help="default: the shared RouterBench table")
     ap.add_argument("--n", type=int, default=400, help="distinct prompts")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of plain and cli")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--tag", default="", help="suffix of the result files (embed_speed_<tag>.json)")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/embed_speed")
+    ap.add_argument("--tag", default="", help="name of the result files (<tag>.json)")
     ap.add_argument("--note", default="", help="a sentence on the conditions, written with the results")
     ap.add_argument("--plain", nargs=2, metavar=("FILE", "OUT"), help=argparse.SUPPRESS)  # worker mode
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args()
     if args.plain:
         return plain(*args.plain)
-    stem = "embed_speed" + (f"_{args.tag}" if args.tag else "")
+    from .common import result_stem, results_dir, table_path  # not in the timed plain worker
+
+    args.data = args.data or table_path("routerbench_subset")
+    args.out = args.out or results_dir("embed_speed")
+    stem = result_stem("embed_speed", args.tag)
     if args.markdown_only:
         return write_markdown(json.loads((args.out / f"{stem}.json").read_text()), args.out / f"{stem}.md")
 
@@ -260,7 +263,7 @@ def main() -> None:
     cpu_ratios = {f"{k}/plain": round(cpu_base / statistics.median(v), 2) for k, v in cpu_runs.items() if k != "plain"}
     goal = GOALS[info["bf16_kind"]]
     res = {
-        "issue": 13, "command": " ".join(["python", "benchmarks/embed_speed.py", *sys.argv[1:]]),
+        "issue": 13, "command": " ".join(["python", "-m", "benchmarks.embed_speed", *sys.argv[1:]]),
         "machine": info, "load_before": load_before, "load_after": os.getloadavg()[0],
         "note": args.note or "other jobs may share these cores; ratios within one run are what to compare.",
         "n_prompts": len(texts), "seed": args.seed, "repeats": args.repeats, "data": args.data.name,

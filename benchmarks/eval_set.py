@@ -1,4 +1,4 @@
-"""A small evaluation set beside biased logs: how many fully scored prompts close the gap? (issue 13)
+"""A small evaluation set beside biased logs: how many fully scored prompts close the gap?
 
 Under cost-biased or previous-router logs the expensive or disfavoured models are logged a few dozen
 times, and every router's outcome model extrapolates for them (``docs/results.md``). Teams often also
@@ -10,21 +10,20 @@ This script measures what that buys. For each table, logging policy and seed of 
 first M prompts of a seeded permutation of the *training* prompts (never test prompts), gives the
 training all of their models' outcomes, trains the routers and scores them on the test split, for M in
 ``--sizes``. ``M = 0`` is the study's logs-only training. The goal target is the quality goal's bar from
-``benchmarks/results/paper_protocol.csv`` (logs only): the routers here also see M x K outcomes that the
+``benchmarks/results/paper_protocol/paper_protocol.csv`` (logs only): the routers here also see M x K outcomes that the
 logs do not hold, so meeting it says what extra evidence the goal needs, not that the logs alone suffice.
 
 Run from the repository root (embeddings from the cache, fp32)::
 
-    python benchmarks/eval_set.py
+    python -m benchmarks.eval_set
 
-Results: ``benchmarks/results/eval_set.csv`` (one row per dataset, logs, seed, M, method, lambda) and
+Results: ``benchmarks/results/eval_set/eval_set.csv`` (one row per dataset, logs, seed, M, method, lambda) and
 ``eval_set.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,18 +32,27 @@ import numpy as np
 import pandas as pd
 import threadpoolctl
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
-from report import BASELINES, lambda_means, per_seed, policy_label, policy_target  # noqa: E402
+from causal_router.evaluation.metrics import evaluate_routers
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import cpu_model
+from causal_router.policy.data import build_routing_data, scored_rows
+from causal_router.policy.training import fit_routers
 
-from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
-from causal_router.evaluation.metrics import evaluate_routers  # noqa: E402
-from causal_router.features.encoder import TransformerEncoder  # noqa: E402
-from causal_router.features.hardware import cpu_model  # noqa: E402
-from causal_router.policy.data import build_routing_data, scored_rows  # noqa: E402
-from causal_router.policy.training import fit_routers  # noqa: E402
+from .common import (
+    BASELINES,
+    DATA_ROOT,
+    GRIDS,
+    lambda_means,
+    load_table,
+    per_seed,
+    policy_label,
+    policy_target,
+    result_stem,
+    results_dir,
+)
+from .protocol import parse_policies, simulated_split
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_dir("eval_set")
 METHODS = ("naive", "rm-softmax")
 
 
@@ -78,7 +86,7 @@ def run_dataset(name: str, policies, seeds, sizes, data_root: str) -> list[dict]
 
 
 def write_markdown(df: pd.DataFrame, path: Path, command: str, seconds: float) -> None:
-    study = pd.read_csv(RESULTS / "paper_protocol.csv")
+    study = pd.read_csv(results_dir("paper_protocol") / "paper_protocol.csv")
     sizes = sorted(df["eval_prompts"].unique())
     lines = ["# An evaluation set beside biased logs (issue 13)", "",
              f"Command: `{command}` ({seconds:.0f} s; CPU: {df['cpu_model'].iloc[0]}). Mean test utility over "
@@ -118,7 +126,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,25,50,100", help="evaluation-set sizes M, in prompts")
     ap.add_argument("--jobs", type=int, default=2, help="datasets run in parallel processes")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
-    ap.add_argument("--tag", default="", help="non-empty for a side run: eval_set_TAG.csv/.md, never eval_set.csv")
+    ap.add_argument("--tag", default="", help="non-empty for a side run: TAG.csv/.md, never eval_set.csv")
     args = ap.parse_args()
     names, policies = args.datasets.split(","), args.policies.split(",")
     seeds, sizes = [int(s) for s in args.seeds.split(",")], [int(m) for m in args.sizes.split(",")]
@@ -133,9 +141,9 @@ def main() -> None:
     df = pd.DataFrame([r for rows in results for r in rows])
     df["cpu_model"] = cpu_model()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "eval_set" + (f"_{args.tag}" if args.tag else "")
+    stem = result_stem("eval_set", args.tag)
     df.to_csv(RESULTS / f"{stem}.csv", index=False)
-    command = (f"python benchmarks/eval_set.py --datasets {args.datasets} --policies {args.policies} "
+    command = (f"python -m benchmarks.eval_set --datasets {args.datasets} --policies {args.policies} "
                f"--seeds {args.seeds} --sizes {args.sizes} --jobs {args.jobs}"
                + (f" --tag {args.tag}" if args.tag else ""))
     write_markdown(df, RESULTS / f"{stem}.md", command, seconds)

@@ -1,4 +1,4 @@
-"""Which exploration lets a retrained router learn fastest? A light simulation of the loop (issue 12).
+"""Which exploration lets a retrained router learn fastest? A light simulation of the loop.
 
 The loop study (``loop_study.py``) runs the real service, decision log, ingest, cross-fitting and
 gate, so it affords 3 seeds, and the final test utility of one seed jumps by 0.05-0.1 with the
@@ -20,34 +20,28 @@ over rounds 1.. (exploration paid for), and the mean share of traffic sent off t
 
 Run from the repository root (embeddings from the cache, fp32)::
 
-    python benchmarks/exploration_sim.py --seeds 0,1,2,3,4,5,6,7,8,9
+    python -m benchmarks.exploration_sim --seeds 0,1,2,3,4,5,6,7,8,9
 
-Results: ``benchmarks/results/exploration_sim.csv`` and ``exploration_sim.md``.
+Results: ``benchmarks/results/exploration_sim/exploration_sim.csv`` and ``exploration_sim.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loop_study import SETTINGS  # noqa: E402
-from paper_protocol import DATA_ROOT  # noqa: E402
-from paper_protocol import load_table as load_shared_table  # noqa: E402
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import cpu_model
+from causal_router.loop.stream import make_stream
+from causal_router.policy.exploration import ExplorationPolicy
+from causal_router.policy.posterior import ArmPosterior
 
-from causal_router.features.encoder import TransformerEncoder  # noqa: E402
-from causal_router.features.hardware import cpu_model  # noqa: E402
-from causal_router.loop.arms import fit_outcome_models  # noqa: E402
-from causal_router.loop.stream import make_stream  # noqa: E402
-from causal_router.policy.data import price_array  # noqa: E402
-from causal_router.policy.exploration import ExplorationPolicy  # noqa: E402
-from causal_router.policy.posterior import ArmPosterior  # noqa: E402
-from causal_router.settings.prices import load_prices  # noqa: E402
+from .common import DATA_ROOT, LOOP_SETTINGS, load_priced_table, results_dir
+from .loop_arms import fit_outcome_models
 
 HOLDOUT = 0.2  # newest share of each round kept out of training (the loop's gate holdout)
 
@@ -63,12 +57,6 @@ class Learner:
     def utility(self, rows, lam):
         tok = None if self.ff.input_tokens is None else self.ff.input_tokens[rows]
         return self.quality.predict(self.X[rows]) - lam * self.cost.predict(self.X[rows], tok)
-
-
-def load_table(name: str, data_root, encoder):
-    """A shared full-feedback table: (FullFeedback, X (n, d) float, prices (K, 2) per million tokens)."""
-    ff, X = load_shared_table(name, data_root, encoder)
-    return ff, X.astype(float), price_array(load_prices(Path("configs/prices") / f"{name}.yaml"), list(ff.models))
 
 
 def run(ff, X, prices, lam, rounds, batch, seed, strategy, explore) -> dict:
@@ -128,19 +116,19 @@ def write_markdown(df: pd.DataFrame, path: Path, command: str, seconds: float) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", default=",".join(SETTINGS))
+    ap.add_argument("--datasets", default=",".join(LOOP_SETTINGS))
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--strategies", default="spread,thompson@0.3,thompson@0.5,thompson@1")
     ap.add_argument("--explore", default="0.05,0.1")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--out", type=Path, default=results_dir("exploration_sim"))
     args = ap.parse_args()
     start = time.perf_counter()
     rows = []
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
-        lam, rounds, batch = SETTINGS[name]
-        ff, X, prices = load_table(name, args.data_root, encoder)
+        lam, rounds, batch = LOOP_SETTINGS[name]
+        ff, X, prices = load_priced_table(name, args.data_root, encoder)
         settings = [("greedy", 0.0)] + [(s, float(e)) for s in args.strategies.split(",")
                                         for e in args.explore.split(",")]
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -152,7 +140,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "exploration_sim.csv", index=False)
-    command = (f"python benchmarks/exploration_sim.py --datasets {args.datasets} --seeds {args.seeds} "
+    command = (f"python -m benchmarks.exploration_sim --datasets {args.datasets} --seeds {args.seeds} "
                f"--strategies {args.strategies} --explore {args.explore}")
     write_markdown(df, args.out / "exploration_sim.md", command, time.perf_counter() - start)
     print((args.out / "exploration_sim.md").read_text())

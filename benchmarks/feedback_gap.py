@@ -1,4 +1,4 @@
-"""How much the loop's learner loses to partial feedback, whatever the logging (issue 12).
+"""How much the loop's learner loses to partial feedback, whatever the logging.
 
 The loop study's skyline learns every model's outcome on every streamed prompt; every other arm
 learns one model's outcome per prompt. This script trains the direct method the loop's routers
@@ -14,28 +14,26 @@ draws is how much one final-round figure moves with the logged draw alone.
 
 Run from the repository root (embeddings from the cache, fp32)::
 
-    python benchmarks/feedback_gap.py
+    python -m benchmarks.feedback_gap
 
-Results: ``benchmarks/results/feedback_gap.csv`` and ``feedback_gap.md``.
+Results: ``benchmarks/results/feedback_gap/feedback_gap.csv`` and ``feedback_gap.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exploration_sim import Learner, load_table  # noqa: E402
-from loop_study import SETTINGS  # noqa: E402
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import cpu_model
+from causal_router.loop.stream import make_stream
 
-from causal_router.features.encoder import TransformerEncoder  # noqa: E402
-from causal_router.features.hardware import cpu_model  # noqa: E402
-from causal_router.loop.stream import make_stream  # noqa: E402
+from .common import DATA_ROOT, LOOP_SETTINGS, load_priced_table, results_dir
+from .exploration_sim import Learner
 
 
 def run(ff, X, prices, lam, rounds, batch, seed, draws) -> list[dict]:
@@ -61,18 +59,18 @@ def run(ff, X, prices, lam, rounds, batch, seed, draws) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", default=",".join(SETTINGS))
+    ap.add_argument("--datasets", default=",".join(LOOP_SETTINGS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--draws", type=int, default=10)
-    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--data-root", default=str(DATA_ROOT))
+    ap.add_argument("--out", type=Path, default=results_dir("feedback_gap"))
     args = ap.parse_args()
     start = time.perf_counter()
     rows = []
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
-        lam, rounds, batch = SETTINGS[name]
-        ff, X, prices = load_table(name, args.data_root, encoder)
+        lam, rounds, batch = LOOP_SETTINGS[name]
+        ff, X, prices = load_priced_table(name, args.data_root, encoder)
         for seed in (int(s) for s in args.seeds.split(",")):
             for r in run(ff, X, prices, lam, rounds, batch, seed, args.draws):
                 rows.append({"dataset": name, "lambda": lam, "n_prompts": rounds * batch, **r})
@@ -82,7 +80,7 @@ def main() -> None:
     df.to_csv(args.out / "feedback_gap.csv", index=False)
     seconds = time.perf_counter() - start
     lines = ["# What partial feedback costs the loop's learner (issue 12)", "",
-             f"Command: `python benchmarks/feedback_gap.py --datasets {args.datasets} --seeds {args.seeds} "
+             f"Command: `python -m benchmarks.feedback_gap --datasets {args.datasets} --seeds {args.seeds} "
              f"--draws {args.draws}` ({seconds:.0f} s, CPU: {cpu_model()}). The direct method (pooled quality "
              "ridge, token cost model) on the streamed prompts of each seed's loop stream; test utility of its "
              "choice on the stream's test prompts. Means over seeds (and draws); *std* is over all seeds and draws.",

@@ -1,6 +1,6 @@
-"""Why the gate rarely promotes in the loop: its DR estimates against the truth (issue 12).
+"""The loop gate's DR estimates against the truth.
 
-Runs the loop's ``causal`` arm (``loop.arms.run_arm``, unchanged) and, at every gate decision,
+Runs the loop's ``causal`` arm (:func:`causal_router.loop.rounds.run_rounds`) and, at every gate decision,
 also scores the challenger and the champion on the gate's holdout prompts with the table's full
 feedback: the true values the DR estimates stand for. Records per dataset, seed and round: holdout
 rows, rows where the two routers disagree, the DR value of each and of the paired difference with
@@ -8,42 +8,40 @@ its lower bound (the gate's own figures), the true values on the same prompts, a
 
 Run from the repository root (embeddings from the cache, fp32)::
 
-    python benchmarks/gate_diagnosis.py --datasets routerbench_subset --seeds 0,1,2 --explore 0.05
+    python -m benchmarks.gate_diagnosis --datasets routerbench_subset --seeds 0,1,2 --explore 0.05
 
-Results: ``benchmarks/results/gate_diagnosis.csv`` (one row per decision), ``gate_diagnosis_final.csv``
-(the arm's final-round test utility and mean realised utility per seed) and ``gate_diagnosis.md``.
+Results in ``benchmarks/results/gate_diagnosis/``, named by ``--tag`` (untagged: ``gate_diagnosis``):
+``TAG.csv`` (one row per decision), ``TAG_final.csv`` (the arm's final-round test utility and mean
+realised utility per seed) and ``TAG.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loop_study import SETTINGS  # noqa: E402
+import causal_router.loop.rounds as rounds
+from causal_router.causal.ope import as_policy, supported
+from causal_router.data import schema as S
+from causal_router.data.loaders import load_full_feedback
+from causal_router.features.embed import embed_texts
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.loop.steps import gate
+from causal_router.loop.stream import make_stream
+from causal_router.registry.promote import RULES, load_policy
 
-import causal_router.loop.arms as arms  # noqa: E402
-from causal_router.causal.ope import as_policy, supported  # noqa: E402
-from causal_router.data import schema as S  # noqa: E402
-from causal_router.data.loaders import load_full_feedback  # noqa: E402
-from causal_router.features.embed import embed_texts  # noqa: E402
-from causal_router.features.encoder import TransformerEncoder  # noqa: E402
-from causal_router.loop.stages import gate  # noqa: E402
-from causal_router.loop.stream import make_stream  # noqa: E402
-from causal_router.registry.promote import RULES, load_policy  # noqa: E402
-from causal_router.settings.prices import load_prices  # noqa: E402
+from .common import DATA_ROOT, LOOP_SETTINGS, load_table_prices, result_stem, results_dir, table_path
 
 
 def traced_gate(records: list, ff, context: dict, challenger, champion, holdout, X, lam, method, nuisances,
                 prices=None, **kw):
     """The loop's gate, plus the truth on the holdout's prompts (appended to ``records``); the gate's
-    settings are the script's flags (they replace the loop's ``arms.GATE``)."""
+    settings are the script's flags (they replace the loop's ``rounds.GATE``)."""
     kw = {k: v for k, v in kw.items() if k not in ("alpha", "margin", "overlap", "rule")}
     decision = gate(challenger, champion, holdout, X, lam, method, nuisances, prices, overlap=context["overlap"],
                     margin=context["margin"], alpha=context["alpha"], rule=context["rule"], **kw)
@@ -118,54 +116,54 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--explore", type=float, default=0.05)
     ap.add_argument("--clip", type=float, default=None, help="propensity clip of the DR weights (default: the loop's)")
-    ap.add_argument("--overlap", type=float, default=arms.GATE["overlap"],
+    ap.add_argument("--overlap", type=float, default=rounds.GATE["overlap"],
                     help="the gate's overlap threshold (0: every holdout row counts)")
-    ap.add_argument("--margin", type=float, default=arms.GATE["margin"], help="the gate's non-inferiority margin")
-    ap.add_argument("--alpha", type=float, default=arms.GATE["alpha"],
+    ap.add_argument("--margin", type=float, default=rounds.GATE["margin"], help="the gate's non-inferiority margin")
+    ap.add_argument("--alpha", type=float, default=rounds.GATE["alpha"],
                     help="the gate's two-sided interval level (1: the bound is the point estimate)")
-    ap.add_argument("--rule", default=arms.GATE["rule"], choices=RULES,
+    ap.add_argument("--rule", default=rounds.GATE["rule"], choices=RULES,
                     help="promote on the estimate or its lower bound")
     ap.add_argument("--holdout-max-rows", default="2000",
                     help="the gate holdout's cap (ingest.holdout_max_rows; 'none': each round's newest slice alone)")
     ap.add_argument("--holdout-fraction", type=float, default=0.2,
                     help="share of each round's decisions that joins the gate's holdout (ingest.holdout_fraction)")
-    ap.add_argument("--tag", default="", help="non-empty: gate_diagnosis_TAG.*")
-    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--tag", default="", help="non-empty: gate_diagnosis/TAG.*")
+    ap.add_argument("--data-root", default=str(DATA_ROOT))
+    ap.add_argument("--out", type=Path, default=results_dir("gate_diagnosis"))
     args = ap.parse_args()
     cap = None if args.holdout_max_rows.lower() in ("none", "null") else int(args.holdout_max_rows)
-    arms.INGEST["holdout_max_rows"] = cap
-    arms.INGEST["holdout_fraction"] = args.holdout_fraction
+    rounds.INGEST["holdout_max_rows"] = cap
+    rounds.INGEST["holdout_fraction"] = args.holdout_fraction
     records: list = []
     finals: list = []
     encoder = TransformerEncoder(precision="fp32")
     for name in args.datasets.split(","):
-        lam, rounds, batch = SETTINGS[name]
-        ff = load_full_feedback(Path(args.data_root) / name / f"{name}.parquet")
+        lam, n_rounds, batch = LOOP_SETTINGS[name]
+        ff = load_full_feedback(table_path(name, args.data_root))
         X = embed_texts(list(ff.prompts), encoder=encoder)
-        prices = load_prices(Path("configs/prices") / f"{name}.yaml")
+        prices = load_table_prices(name)
         for seed in (int(s) for s in args.seeds.split(",")):
             context = {"dataset": name, "seed": seed, "round": 1, "overlap": args.overlap, "margin": args.margin,
                        "alpha": args.alpha, "rule": args.rule}
-            arms.gate = functools.partial(traced_gate, records, ff, context)
-            stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
-            nuisances = arms.loop_nuisances(seed)
+            rounds.gate = functools.partial(traced_gate, records, ff, context)
+            stream = make_stream(ff, X, rounds=n_rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
+            nuisances = rounds.loop_nuisances(seed)
             if args.clip is not None:
                 nuisances = replace(nuisances, clip=args.clip)
-            out = arms.run_arm(stream, "causal", args.explore, nuisances=nuisances, prices=prices)
+            out = rounds.run_rounds(stream, args.explore, nuisances=nuisances, prices=prices)
             finals.append({"dataset": name, "seed": seed, "final_test_utility": out[-1]["test_utility"],
                            "mean_deployed_utility": float(np.mean([r["deployed_utility"] for r in out]))})
             print(name, seed, flush=True)
-    arms.gate = gate
+    rounds.gate = gate
     df = pd.DataFrame(records)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "gate_diagnosis" + (f"_{args.tag}" if args.tag else "")
+    stem = result_stem("gate_diagnosis", args.tag)
     df.to_csv(args.out / f"{stem}.csv", index=False)
     pd.DataFrame(finals).to_csv(args.out / f"{stem}_final.csv", index=False)
-    command = (f"python benchmarks/gate_diagnosis.py --datasets {args.datasets} --seeds {args.seeds} "
+    command = (f"python -m benchmarks.gate_diagnosis --datasets {args.datasets} --seeds {args.seeds} "
                f"--explore {args.explore:g}" + (f" --clip {args.clip:g}" if args.clip is not None else "")
                + "".join(f" --{k} {getattr(args, k):g}" if k != "rule" else f" --rule {args.rule}"
-                         for k in ("overlap", "margin", "alpha", "rule") if getattr(args, k) != arms.GATE[k])
+                         for k in ("overlap", "margin", "alpha", "rule") if getattr(args, k) != rounds.GATE[k])
                + (f" --holdout-max-rows {args.holdout_max_rows}" if cap != 2000 else "")
                + (f" --holdout-fraction {args.holdout_fraction:g}" if args.holdout_fraction != 0.2 else "")
                + (f" --tag {args.tag}" if args.tag else ""))

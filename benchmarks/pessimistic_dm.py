@@ -1,4 +1,4 @@
-"""A pessimistic direct method: does distrusting thin evidence help under biased logs? (issue 13)
+"""A pessimistic direct method: does distrusting thin evidence help under biased logs?
 
 ``naive`` (the direct method every RM head starts from and falls back to) routes each prompt to
 ``argmax_t mu_t(x) - lambda * c_t(x)``, with ``mu`` the pooled quality ridge
@@ -14,20 +14,19 @@ Whether that helps depends on why the logs are thin where they are. A logger tha
 because it is bad there (a previous router) makes pessimism right; a logger that avoided it because it
 is expensive (cost-biased logs: the rarely logged models are the best ones) makes it wrong. This
 script measures both on the study's simulated logs and test prompts, against the quality goal's
-target from ``benchmarks/results/paper_protocol.csv``.
+target from ``benchmarks/results/paper_protocol/paper_protocol.csv``.
 
 Run from the repository root (embeddings from the cache, fp32)::
 
-    python benchmarks/pessimistic_dm.py --datasets routerbench_subset,llmrouter_9models
+    python -m benchmarks.pessimistic_dm --datasets routerbench_subset,llmrouter_9models
 
-Results: ``benchmarks/results/pessimistic_dm.csv`` (one row per dataset, logs, seed, lambda) and
+Results: ``benchmarks/results/pessimistic_dm/pessimistic_dm.csv`` (one row per dataset, logs, seed, lambda) and
 ``pessimistic_dm.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -35,16 +34,14 @@ import numpy as np
 import pandas as pd
 import threadpoolctl
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
-from report import lambda_means, per_seed, target_rows, worst_lambda_table  # noqa: E402
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import cpu_model
+from causal_router.policy.data import build_routing_data, log_arrays
 
-from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
-from causal_router.features.encoder import TransformerEncoder  # noqa: E402
-from causal_router.features.hardware import cpu_model  # noqa: E402
-from causal_router.policy.data import build_routing_data, log_arrays  # noqa: E402
+from .common import DATA_ROOT, GRIDS, lambda_means, load_table, per_seed, results_dir, target_rows, worst_lambda_table
+from .protocol import parse_policies, simulated_split
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_dir("pessimistic_dm")
 KAPPAS = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -106,7 +103,7 @@ def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
              "standard deviations of the quality prediction before the argmax (see the script's docstring). "
              "`goal target`: the quality goal's bar from `paper_protocol.csv` (halfway from the best baseline to "
              "the uniform level under beta=3 and previous-router logs, the best baseline under beta=1).", ""]
-    study = pd.read_csv(RESULTS / "paper_protocol.csv")
+    study = pd.read_csv(results_dir("paper_protocol") / "paper_protocol.csv")
     for name, d in df.groupby("dataset", sort=False):
         lam_mean = lambda_means(per_seed(study, name))
         seeds = ", ".join(map(str, sorted(d.seed.unique())))
@@ -140,7 +137,7 @@ def main() -> None:
     df["cpu_model"] = cpu_model()
     RESULTS.mkdir(parents=True, exist_ok=True)
     df.to_csv(RESULTS / "pessimistic_dm.csv", index=False)
-    command = (f"python benchmarks/pessimistic_dm.py --datasets {args.datasets} --policies {args.policies} "
+    command = (f"python -m benchmarks.pessimistic_dm --datasets {args.datasets} --policies {args.policies} "
                f"--seeds {args.seeds}")
     write_markdown(df, RESULTS / "pessimistic_dm.md", command)
     print(f"{time.perf_counter() - start:.0f} s")

@@ -1,13 +1,13 @@
-"""Do the paper-protocol figures hold on another machine and another embedding precision? (issue 13)
+"""Do the paper-protocol figures hold on another machine and another embedding precision?
 
-Compares two runs of ``benchmarks/paper_protocol.py`` (their per-row CSVs) method by method: the mean
+Compares two runs of ``benchmarks.paper_protocol`` (their per-row CSVs) method by method: the mean
 utility over seeds and lambdas per (dataset, logs, method), both runs' means, their difference and the
 largest single-cell move. The goal: no method's mean moves by more than ``--tolerance`` (0.005).
 
-    python benchmarks/paper_protocol.py --datasets routerbench_subset --seeds 0,1,2,3,4 --precision bf16 --out DIR
-    python benchmarks/precision_check.py --other DIR/paper_protocol_routerbench_subset.csv --tag bf16_amd_avx512bf16
+    python -m benchmarks.paper_protocol --datasets routerbench_subset --seeds 0,1,2,3,4 --precision bf16 --out DIR
+    python -m benchmarks.precision_check --other DIR/routerbench_subset.csv --tag bf16_amd_avx512bf16
 
-Writes ``benchmarks/results/precision_check_TAG.csv`` and ``.md``.
+Writes ``benchmarks/results/precision_check/TAG.csv`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+
+from .common import results_dir, shown
 
 KEYS = ["dataset", "policy", "requested_strength", "method"]
 
@@ -49,22 +51,23 @@ def compare(ref: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ref", default="benchmarks/results/paper_protocol.csv")
+    ap.add_argument("--ref", default=str(results_dir("paper_protocol") / "paper_protocol.csv"))
     ap.add_argument("--other", required=True, help="the second run's per-row CSV")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--tolerance", type=float, default=0.005)
-    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--out", default=str(results_dir("precision_check")))
     args = ap.parse_args()
     ref, other = pd.read_csv(args.ref), pd.read_csv(args.other)
     ref = ref[ref["dataset"].isin(other["dataset"].unique())]
     res = compare(ref, other)
     out = Path(args.out)
-    res.to_csv(out / f"precision_check_{args.tag}.csv", index=False)
+    out.mkdir(parents=True, exist_ok=True)
+    res.to_csv(out / f"{args.tag}.csv", index=False)
     worst = res.loc[res["difference"].abs().idxmax()]
     moved = res[res["difference"].abs() > args.tolerance]
     logs = lambda r: r["policy"] + ("" if pd.isna(r["requested_strength"]) else f" beta={r['requested_strength']:g}")  # noqa: E731
     lines = [f"# Paper-protocol figures on another machine or precision ({args.tag})", "",
-             f"Reference: `{args.ref}` ({describe(ref)}). Other: `{args.other}` ({describe(other)}).", "",
+             f"Reference: `{shown(args.ref)}` ({describe(ref)}). Other: `{shown(args.other)}` ({describe(other)}).", "",
              "Means of utility over the seeds and lambdas both runs hold, per dataset, logs and method.", "",
              "| dataset | logs | method | reference | other | difference | largest cell move |",
              "|---|---|---|---:|---:|---:|---:|"]
@@ -78,7 +81,7 @@ def main() -> None:
     lines += [f"| {m} | {v:.4f} | {'yes' if v <= args.tolerance else 'NO'} |" for m, v in per.items()]
     lines += ["", f"Largest move of a mean: {worst['difference']:+.4f} ({worst['method']}, {logs(worst)}, "
               f"{worst['dataset']}). Goal: no mean moves by more than {args.tolerance}: **{verdict}**."]
-    (out / f"precision_check_{args.tag}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-1:]))
     if not moved.empty:
         print(moved[KEYS + ["mean_ref", "mean_other", "difference"]].round(4).to_string(index=False))

@@ -1,6 +1,7 @@
-"""Render docs/results.md (tables and PNG plots) from the committed benchmark records.
+"""Render docs/results.md (tables and PNG plots) and the README's results block from the committed
+paper-protocol records.
 
-    python benchmarks/report.py
+    python -m benchmarks.report
 """
 
 from __future__ import annotations
@@ -14,16 +15,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from causal_router.benchmark import parse_policies  # noqa: E402
+from .common import (  # noqa: E402
+    BASELINES,
+    BIASED,
+    DEFAULTS,
+    GRIDS,
+    ROOT,
+    TOLERANCE,
+    goal_target,
+    lambda_means,
+    per_seed,
+    policy_label,
+    results_dir,
+)
+from .protocol import summarize  # noqa: E402
 
-RESULTS = Path("benchmarks/results")
-DOCS = Path("docs")
+DOCS = ROOT / "docs"
 ORDER = ["oracle", "full-feedback", "rm-softmax", "rm-interval", "rm-classification", "dr-regress", "naive",
          "best-single", "logging-policy", "econml-drpolicyforest", "cheapest", "random"]
-
-
-def policy_label(policy, strength) -> str:
-    return policy if policy != "cost-biased" else f"cost-biased beta={strength:g}"
 
 
 def utility_table(df: pd.DataFrame) -> str:
@@ -44,75 +53,25 @@ def utility_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-#: The quality goal's baselines and the default routers it is checked for (issue: router quality under bias).
-BASELINES = ["naive", "best-single", "dr-regress", "logging-policy"]
-DEFAULTS = ["rm-softmax", "rm-interval"]
-BIASED = ["cost-biased beta=3", "previous-router"]
-TOLERANCE = 0.005
-
-
-def per_seed(records: pd.DataFrame, dataset: str) -> pd.Series:
-    """Mean utility by (policy label, method, lambda, seed) of one dataset's records."""
-    df = records[records["dataset"] == dataset].copy()
-    df["policy"] = [policy_label(p, s) for p, s in zip(df["policy"], df["requested_strength"].fillna(-1))]
-    return df.groupby(["policy", "method", "lambda", "seed"])["utility"].mean()
-
-
-def lambda_means(per: pd.Series) -> pd.DataFrame:
-    """Mean and sem over seeds of each seed's mean over lambdas, by (policy label, method); ``per``
-    as :func:`per_seed` gives it."""
-    return per.groupby(["policy", "method", "seed"]).mean().groupby(["policy", "method"]).agg(["mean", "sem"])
-
-
-def goal_target(lam_mean: pd.DataFrame, pol: str, m: str) -> tuple[str, float, float, float]:
-    """(best baseline, its mean over lambdas, router ``m``'s uniform level, the goal's target) under logs
-    ``pol``; ``lam_mean``: mean and sem over seeds of the mean over lambdas, by (policy label, method)."""
-    best_name = max((b for b in BASELINES if (pol, b) in lam_mean.index), key=lambda b: lam_mean.loc[(pol, b), "mean"])
-    best = float(lam_mean.loc[(pol, best_name), "mean"])
-    uniform = float(lam_mean.loc[("uniform", m), "mean"]) if ("uniform", m) in lam_mean.index else float("nan")
-    return best_name, best, uniform, best + (uniform - best) / 2 if pol in BIASED else best
-
-
-def policy_target(lam_mean: pd.DataFrame, policy: str, m: str = "rm-softmax") -> float:
-    """The goal's target for router ``m`` under logs spelt as on a command line (``cost-biased:3``)."""
-    kind, strength = parse_policies(policy)[0]
-    return goal_target(lam_mean, policy_label(kind, -1 if strength is None else strength), m)[3]
-
-
-def target_rows(df: pd.DataFrame, columns, lam_mean: pd.DataFrame) -> list[str]:
-    """Markdown rows: per logging policy of ``df`` (spelt as on a command line), the mean of each of
-    ``columns`` and the goal target (:func:`policy_target`)."""
-    return [f"| {policy} | " + " | ".join(f"{g[c].mean():.4f}" for c in columns)
-            + f" | {policy_target(lam_mean, policy):.4f} |" for policy, g in df.groupby("policy", sort=False)]
-
-
-def worst_lambda_table(by_lam: pd.DataFrame, ref: str, columns) -> list[str]:
-    """Markdown table: per policy, the smallest difference over lambdas of each of ``columns`` minus
-    ``ref``; ``by_lam``: means over seeds, indexed by (policy, lambda)."""
-    worst = by_lam.sub(by_lam[ref], axis=0).groupby("policy", sort=False).min()
-    return (["| logs | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-            + [f"| {policy} | " + " | ".join(f"{row[c]:+.4f}" for c in columns) + " |"
-               for policy, row in worst.iterrows()])
-
-
 def selection_bound_note(dataset: str) -> list[str]:
     """Lines on how far choosing among the RM head's candidates could go with hindsight
     (``benchmarks/selection_bound.py``), when its results for ``dataset`` are there."""
-    path = RESULTS / f"selection_bound_{dataset}.csv"
+    path = results_dir("selection_bound") / f"{dataset}.csv"
     if not path.exists():
         return []
     means = pd.read_csv(path).groupby("policy", sort=False)["hindsight_no_single"].mean()
     return ["Choosing each lambda's best candidate of the RM head (network, direct method, logger's mode, DR "
             "regress-and-compare, best single model) with hindsight on the test prompts would reach, on average "
             "over lambdas: " + ", ".join(f"{p} {v:.3f}" for p, v in means.items()) +
-            " (`python benchmarks/selection_bound.py`, `benchmarks/results/selection_bound.md`). Where that is "
+            " (`python -m benchmarks.selection_bound`, `benchmarks/results/selection_bound/selection_bound.md`). Where "
+            "that is "
             "below the target, no selection rule among these candidates meets the goal.", ""]
 
 
 def pessimistic_dm_note(dataset: str) -> list[str]:
     """Lines on the pessimistic direct method (``benchmarks/pessimistic_dm.py``), when its results for
     ``dataset`` are there: its best and worst logs against the direct method."""
-    path = RESULTS / "pessimistic_dm.csv"
+    path = results_dir("pessimistic_dm") / "pessimistic_dm.csv"
     if not path.exists():
         return []
     df = pd.read_csv(path)
@@ -125,7 +84,8 @@ def pessimistic_dm_note(dataset: str) -> list[str]:
     return ["A pessimistic direct method (the quality prediction minus kappa posterior standard deviations, "
             f"{top}) reaches, on average over lambdas: "
             + ", ".join(f"{p} {r[top]:.3f} (dm {r['dm']:.3f})" for p, r in means.iterrows())
-            + " (`python benchmarks/pessimistic_dm.py`, `benchmarks/results/pessimistic_dm.md`). It helps where the "
+            + " (`python -m benchmarks.pessimistic_dm`, `benchmarks/results/pessimistic_dm/pessimistic_dm.md`). It "
+            "helps where the "
             "logger avoided models because they are worse (previous-router) and hurts where it avoided them because "
             "they cost more (cost-biased), and the logs alone do not say which, so it is not the default.", ""]
 
@@ -134,7 +94,7 @@ def eval_set_note(dataset: str) -> list[str]:
     """Lines on training with an evaluation set (``benchmarks/eval_set.py``: ``eval_set.csv`` and its
     tagged side runs), when its results for ``dataset`` are there: rm-softmax's mean over lambdas by
     evaluation-set size, per logs."""
-    paths = sorted(RESULTS.glob("eval_set*.csv"))
+    paths = sorted(results_dir("eval_set").glob("*.csv"))
     if not paths:
         return []
     df = pd.concat([pd.read_csv(p) for p in paths]).sort_values("eval_prompts", kind="stable")
@@ -146,7 +106,7 @@ def eval_set_note(dataset: str) -> list[str]:
             "outcome models), rm-softmax reaches, on average over lambdas: "
             + "; ".join(f"{p} " + ", ".join(f"M={m} {v:.3f}" for m, v in g.droplevel(0).items())
                         for p, g in means.groupby(level=0, sort=False))
-            + " (`python benchmarks/eval_set.py`, `benchmarks/results/eval_set*.md`). Those M x K outcomes are "
+            + " (`python -m benchmarks.eval_set`, `benchmarks/results/eval_set/*.md`). Those M x K outcomes are "
             "evidence the logs do not hold, so this measures what the goal needs beyond them.", ""]
 
 
@@ -212,21 +172,20 @@ def gap_closed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    path = RESULTS / "paper_protocol.csv"
+    results = results_dir("paper_protocol")
+    path = results / "paper_protocol.csv"
     if not path.exists():  # the study run per dataset (one process per core): join the parts
-        parts = sorted(RESULTS.glob("paper_protocol_*_*.csv"))
-        pd.concat([pd.read_csv(p) for p in parts if not p.stem.endswith("summary")]).to_csv(path, index=False)
+        parts = [results / f"{name}.csv" for name in GRIDS if (results / f"{name}.csv").exists()]
+        pd.concat([pd.read_csv(p) for p in parts]).to_csv(path, index=False)
     records = pd.read_csv(path)
-    from causal_router.benchmark import summarize
-
-    summarize(records).to_csv(RESULTS / "paper_protocol_summary.csv", index=False)
+    summarize(records).to_csv(results / "paper_protocol_summary.csv", index=False)
     DOCS.mkdir(exist_ok=True)
-    meta_file = RESULTS / "paper_protocol_meta.json"
+    meta_file = results / "paper_protocol_meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     out = ["# Benchmark results", "",
-           "Generated by `python benchmarks/report.py` from `benchmarks/results/paper_protocol.csv`, which",
-           "`python benchmarks/paper_protocol.py` writes (protocol: docs/architecture.md, Data contracts; mean test",
-           "utility `score - lambda * cost` per query, mean over seeds with its standard error in brackets).", ""]
+           "Generated by `python -m benchmarks.report` from `benchmarks/results/paper_protocol/paper_protocol.csv`,",
+           "which `python -m benchmarks.paper_protocol` writes (protocol: docs/architecture.md, Data contracts; mean",
+           "test utility `score - lambda * cost` per query, mean over seeds with its standard error in brackets).", ""]
     if meta:
         out += [f"Machine: {meta.get('machine', '')}. Wall time of the study: {meta.get('seconds', 0) / 60:.0f} min "
                 "(embeddings cached).", "",
@@ -250,20 +209,20 @@ def main() -> None:
                 "Gap closed between best single model and oracle (mean over lambdas): "
                 + ", ".join(f"{m} {v:.2f}" for m, v in gap_closed(df).items() if m in ORDER[:10]), "",
                 f"![{dataset} {label}]({png.name})", ""]
-    ablations = RESULTS / "ablations.csv"
+    ablations = results_dir("ablations") / "ablations.csv"
     if ablations.exists():
         a = pd.read_csv(ablations)
         per_seed = a.groupby(["ablation", "setting", "method", "seed"])["utility"].mean()
         t = per_seed.groupby(["ablation", "setting", "method"]).agg(["mean", "std"]).reset_index()
         out += ["## Ablations (RouterBench, cost-biased beta=3, seeds 0-2)", "",
-                "`python benchmarks/ablations.py`: mean test utility over lambdas 0-1000 (the interval rows: over "
+                "`python -m benchmarks.ablations`: mean test utility over lambdas 0-1000 (the interval rows: over "
                 "lambdas 100, 300, 500, 700, 900, off the interval router's grid 0, 200, ..., 1000).", "",
                 "| ablation | setting | method | utility (std over seeds) |", "|---|---|---|---|"]
         out += [f"| {r.ablation} | {r.setting} | {r.method} | {r['mean']:.4f} ({r['std']:.4f}) |"
                 for _, r in t.iterrows()]
         out.append("")
     (DOCS / "results.md").write_text("\n".join(out))
-    readme = Path("README.md")
+    readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = "<!-- results:start (written by benchmarks/report.py) -->", "<!-- results:end -->"
     if start in text and end in text:

@@ -1,4 +1,4 @@
-"""How far can choosing among the RM head's candidates go? A hindsight bound (issue 13).
+"""How far can choosing among the RM head's candidates go? A hindsight bound.
 
 Each RM head (``rm-softmax``; ``rm-interval`` inherits its choices) is chosen per lambda among the
 trained network, the direct method (``dm``, the default), the logging policy's mode, DR
@@ -16,18 +16,17 @@ can meet it: the candidates must get better. When it is above, the goal is a mat
 
 Run from the repository root (embeddings from the cache, fp32)::
 
-    python benchmarks/selection_bound.py --datasets routerbench_subset \
+    python -m benchmarks.selection_bound --datasets routerbench_subset \
         --policies cost-biased:1,cost-biased:3,previous-router
-    python benchmarks/selection_bound.py --datasets llmrouter_9models --policies cost-biased:3,previous-router
+    python -m benchmarks.selection_bound --datasets llmrouter_9models --policies cost-biased:3,previous-router
 
-Results: ``benchmarks/results/selection_bound_<dataset>.csv`` (one row per logs, seed, lambda) and
+Results: ``benchmarks/results/selection_bound/<dataset>.csv`` (one row per logs, seed, lambda) and
 ``selection_bound.md`` (every dataset's CSV found).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -35,17 +34,15 @@ import numpy as np
 import pandas as pd
 import threadpoolctl
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_protocol import DATA_ROOT, GRIDS, load_table  # noqa: E402
-from report import lambda_means, per_seed, target_rows  # noqa: E402
+from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.hardware import cpu_model
+from causal_router.policy.catalog import get_router
+from causal_router.policy.data import build_routing_data
 
-from causal_router.benchmark import parse_policies, simulated_split  # noqa: E402
-from causal_router.features.encoder import TransformerEncoder  # noqa: E402
-from causal_router.features.hardware import cpu_model  # noqa: E402
-from causal_router.policy.catalog import get_router  # noqa: E402
-from causal_router.policy.data import build_routing_data  # noqa: E402
+from .common import DATA_ROOT, GRIDS, lambda_means, load_table, per_seed, results_dir, target_rows
+from .protocol import parse_policies, simulated_split
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_dir("selection_bound")
 COLUMNS = {"chosen": "chosen", "dm": "dm", "hindsight_no_single": "best candidate",
            "hindsight": "best candidate or any single model"}
 
@@ -73,17 +70,17 @@ def run(ff, X, lambdas, policy: str, seed: int) -> list[dict]:
 
 def write_markdown(path: Path) -> None:
     lines = ["# How far can selection among the RM head's candidates go? (issue 13)", "",
-             "Written by `python benchmarks/selection_bound.py` (see its docstring for the commands). Mean test "
+             "Written by `python -m benchmarks.selection_bound` (see its docstring for the commands). Mean test "
              "utility over the study's lambda grid and the seeds; `best candidate` picks, per lambda and seed, "
              "the best of the head's candidates (network, direct method, logging policy's mode, DR "
              "regress-and-compare, best single model on the training logs) with hindsight on the test prompts.", ""]
-    study = pd.read_csv(RESULTS / "paper_protocol.csv")
+    study = pd.read_csv(results_dir("paper_protocol") / "paper_protocol.csv")
     lines += ["`goal target`: the quality goal's bar for `rm-softmax` from `paper_protocol.csv` (docs/results.md): "
               "halfway from the best baseline to the uniform level under beta=3 and previous-router logs, the best "
               "baseline under beta=1.", ""]
-    for csv in sorted(RESULTS.glob("selection_bound_*.csv")):
+    for csv in sorted(RESULTS.glob("*.csv")):
         df = pd.read_csv(csv)
-        name = csv.stem.removeprefix("selection_bound_")
+        name = csv.stem
         lam_mean = lambda_means(per_seed(study, name))
         seeds = ", ".join(map(str, sorted(df.seed.unique())))
         lines += [f"## {name} (seeds {seeds}; CPU: {df['cpu_model'].iloc[0]})", "",
@@ -115,7 +112,7 @@ def main() -> None:
         df = pd.DataFrame(rows)
         df["cpu_model"] = cpu_model()
         RESULTS.mkdir(parents=True, exist_ok=True)
-        df.to_csv(RESULTS / f"selection_bound_{name}.csv", index=False)
+        df.to_csv(RESULTS / f"{name}.csv", index=False)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     write_markdown(RESULTS / "selection_bound.md")
     print((RESULTS / "selection_bound.md").read_text())

@@ -17,9 +17,9 @@ acknowledged decision is in the decision log. The machine's CPU model and load a
 
 Run from the repository root (a few minutes on 2 busy cores)::
 
-    .venv/bin/python benchmarks/serve_load.py [--requests 24,64,128,128] [--data PATH]
+    .venv/bin/python -m benchmarks.serve_load [--requests 24,64,128,128] [--data PATH]
 
-Results: ``benchmarks/results/serve_load.md`` and ``serve_load.json``.
+Results: ``benchmarks/results/serve_load/serve_load.md`` and ``serve_load.json``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "routerbench_subset" / "routerbench_subset.parquet"
+from .common import results_dir, table_path
+
 LEVELS = (1, 4, 16, 64)
 NAME = "causal-router-bench"
 LAM = 100.0
@@ -176,10 +176,11 @@ async def run_level(url: str, prompts: list[str], concurrency: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DATA, help="RouterBench full-feedback parquet")
+    ap.add_argument("--data", type=Path, default=table_path("routerbench_subset"),
+                    help="RouterBench full-feedback parquet")
     ap.add_argument("--requests", default="24,64,128,128", help="requests per level (concurrency 1,4,16,64)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--out", type=Path, default=results_dir("serve_load"))
     args = ap.parse_args(argv)
     import pandas as pd
 
@@ -260,7 +261,7 @@ def main(argv=None):
 def report(r: dict) -> str:
     off = r["offline"]
     lines = [
-        "# Serving under load (`benchmarks/serve_load.py`)",
+        "# Serving under load (`python -m benchmarks.serve_load`)",
         "",
         f"CPU: {r['cpu']} ({r['cpus']} logical cores), Python {r['python']}. **Shared machine**: other engineers' "
         f"jobs ran at the same time (load average {r['load_avg_before'][0]:.1f} before, "
@@ -293,8 +294,7 @@ def report(r: dict) -> str:
         f"Server peak RSS: {r['server_peak_rss_mib'] or float('nan'):.0f} MiB. Lost decisions: acknowledged decisions "
         "missing from the decision log after the run (0 everywhere means none).",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/serve_load.py --data ../shared/data/routerbench_subset/"
-        "routerbench_subset.parquet`",
+        "Reproduce: `.venv/bin/python -m benchmarks.serve_load` (the shared RouterBench table).",
         "",
     ]
     return "\n".join(lines)

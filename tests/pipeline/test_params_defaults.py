@@ -5,8 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from causal_router.loop.arms import GATE
-from causal_router.loop.stages import gate
+from causal_router.loop.rounds import GATE
+from causal_router.loop.steps import gate
 from causal_router.pipeline.params import DEFAULTS
 from causal_router.registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, gate_rule, promote
 

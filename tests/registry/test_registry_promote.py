@@ -195,7 +195,7 @@ def test_the_default_rule_promotes_on_the_sign_of_the_difference():
 
 
 def test_overlap_trimming_removes_the_bias_that_clipping_leaves_on_thinly_logged_choices():
-    """The loop's failure (benchmarks/results/gate_diagnosis.md) in miniature. Model 2 is truly better
+    """The loop's failure (benchmarks/results/gate_diagnosis/) in miniature. Model 2 is truly better
     on half the prompts; on half of all prompts the logging policy served it with probability 0.002, and
     the outcome model has shrunk it onto the others. Clipped at 0.1, the DR weights there are 10 where
     500 were due: the paired difference comes out at about half the truth. Counting rows without

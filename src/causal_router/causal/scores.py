@@ -12,7 +12,7 @@ ESTIMATORS = ("dm", "ipw", "dr")
 
 #: The clip defaults, both here. The estimators themselves default to no floor (unbiased, as written
 #: in the literature); training, evaluation and the promotion gate default to DEFAULT_CLIP
-#: (params.yaml: crossfit.clip; benchmarks/results/ablations.csv compares floors).
+#: (params.yaml: crossfit.clip; benchmarks/results/ablations/ablations.csv compares floors).
 NO_CLIP = 0.0
 DEFAULT_CLIP = 0.1
 

@@ -301,7 +301,10 @@ def _draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((cdf < u[:, None]).sum(axis=1), probs.shape[1] - 1)
 
 
-def _log_frame(ff: FullFeedback, idx: np.ndarray, chosen: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+def log_frame(ff: FullFeedback, idx: np.ndarray, chosen: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """Log rows of model ``chosen[i]`` answering prompt ``idx[i]`` (m,), as the logging policy ``probs``
+    (n_prompts, K) drew it: the table's outcome, the propensity of the chosen model and the
+    probability vector, plus the dataset and token columns the table has."""
     rows = np.arange(len(idx))
     cols = {
         S.PROMPT_ID: ff.prompt_ids[idx].astype(str),
@@ -348,7 +351,7 @@ def draw_logs(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     if ff.propensities is None:
         raise ValueError("draw_logs needs the table's 'propensity' column (the logging probabilities)")
     chosen = _draw(ff.propensities, _rng(seed, _DRAW_HOLDOUT))
-    return _log_frame(ff, np.arange(ff.n_prompts), chosen, ff.propensities)
+    return log_frame(ff, np.arange(ff.n_prompts), chosen, ff.propensities)
 
 
 def default_lam_log(ff: FullFeedback) -> float:
@@ -413,8 +416,8 @@ def simulate(
         fit_idx=dropped if policy == "previous-router" else None,
         target_idx=np.concatenate([train, val]),
     )
-    train_log = _log_frame(ff, train, _draw(probs[train], _rng(seed, _DRAW_TRAIN)), probs)
-    val_log = _log_frame(ff, val, _draw(probs[val], _rng(seed, _DRAW_VAL)), probs)
+    train_log = log_frame(ff, train, _draw(probs[train], _rng(seed, _DRAW_TRAIN)), probs)
+    val_log = log_frame(ff, val, _draw(probs[val], _rng(seed, _DRAW_VAL)), probs)
     test_df = _test_frame(ff, test, probs)
 
     logged = np.concatenate([train, val])

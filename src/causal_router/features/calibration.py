@@ -233,7 +233,7 @@ def gpu_precision(base_key: str, make_measure: Callable[[], Measure], device: st
     """:func:`cpu_precision` for a CUDA ``device``: fp32 against bf16 on that GPU, stored per GPU
     model (and machine). Not assumed: a small encoder such as all-MiniLM-L6-v2 is bound by launch
     and tokenising overheads on a large GPU, where fp32 ran faster than bf16 and exactly
-    (``benchmarks/results/embed_gpu_h200.md``); a large model gains from bf16."""
+    (``benchmarks/results/embed_gpu/h200.md``); a large model gains from bf16."""
     import torch
 
     index = torch.device(device).index

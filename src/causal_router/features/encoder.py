@@ -46,7 +46,7 @@ POOLINGS = ("mean", "cls", "last")
 DEVICES = ("auto", "cpu", "cuda")
 _PROGRESS_MIN = 1000  # automatic progress bars only for at least this many texts
 CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET = 4096, 65536
-# texts per forward pass: on a GPU the token budget is the cap that matters (benchmarks/results/embed_gpu_h200.md)
+# texts per forward pass: on a GPU the token budget is the cap that matters (benchmarks/results/embed_gpu/h200.md)
 CPU_BATCH_SIZE, GPU_BATCH_SIZE = 64, 1024
 _CONFIG = ("model_path", "max_length", "batch_size", "device", "pooling", "precision", "token_budget",
            "threads", "progress", "chunk_size")
@@ -59,7 +59,7 @@ class TransformerEncoder:
     by a token budget, pooled over the attention mask and L2-normalised. Nothing is read from
     disk until first use; the results do not depend on the batching (to 1e-5) at a given
     precision, except for half precision on a GPU (up to 1e-3: cuBLAS picks its kernels by batch
-    shape, ``benchmarks/results/embed_gpu_h200.md``).
+    shape, ``benchmarks/results/embed_gpu/h200.md``).
 
     Parameters
     ----------

@@ -21,14 +21,14 @@ def as_task(fn):
 
 @flow(name="causal-router-loop", log_prints=True)
 def loop_flow(stream, out: str, explore: float, nuisances, prices=None, params: dict | None = None) -> dict:
-    """The ``causal`` arm of :mod:`causal_router.loop.arms` on ``stream``, with the registry."""
+    """The ``causal`` deployment (:func:`causal_router.loop.rounds.run_rounds`) on ``stream``, with the registry."""
     from pathlib import Path
 
-    from .arms import run_arm
-    from .registry import RegistryHooks
+    from .hooks import RegistryHooks
+    from .rounds import run_rounds
     from .stream import LookupEncoder
 
     hooks = RegistryHooks(out, stream.lam, LookupEncoder(stream.ff.prompts, stream.X), nuisances, prices, params)
-    records = run_arm(stream, "causal", explore, nuisances=nuisances, prices=prices, workdir=Path(out), hooks=hooks,
-                      store_uri=None, stage=as_task)
+    records = run_rounds(stream, explore, nuisances=nuisances, prices=prices, workdir=Path(out), hooks=hooks,
+                         store_uri=None, stage=as_task)
     return {"records": records, "decisions": hooks.decisions, "registered_name": hooks.name}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .arms import RECORD_COLUMNS, loop_nuisances
+from .rounds import RECORD_COLUMNS, loop_nuisances
 
 
 def load_encoder(spec: str | None):

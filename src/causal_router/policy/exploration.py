@@ -20,7 +20,7 @@ For one prompt with router scores ``s`` (K,) and exploration rate ``e > 0``:
   (a canary). The promotion gate compares the challenger with the champion on the rows where
   they disagree; spread evenly over ``K - 1`` models, the exploration plays ``c`` there with
   probability about ``e / (K - 1)``, too rarely to give the gate evidence
-  (``benchmarks/results/loop_canary.csv``).
+  (``benchmarks/results/loop_gate_alpha/canary.csv``).
 
 ``strategy="thompson"`` replaces the fixed rate by the router's own uncertainty (Thompson
 sampling, :mod:`causal_router.policy.posterior`): with ``T`` the probability that each model is
@@ -65,7 +65,7 @@ class ExplorationPolicy:
         How much to explore per prompt and where (see the module docstring).
     posterior_scale : float > 0
         ``"thompson"``: multiplies the posterior's spread (below 1 explores less than plain
-        Thompson sampling; ``benchmarks/results/exploration_sim.md``).
+        Thompson sampling; ``benchmarks/results/exploration_sim/exploration_sim.md``).
     """
 
     explore: float = 0.1

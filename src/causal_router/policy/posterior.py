@@ -7,7 +7,7 @@ serve: the mean is the router's direct-method utility ``q_t(x) - lam * c_t(x)``,
 model ``t`` is ``residual_sd / sqrt(n_t + 1)``, with ``n_t`` the model's logged training rows and
 ``residual_sd`` the quality model's residual standard deviation. A model logged a handful of times
 is uncertain everywhere; that is what decides whether the loop ever learns it is better
-(``benchmarks/results/exploration_sim.md``).
+(``benchmarks/results/exploration_sim/exploration_sim.md``).
 """
 
 from __future__ import annotations

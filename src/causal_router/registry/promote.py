@@ -14,7 +14,7 @@ Paired because both values are estimated on the same rows: where the two routers
 model their contributions are identical and cancel, so the interval reflects only the rows where
 they disagree. (Comparing the challenger's own lower bound with the champion's point value, the
 earlier rule, charged the challenger with all the rows' noise: on a 60-row holdout it never
-promoted; benchmarks/results/loop_reduced.csv.)
+promoted; benchmarks/results/loop/reduced.csv.)
 
 The evidence (values, interval, paired difference, compared version, reason, timestamp) is
 written as ``promotion.*`` tags on the challenger version and ``promotion.last_challenge.*`` tags
@@ -49,7 +49,7 @@ TAG = "promotion."
 #: The gate's overlap threshold (params.yaml ``promote.overlap``): a holdout row counts only where the
 #: logging policy served both routers' choices with at least this probability (:func:`gate_contributions`;
 #: 0: every row). With it the difference's sign is right where the clipped DR's was biased
-#: (benchmarks/results/gate_diagnosis*.md).
+#: (benchmarks/results/gate_diagnosis/*.md).
 DEFAULT_OVERLAP = 0.1
 #: What the gate asks of the paired difference (params.yaml ``promote.rule``): ``estimate``, its point
 #: estimate above ``-margin``; ``bound``, the lower end of its (1 - alpha) interval above ``-margin``.
@@ -240,7 +240,7 @@ def gate_rule(challenger, champion, alpha: float = 0.05, margin: float = 0.0,
     ``bound``: iff the lower end of its (1 - alpha) interval is. In the loop study, with rows
     without overlap counting as no difference, every promotion on the estimate was of a truly better
     challenger (11 of 11), and the bound's 95% held back most of them at these holdout sizes
-    (benchmarks/results/gate_diagnosis*.md). ``margin`` 0 (the default) asks for a gain; a positive
+    (benchmarks/results/gate_diagnosis/*.md). ``margin`` 0 (the default) asks for a gain; a positive
     margin tolerates a loss up to it (non-inferiority). ``without_overlap``: rows that counted as no
     difference for want of overlap, for the reason.
 

@@ -1,0 +1,156 @@
+"""The loop's rounds on one stream: round 0 by the incumbent, then serve, ingest, retrain and gate.
+
+Round 0: the incumbent logging policy routes the first batch (:func:`round0`, the same draws
+whatever runs next). Every later round (:func:`run_rounds`): the deployed router serves the next
+batch through the service's code, the outcomes go back as feedback, ``ingest`` appends them, a
+router is retrained on the logs and, when ``gated``, the promotion gate decides whether it is
+deployed. ``causal-router loop`` runs the ``causal`` deployment: RM-Softmax with exploration, gated.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..causal.nuisances import NuisanceConfig
+from ..pipeline.params import DEFAULTS
+from .steps import (
+    Holder,
+    gate,
+    greedy_actions,
+    incumbent_logs,
+    make_service,
+    n_logged,
+    read_logs,
+    serve_round,
+    served_model,
+    train_round,
+    write_round0,
+)
+from .stream import Stream
+
+log = logging.getLogger(__name__)
+
+RECORD_COLUMNS = ("dataset", "seed", "arm", "explore", "round", "lam", "n_logged", "deployed_utility",
+                  "test_utility", "cumulative_regret", "promoted")
+#: The router the product's loop deploys.
+METHOD = "rm-softmax"
+#: The decision log of a run without a project folder: SQLite in memory.
+MEMORY_STORE = "sqlite://"
+#: Spawn keys: the incumbent's round-0 draws (shared by every run on a stream), the service's draws.
+ROUND0_KEY, SERVE_KEY = 200, 201
+
+#: Ingest settings of every round: params.yaml's ``ingest`` defaults (the holdout accumulates).
+INGEST = {"holdout_fraction": 0.2, "holdout_max_rows": 2000}
+#: The gate of a gated run: params.yaml's ``promote`` defaults.
+GATE = {k: DEFAULTS["promote"][k] for k in ("alpha", "margin", "overlap", "rule")}
+
+
+def loop_nuisances(seed: int = 0, cv: int = 5) -> NuisanceConfig:
+    """The loop's nuisance settings: the decision log records the served policy's true
+    propensities, so DR weights use them (``propensity="logged"``); folds and clip as params.yaml."""
+    return NuisanceConfig(cv=cv, propensity="logged", seed=seed)
+
+
+def rng(seed: int, key: int) -> np.random.Generator:
+    """The generator of spawn key ``key`` under ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+
+
+def record(arm, explore, r, stream, n, deployed, test, regret, promoted) -> dict:
+    """One round's record (:data:`RECORD_COLUMNS` less ``dataset``)."""
+    return {"seed": stream.seed, "arm": arm, "explore": float(explore), "round": r, "lam": stream.lam,
+            "n_logged": int(n), "deployed_utility": float(deployed), "test_utility": float(test),
+            "cumulative_regret": float(regret), "promoted": promoted}
+
+
+def round0(stream: Stream):
+    """The incumbent routes round 0's prompts: (prompt indices (batch,), logs, chosen model indices
+    (batch,), summed regret, mean realised utility)."""
+    idx0 = stream.round_prompts(0)
+    logs0, chosen0 = incumbent_logs(stream, idx0, rng(stream.seed, ROUND0_KEY))
+    return idx0, logs0, chosen0, stream.regret(idx0, chosen0), float(stream.realised(idx0, chosen0).mean())
+
+
+def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, gated: bool = True,
+               arm: str = "causal", nuisances: NuisanceConfig | None = None, prices=None, workdir=None,
+               hooks=None, store_uri: str | None = MEMORY_STORE, stage=None) -> list[dict]:
+    """Every round of ``stream``, retraining ``method`` each round; one record per round
+    (:data:`RECORD_COLUMNS` less ``dataset``, labelled ``arm``).
+
+    ``deployed_utility`` is the mean realised utility of the round's prompts (exploration
+    included), ``test_utility`` the mean utility on the test prompts of the router deployed after
+    the round (explore 0), ``cumulative_regret`` the summed per-query regret of every round so far,
+    ``promoted`` whether the gate promoted (True every round when not ``gated``).
+
+    ``store_uri`` is the decision log's SQLAlchemy URI (default: in-memory SQLite, the same code
+    without an fsync per feedback; None: ``<workdir>/decisions/decisions.db``).
+    ``hooks`` (optional) replaces the registry side: an object with
+    ``register(rs, round, data_dir) -> version``, ``promote(rs, version, round, data_dir) -> bool``
+    and ``served() -> ServedModel`` (the CLI's flow registers every round's router in MLflow, runs
+    the registry's gate and serves the champion loaded from the registry). ``stage(fn) -> fn``
+    (optional) wraps each round's stage, e.g. as a Prefect task.
+    """
+    from ..serving.ingest import ingest
+    from ..serving.store import DecisionStore
+
+    nuisances = nuisances or loop_nuisances(stream.seed)
+    stage = stage or (lambda fn: fn)
+    _, logs0, _, regret, deployed0 = round0(stream)
+    explore = float(explore)
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix=f"loop-{arm}-")
+        workdir = tmp.name
+    workdir = Path(workdir)
+    data_dir = workdir / "data"
+    store = DecisionStore(store_uri or f"sqlite:///{workdir / 'decisions' / 'decisions.db'}")
+    try:
+        write_round0(logs0, data_dir)
+        service = make_service(stream, Holder(None), store, explore, stream.seed * 1000 + SERVE_KEY)
+        encoder = service.encoder
+        champion, champion_version, out = None, None, []
+        for r in range(stream.rounds):
+            start = time.perf_counter()
+            if r == 0:
+                deployed = deployed0
+            else:
+                idx = stream.round_prompts(r)
+                chosen = stage(serve_round)(service, stream, idx, explore)
+                regret += stream.regret(idx, chosen)
+                deployed = float(stream.realised(idx, chosen).mean())
+                stage(ingest)(store, data_dir, INGEST["holdout_fraction"], root=workdir, dvc=False,
+                              holdout_max_rows=INGEST["holdout_max_rows"])
+            rs = stage(train_round)(data_dir, encoder, stream.models, stream.lam, [method], nuisances, prices,
+                                    workdir / "routers" / f"round-{r}")
+            if hooks is not None:
+                version = hooks.register(rs, r, data_dir)
+                promoted = bool(hooks.promote(rs, version, r, data_dir)) if gated else True
+            else:
+                version = str(r)
+                if gated:
+                    holdout, Xh = read_logs(data_dir, encoder)["holdout"]
+                    decision = gate(rs, champion, holdout, Xh, stream.lam, method, nuisances, prices, **GATE)
+                    log.info("gate, round %d: %s", r, decision.reason)
+                    promoted = decision.promoted
+                else:
+                    promoted = True
+            if promoted:
+                champion, champion_version = rs, version
+            if promoted or (gated and explore > 0):  # a rejected challenger is served as the canary
+                service.holder.current = hooks.served() if hooks is not None else \
+                    served_model(champion, method, stream.lam, champion_version,
+                                 challenger=None if promoted else rs, challenger_version=version)
+            test = stream.test_utility(greedy_actions(champion, method, stream, stream.test))
+            out.append(record(arm, explore, r, stream, n_logged(data_dir), deployed, test, regret, promoted))
+            log.info("%s explore %g round %d: deployed %.4f test %.4f promoted %s (%.1fs)", arm, explore, r,
+                     deployed, test, promoted, time.perf_counter() - start)
+        return out
+    finally:
+        store.close()
+        if tmp is not None:
+            tmp.cleanup()

@@ -1,0 +1,179 @@
+"""One round's steps: the incumbent's logs, serving through the service's code, feedback, ingest,
+retraining through the one training path, and the promotion gate's rule.
+
+Serving is :class:`causal_router.serving.app.Router` itself (the exploration policy, the draws and
+the append-only decision log of ``causal-router serve``), fed the stream's cached features;
+:func:`causal_router.serving.ingest.ingest` appends the decisions with feedback to the logs;
+retraining is :func:`causal_router.policy.training.fit_routing_data` then ``train_routerset``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..causal.nuisances import NuisanceConfig
+from ..data import schema as S
+from ..serving.ingest import HOLDOUT, TRAIN, VAL
+from .stream import LookupEncoder, Stream
+
+#: Shares of round 0's logs that become train, val (early stopping) and the gate's first holdout.
+ROUND0_SPLIT = (0.6, 0.2, 0.2)
+
+
+def incumbent_logs(stream: Stream, idx: np.ndarray, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    """The incumbent routes prompts ``idx`` (m,): logs as ``simulate`` draws them, with propensities,
+    the incumbent's probability vectors and timestamps in stream order; returns (logs (m rows),
+    chosen model indices (m,))."""
+    from ..data.simulate import log_frame  # the simulate protocol's own log rows
+    from ..policy.exploration import ExplorationPolicy
+
+    chosen, _ = ExplorationPolicy.draw(stream.incumbent[idx], rng)
+    logs = log_frame(stream.ff, np.asarray(idx), chosen, stream.incumbent)
+    start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1)
+    logs[S.TIMESTAMP] = start + pd.to_timedelta(np.arange(len(logs)), unit="s")
+    return logs, chosen
+
+
+def write_round0(logs: pd.DataFrame, data_dir) -> dict:
+    """Round 0's logs as train / val / holdout (stream order: the newest part is the holdout)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    n = len(logs)
+    a, b = int(round(ROUND0_SPLIT[0] * n)), int(round((ROUND0_SPLIT[0] + ROUND0_SPLIT[1]) * n))
+    parts = {TRAIN: logs.iloc[:a], VAL: logs.iloc[a:b], HOLDOUT: logs.iloc[b:]}
+    for name, part in parts.items():
+        part.reset_index(drop=True).to_parquet(data_dir / name, index=False)
+    return {k: len(v) for k, v in parts.items()}
+
+
+@dataclass
+class Holder:
+    """What the service's router reads: the model it answers with now (``ModelHolder`` without polling)."""
+
+    current: object
+
+
+def served_model(routerset, method: str, lam: float, version: str, name: str = "loop", challenger=None,
+                 challenger_version: str = ""):
+    """A trained router set as the service's :class:`~causal_router.serving.model.ServedModel`
+    (``challenger``: a router set not promoted, whose choices the exploration favours)."""
+    from ..serving.model import ServedModel
+
+    def make(rs, v):
+        return ServedModel(name=name, version=str(v), models=list(rs.models), router=rs.get(method),
+                           lam_range=(float(lam), float(lam)), tokens_per_char=rs.meta.get("tokens_per_char"),
+                           encoder_key="")
+
+    return make(routerset, version).with_challenger(
+        None if challenger is None else make(challenger, challenger_version))
+
+
+def make_service(stream: Stream, holder, store, explore: float, seed: int, floor: float | None = None,
+                 **overrides):
+    """The service's routing object (``serving.app.Router``) over the stream's cached features.
+
+    ``floor`` defaults to ``explore / (2 (K - 1))``: half the exploration is spread evenly, so that
+    the total exploration is ``explore`` rather than the service default's ``(K - 1) * 0.01``.
+    ``overrides``: other serve settings (``challenger_share``, ``strategy``, ``posterior_scale``;
+    None values ignored), else the service's defaults (``ServeSettings``).
+    """
+    from ..serving.app import Router
+    from ..serving.settings import ServeSettings
+
+    K = len(stream.models)
+    floor = explore / (2 * max(K - 1, 1)) if floor is None else floor
+    extra = {k: v for k, v in overrides.items() if v is not None}
+    settings = ServeSettings(explore=float(explore), floor=float(floor), seed=seed, **extra)
+    return Router(settings, holder, store, LookupEncoder(stream.ff.prompts, stream.X),
+                  np.random.default_rng(seed))
+
+
+def serve_round(service, stream: Stream, idx: np.ndarray, explore: float) -> np.ndarray:
+    """The service routes prompts ``idx`` (m,) and logs each decision; each outcome, read from the
+    table, goes back as feedback. Returns the chosen model indices (m,)."""
+    from ..serving.app import RouteItem
+
+    ff = stream.ff
+    prompts = [str(p) for p in ff.prompts[idx]]
+    out = service.handle([RouteItem(prompts, stream.lam, float(explore), uuid.uuid4().hex)])[0]
+    if isinstance(out, Exception):
+        raise out
+    index = {m: k for k, m in enumerate(stream.models)}
+    chosen = np.array([index[d["model"]] for d in out], dtype=int)
+    for i, k, d in zip(idx, chosen, out):
+        tokens = None
+        if ff.output_tokens is not None and np.isfinite(ff.output_tokens[i, k]):
+            tokens = int(ff.output_tokens[i, k])
+        service.store.add_feedback(d["decision_id"], float(ff.scores[i, k]), float(ff.costs[i, k]), tokens)
+    return chosen
+
+
+def read_logs(data_dir, encoder: LookupEncoder) -> dict:
+    """``{split: (logs, X (n, d))}`` of the loop's data folder (train, val, holdout)."""
+    out = {}
+    for name in (TRAIN, VAL, HOLDOUT):
+        path = Path(data_dir) / name
+        if path.is_file():
+            logs = pd.read_parquet(path)
+            out[name.split(".")[0]] = (logs, encoder.encode(logs[S.PROMPT].astype(str)).astype(float))
+    return out
+
+
+def n_logged(data_dir) -> int:
+    return sum(len(pd.read_parquet(p)) for p in (Path(data_dir) / n for n in (TRAIN, VAL, HOLDOUT)) if p.is_file())
+
+
+def train_round(data_dir, encoder: LookupEncoder, models, lam: float, methods, nuisances: NuisanceConfig,
+                prices=None, out_dir=None):
+    """Retrain on the logs under ``data_dir`` through the one training path; returns the RouterSet."""
+    from ..policy.training import fit_routing_data, train_routerset
+
+    logs = read_logs(data_dir, encoder)
+    train, X = logs["train"]
+    val, X_val = logs["val"]
+    data, meta = fit_routing_data(train, X, val, X_val, models=list(models), prices=prices, nuisances=nuisances)
+    return train_routerset(data, [float(lam)], list(methods), meta=meta, out_dir=out_dir)
+
+
+@dataclass
+class GateDecision:
+    promoted: bool
+    reason: str
+    challenger: float | None = None
+    challenger_low: float | None = None
+    champion: float | None = None
+    difference: float | None = None  # the gate's paired difference (rows without overlap count as 0)
+    difference_low: float | None = None
+
+
+def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
+         nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0,
+         overlap: float | None = None, rule: str | None = None) -> GateDecision:
+    """The promotion gate's rule (:func:`causal_router.registry.promote.gate_rule`) without the registry:
+    promote iff the paired DR difference (challenger - champion) on the holdout, or its lower bound, is
+    above ``-margin`` (0: an improvement), rows without overlap counting as no difference
+    (``overlap``: the threshold, ``rule``: estimate or bound; defaults the gate's)."""
+    from ..causal.ope import summarize
+    from ..policy.data import holdout_evidence
+    from ..registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, gate_contributions, gate_rule, load_policy
+
+    if champion is None:
+        return GateDecision(True, "no champion: the challenger becomes the first champion")
+    ch, cp = load_policy(challenger, method), load_policy(champion, method)
+    ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    k_ch, k_gate, k_cp, n_out = gate_contributions(ch, cp, ev, [lam], ch.models, overlap)
+    promoted, diff, reason = gate_rule(k_gate, k_cp, alpha, margin, n_out, DEFAULT_RULE if rule is None else rule)
+    c_ch, c_cp = summarize(k_ch, alpha), summarize(k_cp, alpha)
+    return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value, diff.value, diff.ci_low)
+
+
+def greedy_actions(routerset, method: str, stream: Stream, idx) -> np.ndarray:
+    """The router's choice (explore 0) on prompts ``idx``."""
+    idx = np.asarray(idx)
+    return np.asarray(routerset.get(method).predict(stream.X[idx], stream.lam, stream.input_tokens(idx)), dtype=int)
