@@ -13,13 +13,13 @@ import time
 
 import pandas as pd
 
-from causal_router.data.loaders import load_full_feedback
 from causal_router.data.matrices import FullFeedback
 from causal_router.data.simulate import simulate
 from causal_router.evaluation.metrics import evaluate_routers
 from causal_router.features.embed import embed_texts
 from causal_router.policy.data import build_routing_data
 from causal_router.policy.training import fit_routers
+from causal_router.validation.loaders import load_full_feedback
 
 from .common import results_dir, table_path
 from .protocol import positions

@@ -61,9 +61,9 @@ def table_path(name: str, data_root=None) -> Path:
 def load_table(name: str, data_root=None, encoder=None):
     """A shared table and its prompts' embeddings through the cache: (FullFeedback, X (n_prompts, d));
     ``encoder`` defaults to the studies' fp32 one."""
-    from causal_router.data.loaders import load_full_feedback
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
+    from causal_router.validation.loaders import load_full_feedback
 
     ff = load_full_feedback(table_path(name, data_root))
     return ff, embed_texts(list(ff.prompts), encoder=encoder or TransformerEncoder(precision="fp32"))

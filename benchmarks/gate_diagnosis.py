@@ -28,12 +28,12 @@ import pandas as pd
 import causal_router.loop.rounds as rounds
 from causal_router.causal.ope import as_policy, supported
 from causal_router.data import schema as S
-from causal_router.data.loaders import load_full_feedback
 from causal_router.features.embed import embed_texts
 from causal_router.features.encoder import TransformerEncoder
 from causal_router.loop.steps import gate
 from causal_router.loop.stream import make_stream
 from causal_router.registry.promote import RULES, load_policy
+from causal_router.validation.loaders import load_full_feedback
 
 from .common import DATA_ROOT, LOOP_SETTINGS, load_table_prices, result_stem, results_dir, table_path
 

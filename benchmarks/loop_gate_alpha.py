@@ -32,13 +32,13 @@ from .common import DATA_ROOT, LOOP_SETTINGS, load_table_prices, results_dir, ta
 
 
 def main() -> None:
-    from causal_router.data.loaders import load_full_feedback
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
     from causal_router.features.hardware import cpu_model
     from causal_router.loop import rounds
     from causal_router.loop.steps import gate, make_service
     from causal_router.loop.stream import make_stream
+    from causal_router.validation.loaders import load_full_feedback
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="routerbench_subset")

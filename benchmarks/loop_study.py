@@ -41,11 +41,11 @@ def partial(stem: str, name: str) -> Path:
 
 def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: int, stem: str = "loop",
                 uniform_draws: int = 10) -> tuple[list, dict]:
-    from causal_router.data.loaders import load_full_feedback
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
     from causal_router.loop.rounds import loop_nuisances
     from causal_router.loop.stream import make_stream
+    from causal_router.validation.loaders import load_full_feedback
 
     from .loop_arms import run_arm, uniform_reference
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.protocol import parse_policies, run_study, summarize
-from causal_router.data.loaders import load_full_feedback
 from causal_router.features.embed import embed_texts
 from causal_router.features.encoder import TransformerEncoder
 from causal_router.features.hardware import cpu_model
+from causal_router.validation.loaders import load_full_feedback
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,15 +6,13 @@ from causal_router.data import schema as S
 from causal_router.data.loaders import (
     SUPPORTED_FORMATS,
     is_routerbench_wide,
-    load_full_feedback,
-    load_logs,
-    load_table,
     read_frame,
     routerbench_wide_to_long,
     write_frame,
 )
 from causal_router.data.matrices import FullFeedback
 from causal_router.validation.checks import DataValidationError
+from causal_router.validation.loaders import load_full_feedback, load_logs, load_table
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ import gzip
 import pandas as pd
 import pytest
 
-from causal_router.data.loaders import load_logs, read_frame
+from causal_router.data.loaders import read_frame
 from causal_router.errors import CausalRouterError, MissingFileError, UnreadableFileError
+from causal_router.validation.loaders import load_logs
 
 GOOD = "prompt_id,prompt,model,score,cost\np0,hi,m-a,1,0.1\np1,yo,m-b,0,0.2\n"
 

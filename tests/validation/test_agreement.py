@@ -5,9 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from causal_router.cli import app
-from causal_router.data.loaders import load_logs
 from causal_router.validation.checks import DataValidationError
 from causal_router.validation.contract import check_logs
+from causal_router.validation.loaders import load_logs
 from causal_router.validation.stage import run_data_checks
 from tests.validation.bad_inputs import FRAME_CASES, ROW_CASES, N, base, write_case
 

@@ -9,19 +9,14 @@ from typing import Optional
 
 import typer
 
-from ..data.loaders import (
-    is_routerbench_wide,
-    load_full_feedback,
-    read_frame,
-    routerbench_wide_to_long,
-    write_quarantine,
-)
+from ..data.loaders import is_routerbench_wide, read_frame, routerbench_wide_to_long, write_quarantine
 from ..data.simulate import draw_logs
 from ..data.simulate import simulate as simulate_logs
 from ..features.embed import embed_with_stats
 from ..settings.prices import load_prices
 from ..validation.checks import LogContract
 from ..validation.contract import assess
+from ..validation.loaders import load_full_feedback
 from .common import CacheDir, Encoder, fail, names
 from .common import embed as embed_prompts
 from .common import encoder as make_encoder

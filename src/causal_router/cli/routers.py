@@ -14,7 +14,6 @@ import typer
 
 from ..causal.nuisances import NuisanceConfig
 from ..causal.scores import DEFAULT_CLIP
-from ..data.loaders import load_full_feedback, load_logs
 from ..evaluation.metrics import aiq_table, evaluate_routers
 from ..features.encoders import check_features
 from ..policy.exploration import ExplorationPolicy
@@ -22,6 +21,7 @@ from ..policy.routers import RandomRouter
 from ..policy.routerset import RouterSet
 from ..policy.training import check_methods, fit_routing_data, train_routerset
 from ..settings.prices import load_prices
+from ..validation.loaders import load_full_feedback, load_logs
 from .common import CacheDir, Encoder, fail, floats, names, print_table
 from .common import embed as embed_prompts
 from .common import encoder as make_encoder

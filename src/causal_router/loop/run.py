@@ -51,9 +51,9 @@ def default_prices(models, params_path="params.yaml"):
 def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, lam: float, seed: int, out,
              prices=None, encoder: str | None = None, cache_dir=None, cv: int = 5) -> pd.DataFrame:
     """Run the loop flow; writes ``OUT/loop.csv`` (records) and ``OUT/loop.json`` (gate decisions)."""
-    from ..data.loaders import load_full_feedback
     from ..policy.exploration import check_explore
     from ..settings.prices import load_prices
+    from ..validation.loaders import load_full_feedback
     from .stream import make_stream
 
     check_explore(explore)

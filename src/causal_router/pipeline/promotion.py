@@ -9,7 +9,7 @@ from . import stages
 
 def holdout_features(root, p: dict):
     """(held-out logs, their features (n, d)): embeddings from the pipeline, else embedded now."""
-    from ..data.loaders import load_logs
+    from ..validation.loaders import load_logs
 
     logs = load_logs(Path(root) / p["data"]["holdout"])
     try:

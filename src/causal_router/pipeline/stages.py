@@ -64,7 +64,8 @@ def _validate_eval_set(path, d: Path) -> str | None:
     ``d/valid.parquet``; None, leaving no earlier copy behind, when there is none."""
     import shutil
 
-    from ..data.loaders import load_table, write_frame
+    from ..data.loaders import write_frame
+    from ..validation.loaders import load_table
 
     if path is None or not Path(path).exists():
         shutil.rmtree(d, ignore_errors=True)
@@ -135,9 +136,9 @@ def crossfit_stage(layout: ArtifactLayout, cv: int = 5, propensity: str = "fitte
     ``clip`` None: the default floor). A validated evaluation set (``layout.valid("eval_set")``, see
     :func:`validate_stage`) joins the outcome models (``train --eval-set``)."""
     from ..causal.nuisances import NuisanceConfig
-    from ..data.loaders import load_full_feedback, load_logs
     from ..policy.training import fit_routing_data
     from ..settings.prices import load_prices
+    from ..validation.loaders import load_full_feedback, load_logs
 
     train, val = load_logs(layout.valid("train")), load_logs(layout.valid("val"))
     X = load_embeddings(layout.embeddings, "train", train["prompt_id"])
@@ -174,10 +175,10 @@ def train_stage(layout: ArtifactLayout, lambdas, methods=None, params=None, endp
 def evaluate_stage(layout: ArtifactLayout, table_path, lambdas) -> list[dict]:
     """Evaluates the RouterSet on a full-feedback table: writes ``layout.metrics`` (the records),
     ``layout.summary`` (DVC metrics) and the utility and frontier plots."""
-    from ..data.loaders import load_full_feedback
     from ..evaluation.metrics import aiq_table, evaluate_routers
     from ..evaluation.plots import plot_frontier, plot_utility
     from ..policy.routerset import RouterSet
+    from ..validation.loaders import load_full_feedback
 
     rs = RouterSet.load(layout.routers)
     ff = load_full_feedback(table_path).select_models(rs.models)
