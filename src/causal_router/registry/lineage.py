@@ -7,11 +7,12 @@
     data.<name>.path     its path, relative to the repository root when inside it
     data.<name>.source   where the hash came from: "<file>.dvc", "dvc.lock:<stage>" or "computed"
 
-:func:`describe` resolves ``models:/NAME@ALIAS`` (or ``/VERSION``) to its version, tags, source
+:func:`describe` resolves ``models:/NAME@ALIAS`` (or ``/VERSION``, or a bare name: the newest;
+:func:`causal_router.registry.names.resolve_version`) to its version, tags, source
 run (params, metrics, tags) and says for each recorded data path whether the workspace still
 holds the same data (``present``), different data (``changed``) or none (``missing``).
 
-Hashes are DVC 3's ("md5", see :mod:`causal_router.pipeline.hashing`), so a hash read from a
+Hashes are DVC 3's ("md5", see :mod:`causal_router.hashing`), so a hash read from a
 ``.dvc`` file or ``dvc.lock`` and one computed here agree, and DVC never has to run. Legacy
 (DVC 2, ``md5-dos2unix``) hashes of text files with CRLF line endings differ from the computed ones.
 """
@@ -24,7 +25,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..pipeline.hashing import dir_md5, file_md5, hash_path
+from ..hashing import dir_md5, file_md5, hash_path
+from .names import resolve_version
 
 log = logging.getLogger(__name__)
 
@@ -153,28 +155,6 @@ def collect_lineage(repo_root, data_paths: dict, verify: bool = True) -> dict[st
 
 
 # -- describe --------------------------------------------------------------------------------
-_URI = re.compile(r"^(?:models:/)?(?P<name>[^@/]+?)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
-
-
-def resolve_version(client, model_uri: str):
-    """The model version a ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/NAME`` (newest)
-    URI names (``models:/`` may be left out)."""
-    m = _URI.match(model_uri.strip())
-    if not m:
-        raise ValueError(f"not a registered model URI: {model_uri!r} "
-                         "(expected models:/NAME@ALIAS or models:/NAME/VERSION)")
-    name, alias, version = m.group("name"), m.group("alias"), m.group("version")
-    if alias:
-        return client.get_model_version_by_alias(name, alias)
-    if version:
-        return client.get_model_version(name, version)
-    versions = client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"], max_results=1)
-    if not versions:
-        raise ValueError(f"no versions of registered model {name!r}")
-    return versions[0]
-
-
-_resolve = resolve_version
 
 
 def describe(model_uri: str, repo_root=None, client=None, check_artifacts: bool = True) -> dict:

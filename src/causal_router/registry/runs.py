@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import math
-import re
 import shutil
 import tempfile
 import time
@@ -37,6 +36,17 @@ from ..failpoints import failpoint
 from ..jsonable import jsonable
 from ..policy.routerset import MANIFEST, RouterSet
 from . import integrity
+from .names import (
+    CHALLENGER,
+    INTERVAL_NAME,
+    MAX_PARAM_VALUE,
+    MAX_TAG_VALUE,
+    endpoint_name,
+    flatten_params,
+    format_lambda,
+)
+from .names import key as _key
+from .names import truncate as _truncate
 from .pyfunc import ENDPOINT_METHOD, INTERVAL_METHOD, default_lambda, log_router_model
 from .recovery import checkpoint
 from .tracking import client as _client
@@ -44,52 +54,7 @@ from .tracking import ensure_configured
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_PREFIX = "causal-router-endpoint-"
-INTERVAL_NAME = "causal-router-interval"
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 METRICS = ("utility", "regret", "accuracy", "cost")
-
-# MLflow limits (mlflow.utils.validation)
-MAX_KEY = 250
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
-_BAD_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-. /:]")
-
-
-def format_lambda(lam: float) -> str:
-    """Lambda as it appears in a model name: ``3700.0 -> "3700"``, ``0.5 -> "0p5"``."""
-    lam = float(lam)
-    if lam.is_integer():
-        return str(int(lam))
-    return repr(lam).replace(".", "p").replace("+", "")
-
-
-def endpoint_name(lam: float) -> str:
-    """Registered name of the endpoint router at ``lam``, e.g. ``causal-router-endpoint-3700``."""
-    return f"{ENDPOINT_PREFIX}{format_lambda(lam)}"
-
-
-def _key(text: str) -> str:
-    return _BAD_KEY_CHARS.sub("_", str(text))[:MAX_KEY]
-
-
-def _truncate(value, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str) if isinstance(value, (list, tuple)) \
-        else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def flatten_params(params: dict, prefix: str = "") -> dict[str, str]:
-    """Nested mapping -> ``{"a.b": "value"}`` with keys and values within MLflow's limits."""
-    out: dict[str, str] = {}
-    for k, v in (params or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten_params(v, key + "."))
-        else:
-            out[_key(key)] = _truncate("" if v is None else v, MAX_PARAM_VALUE)
-    return out
 
 
 def metric_batches(records: list[dict]) -> list[tuple[str, float, int]]:
@@ -181,7 +146,7 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
             mlflow.log_artifact(str(rs_dir / MANIFEST), "routerset")
         with tempfile.TemporaryDirectory() as tmp:
             for name, p in plots.items():  # stored as plots/<name><suffix>
-                target = Path(tmp) / f"{_BAD_KEY_CHARS.sub('_', name)}{p.suffix}"
+                target = Path(tmp) / f"{_key(name)}{p.suffix}"
                 shutil.copyfile(p, target)
                 mlflow.log_artifact(str(target), "plots")
     return run_id
