@@ -324,7 +324,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     """The service. ``holder``, ``store`` and ``encoder`` are built from ``settings`` when not given
     (tests inject them)."""
     from ..config import load_prices
-    from ..registry.runs import CHALLENGER
+    from ..registry.names import CHALLENGER
     from ..registry.tracking import configure
 
     settings = settings or ServeSettings.from_params()
