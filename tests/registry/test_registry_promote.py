@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from causal_router.policy.data import holdout_evidence as fit_holdout_nuisances
-from causal_router.registry.promote import (
-    evaluate_policy_on_logs,
-    gate_rule,
-    load_policy,
-    policy_contributions,
-    promote,
-)
+from causal_router.promotion.gate import gate_rule, policy_contributions
+from causal_router.registry.promote import evaluate_policy_on_logs, load_policy, promote
 from causal_router.registry.pyfunc import log_router_model
 
 NAME = "causal-router-interval"

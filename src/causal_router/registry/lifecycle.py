@@ -152,7 +152,7 @@ def log_promotion_run(decisions: list, params: dict | None = None, holdout_path=
 
     Parameters
     ----------
-    decisions : list of :class:`causal_router.registry.promote.PromotionDecision`
+    decisions : list of :class:`causal_router.promotion.gate.GateDecision` (from the registry's ``promote``)
     params : dict or None (the ``promote`` section of params.yaml and the clip)
     holdout_path : path of the held-out logs, logged as the run's input dataset (context ``holdout``)
 

@@ -7,6 +7,11 @@
     data.<name>.path     its path, relative to the repository root when inside it
     data.<name>.source   where the hash came from: "<file>.dvc", "dvc.lock:<stage>" or "computed"
 
+:func:`content_hash` sums up what made a router, data (those ``data.<name>.md5`` tags), code (the
+package source, :func:`code_md5`) and params (the training run's), in one md5: registration tags
+each version with it (``lineage.content_hash``) and registers nothing when the newest versions
+already carry the same one (:func:`causal_router.registry.runs.register_routers`).
+
 :func:`describe` resolves ``models:/NAME@ALIAS`` (or ``/VERSION``, or a bare name: the newest;
 :func:`causal_router.registry.names.resolve_version`) to its version, tags, source
 run (params, metrics, tags) and says for each recorded data path whether the workspace still
@@ -19,6 +24,8 @@ Hashes are DVC 3's ("md5", see :mod:`causal_router.hashing`), so a hash read fro
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -30,8 +37,11 @@ from .names import resolve_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collect_lineage", "declared_hash", "describe", "dir_md5", "file_md5", "format_lineage", "git_state",
-           "hash_path"]
+__all__ = ["CONTENT_TAG", "code_md5", "collect_lineage", "content_hash", "declared_hash", "describe", "dir_md5",
+           "file_md5", "format_lineage", "git_state", "hash_path"]
+
+#: The version tag holding :func:`content_hash`.
+CONTENT_TAG = "lineage.content_hash"
 
 # -- DVC metadata ----------------------------------------------------------------------------
 def _yaml(path: Path):
@@ -152,6 +162,26 @@ def collect_lineage(repo_root, data_paths: dict, verify: bool = True) -> dict[st
         tags[f"data.{name}.path"] = _rel(full, root)
         tags[f"data.{name}.source"] = source
     return tags
+
+
+def code_md5() -> str:
+    """DVC-style hash of the package's source (``src/causal_router``, byte-code left out)."""
+    return dir_md5(Path(__file__).resolve().parents[1])
+
+
+def content_hash(tags: dict, params, code: str | None = None, **extra) -> str | None:
+    """One md5 over what made a router: the data hashes among ``tags`` (``data.<name>.md5``, from
+    :func:`collect_lineage`), ``code`` (default :func:`code_md5`), the training ``params`` (a mapping,
+    e.g. the run's, or a function returning it, called only when there are data hashes) and ``extra``
+    settings of the registration. None when ``tags`` record no data hash: without one, two routers
+    cannot be told to be the same."""
+    data = {str(k): str(v) for k, v in (tags or {}).items() if re.fullmatch(r"data\..+\.md5", str(k))}
+    if not data:
+        return None
+    params = params() if callable(params) else params
+    doc = {"data": data, "code": code or code_md5(), "params": {str(k): str(v) for k, v in (params or {}).items()},
+           "extra": {str(k): str(v) for k, v in extra.items()}}
+    return hashlib.md5(json.dumps(doc, sort_keys=True).encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 # -- describe --------------------------------------------------------------------------------

@@ -7,7 +7,11 @@ plots. :func:`register_routers` then logs the run's router set as pyfunc models 
 - ``causal-router-endpoint-<lam>`` for each grid lambda (RM-Softmax at that lambda), and
 - ``causal-router-interval`` (the interval router, any lambda in the grid's range),
 
-each new version carrying the alias ``challenger`` and the given tags (lineage). Promotion to
+each new version carrying the alias ``challenger`` and the given tags (lineage). When those tags
+record the data's hashes, the versions also carry ``lineage.content_hash`` (data, code and params:
+:func:`~causal_router.registry.lineage.content_hash`), and a registration whose hash the newest
+version of every name already carries (with the alias) registers nothing: it says so in one line
+and returns those versions. Promotion to
 ``champion`` is :func:`causal_router.registry.promote.promote`'s decision, never this module's.
 
 Registration is all or nothing: every model is logged first, then every version created, then
@@ -36,6 +40,7 @@ from ..failpoints import failpoint
 from ..jsonable import jsonable
 from ..policy.routerset import MANIFEST, RouterSet
 from . import integrity
+from .lineage import CONTENT_TAG, content_hash
 from .names import (
     CHALLENGER,
     INTERVAL_NAME,
@@ -44,6 +49,7 @@ from .names import (
     endpoint_name,
     flatten_params,
     format_lambda,
+    newest_version,
 )
 from .names import key as _key
 from .names import truncate as _truncate
@@ -173,7 +179,8 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
 
     Returns
     -------
-    dict registered name -> new version (str)
+    dict registered name -> new version (str); the existing versions when nothing changed (the same
+    content hash of data, code and params as the newest version of each name, which holds ``alias``)
     """
     ensure_configured()
     rs = RouterSet.load(routerset_dir)
@@ -195,6 +202,16 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
         raise ValueError(f"router set at {routerset_dir} has neither {ENDPOINT_METHOD!r} nor {INTERVAL_METHOD!r}")
     c = _client()
     version_tags = {_key(k): _truncate(v, MAX_TAG_VALUE) for k, v in (tags or {}).items()}
+    # the same data, code and params as the newest versions: nothing new to register
+    content = content_hash(tags or {}, lambda: c.get_run(run_id).data.params, encoder_path=encoder_path or "")
+    if content is not None:
+        same = _identical(c, [reg_name for reg_name, *_ in plan], content, alias)
+        if same:
+            log.warning("unchanged data, code and params (content hash %s): not registered again; the newest "
+                        "versions stay %s", content[:12], ", ".join(f"{n} v{v}" for n, v in same.items()))
+            c.set_tag(run_id, SKIPPED_TAG, json.dumps(same))
+            return same
+        version_tags[CONTENT_TAG] = content
     versions: dict[str, str] = {}
     moved: dict[str, str | None] = {}  # alias moves done: name -> the version it pointed to before
     active = mlflow.active_run()
@@ -246,6 +263,20 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
 
 
 PREVIOUS_TAG = "registration.previous"
+#: Run tag of a registration skipped because nothing changed: ``{name: the existing version}``.
+SKIPPED_TAG = "registration.skipped_identical"
+
+
+def _identical(c, names: list, content: str, alias: str) -> dict[str, str] | None:
+    """``{name: version}`` when the newest version of every name carries ``content`` and ``alias``, else None."""
+    out = {}
+    for name in names:
+        mv = newest_version(c, name)
+        if mv is None or (mv.tags or {}).get(CONTENT_TAG) != content or _alias_version(c, name, alias) != str(
+                mv.version):
+            return None
+        out[name] = str(mv.version)
+    return out
 
 
 def process_tags() -> dict[str, str]:
