@@ -32,7 +32,7 @@ from causal_router.features.embed import embed_texts
 from causal_router.features.encoder import TransformerEncoder
 from causal_router.loop.steps import gate
 from causal_router.loop.stream import make_stream
-from causal_router.registry.promote import RULES, load_policy
+from causal_router.promotion.gate import RULES, Policy
 from causal_router.validation.loaders import load_full_feedback
 
 from .common import DATA_ROOT, LOOP_SETTINGS, load_table_prices, result_stem, results_dir, table_path
@@ -40,8 +40,8 @@ from .common import DATA_ROOT, LOOP_SETTINGS, load_table_prices, result_stem, re
 
 def traced_gate(records: list, ff, context: dict, challenger, champion, holdout, X, lam, method, nuisances,
                 prices=None, **kw):
-    """The loop's gate, plus the truth on the holdout's prompts (appended to ``records``); the gate's
-    settings are the script's flags (they replace the loop's ``rounds.GATE``)."""
+    """The loop's gate (:func:`causal_router.promotion.gate.decide`), plus the truth on the holdout's prompts
+    (appended to ``records``); the gate's settings are the script's flags (they replace the loop's ``rounds.GATE``)."""
     kw = {k: v for k, v in kw.items() if k not in ("alpha", "margin", "overlap", "rule")}
     decision = gate(challenger, champion, holdout, X, lam, method, nuisances, prices, overlap=context["overlap"],
                     margin=context["margin"], alpha=context["alpha"], rule=context["rule"], **kw)
@@ -50,7 +50,7 @@ def traced_gate(records: list, ff, context: dict, challenger, champion, holdout,
     row = {p: i for i, p in enumerate(map(str, ff.prompts))}
     idx = np.array([row[p] for p in holdout[S.PROMPT].astype(str)])
     U = ff.scores[idx] - lam * ff.costs[idx]
-    ch, cp = load_policy(challenger, method), load_policy(champion, method)
+    ch, cp = Policy.of(challenger, method), Policy.of(champion, method)
     tokens = None  # the gate scores the routers with the logged prompt lengths: so does the truth
     if S.INPUT_TOKENS in holdout and holdout[S.INPUT_TOKENS].notna().all():
         tokens = holdout[S.INPUT_TOKENS].to_numpy(float)
@@ -63,10 +63,10 @@ def traced_gate(records: list, ff, context: dict, challenger, champion, holdout,
     gap = U[rows, a] - U[rows, b]
     records.append({**context, "holdout_rows": len(idx), "disagree": int((a != b).sum()),
                     "disagree_supported": int(((a != b) & support).sum()),
-                    "gate_difference": decision.difference, "gate_low": decision.difference_low,
+                    "gate_difference": decision.difference.value, "gate_low": decision.difference.ci_low,
                     "true_gate_difference": float(np.where(support, gap, 0.0).mean()),
-                    "dr_challenger": decision.challenger, "dr_champion": decision.champion,
-                    "dr_difference": decision.challenger - decision.champion,
+                    "dr_challenger": decision.challenger.value, "dr_champion": decision.champion.value,
+                    "dr_difference": decision.challenger.value - decision.champion.value,
                     "true_challenger": float(U[rows, a].mean()), "true_champion": float(U[rows, b].mean()),
                     "true_difference": float(U[rows, a].mean() - U[rows, b].mean()),
                     "promoted": decision.promoted, "reason": decision.reason})

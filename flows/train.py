@@ -20,9 +20,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from causal_router.failpoints import failpoint
+from causal_router.hashing import digest, hash_path
 from causal_router.pipeline import stages
 from causal_router.pipeline.caching import StageCode, output_hashes, outputs_intact
-from causal_router.pipeline.hashing import digest, hash_path
 from causal_router.pipeline.layout import ArtifactLayout
 from causal_router.pipeline.params import load_params
 

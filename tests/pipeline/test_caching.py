@@ -55,8 +55,8 @@ def test_outputs_intact_sees_damage_and_loss(tmp_path):
 
 def test_the_flow_commits_only_the_data_it_validated(tmp_path, monkeypatch):
     """dvc.lock is written only when data/ still holds what the flow validated."""
+    from causal_router.hashing import hash_path
     from causal_router.pipeline import dvc
-    from causal_router.pipeline.hashing import hash_path
     from flows.train import dvc_commit
 
     committed = []

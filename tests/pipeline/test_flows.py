@@ -95,7 +95,7 @@ def test_retrain_deployment_runs_on_the_declared_schedule():
 @pytest.mark.parametrize("damaged", ["artifacts/embeddings/train.npy", "artifacts/crossfit/routing_data.joblib"])
 def test_a_damaged_output_is_rebuilt(trained, damaged):
     """A truncated stage output is not reported as Cached: the stage reruns and the flow succeeds."""
-    from causal_router.pipeline.hashing import file_md5
+    from causal_router.hashing import file_md5
 
     project, _ = trained
     path = project / damaged

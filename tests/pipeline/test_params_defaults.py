@@ -8,7 +8,8 @@ import yaml
 from causal_router.loop.rounds import GATE
 from causal_router.loop.steps import gate
 from causal_router.pipeline.params import DEFAULTS
-from causal_router.registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, gate_rule, promote
+from causal_router.promotion.gate import DEFAULT_OVERLAP, DEFAULT_RULE, GateSettings, gate_rule
+from causal_router.registry.promote import promote
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,3 +22,4 @@ def test_the_gate_has_one_set_of_defaults():
     assert DEFAULT_OVERLAP == GATE["overlap"] and DEFAULT_RULE == GATE["rule"]
     assert inspect.signature(gate_rule).parameters["rule"].default == GATE["rule"]
     assert inspect.signature(gate).parameters["alpha"].default == GATE["alpha"]
+    assert GateSettings.from_params(shipped) == GateSettings(**GATE)

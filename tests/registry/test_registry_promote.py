@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from causal_router.policy.data import holdout_evidence as fit_holdout_nuisances
-from causal_router.registry.promote import (
-    evaluate_policy_on_logs,
-    gate_rule,
-    load_policy,
-    policy_contributions,
-    promote,
-)
+from causal_router.promotion.gate import gate_rule, policy_contributions
+from causal_router.registry.promote import evaluate_policy_on_logs, load_policy, promote
 from causal_router.registry.pyfunc import log_router_model
 
 NAME = "causal-router-interval"
@@ -253,3 +248,23 @@ def test_the_gate_reads_the_logged_vectors_and_records_its_overlap(store, router
     tags = mlflow.MlflowClient().get_model_version(NAME, new).tags
     assert tags["promotion.overlap"] == "0.1" and tags["promotion.n_without_overlap"] == str(d.without_overlap)
     assert tags["promotion.decision"] == d.decision and str(champion().version) == (new if d.promoted else old)
+
+
+def test_a_challenger_that_does_not_cover_the_champion_is_refused_and_says_why(store, routerset_dir, problem):
+    """A challenger serving a narrower lambda range than the champion (here an endpoint router at
+    lambda 1000 against the interval router on 0-2000) would make the service refuse requests the
+    champion answered: the gate refuses it before weighing evidence, and the tags say why."""
+    good = add_version(routerset_dir, "rm-interval", alias="champion")
+    narrow = add_version(routerset_dir, "rm-softmax")
+    d = promote(NAME, *holdout(problem))
+    assert not d.promoted and d.decision == "rejected" and d.difference is None, d.summary()
+    assert "does not cover the champion" in d.reason and "lambda 1000 to 1000" in d.summary()
+    assert str(champion().version) == good
+    tags = mlflow.MlflowClient().get_model_version(NAME, narrow).tags
+    assert tags["promotion.decision"] == "rejected" and "does not cover" in tags["promotion.reason"]
+    assert "lambda 1000 to 1000" in tags["promotion.coverage"] and "0 to 2000" in tags["promotion.coverage"]
+    # a challenger that covers the champion is judged on the evidence, and the tag says it covered
+    wide = add_version(routerset_dir, "rm-interval")
+    d = promote(NAME, *holdout(problem))
+    assert d.coverage == "covered" and d.difference is not None
+    assert mlflow.MlflowClient().get_model_version(NAME, wide).tags["promotion.coverage"] == "covered"

@@ -122,3 +122,36 @@ def test_numpy_values_in_records_are_logged(store, routerset_dir):
     assert json.loads(Path(local).read_text())[0]["utility"] == 0.5
     hist = mlflow.MlflowClient().get_metric_history(run_id, "utility/rm-interval")
     assert [m.step for m in hist] == [1000]
+
+
+def test_an_unchanged_training_is_not_registered_again(store, routerset_dir, caplog):
+    """The same data, code and params as the newest versions (their lineage.content_hash): nothing is
+    registered, one line says so, and the existing versions come back. Other data, or other params,
+    register new versions."""
+    lineage = {"git.commit": "abc123", "data.logs.md5": "f" * 32, "data.embeddings.md5": "e" * 32 + ".dir"}
+    params = {"cv": 5, "train": {"lambdas": LAMS}}
+    first_run = log_training_run(routerset_dir, [], params, lineage)
+    first = register_routers(first_run, routerset_dir, tags=lineage)
+    c = mlflow.MlflowClient()
+    content = {c.get_model_version(n, v).tags["lineage.content_hash"] for n, v in first.items()}
+    assert len(content) == 1 and len(content.pop()) == 32
+    again_run = log_training_run(routerset_dir, [], params, {**lineage, "git.commit": "def456"})
+    with caplog.at_level("INFO", logger="causal_router.registry.runs"):
+        again = register_routers(again_run, routerset_dir, tags={**lineage, "git.commit": "def456"})
+    assert again == first  # no new version of any name
+    lines = [r.getMessage() for r in caplog.records if "not registered again" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert all(len(c.search_model_versions(f"name='{n}'")) == 1 for n in first)
+    assert json.loads(c.get_run(again_run).data.tags["registration.skipped_identical"]) == first
+    # other data: new versions, the challenger alias moves
+    other = {**lineage, "data.logs.md5": "0" * 32}
+    new = register_routers(log_training_run(routerset_dir, [], params, other), routerset_dir, tags=other)
+    assert set(new.values()) == {"2"}
+    assert str(c.get_model_version_by_alias(INTERVAL_NAME, "challenger").version) == "2"
+    # other params on the same data: new versions
+    changed = register_routers(log_training_run(routerset_dir, [], {**params, "cv": 3}, other), routerset_dir,
+                               tags=other)
+    assert set(changed.values()) == {"3"}
+    # no data hash recorded: nothing to compare, always registered
+    bare = register_routers(log_training_run(routerset_dir, [], params), routerset_dir, tags={"git.commit": "x"})
+    assert set(bare.values()) == {"4"}

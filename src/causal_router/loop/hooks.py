@@ -24,7 +24,7 @@ class RegistryHooks:
     """
 
     def __init__(self, root, lam: float, encoder, nuisances: NuisanceConfig, prices=None, params: dict | None = None):
-        from ..registry.runs import endpoint_name
+        from ..registry.names import endpoint_name
         from ..registry.tracking import configure
 
         self.root = Path(root).resolve()
@@ -41,7 +41,8 @@ class RegistryHooks:
         """Log round ``r``'s router set (saved by the training stage) and register it as ``challenger``,
         tagged with the data version it was trained on."""
         from ..registry.lineage import collect_lineage
-        from ..registry.runs import CHALLENGER, log_training_run, register_routers
+        from ..registry.names import CHALLENGER
+        from ..registry.runs import log_training_run, register_routers
 
         rs_dir = self.root / "routers" / f"round-{r}"  # where the loop saves round r's training
         tags = collect_lineage(self.root, {"logs": Path(data_dir).resolve()})
@@ -63,7 +64,7 @@ class RegistryHooks:
     def served(self):
         """The champion with the challenger it explores towards, loaded from the registry as the
         service loads them."""
-        from ..registry.runs import CHALLENGER, CHAMPION
+        from ..registry.names import CHALLENGER, CHAMPION
         from ..serving.model import ModelHolder
 
         return ModelHolder(f"models:/{self.name}@{CHAMPION}", poll_seconds=0, challenger_alias=CHALLENGER).current

@@ -1,5 +1,5 @@
 """One round's steps: the incumbent's logs, serving through the service's code, feedback, ingest,
-retraining through the one training path, and the promotion gate's rule.
+retraining through the one training path, and the promotion gate (:mod:`causal_router.promotion.gate`).
 
 Serving is :class:`causal_router.serving.app.Router` itself (the exploration policy, the draws and
 the append-only decision log of ``causal-router serve``), fed the stream's cached features;
@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..causal.nuisances import NuisanceConfig
 from ..data import schema as S
+from ..promotion.gate import DEFAULT_OVERLAP, DEFAULT_RULE, GateDecision, GateSettings, Policy, decide
 from ..serving.ingest import HOLDOUT, TRAIN, VAL
 from .stream import LookupEncoder, Stream
 
@@ -140,37 +141,20 @@ def train_round(data_dir, encoder: LookupEncoder, models, lam: float, methods, n
     return train_routerset(data, [float(lam)], list(methods), meta=meta, out_dir=out_dir)
 
 
-@dataclass
-class GateDecision:
-    promoted: bool
-    reason: str
-    challenger: float | None = None
-    challenger_low: float | None = None
-    champion: float | None = None
-    difference: float | None = None  # the gate's paired difference (rows without overlap count as 0)
-    difference_low: float | None = None
-
-
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
          nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0,
          overlap: float | None = None, rule: str | None = None) -> GateDecision:
-    """The promotion gate's rule (:func:`causal_router.registry.promote.gate_rule`) without the registry:
-    promote iff the paired DR difference (challenger - champion) on the holdout, or its lower bound, is
-    above ``-margin`` (0: an improvement), rows without overlap counting as no difference
-    (``overlap``: the threshold, ``rule``: estimate or bound; defaults the gate's)."""
-    from ..causal.ope import summarize
+    """The promotion gate (:func:`causal_router.promotion.gate.decide`) on the loop's router sets
+    (``method`` at ``lam``) and its holdout, without the registry (``overlap``, ``rule``: None, the gate's
+    defaults)."""
     from ..policy.data import holdout_evidence
-    from ..registry.promote import DEFAULT_OVERLAP, DEFAULT_RULE, gate_contributions, gate_rule, load_policy
 
-    if champion is None:
-        return GateDecision(True, "no champion: the challenger becomes the first champion")
-    ch, cp = load_policy(challenger, method), load_policy(champion, method)
-    ev = holdout_evidence(holdout, X, ch.models, nuisances, prices)
-    overlap = DEFAULT_OVERLAP if overlap is None else overlap
-    k_ch, k_gate, k_cp, n_out = gate_contributions(ch, cp, ev, [lam], ch.models, overlap)
-    promoted, diff, reason = gate_rule(k_gate, k_cp, alpha, margin, n_out, DEFAULT_RULE if rule is None else rule)
-    c_ch, c_cp = summarize(k_ch, alpha), summarize(k_cp, alpha)
-    return GateDecision(promoted, reason, c_ch.value, c_ch.ci_low, c_cp.value, diff.value, diff.ci_low)
+    settings = GateSettings(alpha=alpha, margin=margin, overlap=DEFAULT_OVERLAP if overlap is None else overlap,
+                            rule=DEFAULT_RULE if rule is None else rule, lambdas=[lam])
+    if champion is None:  # the first champion: nothing to weigh
+        return decide(Policy.of(challenger, method), None, None, settings)
+    return decide(Policy.of(challenger, method), Policy.of(champion, method),
+                  lambda models: holdout_evidence(holdout, X, models, nuisances, prices), settings)
 
 
 def greedy_actions(routerset, method: str, stream: Stream, idx) -> np.ndarray:

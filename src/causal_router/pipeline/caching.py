@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect.cache_policies import CachePolicy
 
-from .hashing import file_md5, hash_path
+from ..hashing import file_md5, hash_path
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/causal_router
 

@@ -23,7 +23,7 @@ def holdout_features(root, p: dict):
 
 def router_names(p: dict) -> list[str]:
     """The interval router and one endpoint router per grid lambda."""
-    from ..registry.runs import INTERVAL_NAME, endpoint_name
+    from ..registry.names import INTERVAL_NAME, endpoint_name
 
     return [INTERVAL_NAME] + [endpoint_name(lam) for lam in p["train"]["lambdas"]]
 
@@ -48,8 +48,8 @@ def record_gate(root, decisions: list, p: dict) -> str:
 def gate(root, name: str, logs, X, p: dict):
     """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
     from ..causal.nuisances import NuisanceConfig
+    from ..registry.names import INTERVAL_NAME
     from ..registry.promote import promote
-    from ..registry.runs import INTERVAL_NAME
     from ..registry.tracking import configure
     from ..settings.prices import load_prices
 

@@ -75,7 +75,7 @@ def load_model(model_uri: str, **kwargs):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from .lineage import resolve_version
+    from .names import resolve_version
     from .tracking import client as default_client
 
     if model_uri.startswith("models:/"):

@@ -39,13 +39,14 @@ from pathlib import Path
 from urllib.parse import quote, urlparse, urlunparse
 
 from ..errors import StoreDamagedError
+from .locations import MLRUNS, find_project_root, sqlite_path
+from .names import CHAMPION
 
 log = logging.getLogger(__name__)
 
 __all__ = ["StoreDamagedError", "check_schema", "check_expected", "current_champions", "lock_path", "marker_path",
            "preflight", "promotion_lock", "read_expected", "record_expected", "verify"]
 
-CHAMPION = "champion"
 STATE_DIR_ENV = "CAUSAL_ROUTER_STATE_DIR"
 MARKER_SUFFIX = ".expected.json"
 LOCK_SUFFIX = ".promote.lock"
@@ -67,8 +68,6 @@ def _public(uri: str) -> str:
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    from .tracking import sqlite_path
-
     db = sqlite_path(uri)
     if db is not None and str(db).startswith("//"):  # sqlite:////abs/path parses as //abs/path
         db = Path("/" + str(db).lstrip("/"))
@@ -167,8 +166,6 @@ def marker_path(uri: str) -> Path:
     if base:
         folder = Path(base).expanduser()
     else:
-        from .tracking import MLRUNS, find_project_root
-
         root = find_project_root()
         folder = (root / MLRUNS / "expected") if root else Path.home() / ".cache" / "causal-router" / "expected"
     return folder / (hashlib.sha256(_public(uri).encode()).hexdigest()[:16] + MARKER_SUFFIX)

@@ -20,12 +20,13 @@ import logging
 from datetime import UTC, datetime
 
 from ..errors import CausalRouterError
+from .names import CHAMPION, ENDPOINT_PREFIX, INTERVAL_NAME, flatten_params
+from .names import key as _key
 from .tracking import client as default_client
 from .tracking import ensure_configured
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
 PROMOTED = "promoted"
 DEMOTED_TAG = "rollback.demoted"
 
@@ -36,8 +37,6 @@ class RollbackError(CausalRouterError, ValueError):
 
 def description(name: str) -> str:
     """What the registered router ``name`` is and how to call it."""
-    from .runs import ENDPOINT_PREFIX, INTERVAL_NAME
-
     call = (f'mlflow.pyfunc.load_model("models:/{name}@champion").predict({{"prompt": [...]}}')
     if name == INTERVAL_NAME:
         return ("Interval router: routes each prompt to the LLM maximising quality - lambda * cost, for any lambda "
@@ -153,7 +152,7 @@ def log_promotion_run(decisions: list, params: dict | None = None, holdout_path=
 
     Parameters
     ----------
-    decisions : list of :class:`causal_router.registry.promote.PromotionDecision`
+    decisions : list of :class:`causal_router.promotion.gate.GateDecision` (from the registry's ``promote``)
     params : dict or None (the ``promote`` section of params.yaml and the clip)
     holdout_path : path of the held-out logs, logged as the run's input dataset (context ``holdout``)
 
@@ -162,8 +161,6 @@ def log_promotion_run(decisions: list, params: dict | None = None, holdout_path=
     str : the run id
     """
     import mlflow
-
-    from .runs import _key, flatten_params
 
     ensure_configured()
     c = default_client()

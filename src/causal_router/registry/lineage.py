@@ -7,29 +7,41 @@
     data.<name>.path     its path, relative to the repository root when inside it
     data.<name>.source   where the hash came from: "<file>.dvc", "dvc.lock:<stage>" or "computed"
 
-:func:`describe` resolves ``models:/NAME@ALIAS`` (or ``/VERSION``) to its version, tags, source
+:func:`content_hash` sums up what made a router, data (those ``data.<name>.md5`` tags), code (the
+package source, :func:`code_md5`) and params (the training run's), in one md5: registration tags
+each version with it (``lineage.content_hash``) and registers nothing when the newest versions
+already carry the same one (:func:`causal_router.registry.runs.register_routers`).
+
+:func:`describe` resolves ``models:/NAME@ALIAS`` (or ``/VERSION``, or a bare name: the newest;
+:func:`causal_router.registry.names.resolve_version`) to its version, tags, source
 run (params, metrics, tags) and says for each recorded data path whether the workspace still
 holds the same data (``present``), different data (``changed``) or none (``missing``).
 
-Hashes are DVC 3's ("md5", see :mod:`causal_router.pipeline.hashing`), so a hash read from a
+Hashes are DVC 3's ("md5", see :mod:`causal_router.hashing`), so a hash read from a
 ``.dvc`` file or ``dvc.lock`` and one computed here agree, and DVC never has to run. Legacy
 (DVC 2, ``md5-dos2unix``) hashes of text files with CRLF line endings differ from the computed ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
 import subprocess
 from pathlib import Path
 
-from ..pipeline.hashing import dir_md5, file_md5, hash_path
+from ..hashing import dir_md5, file_md5, hash_path
+from .names import resolve_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collect_lineage", "declared_hash", "describe", "dir_md5", "file_md5", "format_lineage", "git_state",
-           "hash_path"]
+__all__ = ["CONTENT_TAG", "code_md5", "collect_lineage", "content_hash", "declared_hash", "describe", "dir_md5",
+           "file_md5", "format_lineage", "git_state", "hash_path"]
+
+#: The version tag holding :func:`content_hash`.
+CONTENT_TAG = "lineage.content_hash"
 
 # -- DVC metadata ----------------------------------------------------------------------------
 def _yaml(path: Path):
@@ -152,29 +164,27 @@ def collect_lineage(repo_root, data_paths: dict, verify: bool = True) -> dict[st
     return tags
 
 
+def code_md5() -> str:
+    """DVC-style hash of the package's source (``src/causal_router``, byte-code left out)."""
+    return dir_md5(Path(__file__).resolve().parents[1])
+
+
+def content_hash(tags: dict, params, code: str | None = None, **extra) -> str | None:
+    """One md5 over what made a router: the data hashes among ``tags`` (``data.<name>.md5``, from
+    :func:`collect_lineage`), ``code`` (default :func:`code_md5`), the training ``params`` (a mapping,
+    e.g. the run's, or a function returning it, called only when there are data hashes) and ``extra``
+    settings of the registration. None when ``tags`` record no data hash: without one, two routers
+    cannot be told to be the same."""
+    data = {str(k): str(v) for k, v in (tags or {}).items() if re.fullmatch(r"data\..+\.md5", str(k))}
+    if not data:
+        return None
+    params = params() if callable(params) else params
+    doc = {"data": data, "code": code or code_md5(), "params": {str(k): str(v) for k, v in (params or {}).items()},
+           "extra": {str(k): str(v) for k, v in extra.items()}}
+    return hashlib.md5(json.dumps(doc, sort_keys=True).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
 # -- describe --------------------------------------------------------------------------------
-_URI = re.compile(r"^(?:models:/)?(?P<name>[^@/]+?)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
-
-
-def resolve_version(client, model_uri: str):
-    """The model version a ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/NAME`` (newest)
-    URI names (``models:/`` may be left out)."""
-    m = _URI.match(model_uri.strip())
-    if not m:
-        raise ValueError(f"not a registered model URI: {model_uri!r} "
-                         "(expected models:/NAME@ALIAS or models:/NAME/VERSION)")
-    name, alias, version = m.group("name"), m.group("alias"), m.group("version")
-    if alias:
-        return client.get_model_version_by_alias(name, alias)
-    if version:
-        return client.get_model_version(name, version)
-    versions = client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"], max_results=1)
-    if not versions:
-        raise ValueError(f"no versions of registered model {name!r}")
-    return versions[0]
-
-
-_resolve = resolve_version
 
 
 def describe(model_uri: str, repo_root=None, client=None, check_artifacts: bool = True) -> dict:

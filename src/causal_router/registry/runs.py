@@ -7,7 +7,11 @@ plots. :func:`register_routers` then logs the run's router set as pyfunc models 
 - ``causal-router-endpoint-<lam>`` for each grid lambda (RM-Softmax at that lambda), and
 - ``causal-router-interval`` (the interval router, any lambda in the grid's range),
 
-each new version carrying the alias ``challenger`` and the given tags (lineage). Promotion to
+each new version carrying the alias ``challenger`` and the given tags (lineage). When those tags
+record the data's hashes, the versions also carry ``lineage.content_hash`` (data, code and params:
+:func:`~causal_router.registry.lineage.content_hash`), and a registration whose hash the newest
+version of every name already carries (with the alias) registers nothing: it says so in one line
+and returns those versions. Promotion to
 ``champion`` is :func:`causal_router.registry.promote.promote`'s decision, never this module's.
 
 Registration is all or nothing: every model is logged first, then every version created, then
@@ -24,7 +28,6 @@ import contextlib
 import json
 import logging
 import math
-import re
 import shutil
 import tempfile
 import time
@@ -37,6 +40,19 @@ from ..failpoints import failpoint
 from ..jsonable import jsonable
 from ..policy.routerset import MANIFEST, RouterSet
 from . import integrity
+from .lineage import CONTENT_TAG, content_hash
+from .names import (
+    CHALLENGER,
+    INTERVAL_NAME,
+    MAX_PARAM_VALUE,
+    MAX_TAG_VALUE,
+    endpoint_name,
+    flatten_params,
+    format_lambda,
+    newest_version,
+)
+from .names import key as _key
+from .names import truncate as _truncate
 from .pyfunc import ENDPOINT_METHOD, INTERVAL_METHOD, default_lambda, log_router_model
 from .recovery import checkpoint
 from .tracking import client as _client
@@ -44,52 +60,7 @@ from .tracking import ensure_configured
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_PREFIX = "causal-router-endpoint-"
-INTERVAL_NAME = "causal-router-interval"
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 METRICS = ("utility", "regret", "accuracy", "cost")
-
-# MLflow limits (mlflow.utils.validation)
-MAX_KEY = 250
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
-_BAD_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-. /:]")
-
-
-def format_lambda(lam: float) -> str:
-    """Lambda as it appears in a model name: ``3700.0 -> "3700"``, ``0.5 -> "0p5"``."""
-    lam = float(lam)
-    if lam.is_integer():
-        return str(int(lam))
-    return repr(lam).replace(".", "p").replace("+", "")
-
-
-def endpoint_name(lam: float) -> str:
-    """Registered name of the endpoint router at ``lam``, e.g. ``causal-router-endpoint-3700``."""
-    return f"{ENDPOINT_PREFIX}{format_lambda(lam)}"
-
-
-def _key(text: str) -> str:
-    return _BAD_KEY_CHARS.sub("_", str(text))[:MAX_KEY]
-
-
-def _truncate(value, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str) if isinstance(value, (list, tuple)) \
-        else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def flatten_params(params: dict, prefix: str = "") -> dict[str, str]:
-    """Nested mapping -> ``{"a.b": "value"}`` with keys and values within MLflow's limits."""
-    out: dict[str, str] = {}
-    for k, v in (params or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten_params(v, key + "."))
-        else:
-            out[_key(key)] = _truncate("" if v is None else v, MAX_PARAM_VALUE)
-    return out
 
 
 def metric_batches(records: list[dict]) -> list[tuple[str, float, int]]:
@@ -181,7 +152,7 @@ def log_training_run(routerset_dir, records: list[dict], params: dict | None = N
             mlflow.log_artifact(str(rs_dir / MANIFEST), "routerset")
         with tempfile.TemporaryDirectory() as tmp:
             for name, p in plots.items():  # stored as plots/<name><suffix>
-                target = Path(tmp) / f"{_BAD_KEY_CHARS.sub('_', name)}{p.suffix}"
+                target = Path(tmp) / f"{_key(name)}{p.suffix}"
                 shutil.copyfile(p, target)
                 mlflow.log_artifact(str(target), "plots")
     return run_id
@@ -208,7 +179,8 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
 
     Returns
     -------
-    dict registered name -> new version (str)
+    dict registered name -> new version (str); the existing versions when nothing changed (the same
+    content hash of data, code and params as the newest version of each name, which holds ``alias``)
     """
     ensure_configured()
     rs = RouterSet.load(routerset_dir)
@@ -230,6 +202,16 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
         raise ValueError(f"router set at {routerset_dir} has neither {ENDPOINT_METHOD!r} nor {INTERVAL_METHOD!r}")
     c = _client()
     version_tags = {_key(k): _truncate(v, MAX_TAG_VALUE) for k, v in (tags or {}).items()}
+    # the same data, code and params as the newest versions: nothing new to register
+    content = content_hash(tags or {}, lambda: c.get_run(run_id).data.params, encoder_path=encoder_path or "")
+    if content is not None:
+        same = _identical(c, [reg_name for reg_name, *_ in plan], content, alias)
+        if same:
+            log.warning("unchanged data, code and params (content hash %s): not registered again; the newest "
+                        "versions stay %s", content[:12], ", ".join(f"{n} v{v}" for n, v in same.items()))
+            c.set_tag(run_id, SKIPPED_TAG, json.dumps(same))
+            return same
+        version_tags[CONTENT_TAG] = content
     versions: dict[str, str] = {}
     moved: dict[str, str | None] = {}  # alias moves done: name -> the version it pointed to before
     active = mlflow.active_run()
@@ -281,6 +263,20 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
 
 
 PREVIOUS_TAG = "registration.previous"
+#: Run tag of a registration skipped because nothing changed: ``{name: the existing version}``.
+SKIPPED_TAG = "registration.skipped_identical"
+
+
+def _identical(c, names: list, content: str, alias: str) -> dict[str, str] | None:
+    """``{name: version}`` when the newest version of every name carries ``content`` and ``alias``, else None."""
+    out = {}
+    for name in names:
+        mv = newest_version(c, name)
+        if mv is None or (mv.tags or {}).get(CONTENT_TAG) != content or _alias_version(c, name, alias) != str(
+                mv.version):
+            return None
+        out[name] = str(mv.version)
+    return out
 
 
 def process_tags() -> dict[str, str]:

@@ -31,38 +31,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from ..errors import CausalRouterError
+from .locations import DB_NAME, MLRUNS, PROJECT_MARKERS, find_project_root, sqlite_path
 
 DEFAULT_EXPERIMENT = "causal-router"
 EXPERIMENT_ENV = "CAUSAL_ROUTER_EXPERIMENT"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
-MLRUNS = "mlruns"
-DB_NAME = "mlflow.db"
 ARTIFACTS = "artifacts"
 
 PREFECT_ENV = "PREFECT_API_URL"
 RUNNER_ENV = "CAUSAL_ROUTER_TASK_RUNNER"
 DECISIONS_ENV = "CAUSAL_ROUTER_DECISIONS_URI"
 DVC_REMOTE_ENV = "CAUSAL_ROUTER_DVC_REMOTE"
-PROJECT_MARKERS = ("params.yaml", "pyproject.toml", ".git")
 
 _state: dict = {"uri": None, "experiment_id": None}
 
 
 class ConfigError(CausalRouterError, RuntimeError):
     """No store can be resolved: the message says what to set."""
-
-
-def find_project_root(start: str | Path | None = None) -> Path | None:
-    """The nearest folder at or above ``start`` (default: the current folder) holding
-    ``params.yaml``, ``pyproject.toml`` or ``.git``; None when there is none."""
-    here = Path(start if start is not None else Path.cwd()).expanduser().resolve()
-    for folder in (here, *here.parents):
-        if any((folder / m).exists() for m in PROJECT_MARKERS):
-            return folder
-    return None
 
 
 def project_root(root: str | Path | None = None, what: str = "MLFLOW_TRACKING_URI") -> Path:
@@ -126,14 +113,6 @@ def settings(root: str | Path | None = None) -> dict:
 def experiment_name(name: str | None = None) -> str:
     """``name``, else ``$CAUSAL_ROUTER_EXPERIMENT``, else ``causal-router``."""
     return name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else None."""
-    if not uri.startswith("sqlite:"):
-        return None
-    path = unquote(urlparse(uri).path)
-    return Path(path) if path and path != "/:memory:" else None
 
 
 def artifact_location(uri: str) -> str | None:

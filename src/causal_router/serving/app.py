@@ -323,7 +323,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
                store: DecisionStore | None = None, encoder=None) -> FastAPI:
     """The service. ``holder``, ``store`` and ``encoder`` are built from ``settings`` when not given
     (tests inject them)."""
-    from ..registry.runs import CHALLENGER
+    from ..registry.names import CHALLENGER
     from ..registry.tracking import configure
     from ..settings.prices import load_prices
 

@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..registry.names import parse_model_uri, resolve_version
+
 log = logging.getLogger(__name__)
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
+def _current_version(uri: str) -> str:
+    """The registered version ``uri`` points at now (:func:`causal_router.registry.names.resolve_version`;
+    a pinned ``models:/NAME/VERSION`` without asking the store)."""
+    from ..registry.tracking import client
 
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
-    m = _MODELS_URI.match(uri or "")
-    if not m:
-        raise ValueError(f"model URI must be models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
-    return m["name"], m["alias"], m["version"]
-
-
-def resolve_version(uri: str, client=None) -> str:
-    """The registered version a ``models:/`` URI points at now."""
-    from ..registry.tracking import client as default_client
-
-    name, alias, version = parse_model_uri(uri)
-    if version is not None:
-        return version
-    c = client or default_client()
-    return str(c.get_model_version_by_alias(name, alias).version)
+    pinned = parse_model_uri(uri)[2]
+    return pinned if pinned is not None else str(resolve_version(client(), uri).version)
 
 
 @dataclass
@@ -96,7 +85,7 @@ def load_served(uri: str, version: str | None = None) -> ServedModel:
 
     ensure_configured()
     name, _, _ = parse_model_uri(uri)
-    version = version or resolve_version(uri)
+    version = version or _current_version(uri)
     pyfunc = load_model(f"models:/{name}/{version}")  # a missing artifact is named with its version and path
     inner = pyfunc.unwrap_python_model()
     rs, cfg = inner.routerset, inner.config
@@ -118,7 +107,8 @@ class ModelHolder:
     Parameters
     ----------
     uri : str
-        ``models:/NAME@ALIAS`` (polled) or ``models:/NAME/VERSION`` (fixed).
+        ``models:/NAME@ALIAS`` or ``models:/NAME`` (the newest version; both polled) or
+        ``models:/NAME/VERSION`` (fixed); :mod:`causal_router.registry.names` has the rule.
     poll_seconds : float
         How often the alias is resolved again (<= 0: never).
     loader : callable(uri, version) -> ServedModel
@@ -146,7 +136,7 @@ class ModelHolder:
         if self._challenger_uri is None:
             return None
         try:
-            return resolve_version(self._challenger_uri)
+            return _current_version(self._challenger_uri)
         except Exception:  # no challenger registered (yet): explore as usual
             return None
 
@@ -161,7 +151,7 @@ class ModelHolder:
 
     def check(self) -> bool:
         """Reload if the alias (or the challenger's) points elsewhere; True when the model changed."""
-        version, challenger = resolve_version(self.uri), self._challenger_version()
+        version, challenger = _current_version(self.uri), self._challenger_version()
         if challenger == version:
             challenger = None
         if version == self.current.version and (challenger or "") == self.current.challenger_version:
@@ -178,7 +168,7 @@ class ModelHolder:
         return True
 
     def start(self) -> None:
-        if self.poll_seconds <= 0 or parse_model_uri(self.uri)[1] is None or self._thread is not None:
+        if self.poll_seconds <= 0 or parse_model_uri(self.uri)[2] is not None or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._poll, name="causal-router-model-poll", daemon=True)
         self._thread.start()
