@@ -25,8 +25,8 @@ def test_decision_ids_sort_in_the_order_the_decisions_were_made():
 def test_exploration_favours_the_challengers_choice_and_logs_its_probability(tmp_path):
     """The canary through the service's own routing code: where the challenger disagrees, its model is
     drawn with the probability the decision log records (explore 0.2, floor 0.02, 3 models: 0.18)."""
-    from causal_router.serving.service import RouteItem, RouteService
     from causal_router.serving.model import ServedModel
+    from causal_router.serving.service import RouteItem, RouteService
     from causal_router.serving.settings import ServeSettings
 
     class Cheapest(LinearRouter):
@@ -69,8 +69,8 @@ def test_thompson_exploration_through_the_service_logs_the_probability_it_drew_w
     Thompson policy's probability of the drawn model."""
     from causal_router.policy.exploration import ExplorationPolicy
     from causal_router.policy.posterior import ArmPosterior
-    from causal_router.serving.service import RouteItem, RouteService
     from causal_router.serving.model import ServedModel
+    from causal_router.serving.service import RouteItem, RouteService
     from causal_router.serving.settings import ServeSettings
 
     sd = ArmPosterior(np.array([5000.0, 2.0, 5000.0]), 2.0).sd()
