@@ -42,7 +42,8 @@ run: install data
 
 # dvc.lock as a clean clone's `make run` writes it (the lock records the hashes of the stages' code, so rerun
 # this and commit dvc.lock after changing src/, params.yaml or the data): runs the train flow in a fresh clone
-# of HEAD with this venv and copies its dvc.lock here.
+# of HEAD with this venv and copies its dvc.lock and metrics summary (artifacts/summary.json, kept in git
+# for `dvc metrics diff`) here.
 LOCKDIR ?= /tmp/causal-router-lock
 lock: install
 	rm -rf $(LOCKDIR) && git clone -q . $(LOCKDIR)
@@ -50,7 +51,8 @@ lock: install
 		PYTHONPATH=$(LOCKDIR)/src:$(LOCKDIR) CAUSAL_ROUTER_CACHE_DIR=$(LOCKDIR)/.cache/embeddings \
 		$(CURDIR)/$(BIN)/python -m flows.train params.yaml
 	cp $(LOCKDIR)/dvc.lock dvc.lock
-	@git status --porcelain -- dvc.lock
+	mkdir -p artifacts && cp $(LOCKDIR)/artifacts/summary.json artifacts/summary.json
+	@git status --porcelain -- dvc.lock artifacts/summary.json
 
 # The bundled observational logs, byte-identical to what data.dvc records.
 data:

@@ -175,3 +175,25 @@ def test_bad_price_sheet_is_refused(tmp_path, case):
     base().to_parquet(logs, index=False)
     assert_clean_failure(run("validate", logs, "--kind", "logs", "--prices", sheet), needle, "prices.yaml")
     assert_clean_failure(run(*COMMANDS["train"](logs, tmp_path), "--prices", sheet), needle)
+
+
+def _table_with_a_bad_score(path):
+    """A full-feedback table (every prompt x every model) with one out-of-range score: a row error."""
+    import pandas as pd
+
+    rows = [{"prompt_id": f"p{i}", "prompt": f"question {i}", "model": m, "score": 0.5, "cost": 0.001,
+             "input_tokens": 10 + i} for i in range(6) for m in MODELS]
+    rows[4]["score"] = 1.5
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+def test_evaluate_hints_name_only_its_own_options(tmp_path, routers):
+    """The data contract's hint came from the shared loader and named validate's --quarantine, which
+    evaluate lacks: other commands point at causal-router validate, only validate names the option."""
+    table = _table_with_a_bad_score(tmp_path / "table.parquet")
+    out = run("evaluate", routers, "--table", table, "--lambdas", "0,100", "--out", tmp_path / "m.json")
+    assert_clean_failure(out, "score", "causal-router validate")
+    assert "--quarantine" not in out.output
+    checked = run("validate", table)
+    assert_clean_failure(checked, "with --quarantine FILE")

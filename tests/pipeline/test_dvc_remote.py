@@ -1,6 +1,7 @@
 """DVC as teams use it: the default remote lives outside the clone, so a second clone pulls what the
-first pushed; the evaluate stage's metrics and plot data are cached, so `dvc metrics diff` and
-`dvc plots diff` compare commits (offline, temp folders)."""
+first pushed; the evaluate stage's plot data are cached and its metrics summary is kept in git, so
+`dvc metrics diff` and `dvc plots diff` compare commits, and `dvc metrics diff` runs cleanly in a
+fresh clone (offline, temp folders)."""
 
 import json
 import os
@@ -84,7 +85,7 @@ def test_metrics_and_plots_diff_across_commits(tmp_path):
     (methods,) = project["plots"][0]["utility-vs-lambda"]["y"].values()
     (repo / "methods.json").write_text(json.dumps(methods))
     (repo / "params.yaml").write_text("evaluate:\n  shift: 0.0\n")
-    (repo / ".gitignore").write_text("/artifacts/\n")
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")  # the project's: the metrics summary is kept
     run(DVC + ["repro", "-q"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "first"], repo)
@@ -102,3 +103,31 @@ def test_metrics_and_plots_diff_across_commits(tmp_path):
     assert {v["field"] for v in values} == set(methods) >= {"rm-interval", "naive"}, "one line per method"
     assert {v["rev"] for v in values} == {"HEAD", "workspace"}
     assert vega["content"]["encoding"]["x"]["field"] == "lambda"
+
+
+@pytest.mark.timeout(300)
+def test_metrics_diff_runs_cleanly_in_a_fresh_clone(tmp_path):
+    """A fresh clone has no DVC cache and nothing pulled: with the summary cached, `dvc metrics diff`
+    said "DVC failed to load some metrics for following revisions: 'HEAD, workspace'". The summary
+    is in git, so HEAD's is in every clone: nothing changed, nothing printed, exit 0."""
+    repo = init_repo(tmp_path / "repo")
+    project = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    stage = {k: v for k, v in project["stages"]["evaluate"].items() if k in ("outs", "metrics", "plots")}
+    stage.update(cmd=f"{sys.executable} write.py", params=["evaluate"])
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": stage}}))
+    (repo / "write.py").write_text(WRITE)
+    (repo / "methods.json").write_text(json.dumps(["rm-interval", "naive"]))
+    (repo / "params.yaml").write_text("evaluate:\n  shift: 0.0\n")
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    run(DVC + ["repro", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "first"], repo)
+    assert "artifacts/summary.json" in run(["git", "ls-files"], repo).split()
+
+    clone = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    r = subprocess.run(DVC + ["metrics", "diff"], cwd=clone, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "failed" not in r.stdout + r.stderr and not r.stdout.strip(), r.stdout + r.stderr
+    shown = json.loads(run(DVC + ["metrics", "show", "--json"], clone))
+    ((_, workspace),) = shown.items()
+    assert workspace["data"]["artifacts/summary.json"]["data"] == {"rm-interval": {"mean_utility": 0.65}}

@@ -121,7 +121,7 @@ class LiveServer:
 @pytest.fixture
 def make_app(registry, settings):
     """Build the app on this test's registry and store, with the tiny encoder."""
-    from causal_router.serving.app import create_app
+    from causal_router.serving.api import create_app
 
     def make(**overrides):
         s = settings

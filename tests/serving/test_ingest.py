@@ -144,3 +144,19 @@ def test_the_cli_records_the_data_version_with_dvc(tmp_path, logs_dir, monkeypat
 def test_a_bad_holdout_fraction_is_refused(tmp_path):
     out = CliRunner().invoke(app, ["ingest", "--store", f"sqlite:///{tmp_path / 'd.db'}", "--holdout-fraction", "1.5"])
     assert out.exit_code == 1 and "holdout fraction" in out.output
+
+
+def test_whole_input_tokens_are_ingested_as_whole_tokens_and_int_tokens_validate(tmp_path, logs_dir):
+    """The service logs input tokens as ints (a count): ingest keeps them whole, and logs whose token
+    columns are integers pass the contract."""
+    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
+    rows = fill(store, 10)
+    store.add_decisions([{**rows[0], "decision_id": "int-tokens", "created_at": T0 + timedelta(hours=1),
+                          "input_tokens": 137}])
+    store.add_feedback("int-tokens", 0.5, 0.001, 30)
+    assert ingest(store, logs_dir, holdout_fraction=0.2, dvc=False).added == 11
+    logs = pd.concat([pd.read_parquet(logs_dir / f) for f in ("train.parquet", "holdout.parquet")])
+    mine = logs.set_index("prompt_id").loc[["int-tokens", "dec-0003"], "input_tokens"]
+    assert mine.tolist() == [137, 20] and all(float(t).is_integer() for t in logs["input_tokens"].dropna())
+    ints = logs.dropna(subset=["input_tokens"]).astype({"input_tokens": "int64", "output_tokens": "Int64"})
+    check_logs(ints)  # raises on a contract failure

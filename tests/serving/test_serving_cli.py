@@ -57,3 +57,23 @@ def test_retrain_flow_ingests_the_decision_log(tmp_path, monkeypatch):
     assert out["added"] == 8
     assert len(pd.read_parquet(tmp_path / "data" / "holdout.parquet")) == 4
     assert ingest.fn("params.yaml", str(tmp_path))["added"] == 0
+
+
+def test_serve_finds_the_project_from_any_folder_inside_it(tmp_path, monkeypatch):
+    """From a subfolder, serve reads the project's params.yaml and serves from the project (its mlruns/,
+    decisions/ and relative price sheet), as every other command finds it, rather than creating
+    ./mlruns/mlflow.db where it was started."""
+    import causal_router.serving.api as api
+
+    project = tmp_path / "project"
+    sub = project / "notebooks" / "deep"
+    sub.mkdir(parents=True)
+    (project / "params.yaml").write_text("serve:\n  explore: 0.3\n  docs: token\n")
+    seen = {}
+    monkeypatch.setattr(api, "serve", lambda settings, **kw: seen.update(settings=settings, **kw))
+    monkeypatch.chdir(sub)
+    out = CliRunner().invoke(app, ["serve", "--port", "8123"])
+    assert out.exit_code == 0, out.output
+    s = seen["settings"]
+    assert s.root == str(project.resolve()) and s.explore == 0.3 and s.docs == "token" and seen["port"] == 8123
+    assert not (sub / "mlruns").exists() and not (sub / "decisions").exists()

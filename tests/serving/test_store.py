@@ -137,7 +137,7 @@ def test_the_service_runs_on_postgresql(postgres, registry, settings, monkeypatc
     """Route and feedback through the app with the PostgreSQL store named by the environment."""
     from fastapi.testclient import TestClient
 
-    from causal_router.serving.app import create_app
+    from causal_router.serving.api import create_app
     from tests.serving.tiny import TinyEncoder
 
     clean(postgres.uri)

@@ -56,7 +56,7 @@ def validate(
         contract = LogContract.make(allowed, require_all=bool(wanted))
     a = assess(df, kind, contract)
     if a.errors and (quarantine is None or a.frame_errors):
-        raise a.error(source=file)  # lists the warnings too
+        raise a.error(source=file, set_aside="with --quarantine FILE")  # lists the warnings too
     for w in a.warnings:
         typer.echo(f"warning: {w.message}", err=True)
     what = "observational log" if kind == "logs" else "full-feedback table"

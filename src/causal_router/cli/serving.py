@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..registry.tracking import find_project_root
 from ..serving.ingest import ingest as run_ingest
 from ..serving.model import parse_model_uri
 from ..serving.settings import ServeSettings
@@ -25,17 +26,20 @@ def serve(
                                   help="Registered router: models:/NAME@ALIAS (reloaded when the alias moves) "
                                   "or models:/NAME/VERSION."),
     workers: int = typer.Option(1, help="uvicorn worker processes (each loads the model)."),
-    params: Path = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters (the serve section)."),
+    params: Optional[Path] = typer.Option(None, "--params", help="Pipeline parameters, the serve section "
+                                          "(default: the project's params.yaml)."),
 ):
     """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
-    decision with its propensity, POST /v1/feedback records outcomes (see README)."""
-    from ..serving.app import serve as run  # fastapi and uvicorn: only to serve
+    decision with its propensity, POST /v1/feedback records outcomes (see README). Runs from any
+    folder inside the project: its registry (mlruns/), decision log (decisions/) and params.yaml."""
+    from ..serving.api import serve as run  # fastapi and uvicorn: only to serve
 
     if workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
+    root = find_project_root() or Path.cwd()
     try:
         parse_model_uri(model_uri)
-        settings = ServeSettings.from_params(params, model_uri=model_uri)
+        settings = ServeSettings.from_params(params or root / "params.yaml", model_uri=model_uri, root=str(root))
     except (ValueError, TypeError) as err:
         fail(str(err))
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -12,16 +11,13 @@ from .rounds import RECORD_COLUMNS, loop_nuisances
 
 
 def load_encoder(spec: str | None):
-    """``module:callable`` returning an encoder (``encode(texts) -> (n, d)``), or None for the default."""
+    """The encoder ``spec`` names (``module:callable`` returning one with ``encode(texts) -> (n, d)``, or a
+    local model folder; :func:`causal_router.features.encoders.resolve_encoder`), or None for the default."""
     if not spec:
         return None
-    module, _, attr = spec.partition(":")
-    if not attr:
-        raise ValueError(f"encoder must be module:callable, got {spec!r}")
-    try:
-        return getattr(importlib.import_module(module), attr)()
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot load encoder {spec!r}: {err}") from None
+    from ..features.encoders import resolve_encoder
+
+    return resolve_encoder(spec)
 
 
 def features(prompts, encoder=None, cache_dir=None):

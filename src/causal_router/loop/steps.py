@@ -1,7 +1,7 @@
 """One round's steps: the incumbent's logs, serving through the service's code, feedback, ingest,
 retraining through the one training path, and the promotion gate (:mod:`causal_router.promotion.gate`).
 
-Serving is :class:`causal_router.serving.app.Router` itself (the exploration policy, the draws and
+Serving is :class:`causal_router.serving.service.RouteService` itself (the exploration policy, the draws and
 the append-only decision log of ``causal-router serve``), fed the stream's cached features;
 :func:`causal_router.serving.ingest.ingest` appends the decisions with feedback to the logs;
 retraining is :func:`causal_router.policy.training.fit_routing_data` then ``train_routerset``.
@@ -76,28 +76,28 @@ def served_model(routerset, method: str, lam: float, version: str, name: str = "
 
 def make_service(stream: Stream, holder, store, explore: float, seed: int, floor: float | None = None,
                  **overrides):
-    """The service's routing object (``serving.app.Router``) over the stream's cached features.
+    """The service's routing object (``serving.service.RouteService``) over the stream's cached features.
 
     ``floor`` defaults to ``explore / (2 (K - 1))``: half the exploration is spread evenly, so that
     the total exploration is ``explore`` rather than the service default's ``(K - 1) * 0.01``.
     ``overrides``: other serve settings (``challenger_share``, ``strategy``, ``posterior_scale``;
     None values ignored), else the service's defaults (``ServeSettings``).
     """
-    from ..serving.app import Router
+    from ..serving.service import RouteService
     from ..serving.settings import ServeSettings
 
     K = len(stream.models)
     floor = explore / (2 * max(K - 1, 1)) if floor is None else floor
     extra = {k: v for k, v in overrides.items() if v is not None}
     settings = ServeSettings(explore=float(explore), floor=float(floor), seed=seed, **extra)
-    return Router(settings, holder, store, LookupEncoder(stream.ff.prompts, stream.X),
-                  np.random.default_rng(seed))
+    return RouteService(settings, holder, store, LookupEncoder(stream.ff.prompts, stream.X),
+                        np.random.default_rng(seed))
 
 
 def serve_round(service, stream: Stream, idx: np.ndarray, explore: float) -> np.ndarray:
     """The service routes prompts ``idx`` (m,) and logs each decision; each outcome, read from the
     table, goes back as feedback. Returns the chosen model indices (m,)."""
-    from ..serving.app import RouteItem
+    from ..serving.service import RouteItem
 
     ff = stream.ff
     prompts = [str(p) for p in ff.prompts[idx]]

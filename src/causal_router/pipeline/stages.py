@@ -83,12 +83,10 @@ def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length:
     (Dask workers share the cache folder).
     """
     from ..data.loaders import read_frame
-    from ..features.embed import default_encoder, embed_with_stats
-    from ..features.encoder import TransformerEncoder
+    from ..features.embed import embed_with_stats
+    from ..features.encoders import resolve_encoder
 
-    defaults = (encoder, max_length, pooling, device, precision) == (None, 256, "mean", "auto", "auto")
-    enc = default_encoder() if defaults else TransformerEncoder(encoder, max_length, device=device, pooling=pooling,
-                                                                precision=precision)
+    enc = resolve_encoder(encoder, max_length=max_length, pooling=pooling, device=device, precision=precision)
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     out, total_new = {}, 0

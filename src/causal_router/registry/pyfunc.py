@@ -182,11 +182,9 @@ class RouterModel(mlflow.pyfunc.PythonModel):
     @property
     def encoder(self):
         if self._encoder is None:
-            from ..features.embed import default_encoder
-            from ..features.encoder import TransformerEncoder
+            from ..features.encoders import resolve_encoder
 
-            path = self.config.get("encoder_path")
-            self._encoder = TransformerEncoder(path) if path else default_encoder()
+            self._encoder = resolve_encoder(self.config.get("encoder_path") or None)
         return self._encoder
 
     def _features(self, df: pd.DataFrame) -> np.ndarray:
@@ -206,13 +204,11 @@ class RouterModel(mlflow.pyfunc.PythonModel):
         if prompts.isna().any():
             raise ValueError(f"missing prompt on rows {list(np.flatnonzero(prompts.isna().to_numpy()))}")
         enc = self.encoder
-        key = self.routerset.encoder_key
-        from ..features.encoder import features_compatible
+        from ..features.encoders import check_features
 
-        if key and not features_compatible(key, enc.key):
-            raise ValueError(f"this router set was trained on features of encoder {key!r}, not {enc.key!r}: "
-                             "log the model with encoder_path=..., or load it with "
-                             "model_config={'encoder_path': <local encoder folder>}")
+        check_features(self.routerset.encoder_key, enc, "this router set",
+                       "log the model with encoder_path=..., or load it with "
+                       "model_config={'encoder_path': <local encoder folder>}")
         from ..features.embed import embed_texts
 
         return embed_texts([str(p) for p in prompts], cache_dir=None, encoder=enc)

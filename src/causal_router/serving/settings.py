@@ -2,8 +2,9 @@
 
 Environment
 -----------
-CAUSAL_ROUTER_API_TOKEN       bearer token every endpoint but ``/healthz`` requires (unset: open, with a warning)
-CAUSAL_ROUTER_DECISIONS_URI   decision log (default: SQLite at ``decisions/decisions.db``)
+CAUSAL_ROUTER_API_TOKEN       bearer token every endpoint but ``/healthz`` (and the docs, see ``docs``) requires
+                              (unset: open, with a warning)
+CAUSAL_ROUTER_DECISIONS_URI   decision log (default: SQLite at ``<project>/decisions/decisions.db``)
 MLFLOW_TRACKING_URI           registry to load the router from (default: the project's ``mlruns/``)
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 TOKEN_ENV = "CAUSAL_ROUTER_API_TOKEN"
 SETTINGS_ENV = "CAUSAL_ROUTER_SERVE_SETTINGS"  # how `serve --workers N` hands settings to each worker
+DOCS_MODES = ("open", "token", "off")
 
 
 @dataclass
@@ -56,8 +58,12 @@ class ServeSettings:
         Decision log URI (None: ``$CAUSAL_ROUTER_DECISIONS_URI`` or ``decisions/decisions.db``).
     encoder : str or None
         ``module:callable`` returning the encoder (None: the model's own encoder).
-    root : str
-        Project folder (``mlruns/``, ``decisions/``).
+    docs : str
+        ``/docs``, ``/redoc`` and ``/openapi.json`` (the API's shape, no data): ``open`` (no token needed),
+        ``token`` (behind the token like every endpoint but ``/healthz``) or ``off`` (not served).
+    root : str or None
+        Project folder (``mlruns/``, ``decisions/``, a relative price sheet); None: the project found
+        from the current folder (:func:`causal_router.registry.tracking.find_project_root`).
     """
 
     model_uri: str = "models:/causal-router-interval@champion"
@@ -77,7 +83,12 @@ class ServeSettings:
     prices: str | None = None
     decisions_uri: str | None = None
     encoder: str | None = None
-    root: str = "."
+    docs: str = "open"
+    root: str | None = None
+
+    def __post_init__(self):
+        if self.docs not in DOCS_MODES:
+            raise ValueError(f"serve.docs must be one of {', '.join(DOCS_MODES)}, got {self.docs!r}")
 
     @classmethod
     def from_params(cls, path="params.yaml", **overrides) -> ServeSettings:

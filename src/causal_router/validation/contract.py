@@ -85,12 +85,16 @@ class Assessment:
         quarantined[REASON_COLUMN] = pd.Series(tags, index=quarantined.index, dtype=object)
         return kept, quarantined
 
-    def error(self, report=None, source=None) -> DataValidationError:
-        """The error listing every problem; ``source`` (a path) is named first, with what to do."""
+    def error(self, report=None, source=None, set_aside: str | None = None) -> DataValidationError:
+        """The error listing every problem; ``source`` (a path) is named first, with what to do.
+        ``set_aside``: how the caller sets bad rows aside (e.g. ``with --quarantine FILE``, its own option); every
+        other caller is pointed at ``causal-router validate``, so a hint never names an option the
+        running command lacks."""
         what = f"{source}: {self.what}" if source else self.what
         hint = None
         if source:
-            hint = ("fix the file, or set the bad rows aside with --quarantine FILE" if not self.frame_errors
+            aside = set_aside or "(causal-router validate writes them to a quarantine file)"
+            hint = (f"fix the file, or set the bad rows aside {aside}" if not self.frame_errors
                     else "no quarantine can fix this: fix the file (or its configured models)")
         return DataValidationError(self.errors + self.warnings, what, report, hint)
 

@@ -1,4 +1,4 @@
-"""The service over real HTTP: uvicorn on a free loopback port, the tiny router and encoder."""
+"""The service over real HTTP (serving/api.py): uvicorn on a free loopback port, the tiny router and encoder."""
 
 import json
 import threading
@@ -55,7 +55,8 @@ def test_round_trip_route_feedback_ingest(live, settings, tmp_path):
         assert vector[d["model"]] == d["propensity"] and len(vector) == len(MODELS)  # explore 0.5: all served
         assert row["score"] == pytest.approx(i / 20) and row["cost"] == pytest.approx(0.001 * i)
         assert row["prompt"] == PROMPTS[i] and row["output_tokens"] == 10 + i
-        assert row["input_tokens"] == pytest.approx(len(PROMPTS[i]) * TOKENS_PER_CHAR)
+        # whole tokens (a count), as logs and price sheets have them
+        assert row["input_tokens"] == round(len(PROMPTS[i]) * TOKENS_PER_CHAR)
 
 
 def test_explore_zero_routes_to_the_routers_choice_with_propensity_one(live):
@@ -90,8 +91,6 @@ def test_token_is_required_when_set(live, monkeypatch):
             assert r.status_code == 401 and "token" in _no_traceback(r)
     r = httpx.post(srv.url + "/v1/route", json=body, headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200
-    assert httpx.get(srv.url + "/openapi.json").status_code == 401
-    assert httpx.get(srv.url + "/docs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
 def test_the_service_warns_when_no_token_is_set(make_app, caplog):
@@ -177,7 +176,7 @@ def test_feedback_cost_is_computed_from_the_price_sheet(live, tmp_path):
 
 
 def test_internal_errors_are_json_without_traceback(registry, settings):
-    from causal_router.serving.app import create_app
+    from causal_router.serving.api import create_app
     from tests.serving.conftest import LiveServer
 
     class Broken(TinyEncoder):
@@ -191,11 +190,37 @@ def test_internal_errors_are_json_without_traceback(registry, settings):
     assert "secret" not in msg and r.json()["request_id"] in msg
 
 
+DOCS = ("/docs", "/redoc", "/openapi.json")
+
+
 def test_docs_and_openapi_are_served(live):
     srv = live()
     assert httpx.get(srv.url + "/docs").status_code == 200
     spec = httpx.get(srv.url + "/openapi.json").json()
     assert {"/healthz", "/v1/route", "/v1/feedback"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize("mode, without, with_token", [("open", 200, 200), ("token", 401, 200), ("off", 401, 404)])
+def test_the_docs_follow_serve_docs_when_a_token_is_set(live, monkeypatch, mode, without, with_token):
+    """serve.docs: open (default; the API's shape holds no data), token (like the endpoints) or off (not
+    served: 404 with the token, and 401 without it, as for any path but /healthz);
+    the endpoints need the token whatever the docs' mode."""
+    monkeypatch.setenv("CAUSAL_ROUTER_API_TOKEN", "s3cret")
+    srv = live(docs=mode)
+    auth = {"Authorization": "Bearer s3cret"}
+    for path in DOCS:
+        assert httpx.get(srv.url + path).status_code == without, path
+        assert httpx.get(srv.url + path, headers=auth).status_code == with_token, path
+    assert httpx.post(srv.url + "/v1/route", json={"prompts": ["hi"], "lam": 1.0}).status_code == 401
+    assert httpx.post(srv.url + "/v1/route", json={"prompts": ["hi"], "lam": 1.0}, headers=auth).status_code == 200
+
+
+def test_serve_docs_rejects_an_unknown_mode(tmp_path):
+    from causal_router.serving.settings import ServeSettings
+
+    (tmp_path / "params.yaml").write_text("serve:\n  docs: public\n")
+    with pytest.raises(ValueError, match="serve.docs must be one of open, token, off"):
+        ServeSettings.from_params(tmp_path / "params.yaml")
 
 
 def test_an_alias_move_reloads_the_model(live, registry):
@@ -260,20 +285,6 @@ def test_concurrent_clients_leave_exactly_one_row_per_decision_and_feedback(live
     assert app.state.batcher.batches < 1600 and app.state.batcher.items == 1600
 
 
-def test_decision_ids_sort_in_the_order_the_decisions_were_made():
-    """Ids of one batch (one timestamp) sort by their index in the batch, and later batches after
-    earlier ones: the logs' (timestamp, id) order is the order of the decisions."""
-    import time
-
-    from causal_router.serving.app import decision_id
-
-    stamp = time.time_ns()
-    ids = [decision_id(stamp, i) for i in range(300)]
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
-    assert sorted(ids) == ids and len(set(ids)) == len(ids)
-    assert decision_id(stamp + 1, 0) > ids[-1]
-
-
 def test_the_registered_challenger_rides_along_and_follows_its_alias(make_app, registry):
     """With ``challenger_share`` > 0 the service loads ``@challenger`` beside ``@champion`` (not when it
     is the champion's version, nor with share 0) and picks up its moves."""
@@ -286,87 +297,3 @@ def test_the_registered_challenger_rides_along_and_follows_its_alias(make_app, r
     assert holder.check() and holder.current.challenger_version == "" and holder.current.challenger is None
     assert not holder.check()
     assert make_app(challenger_share=0.0).state.holder.current.challenger_version == ""
-
-
-def test_exploration_favours_the_challengers_choice_and_logs_its_probability(tmp_path):
-    """The canary through the service's own routing code: where the challenger disagrees, its model is
-    drawn with the probability the decision log records (explore 0.2, floor 0.02, 3 models: 0.18)."""
-    from causal_router.serving.app import RouteItem, Router
-    from causal_router.serving.model import ServedModel
-    from causal_router.serving.settings import ServeSettings
-
-    class Cheapest(LinearRouter):
-        def scores(self, X, lam, input_tokens=None):
-            return np.tile([1.0, 0.0, -1.0], (len(X), 1))
-
-    def served(challenger):
-        return ServedModel("m", "1", list(MODELS), LinearRouter(), (0.0, 100.0), None, "tiny-d4",
-                           challenger=challenger, challenger_version="2" if challenger else "")
-
-    class H:
-        current = served(Cheapest())
-
-    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
-    try:
-        router = Router(ServeSettings(explore=0.2, floor=0.02, seed=0), H, store, TinyEncoder(),
-                        np.random.default_rng(0))
-        prompts = [f"p{i}" for i in range(2000)]
-        out = router.handle([RouteItem(prompts, 0.0, 0.2, "r")])[0]
-        X = TinyEncoder().encode(prompts)
-        champ = LinearRouter().scores(X, 0.0).argmax(1)
-        disagree = champ != 0
-        assert disagree.mean() > 0.5  # the tiny router prefers model-c at lam 0: the challenger picks model-a
-        drawn = np.array([MODELS.index(d["model"]) for d in out])
-        prop = np.array([d["propensity"] for d in out])
-        to_challenger = disagree & (drawn == 0)
-        np.testing.assert_allclose(prop[to_challenger], 0.18)
-        assert abs(to_challenger.sum() / disagree.sum() - 0.18) < 0.03
-        H.current = served(None)  # without a challenger: model-a gets its ordinary share
-        out = router.handle([RouteItem(prompts, 0.0, 0.2, "r2")])[0]
-        drawn = np.array([MODELS.index(d["model"]) for d in out])
-        assert ((drawn == 0) & disagree).sum() / disagree.sum() < 0.12
-    finally:
-        store.close()
-
-
-def test_thompson_exploration_through_the_service_logs_the_probability_it_drew_with(tmp_path):
-    """The default strategy: a router with a posterior in which model-b, logged twice, may be the
-    best is explored towards model-b far beyond ``explore``, and every decision's propensity is the
-    Thompson policy's probability of the drawn model."""
-    from causal_router.policy.exploration import ExplorationPolicy
-    from causal_router.policy.posterior import ArmPosterior
-    from causal_router.serving.app import RouteItem, Router
-    from causal_router.serving.model import ServedModel
-    from causal_router.serving.settings import ServeSettings
-
-    sd = ArmPosterior(np.array([5000.0, 2.0, 5000.0]), 2.0).sd()
-
-    class WithPosterior(LinearRouter):
-        def posterior(self, X, lam, input_tokens=None):
-            return self.scores(X, lam), sd
-
-    class H:
-        current = ServedModel("m", "1", list(MODELS), WithPosterior(), (0.0, 100.0), None, "tiny-d4")
-
-    assert ServeSettings().strategy == "thompson"
-    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
-    try:
-        settings = ServeSettings(explore=0.05, floor=0.01, seed=0)
-        router = Router(settings, H, store, TinyEncoder(), np.random.default_rng(0))
-        prompts = [f"p{i}" for i in range(2000)]
-        out = router.handle([RouteItem(prompts, 0.0, 0.05, "r")])[0]
-        X = TinyEncoder().encode(prompts)
-        S = WithPosterior().scores(X, 0.0)
-        P = ExplorationPolicy(0.05, 0.01, strategy="thompson", posterior_scale=settings.posterior_scale
-                              ).probabilities(S, posterior=(S, sd))
-        drawn = np.array([MODELS.index(d["model"]) for d in out])
-        np.testing.assert_allclose([d["propensity"] for d in out], P[np.arange(2000), drawn])
-        logged = store.frame("decisions").set_index("decision_id").loc[[d["decision_id"] for d in out]]
-        from causal_router.data.schema import propensity_matrix
-
-        np.testing.assert_allclose(propensity_matrix(logged, MODELS), P, rtol=1e-12, atol=1e-15)
-        off = 1 - P[np.arange(2000), S.argmax(1)]
-        assert off.min() >= 0.05 - 1e-12 and off.mean() > 0.1  # at least explore, more where unsure
-        assert abs((drawn != S.argmax(1)).mean() - off.mean()) < 0.03
-    finally:
-        store.close()

@@ -1,4 +1,4 @@
-"""The routing service: FastAPI app, served by uvicorn (``causal-router serve``).
+"""The routing service over HTTP: FastAPI app, served by uvicorn (``causal-router serve``).
 
 Endpoints
 ---------
@@ -7,27 +7,28 @@ POST /v1/route       ``{"prompts": [str, ...], "lam": float, "explore": float (o
                      ``{"decisions": [{"decision_id", "model", "propensity", "router_version", "lam"}]}``
 POST /v1/feedback    ``{"decision_id": str, "score": float in [0, 1], "cost": float >= 0 (optional),
                      "output_tokens": int (optional)}`` -> 200; 404 unknown id, 409 second feedback
-GET  /docs           OpenAPI documentation
+GET  /docs, /redoc, /openapi.json   OpenAPI documentation (``serve.docs``: open, token or off)
 
-Each decision is drawn from :class:`~causal_router.policy.exploration.ExplorationPolicy` and is in the
-decision log (committed) before its response is sent. Errors are JSON ``{"message", "request_id"}``;
-details go to the server log, never into the response.
+Auth: when ``$CAUSAL_ROUTER_API_TOKEN`` is set, every endpoint needs ``Authorization: Bearer <token>``
+but ``/healthz`` and, with ``serve.docs: open`` (the default), the documentation, which holds the API's
+shape and no data. ``serve.docs: token`` puts the documentation behind the token too; ``off`` serves none.
+
+The routing itself (micro-batches, exploration draws, the decision log) is
+:class:`~causal_router.serving.service.RouteService`. Each decision is in the decision log (committed)
+before its response is sent. Errors are JSON ``{"message", "request_id"}``; details go to the server log,
+never into the response.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
 import secrets
-import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated
 
-import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -35,17 +36,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from ..data.schema import propensities_json
-from ..policy.exploration import ExplorationPolicy
 from .batching import MicroBatcher
-from .model import ModelHolder, ServedModel
-from .settings import TOKEN_ENV, ServeSettings
-from .store import DecisionStore, DuplicateFeedback, UnknownDecision, now
+from .model import ModelHolder
+from .service import BadRequest, RouteItem, build_service
+from .settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
+from .store import DecisionStore, DuplicateFeedback, UnknownDecision
 
 log = logging.getLogger("causal_router.serving")
 
-#: What needs no token when one is set (the issue's rule: every endpoint but /healthz, docs included).
+#: What never needs the token (the service's liveness).
 OPEN_PATHS = ("/healthz",)
+#: The documentation (``serve.docs``): the API's shape, no data.
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+#: uvicorn's factory for ``serve --workers N`` (each worker builds its own app).
+FACTORY = "causal_router.serving.api:app_from_env"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -100,137 +104,6 @@ class Health(BaseModel):
     models: list[str]
 
 
-@dataclass
-class RouteItem:
-    prompts: list
-    lam: float
-    explore: float
-    request_id: str
-
-
-class BadRequest(Exception):
-    """A request the current model cannot answer (e.g. lam outside its interval after a reload)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def load_encoder(settings: ServeSettings, model: ServedModel):
-    """The encoder for ``model``: ``settings.encoder`` (``module:callable``), the model's encoder
-    folder, or the default encoder; refuses one whose features the router was not trained on."""
-    if settings.encoder:
-        module, _, attr = settings.encoder.partition(":")
-        enc = getattr(importlib.import_module(module), attr)()
-    elif model.encoder_path:
-        from ..features.encoder import TransformerEncoder
-
-        enc = TransformerEncoder(model.encoder_path)
-    else:
-        from ..features.embed import default_encoder
-
-        enc = default_encoder()
-    check_encoder(model, enc)
-    return enc
-
-
-def check_encoder(model: ServedModel, enc) -> None:
-    from ..features.encoder import features_compatible
-
-    if model.encoder_key and not features_compatible(model.encoder_key, enc.key):
-        raise RuntimeError(f"{model.name} version {model.version} was trained on features of encoder "
-                           f"{model.encoder_key!r}, not {enc.key!r}")
-
-
-def decision_id(stamp_ns: int, index: int) -> str:
-    """A 32-hex-digit decision id that sorts in the order the decisions were made: the batch's time
-    in nanoseconds, the decision's index in the batch, then 48 random bits. The decisions of one
-    batch share a timestamp, and the logs order rows by (timestamp, id): with random ids their order,
-    and which of them the holdout takes, would change from run to run."""
-    return f"{stamp_ns:016x}{index:04x}{uuid.uuid4().hex[:12]}"
-
-
-class Router:
-    """Routes batches of requests with the current model and logs the decisions."""
-
-    def __init__(self, settings: ServeSettings, holder: ModelHolder, store: DecisionStore, encoder,
-                 rng: np.random.Generator, prices: dict | None = None):
-        self.settings = settings
-        self.holder = holder
-        self.store = store
-        self.encoder = encoder
-        self.rng = rng
-        self.prices = prices or {}
-        self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
-                                        settings.challenger_share, settings.strategy, settings.posterior_scale)
-        self.counts = store.counts_by_model()
-
-    def lam_error(self, model: ServedModel, lam: float) -> str | None:
-        lo, hi = model.lam_range
-        if lo <= lam <= hi:
-            return None
-        where = f"[{lo:g}, {hi:g}]" if lo < hi else f"{lo:g} (an endpoint router)"
-        return (f"lam must be within the router's lambda interval {where} ({model.name} version "
-                f"{model.version}), got {lam:g}")
-
-    def tokens(self, model: ServedModel, prompts) -> np.ndarray | None:
-        tpc = model.tokens_per_char
-        return None if not tpc else np.array([len(p) * float(tpc) for p in prompts])
-
-    def handle(self, items: list[RouteItem]) -> list:
-        """Route a batch (runs in the batcher's thread): one embedding call, one commit."""
-        model = self.holder.current
-        texts = [p for it in items for p in it.prompts]
-        X = np.asarray(self.encoder.encode(texts), dtype=np.float32)
-        counts = np.array([self.counts.get(m, 0) for m in model.models], dtype=float)
-        created = now()
-        stamp = time.time_ns()
-        rows, results, start = [], [], 0
-        for it in items:
-            n = len(it.prompts)
-            Xi, start = X[start:start + n], start + n
-            err = self.lam_error(model, it.lam)
-            if err:
-                results.append(BadRequest(422, err))
-                continue
-            tok = self.tokens(model, it.prompts)
-            guide = model.challenger_choice(Xi, it.lam, tok) if it.explore > 0 else None
-            post = model.posterior(Xi, it.lam, tok) if it.explore > 0 and self.policy.strategy == "thompson" else None
-            P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts, guide, post)
-            idx, prop = self.policy.draw(P, self.rng)
-            out = []
-            for j, (k, p) in enumerate(zip(idx, prop)):
-                vector = propensities_json(model.models, P[j])
-                did = decision_id(stamp, len(rows))
-                row = {"decision_id": did, "created_at": created, "request_id": it.request_id,
-                       "prompt": it.prompts[j], "model": model.models[k], "propensity": float(p),
-                       "lam": float(it.lam), "explore": float(it.explore), "router_name": model.name,
-                       "router_version": model.version,
-                       "input_tokens": None if tok is None else float(tok[j]), "propensities": vector}
-                rows.append(row)
-                out.append({"decision_id": did, "model": row["model"], "propensity": row["propensity"],
-                            "router_version": model.version, "lam": row["lam"]})
-            results.append(out)
-        self.store.add_decisions(rows)  # committed before any response leaves
-        for r in rows:
-            self.counts[r["model"]] = self.counts.get(r["model"], 0) + 1
-        return results
-
-    def cost(self, decision: dict, output_tokens: int | None) -> float:
-        """USD cost of a decision from the price sheet and its token counts."""
-        if output_tokens is None:
-            raise ValueError("cost is missing: send cost, or output_tokens so that it can be computed "
-                             "from the price sheet")
-        model = decision["model"]
-        if model not in self.prices:
-            raise ValueError(f"cost is missing and the price sheet has no price for model {model!r}: send cost")
-        if decision.get("input_tokens") is None:
-            raise ValueError("cost is missing and the decision has no input token count: send cost")
-        pin, pout = self.prices[model]
-        return (float(decision["input_tokens"]) * pin + float(output_tokens) * pout) / 1e6
-
-
 def _message(status: int, message: str, request: Request) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex
     return JSONResponse({"message": message, "request_id": rid}, status_code=status, headers={"x-request-id": rid})
@@ -253,12 +126,14 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 class GuardMiddleware:
-    """Request ids, the body size limit (413) and the bearer token (401), before any parsing."""
+    """Request ids, the body size limit (413) and the bearer token (401, but on ``open_paths``), before any
+    parsing."""
 
-    def __init__(self, app, max_body_bytes: int, token: str | None):
+    def __init__(self, app, max_body_bytes: int, token: str | None, open_paths=OPEN_PATHS):
         self.app = app
         self.max_body = int(max_body_bytes)
         self.token = token.encode() if token else None
+        self.open_paths = tuple(open_paths)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -275,7 +150,7 @@ class GuardMiddleware:
                                     (b"content-length", str(len(body)).encode()), *extra]})
             await send({"type": "http.response.body", "body": body})
 
-        if self.token is not None and scope["path"] not in OPEN_PATHS:
+        if self.token is not None and scope["path"] not in self.open_paths:
             auth = headers.get("authorization", "")
             scheme, _, given = auth.partition(" ")
             if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), self.token):
@@ -322,43 +197,14 @@ class GuardMiddleware:
 def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None = None,
                store: DecisionStore | None = None, encoder=None) -> FastAPI:
     """The service. ``holder``, ``store`` and ``encoder`` are built from ``settings`` when not given
-    (tests inject them)."""
-    from ..registry.names import CHALLENGER
-    from ..registry.tracking import configure
-    from ..settings.prices import load_prices
-
+    (tests inject them; see :func:`~causal_router.serving.service.build_service`)."""
     settings = settings or ServeSettings.from_params()
     token = os.environ.get(TOKEN_ENV) or None
     if token is None:
         log.warning("%s is not set: the service accepts requests from anyone who can reach it", TOKEN_ENV)
-    if holder is None:
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            configure(settings.root)
-        holder = ModelHolder(settings.model_uri, settings.poll_seconds,
-                             challenger_alias=CHALLENGER if settings.challenger_share > 0 else None)
-    if store is None:
-        from .store import default_uri
-
-        store = DecisionStore(settings.decisions_uri or default_uri(settings.root))
-    if encoder is None:
-        encoder = load_encoder(settings, holder.current)
-    else:
-        check_encoder(holder.current, encoder)
-    holder._on_change = lambda m: check_encoder(m, encoder)
-    prices = None
-    if settings.prices:
-        from pathlib import Path
-
-        path = Path(settings.prices)
-        path = path if path.is_absolute() else Path(settings.root) / path
-        prices = load_prices(path) if path.is_file() else None
-        if prices is None:
-            log.warning("price sheet %s not found: feedback must carry its cost", path)
-    seed = settings.seed
-    rng = np.random.default_rng(None if seed is None else [int(seed), *(
-        [os.getpid()] if os.environ.get("CAUSAL_ROUTER_SERVE_MULTIWORKER") else [])])
-    router = Router(settings, holder, store, encoder, rng, prices)
-    batcher = MicroBatcher(router.handle, settings.batch_window_ms / 1000.0, settings.max_batch,
+    service = build_service(settings, holder, store, encoder)
+    holder, store = service.holder, service.store
+    batcher = MicroBatcher(service.handle, settings.batch_window_ms / 1000.0, settings.max_batch,
                            size=lambda it: len(it.prompts))
 
     @asynccontextmanager
@@ -373,11 +219,14 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
             holder.stop()
             await batcher.stop()
 
+    docs = settings.docs != "off"
     app = FastAPI(title="causal-router", version=_version(), lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None,
                   description="Routes prompts to LLMs with a router learned from observational logs, explores "
                               "so that the next round can learn too, and records every decision and its "
                               "feedback.")
-    app.state.router, app.state.batcher, app.state.store, app.state.holder = router, batcher, store, holder
+    app.state.service, app.state.batcher, app.state.store, app.state.holder = service, batcher, store, holder
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -414,7 +263,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         long = [i for i, p in enumerate(body.prompts) if len(p) > settings.max_prompt_chars]
         if long:
             raise BadRequest(413, f"prompt(s) {long[:5]} exceed the limit of {settings.max_prompt_chars} characters")
-        err = router.lam_error(holder.current, body.lam)
+        err = service.lam_error(holder.current, body.lam)
         if err:
             raise BadRequest(422, err)
         explore = settings.explore if body.explore is None else body.explore
@@ -430,7 +279,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     def feedback(body: FeedbackRequest, _auth: Auth):
         """Record the outcome of one decision (once)."""
         try:
-            row = store.add_feedback(body.decision_id, body.score, body.cost, body.output_tokens, router.cost)
+            row = store.add_feedback(body.decision_id, body.score, body.cost, body.output_tokens, service.cost)
         except UnknownDecision:
             raise BadRequest(404, f"unknown decision_id {body.decision_id!r}") from None
         except DuplicateFeedback:
@@ -439,14 +288,13 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
             raise BadRequest(422, str(err)) from None
         return FeedbackResponse(decision_id=row["decision_id"], score=row["score"], cost=row["cost"])
 
-    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, token=token)
+    open_paths = OPEN_PATHS + (DOCS_PATHS if settings.docs == "open" else ())
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, token=token, open_paths=open_paths)
     return app
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory for ``serve --workers N``: settings from ``$CAUSAL_ROUTER_SERVE_SETTINGS``."""
-    from .settings import SETTINGS_ENV
-
+    """uvicorn factory for ``serve --workers N`` (:data:`FACTORY`): settings from ``$CAUSAL_ROUTER_SERVE_SETTINGS``."""
     text = os.environ.get(SETTINGS_ENV)
     return create_app(ServeSettings.from_env(text) if text else None)
 
@@ -456,12 +304,9 @@ def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, wo
     import uvicorn
 
     if workers > 1:
-        from .settings import SETTINGS_ENV
-
         os.environ[SETTINGS_ENV] = settings.to_env()
         os.environ["CAUSAL_ROUTER_SERVE_MULTIWORKER"] = "1"
-        uvicorn.run("causal_router.serving.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="info")
+        uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers, log_level="info")
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
@@ -470,4 +315,3 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
-

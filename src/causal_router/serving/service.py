@@ -1,0 +1,190 @@
+"""The routing service without HTTP: :class:`RouteService` routes micro-batches of requests with the
+current model, draws each decision from the exploring policy, logs it (committed) and costs feedback.
+
+:func:`build_service` assembles one from :class:`~causal_router.serving.settings.ServeSettings`: the
+registered model (polled for alias moves), the decision log, the encoder (refused when the router was
+trained on other features) and the price sheet. :mod:`causal_router.serving.api` puts it behind HTTP;
+the deployment loop (:mod:`causal_router.loop`) calls :meth:`RouteService.handle` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.schema import propensities_json
+from ..features.encoders import check_features, resolve_encoder
+from ..policy.exploration import ExplorationPolicy
+from .model import ModelHolder, ServedModel
+from .settings import ServeSettings
+from .store import DecisionStore, now
+
+log = logging.getLogger("causal_router.serving")
+
+__all__ = ["BadRequest", "RouteItem", "RouteService", "build_service", "check_encoder", "decision_id",
+           "load_encoder"]
+
+
+@dataclass
+class RouteItem:
+    prompts: list
+    lam: float
+    explore: float
+    request_id: str
+
+
+class BadRequest(Exception):
+    """A request the current model cannot answer (e.g. lam outside its interval after a reload)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def load_encoder(settings: ServeSettings, model: ServedModel):
+    """The encoder for ``model``: ``settings.encoder`` (``module:callable``), the model's encoder
+    folder, or the default encoder; refuses one whose features the router was not trained on
+    (:class:`~causal_router.features.encoders.EncoderMismatchError`)."""
+    enc = resolve_encoder(settings.encoder or model.encoder_path or None)
+    check_encoder(model, enc)
+    return enc
+
+
+def check_encoder(model: ServedModel, enc) -> None:
+    check_features(model.encoder_key, enc, f"{model.name} version {model.version}",
+                   "set serve.encoder (params.yaml) to a module:callable returning that encoder")
+
+
+def decision_id(stamp_ns: int, index: int) -> str:
+    """A 32-hex-digit decision id that sorts in the order the decisions were made: the batch's time
+    in nanoseconds, the decision's index in the batch, then 48 random bits. The decisions of one
+    batch share a timestamp, and the logs order rows by (timestamp, id): with random ids their order,
+    and which of them the holdout takes, would change from run to run."""
+    return f"{stamp_ns:016x}{index:04x}{uuid.uuid4().hex[:12]}"
+
+
+class RouteService:
+    """Routes batches of requests with the current model and logs the decisions."""
+
+    def __init__(self, settings: ServeSettings, holder: ModelHolder, store: DecisionStore, encoder,
+                 rng: np.random.Generator, prices: dict | None = None):
+        self.settings = settings
+        self.holder = holder
+        self.store = store
+        self.encoder = encoder
+        self.rng = rng
+        self.prices = prices or {}
+        self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
+                                        settings.challenger_share, settings.strategy, settings.posterior_scale)
+        self.counts = store.counts_by_model()
+
+    def lam_error(self, model: ServedModel, lam: float) -> str | None:
+        lo, hi = model.lam_range
+        if lo <= lam <= hi:
+            return None
+        where = f"[{lo:g}, {hi:g}]" if lo < hi else f"{lo:g} (an endpoint router)"
+        return (f"lam must be within the router's lambda interval {where} ({model.name} version "
+                f"{model.version}), got {lam:g}")
+
+    def tokens(self, model: ServedModel, prompts) -> np.ndarray | None:
+        """The router's input-token estimate per prompt (characters x the logs' tokens per character)."""
+        tpc = model.tokens_per_char
+        return None if not tpc else np.array([len(p) * float(tpc) for p in prompts])
+
+    def handle(self, items: list[RouteItem]) -> list:
+        """Route a batch (runs in the batcher's thread): one embedding call, one commit."""
+        model = self.holder.current
+        texts = [p for it in items for p in it.prompts]
+        X = np.asarray(self.encoder.encode(texts), dtype=np.float32)
+        counts = np.array([self.counts.get(m, 0) for m in model.models], dtype=float)
+        created = now()
+        stamp = time.time_ns()
+        rows, results, start = [], [], 0
+        for it in items:
+            n = len(it.prompts)
+            Xi, start = X[start:start + n], start + n
+            err = self.lam_error(model, it.lam)
+            if err:
+                results.append(BadRequest(422, err))
+                continue
+            tok = self.tokens(model, it.prompts)
+            guide = model.challenger_choice(Xi, it.lam, tok) if it.explore > 0 else None
+            post = model.posterior(Xi, it.lam, tok) if it.explore > 0 and self.policy.strategy == "thompson" else None
+            P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts, guide, post)
+            idx, prop = self.policy.draw(P, self.rng)
+            out = []
+            for j, (k, p) in enumerate(zip(idx, prop)):
+                vector = propensities_json(model.models, P[j])
+                did = decision_id(stamp, len(rows))
+                row = {"decision_id": did, "created_at": created, "request_id": it.request_id,
+                       "prompt": it.prompts[j], "model": model.models[k], "propensity": float(p),
+                       "lam": float(it.lam), "explore": float(it.explore), "router_name": model.name,
+                       "router_version": model.version,
+                       # a count: whole tokens, as logs and price sheets have them
+                       "input_tokens": None if tok is None else int(round(tok[j])), "propensities": vector}
+                rows.append(row)
+                out.append({"decision_id": did, "model": row["model"], "propensity": row["propensity"],
+                            "router_version": model.version, "lam": row["lam"]})
+            results.append(out)
+        self.store.add_decisions(rows)  # committed before any response leaves
+        for r in rows:
+            self.counts[r["model"]] = self.counts.get(r["model"], 0) + 1
+        return results
+
+    def cost(self, decision: dict, output_tokens: int | None) -> float:
+        """USD cost of a decision from the price sheet and its token counts."""
+        if output_tokens is None:
+            raise ValueError("cost is missing: send cost, or output_tokens so that it can be computed "
+                             "from the price sheet")
+        model = decision["model"]
+        if model not in self.prices:
+            raise ValueError(f"cost is missing and the price sheet has no price for model {model!r}: send cost")
+        if decision.get("input_tokens") is None:
+            raise ValueError("cost is missing and the decision has no input token count: send cost")
+        pin, pout = self.prices[model]
+        return (float(decision["input_tokens"]) * pin + float(output_tokens) * pout) / 1e6
+
+
+def build_service(settings: ServeSettings, holder: ModelHolder | None = None, store: DecisionStore | None = None,
+                  encoder=None) -> RouteService:
+    """A :class:`RouteService` from ``settings``; ``holder``, ``store`` and ``encoder`` are built when not
+    given (tests inject them). The project (``mlruns/``, ``decisions/``, a relative price sheet) is
+    ``settings.root``, else the one found from the current folder. Raises
+    :class:`~causal_router.features.encoders.EncoderMismatchError` for an encoder whose features the
+    served router was not trained on; after a reload, the holder refuses such a model the same way."""
+    from ..registry.names import CHALLENGER
+    from ..registry.tracking import configure, find_project_root
+    from ..settings.prices import load_prices
+    from .store import default_uri
+
+    root = Path(settings.root) if settings.root else (find_project_root() or Path("."))
+    if holder is None:
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            configure(root)
+        holder = ModelHolder(settings.model_uri, settings.poll_seconds,
+                             challenger_alias=CHALLENGER if settings.challenger_share > 0 else None)
+    if store is None:
+        store = DecisionStore(settings.decisions_uri or default_uri(root))
+    if encoder is None:
+        encoder = load_encoder(settings, holder.current)
+    else:
+        check_encoder(holder.current, encoder)
+    holder._on_change = lambda m: check_encoder(m, encoder)
+    prices = None
+    if settings.prices:
+        path = Path(settings.prices)
+        path = path if path.is_absolute() else root / path
+        prices = load_prices(path) if path.is_file() else None
+        if prices is None:
+            log.warning("price sheet %s not found: feedback must carry its cost", path)
+    seed = settings.seed
+    rng = np.random.default_rng(None if seed is None else [int(seed), *(
+        [os.getpid()] if os.environ.get("CAUSAL_ROUTER_SERVE_MULTIWORKER") else [])])
+    return RouteService(settings, holder, store, encoder, rng, prices)

@@ -1,0 +1,182 @@
+"""The routing service without HTTP (serving/service.py): micro-batches, exploration draws, the
+decision log, the encoder check and where the service finds its project."""
+
+import numpy as np
+import pytest
+
+from causal_router.serving.store import DecisionStore
+from tests.serving.tiny import MODELS, LinearRouter, TinyEncoder
+
+
+def test_decision_ids_sort_in_the_order_the_decisions_were_made():
+    """Ids of one batch (one timestamp) sort by their index in the batch, and later batches after
+    earlier ones: the logs' (timestamp, id) order is the order of the decisions."""
+    import time
+
+    from causal_router.serving.service import decision_id
+
+    stamp = time.time_ns()
+    ids = [decision_id(stamp, i) for i in range(300)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert sorted(ids) == ids and len(set(ids)) == len(ids)
+    assert decision_id(stamp + 1, 0) > ids[-1]
+
+
+def test_exploration_favours_the_challengers_choice_and_logs_its_probability(tmp_path):
+    """The canary through the service's own routing code: where the challenger disagrees, its model is
+    drawn with the probability the decision log records (explore 0.2, floor 0.02, 3 models: 0.18)."""
+    from causal_router.serving.model import ServedModel
+    from causal_router.serving.service import RouteItem, RouteService
+    from causal_router.serving.settings import ServeSettings
+
+    class Cheapest(LinearRouter):
+        def scores(self, X, lam, input_tokens=None):
+            return np.tile([1.0, 0.0, -1.0], (len(X), 1))
+
+    def served(challenger):
+        return ServedModel("m", "1", list(MODELS), LinearRouter(), (0.0, 100.0), None, "tiny-d4",
+                           challenger=challenger, challenger_version="2" if challenger else "")
+
+    class H:
+        current = served(Cheapest())
+
+    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        router = RouteService(ServeSettings(explore=0.2, floor=0.02, seed=0), H, store, TinyEncoder(),
+                        np.random.default_rng(0))
+        prompts = [f"p{i}" for i in range(2000)]
+        out = router.handle([RouteItem(prompts, 0.0, 0.2, "r")])[0]
+        X = TinyEncoder().encode(prompts)
+        champ = LinearRouter().scores(X, 0.0).argmax(1)
+        disagree = champ != 0
+        assert disagree.mean() > 0.5  # the tiny router prefers model-c at lam 0: the challenger picks model-a
+        drawn = np.array([MODELS.index(d["model"]) for d in out])
+        prop = np.array([d["propensity"] for d in out])
+        to_challenger = disagree & (drawn == 0)
+        np.testing.assert_allclose(prop[to_challenger], 0.18)
+        assert abs(to_challenger.sum() / disagree.sum() - 0.18) < 0.03
+        H.current = served(None)  # without a challenger: model-a gets its ordinary share
+        out = router.handle([RouteItem(prompts, 0.0, 0.2, "r2")])[0]
+        drawn = np.array([MODELS.index(d["model"]) for d in out])
+        assert ((drawn == 0) & disagree).sum() / disagree.sum() < 0.12
+    finally:
+        store.close()
+
+
+def test_thompson_exploration_through_the_service_logs_the_probability_it_drew_with(tmp_path):
+    """The default strategy: a router with a posterior in which model-b, logged twice, may be the
+    best is explored towards model-b far beyond ``explore``, and every decision's propensity is the
+    Thompson policy's probability of the drawn model."""
+    from causal_router.policy.exploration import ExplorationPolicy
+    from causal_router.policy.posterior import ArmPosterior
+    from causal_router.serving.model import ServedModel
+    from causal_router.serving.service import RouteItem, RouteService
+    from causal_router.serving.settings import ServeSettings
+
+    sd = ArmPosterior(np.array([5000.0, 2.0, 5000.0]), 2.0).sd()
+
+    class WithPosterior(LinearRouter):
+        def posterior(self, X, lam, input_tokens=None):
+            return self.scores(X, lam), sd
+
+    class H:
+        current = ServedModel("m", "1", list(MODELS), WithPosterior(), (0.0, 100.0), None, "tiny-d4")
+
+    assert ServeSettings().strategy == "thompson"
+    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        settings = ServeSettings(explore=0.05, floor=0.01, seed=0)
+        router = RouteService(settings, H, store, TinyEncoder(), np.random.default_rng(0))
+        prompts = [f"p{i}" for i in range(2000)]
+        out = router.handle([RouteItem(prompts, 0.0, 0.05, "r")])[0]
+        X = TinyEncoder().encode(prompts)
+        S = WithPosterior().scores(X, 0.0)
+        P = ExplorationPolicy(0.05, 0.01, strategy="thompson", posterior_scale=settings.posterior_scale
+                              ).probabilities(S, posterior=(S, sd))
+        drawn = np.array([MODELS.index(d["model"]) for d in out])
+        np.testing.assert_allclose([d["propensity"] for d in out], P[np.arange(2000), drawn])
+        logged = store.frame("decisions").set_index("decision_id").loc[[d["decision_id"] for d in out]]
+        from causal_router.data.schema import propensity_matrix
+
+        np.testing.assert_allclose(propensity_matrix(logged, MODELS), P, rtol=1e-12, atol=1e-15)
+        off = 1 - P[np.arange(2000), S.argmax(1)]
+        assert off.min() >= 0.05 - 1e-12 and off.mean() > 0.1  # at least explore, more where unsure
+        assert abs((drawn != S.argmax(1)).mean() - off.mean()) < 0.03
+    finally:
+        store.close()
+
+
+class _Holder:
+    """What the service reads of a ModelHolder: the current model (no registry, no polling)."""
+
+    def __init__(self, model):
+        self.current = model
+        self._on_change = None
+
+
+def _served(tokens_per_char=None, encoder_key="tiny-d4"):
+    from causal_router.serving.model import ServedModel
+
+    return ServedModel("m", "1", list(MODELS), LinearRouter(), (0.0, 100.0), tokens_per_char, encoder_key)
+
+
+def test_the_decision_log_holds_whole_input_tokens(tmp_path):
+    """The service estimates a prompt's input tokens from its length (tokens per character): the log
+    holds a count, rounded, as logs and price sheets have them, not the fraction."""
+    from causal_router.serving.service import RouteItem, RouteService
+    from causal_router.serving.settings import ServeSettings
+
+    store = DecisionStore(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        service = RouteService(ServeSettings(seed=0), _Holder(_served(0.3)), store, TinyEncoder(),
+                               np.random.default_rng(0))
+        prompts = ["abcde", "x" * 11, "y" * 1001]
+        service.handle([RouteItem(prompts, 1.0, 0.1, "r")])
+        logged = store.frame("decisions").sort_values("decision_id")["input_tokens"].tolist()
+        assert logged == [round(len(p) * 0.3) for p in prompts] == [2, 3, 300]
+        assert all(float(t).is_integer() for t in logged)
+    finally:
+        store.close()
+
+
+def test_an_encoder_the_router_was_not_trained_on_is_refused_at_load_and_on_reload(tmp_path):
+    from causal_router.features.encoders import EncoderMismatchError
+    from causal_router.serving.service import build_service
+    from causal_router.serving.settings import ServeSettings
+
+    class Other(TinyEncoder):
+        key = "other-encoder"
+
+    settings = ServeSettings(decisions_uri=f"sqlite:///{tmp_path / 'd.db'}", root=str(tmp_path))
+    with pytest.raises(EncoderMismatchError, match="m version 1 was trained on features of encoder 'tiny-d4', "
+                       "not 'other-encoder'"):
+        build_service(settings, holder=_Holder(_served()), encoder=Other())
+    # serve.encoder (module:callable) goes through the one resolution and the same check
+    holder = _Holder(_served())
+    settings.encoder = "tests.serving.tiny:TinyEncoder"
+    service = build_service(settings, holder=holder)
+    try:
+        assert service.encoder.key == "tiny-d4"
+        with pytest.raises(EncoderMismatchError):  # a reload to a model of other features is refused
+            holder._on_change(_served(encoder_key="other-encoder"))
+    finally:
+        service.store.close()
+
+
+def test_the_default_decision_log_is_the_projects_from_any_folder_inside_it(tmp_path, monkeypatch):
+    """No root and no decisions URI: the log is <project>/decisions/decisions.db, the project found from
+    the current folder (as every other command finds it), not ./decisions under a subfolder."""
+    from causal_router.serving.service import build_service
+    from causal_router.serving.settings import ServeSettings
+
+    project = tmp_path / "project"
+    (project / "notebooks" / "deep").mkdir(parents=True)
+    (project / "params.yaml").write_text("serve: {}\n")
+    monkeypatch.chdir(project / "notebooks" / "deep")
+    monkeypatch.delenv("CAUSAL_ROUTER_DECISIONS_URI", raising=False)
+    service = build_service(ServeSettings(), holder=_Holder(_served()), encoder=TinyEncoder())
+    try:
+        assert service.store.uri == f"sqlite:///{project.resolve() / 'decisions' / 'decisions.db'}"
+        assert not (project / "notebooks" / "deep" / "decisions").exists()
+    finally:
+        service.store.close()
