@@ -23,8 +23,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..causal.nuisances import NuisanceConfig
-from ..pipeline.params import DEFAULTS
 from ..policy.routers import get_router
+from ..settings.params import PromoteSettings
 from .stages import (
     Holder,
     gate,
@@ -61,7 +61,7 @@ _ROUND0, _SERVE, _UNIFORM = 200, 201, 300
 #: Ingest settings of every retraining arm: params.yaml's ``ingest`` defaults (the holdout accumulates).
 INGEST = {"holdout_fraction": 0.2, "holdout_max_rows": 2000}
 #: The gate of every gated arm: params.yaml's ``promote`` defaults.
-GATE = {k: DEFAULTS["promote"][k] for k in ("alpha", "margin", "overlap", "rule")}
+GATE = PromoteSettings().gate()
 
 
 def loop_nuisances(seed: int = 0, cv: int = 5) -> NuisanceConfig:

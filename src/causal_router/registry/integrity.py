@@ -167,7 +167,7 @@ def marker_path(uri: str) -> Path:
     if base:
         folder = Path(base).expanduser()
     else:
-        from .tracking import MLRUNS, find_project_root
+        from ..settings.env import MLRUNS, find_project_root
 
         root = find_project_root()
         folder = (root / MLRUNS / "expected") if root else Path.home() / ".cache" / "causal-router" / "expected"

@@ -327,3 +327,16 @@ def _undo_registration(c, run_id: str, alias: str, versions: dict, moved: dict, 
             log.warning("registration failed: deleted %s v%s", name, version)
         except Exception:
             log.exception("could not delete %s v%s of a failed registration", name, version)
+
+
+def log_files(run_id: str, files: dict[str, list]) -> None:
+    """Log files into run ``run_id``: ``{artifact folder: [paths]}`` (e.g. the validation reports)."""
+    c = _client()
+    for folder, paths in files.items():
+        for path in paths:
+            c.log_artifact(run_id, str(path), folder)
+
+
+def mark_failed(run_id: str) -> None:
+    """End run ``run_id`` as FAILED (a registration that undid itself)."""
+    _client().set_terminated(run_id, "FAILED")
