@@ -2,8 +2,6 @@
 a missing params file is an error for every flow and command, the retrain summary is a table, and
 the train flow prints one line per stage."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +90,18 @@ def test_timed_prints_one_line_per_stage(capsys):
         pass
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("crossfit") and lines[0].endswith("s  (cached)") and lines[1].startswith("train")
+
+
+def test_flow_parameters_raise_no_pydantic_warning():
+    """A flow parameter named like a pydantic attribute (``register``) printed a "shadows" warning per run."""
+    import warnings
+
+    from flows.promote import promote_flow
+    from flows.retrain import retrain_flow
+    from flows.train import train_flow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_flow.validate_parameters({"params_path": "params.yaml", "root": ".", "register_models": False})
+        promote_flow.validate_parameters({"params_path": "params.yaml", "root": ".", "names": None})
+        retrain_flow.validate_parameters({"params_path": "params.yaml", "root": "."})
