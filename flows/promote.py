@@ -15,7 +15,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from causal_router.pipeline import promotion
-from causal_router.pipeline.params import load_params
+from causal_router.settings.params import load_settings
+
+__all__ = ["main", "promote_flow"]
 
 holdout_features = task(promotion.holdout_features)
 gate = task(promotion.gate, task_run_name="gate-{name}")
@@ -25,11 +27,11 @@ record = task(promotion.record_gate)  # the gate's own MLflow run, then the rete
 @flow(name="causal-router-promote", log_prints=True)
 def promote_flow(params_path: str = "params.yaml", root: str = ".", names: list | None = None) -> list:
     """Run the promotion gate for the interval router and every endpoint router."""
-    logger = get_run_logger()
     from causal_router.registry.tracking import configure
 
+    logger = get_run_logger()
     root_s = str(Path(root).resolve())
-    p = load_params(Path(root_s) / params_path)
+    p = load_settings(Path(root_s) / params_path)
     configure(root_s)  # a damaged store, or one that lost a champion, stops here (promotion.gate checks again)
     logs, X = holdout_features(root_s, p)
     decisions = []
@@ -42,22 +44,14 @@ def promote_flow(params_path: str = "params.yaml", root: str = ".", names: list 
 
 
 def main(argv: list | None = None) -> int:
-    """``python -m flows.promote [params.yaml]``; a project error (a damaged tracking store, bad input)
-    is one line on stderr and exit code 1."""
-    from causal_router.errors import CausalRouterError
-    from causal_router.pipeline.prefect_server import temporary_server
-    from causal_router.registry.tracking import configure
+    """``python -m flows.promote [params.yaml]``; a project error is one line on stderr and exit code 1."""
+    from causal_router.pipeline import entry
 
-    try:
-        configure(".")  # before any Prefect run: a damaged store is one line, not a flow traceback
-        with temporary_server():  # stops with this process, even after kill -9
-            decisions = promote_flow(*list(argv or [])[:1])
-    except CausalRouterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for d in decisions:
+    args = entry.parser("python -m flows.promote", __doc__.split("\n\n")[0]).parse_args(argv)
+    rc, decisions = entry.run(lambda: promote_flow(args.params), args.params)
+    for d in decisions or []:
         print(d.summary())
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

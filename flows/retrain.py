@@ -15,8 +15,11 @@ from pathlib import Path
 
 from prefect import flow, task
 
+from causal_router.pipeline.tasks import with_runner
 from flows.promote import promote_flow
 from flows.train import train_flow
+
+__all__ = ["CRON", "ingest", "main", "retrain_flow"]
 
 #: Nightly at 03:00 UTC unless CAUSAL_ROUTER_RETRAIN_CRON says otherwise.
 CRON = os.environ.get("CAUSAL_ROUTER_RETRAIN_CRON", "0 3 * * *")
@@ -25,24 +28,20 @@ CRON = os.environ.get("CAUSAL_ROUTER_RETRAIN_CRON", "0 3 * * *")
 @task
 def ingest(params_path: str = "params.yaml", root: str = ".") -> dict:
     """Append the decision log's new decisions with feedback to the logs (a no-op when there are none)."""
-    from causal_router.pipeline.params import load_params
     from causal_router.serving.ingest import ingest as run
     from causal_router.serving.store import DecisionStore, default_uri
+    from causal_router.settings.params import load_settings
 
     root_p = Path(root).resolve()
-    p = load_params(root_p / params_path)
-    data_dir = root_p / p["data"]["dir"]
-    cfg = p.get("ingest") or {}
-    report = run(DecisionStore(default_uri(root_p)), data_dir, float(cfg.get("holdout_fraction", 0.2)), root=root_p,
-                 holdout_max_rows=cfg.get("holdout_max_rows"))
+    s = load_settings(root_p / params_path)
+    report = run(DecisionStore(default_uri(root_p)), root_p / s.data.dir, s.ingest.holdout_fraction, root=root_p,
+                 holdout_max_rows=s.ingest.holdout_max_rows)
     print(report.summary())
     return {"added": report.added, "quarantined": report.quarantined, "data_version": report.data_version}
 
 
 @flow(name="causal-router-retrain", log_prints=True)
 def retrain_flow(params_path: str = "params.yaml", root: str = ".") -> dict:
-    from flows.train import with_runner
-
     ingested = ingest(params_path, root)
     # on $CAUSAL_ROUTER_TASK_RUNNER's runner (the stack's Dask cluster when a worker runs it)
     trained = with_runner(train_flow, str(Path(root) / params_path))(params_path, root)
@@ -50,11 +49,23 @@ def retrain_flow(params_path: str = "params.yaml", root: str = ".") -> dict:
     return {"ingested": ingested, "run_id": trained.get("run_id"), "decisions": [d.to_dict() for d in decisions]}
 
 
-if __name__ == "__main__":
-    from causal_router.pipeline.prefect_server import temporary_server
+def main(argv: list | None = None) -> int:
+    """``python -m flows.retrain [run|serve] [--params params.yaml]``."""
+    from causal_router.pipeline import entry
 
-    with temporary_server():  # without PREFECT_API_URL: stops with this process, even after kill -9
-        if sys.argv[1:2] == ["serve"]:
-            retrain_flow.serve(name="nightly-retrain", cron=CRON)
-        else:
-            print(retrain_flow())
+    p = entry.parser("python -m flows.retrain", __doc__.split("\n\n")[0], params=False)
+    p.add_argument("action", nargs="?", choices=("run", "serve"), default="run",
+                   help="run: once, now (default); serve: on the cron schedule ($CAUSAL_ROUTER_RETRAIN_CRON)")
+    p.add_argument("--params", default="params.yaml", help="pipeline parameters file (default: params.yaml)")
+    args = p.parse_args(argv)
+    if args.action == "serve":
+        return entry.run(lambda: retrain_flow.serve(name="nightly-retrain", cron=CRON,
+                                                    parameters={"params_path": args.params}), args.params)[0]
+    rc, out = entry.run(lambda: retrain_flow(args.params), args.params)
+    if rc == 0:
+        print(entry.retrain_table(out))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

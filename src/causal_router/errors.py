@@ -9,7 +9,7 @@ traceback only with ``--debug``. Each subclass also derives from the builtin a c
 from __future__ import annotations
 
 __all__ = ["CausalRouterError", "UnreadableFileError", "MissingFileError", "InvalidParameterError",
-           "StoreDamagedError", "MissingArtifactError", "DeviceUnavailableError"]
+           "StoreDamagedError", "MissingArtifactError", "DeviceUnavailableError", "SettingsError"]
 
 
 class CausalRouterError(Exception):
@@ -38,3 +38,7 @@ class MissingArtifactError(CausalRouterError, FileNotFoundError):
 
 class DeviceUnavailableError(CausalRouterError, RuntimeError):
     """A device asked for by name that this machine lacks (``cuda`` where torch sees no GPU)."""
+
+
+class SettingsError(CausalRouterError, ValueError):
+    """A params file that cannot be used: unreadable YAML, an unknown key or section, a mistyped value."""

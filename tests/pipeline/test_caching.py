@@ -57,7 +57,7 @@ def test_the_flow_commits_only_the_data_it_validated(tmp_path, monkeypatch):
     """dvc.lock is written only when data/ still holds what the flow validated."""
     from causal_router.hashing import hash_path
     from causal_router.pipeline import dvc
-    from flows.train import dvc_commit
+    from causal_router.pipeline.tasks import dvc_commit
 
     committed = []
     monkeypatch.setattr(dvc, "commit", lambda root: committed.append(root) or True)

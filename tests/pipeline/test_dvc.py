@@ -44,7 +44,7 @@ def test_dvc_repro_then_status_clean_and_the_flow_agrees(project, another_projec
     from flows.train import train_flow
 
     other = another_project
-    train_flow("params.yaml", str(other), register=False)
+    train_flow("params.yaml", str(other), register_models=False)
     for name in ("artifacts/metrics.json", "artifacts/summary.json", "artifacts/routers/manifest.json",
                  "artifacts/crossfit/meta.json", "artifacts/crossfit/clip_report.json"):
         # as text: byte-identical files (and NaN, e.g. the clip report of an arm without rows, compares equal)

@@ -7,7 +7,7 @@ from prefect import flow, task
 from causal_router.causal.crossfit import CrossFitter
 from causal_router.data.synthetic import make_synthetic
 from causal_router.pipeline.runners import make_task_runner
-from flows.train import _fold_tasks
+from causal_router.pipeline.tasks import fold_tasks
 
 pytestmark = pytest.mark.slow  # real Dask clusters
 
@@ -19,7 +19,7 @@ def _args(s):
 
 @task
 def fit_in_task(s):
-    return CrossFitter(cv=4, random_state=0).fit(*_args(s), fold_map=_fold_tasks).nuisances_
+    return CrossFitter(cv=4, random_state=0).fit(*_args(s), fold_map=fold_tasks).nuisances_
 
 
 @flow(name="crossfit-fanout-test")

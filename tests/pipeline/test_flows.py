@@ -71,7 +71,7 @@ def test_interrupted_run_resumes_from_cache(trained, monkeypatch):
 
     monkeypatch.setattr(stages, "embed_stage", boom)
     monkeypatch.setattr(stages, "crossfit_stage", boom)
-    result = train_flow("params.yaml", str(project), register=False)
+    result = train_flow("params.yaml", str(project), register_models=False)
     assert result["records"]
 
 
@@ -101,7 +101,7 @@ def test_a_damaged_output_is_rebuilt(trained, damaged):
     path = project / damaged
     good = file_md5(path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    result = train_flow("params.yaml", str(project), register=False)
+    result = train_flow("params.yaml", str(project), register_models=False)
     assert result["records"] and file_md5(path) == good
 
 
@@ -116,7 +116,7 @@ def test_an_edit_to_causal_code_recomputes_crossfit_not_validation(trained, monk
     pkg = project / "pkg" / "causal_router"
     shutil.copytree(caching.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(caching, "PACKAGE", pkg)
-    train_flow("params.yaml", str(project), register=False)  # cached under the copy's digests
+    train_flow("params.yaml", str(project), register_models=False)  # cached under the copy's digests
     scores = pkg / "causal" / "scores.py"
     scores.write_text(scores.read_text().replace("return 1.0 / np.maximum(logged_propensity, clip)",
                                                  "return 1.0 / np.maximum(logged_propensity, clip)  # edited"))
@@ -132,7 +132,7 @@ def test_an_edit_to_causal_code_recomputes_crossfit_not_validation(trained, monk
 
     for name in ("validate_stage", "embed_stage", "crossfit_stage"):
         monkeypatch.setattr(stages, name, spy(name))
-    assert train_flow("params.yaml", str(project), register=False)["records"]
+    assert train_flow("params.yaml", str(project), register_models=False)["records"]
     assert ran == ["crossfit_stage"]
 
 
@@ -150,7 +150,8 @@ def test_a_second_flow_waits_for_the_first(trained):
     metrics.unlink()
     done = {}
     with lock:  # a first flow holding the folder
-        worker = threading.Thread(target=lambda: done.update(train_flow("params.yaml", str(project), register=False)))
+        worker = threading.Thread(target=lambda: done.update(train_flow("params.yaml", str(project),
+                                                                        register_models=False)))
         worker.start()
         time.sleep(3)
         assert worker.is_alive() and not metrics.exists()  # waiting, having written nothing

@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 
 from causal_router.registry import tracking
+from causal_router.settings.env import find_project_root
 
 
 def test_tracking_uri_defaults_to_sqlite_under_root(tmp_path, monkeypatch):
@@ -17,21 +18,10 @@ def test_tracking_uri_defaults_to_sqlite_under_root(tmp_path, monkeypatch):
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
 
 
-def test_project_root_found_by_walking_up(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "params.yaml").write_text("runner: local\n")
-    deep = tmp_path / "src" / "pkg"
-    deep.mkdir(parents=True)
-    monkeypatch.chdir(deep)
-    assert tracking.find_project_root() == tmp_path.resolve()
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
-    assert tracking.decisions_uri() == f"sqlite:///{tmp_path.resolve()}/decisions/decisions.db"
-
-
 def test_outside_a_project_a_clear_error_and_no_stray_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    if tracking.find_project_root() is not None:  # pragma: no cover - the temp folder sits in a project
+    if find_project_root() is not None:  # pragma: no cover - the temp folder sits in a project
         return
     try:
         tracking.configure()
@@ -40,24 +30,6 @@ def test_outside_a_project_a_clear_error_and_no_stray_store(tmp_path, monkeypatc
     else:
         raise AssertionError("configure() outside a project must raise ConfigError")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_settings_resolve_env_and_params(tmp_path, monkeypatch):
-    for var in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", tracking.RUNNER_ENV, tracking.DECISIONS_ENV,
-                tracking.DVC_REMOTE_ENV):
-        monkeypatch.delenv(var, raising=False)
-    (tmp_path / "params.yaml").write_text("runner: dask\n")
-    embedded = tracking.settings(tmp_path)
-    assert embedded["MLFLOW_TRACKING_URI"].endswith("/mlruns/mlflow.db")
-    assert embedded["PREFECT_API_URL"] is None and embedded[tracking.RUNNER_ENV] == "dask"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4299/api")
-    monkeypatch.setenv(tracking.RUNNER_ENV, "dask://127.0.0.1:8799")
-    monkeypatch.setenv(tracking.DECISIONS_ENV, "postgresql+psycopg://u@127.0.0.1:5499/decisions")
-    servers = tracking.settings(tmp_path)
-    assert servers["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
-    assert servers[tracking.RUNNER_ENV] == "dask://127.0.0.1:8799"
-    assert servers[tracking.DECISIONS_ENV].startswith("postgresql+psycopg://")
 
 
 def test_env_uri_wins(tmp_path, monkeypatch):

@@ -36,6 +36,9 @@ class _Group(TyperGroup):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
+        from ..settings.env import use_project_prefect
+
+        use_project_prefect()  # before a command's module imports Prefect (the loop flow)
         group = typer.main.get_group(importlib.import_module(f".{COMMANDS[name]}", __name__).app)
         return group if name == "stage" else group.commands[name]
 

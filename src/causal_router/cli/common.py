@@ -14,7 +14,7 @@ from ..features.encoders import resolve_encoder
 CacheDir = typer.Option(None, "--cache-dir", help="Embedding cache folder (default: $CAUSAL_ROUTER_CACHE_DIR "
                         "or ~/.cache/causal-router/embeddings).")
 Encoder = typer.Option(None, "--encoder", help="Local Hugging Face model folder (default: offline all-MiniLM-L6-v2).")
-Params = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")
+Params = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file (a missing file is an error).")
 
 
 def floats(text: str) -> list[float]:

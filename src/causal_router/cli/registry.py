@@ -7,12 +7,13 @@ from typing import Optional
 
 import typer
 
-from ..pipeline.params import load_params
 from ..pipeline.promotion import gate, holdout_features, router_names
 from ..registry.lifecycle import RollbackError
 from ..registry.lifecycle import rollback as do_rollback
 from ..registry.lineage import describe, format_lineage
-from ..registry.tracking import ConfigError, configure, find_project_root
+from ..registry.tracking import ConfigError, configure
+from ..settings.env import find_project_root
+from ..settings.params import load_settings
 from .common import Params, fail
 
 app = typer.Typer()
@@ -42,7 +43,7 @@ def promote(
     name: Optional[str] = typer.Option(None, help="One registered model (default: interval and every endpoint)."),
 ):
     """Run the evidence gate: 'champion' moves to 'challenger' only if their paired DR difference is above 0."""
-    p = load_params(params)
+    p = load_settings(params)
     logs, X = holdout_features(".", p)
     for n in [name] if name else router_names(p):
         typer.echo(gate(".", n, logs, X, p).summary())

@@ -8,26 +8,28 @@ from typing import Optional
 
 import typer
 
-from ..registry.tracking import find_project_root
 from ..serving.ingest import ingest as run_ingest
 from ..serving.model import parse_model_uri
 from ..serving.settings import ServeSettings
 from ..serving.store import DecisionStore, default_uri
+from ..settings.env import find_project_root
+from ..settings.params import IngestSettings
 from .common import fail
 
 app = typer.Typer()
+_INGEST = IngestSettings()  # params.yaml's ingest defaults
 
 
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
-    model_uri: str = typer.Option("models:/causal-router-interval@champion", "--model-uri",
+    model_uri: str = typer.Option(ServeSettings().model_uri, "--model-uri",
                                   help="Registered router: models:/NAME@ALIAS (reloaded when the alias moves) "
                                   "or models:/NAME/VERSION."),
     workers: int = typer.Option(1, help="uvicorn worker processes (each loads the model)."),
     params: Optional[Path] = typer.Option(None, "--params", help="Pipeline parameters, the serve section "
-                                          "(default: the project's params.yaml)."),
+                                          "(default: the project's params.yaml; a missing file is an error)."),
 ):
     """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
     decision with its propensity, POST /v1/feedback records outcomes (see README). Runs from any
@@ -54,11 +56,11 @@ def ingest(
     store: Optional[str] = typer.Option(None, "--store", help="Decision log URI (default: "
                                         "$CAUSAL_ROUTER_DECISIONS_URI, else sqlite:///decisions/decisions.db)."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Logs folder (train.parquet, holdout.parquet)."),
-    holdout_fraction: float = typer.Option(0.2, "--holdout-fraction",
+    holdout_fraction: float = typer.Option(_INGEST.holdout_fraction, "--holdout-fraction",
                                            help="Share of the newest ingested rows that joins the holdout."),
-    holdout_max_rows: Optional[int] = typer.Option(2000, "--holdout-max-rows", help="The holdout accumulates up to "
-                                                   "this many rows, the oldest then train (0: each ingest's slice "
-                                                   "replaces it)."),
+    holdout_max_rows: Optional[int] = typer.Option(_INGEST.holdout_max_rows, "--holdout-max-rows",
+                                                   help="The holdout accumulates up to this many rows, the oldest "
+                                                   "then train (0: each ingest's slice replaces it)."),
 ):
     """Turn served decisions that got feedback into log rows (validated, appended by time, newest
     slice as the holdout) and record the data version with DVC; a second run adds nothing."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..causal.nuisances import NuisanceConfig
-from ..pipeline.params import DEFAULTS
+from ..settings.params import IngestSettings, PromoteSettings
 from .steps import (
     Holder,
     gate,
@@ -45,9 +45,9 @@ MEMORY_STORE = "sqlite://"
 ROUND0_KEY, SERVE_KEY = 200, 201
 
 #: Ingest settings of every round: params.yaml's ``ingest`` defaults (the holdout accumulates).
-INGEST = {"holdout_fraction": 0.2, "holdout_max_rows": 2000}
+INGEST = IngestSettings().model_dump()
 #: The gate of a gated run: params.yaml's ``promote`` defaults.
-GATE = {k: DEFAULTS["promote"][k] for k in ("alpha", "margin", "overlap", "rule")}
+GATE = PromoteSettings().gate()
 
 
 def loop_nuisances(seed: int = 0, cv: int = 5) -> NuisanceConfig:

@@ -33,11 +33,11 @@ def features(prompts, encoder=None, cache_dir=None):
 
 def default_prices(models, params_path="params.yaml"):
     """params.yaml's price sheet (``crossfit.prices``) when it prices every model of the table, else None."""
-    from ..pipeline.params import load_params
+    from ..settings.params import load_settings
     from ..settings.prices import load_prices
 
     try:
-        path = Path(load_params(params_path)["crossfit"]["prices"])
+        path = Path(load_settings(params_path).crossfit.prices)
         prices = load_prices(Path(params_path).parent / path)
     except (FileNotFoundError, KeyError, TypeError, ValueError):
         return None

@@ -24,12 +24,12 @@ PACKAGE = Path(__file__).resolve().parents[1]  # src/causal_router
 #: ``tests/pipeline/test_caching.py`` checks it covers every module the stage imports, and that
 #: dvc.yaml lists the same paths.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "validate": ("pipeline/stages.py", "pipeline/layout.py", "data", "validation", "settings", "errors.py",
+    "validate": ("pipeline/stages.py", "pipeline/layout.py", "data", "validation", "settings/prices.py", "errors.py",
                  "jsonable.py"),
     "embed": ("pipeline/stages.py", "pipeline/layout.py", "pipeline/runners.py", "data", "validation", "features",
               "errors.py"),
     "crossfit": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "validation", "features",
-                 "settings", "errors.py"),
+                 "settings/prices.py", "errors.py"),
     "train": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "features", "errors.py"),
     # the routers are unpickled: their classes' code (policy, causal, features) predicts
     "evaluate": ("pipeline/stages.py", "pipeline/layout.py", "evaluation", "policy", "causal", "data", "validation",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..settings.params import Settings
 from . import stages
 
 
-def holdout_features(root, p: dict):
+def holdout_features(root, p: Settings):
     """(held-out logs, their features (n, d)): embeddings from the pipeline, else embedded now."""
     from ..validation.loaders import load_logs
 
-    logs = load_logs(Path(root) / p["data"]["holdout"])
+    logs = load_logs(Path(root) / p.data.holdout)
     try:
-        X = stages.load_embeddings(Path(root) / p["artifacts"] / "embeddings", "holdout", logs["prompt_id"])
+        X = stages.load_embeddings(Path(root) / p.artifacts / "embeddings", "holdout", logs["prompt_id"])
     except (FileNotFoundError, KeyError):
         from ..features.embed import embed_texts
 
@@ -21,14 +22,14 @@ def holdout_features(root, p: dict):
     return logs, X
 
 
-def router_names(p: dict) -> list[str]:
+def router_names(p: Settings) -> list[str]:
     """The interval router and one endpoint router per grid lambda."""
     from ..registry.names import INTERVAL_NAME, endpoint_name
 
-    return [INTERVAL_NAME] + [endpoint_name(lam) for lam in p["train"]["lambdas"]]
+    return [INTERVAL_NAME] + [endpoint_name(lam) for lam in p.train.lambdas]
 
 
-def record_gate(root, decisions: list, p: dict) -> str:
+def record_gate(root, decisions: list, p: Settings) -> str:
     """The gate's own MLflow run (evidence, decisions, the holdout as input, links to the versions),
     then the retention rule: per router, versions that never became champion beyond the newest
     ``promote.keep_versions`` (params.yaml; default 5) are deleted. Returns the run id."""
@@ -36,16 +37,16 @@ def record_gate(root, decisions: list, p: dict) -> str:
     from ..registry.tracking import configure
 
     configure(root)
-    settings = {**p["promote"], "clip": p["crossfit"]["clip"]}
-    run_id = log_promotion_run(decisions, settings, Path(root) / p["data"]["holdout"])
-    keep = p["promote"].get("keep_versions", 5)
+    settings = {**p.promote.model_dump(), "clip": p.crossfit.clip}
+    run_id = log_promotion_run(decisions, settings, Path(root) / p.data.holdout)
+    keep = p.promote.keep_versions
     if keep is not None:
         for d in decisions:
             prune_versions(d.name, int(keep))
     return run_id
 
 
-def gate(root, name: str, logs, X, p: dict):
+def gate(root, name: str, logs, X, p: Settings):
     """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
     from ..causal.nuisances import NuisanceConfig
     from ..registry.names import INTERVAL_NAME
@@ -54,9 +55,8 @@ def gate(root, name: str, logs, X, p: dict):
     from ..settings.prices import load_prices
 
     configure(root)
-    lambdas = p["promote"]["lambdas"] if name == INTERVAL_NAME else None
-    prices = p["crossfit"].get("prices")
-    return promote(name, logs, X, lam=lambdas, alpha=p["promote"]["alpha"], margin=p["promote"]["margin"],
-                   overlap=p["promote"]["overlap"], rule=p["promote"]["rule"],
-                   nuisances=NuisanceConfig.from_params(p["crossfit"]),
+    lambdas = p.promote.lambdas if name == INTERVAL_NAME else None
+    prices = p.crossfit.prices
+    return promote(name, logs, X, lam=lambdas, **p.promote.gate(),
+                   nuisances=NuisanceConfig.from_params(p.crossfit.model_dump()),
                    prices=load_prices(Path(root) / prices) if prices else None)

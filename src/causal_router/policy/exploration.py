@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..settings.params import EXPLORE, FLOOR, POSTERIOR_SCALE, STRATEGIES, TEMPERATURE
 from .posterior import prob_best
 
-#: Exploration strategies (see the module docstring).
-STRATEGIES = ("spread", "thompson")
+__all__ = ["STRATEGIES", "ExplorationPolicy", "check_explore"]
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,15 @@ class ExplorationPolicy:
         Thompson sampling; ``benchmarks/results/exploration_sim/exploration_sim.md``).
     """
 
-    explore: float = 0.1
-    floor: float = 0.01
-    temperature: float = 1.0
+    # the served policy's defaults (causal_router.settings.params, params.yaml's serve section), except
+    # the two switches: the plain policy sends nothing to a challenger and explores at a fixed rate;
+    # the service turns both on from its settings (ServeSettings.challenger_share, .strategy)
+    explore: float = EXPLORE
+    floor: float = FLOOR
+    temperature: float = TEMPERATURE
     challenger_share: float = 0.0
     strategy: str = "spread"
-    posterior_scale: float = 0.3
+    posterior_scale: float = POSTERIOR_SCALE
 
     def __post_init__(self):
         check_explore(self.explore)

@@ -39,7 +39,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse, urlunparse
 
 from ..errors import StoreDamagedError
-from .locations import MLRUNS, find_project_root, sqlite_path
+from ..settings.env import MLRUNS, find_project_root, sqlite_path
 from .names import CHAMPION
 
 log = logging.getLogger(__name__)

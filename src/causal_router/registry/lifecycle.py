@@ -193,6 +193,7 @@ def log_promotion_run(decisions: list, params: dict | None = None, holdout_path=
 
 def log_dataset(path, name: str, context: str = "training") -> None:
     """``mlflow.log_input`` of a log file (parquet, CSV, JSONL) in the active run, its source the path."""
+    import warnings
     from pathlib import Path
 
     import mlflow
@@ -201,5 +202,7 @@ def log_dataset(path, name: str, context: str = "training") -> None:
 
     path = Path(path)
     df = read_frame(path)
-    dataset = mlflow.data.from_pandas(df, source=str(path.resolve()), name=name)
+    with warnings.catch_warnings():  # a local path matches two of MLflow's source types, which resolve alike
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        dataset = mlflow.data.from_pandas(df, source=str(path.resolve()), name=name)
     mlflow.log_input(dataset, context=context)

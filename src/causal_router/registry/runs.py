@@ -267,6 +267,11 @@ PREVIOUS_TAG = "registration.previous"
 SKIPPED_TAG = "registration.skipped_identical"
 
 
+def registration_skipped(run_id: str, client=None) -> bool:
+    """Whether :func:`register_routers` skipped run ``run_id``'s registration (an unchanged retrain)."""
+    return SKIPPED_TAG in (client or _client()).get_run(run_id).data.tags
+
+
 def _identical(c, names: list, content: str, alias: str) -> dict[str, str] | None:
     """``{name: version}`` when the newest version of every name carries ``content`` and ``alias``, else None."""
     out = {}
@@ -323,3 +328,16 @@ def _undo_registration(c, run_id: str, alias: str, versions: dict, moved: dict, 
             log.warning("registration failed: deleted %s v%s", name, version)
         except Exception:
             log.exception("could not delete %s v%s of a failed registration", name, version)
+
+
+def log_files(run_id: str, files: dict[str, list]) -> None:
+    """Log files into run ``run_id``: ``{artifact folder: [paths]}`` (e.g. the validation reports)."""
+    c = _client()
+    for folder, paths in files.items():
+        for path in paths:
+            c.log_artifact(run_id, str(path), folder)
+
+
+def mark_failed(run_id: str) -> None:
+    """End run ``run_id`` as FAILED (a registration that undid itself)."""
+    _client().set_terminated(run_id, "FAILED")

@@ -1,28 +1,16 @@
-"""The one place that decides embedded versus servers, and where MLflow writes.
+"""MLflow's client set-up: where MLflow writes, resolved by :mod:`causal_router.settings.env`.
 
-Embedded (nothing set): a SQLite store under ``<project>/mlruns`` with file artifacts beside
-it, Prefect's temporary local server, threads, a SQLite decision log. Servers: the environment
-variables below (``infra/README.md``, ``infra/.env.example``). Every entry point (CLI, flows,
-the pyfunc snippet, lineage, the stack) resolves them through this module.
-
-The project is found from the current folder by walking up to the first folder holding
-``params.yaml``, ``pyproject.toml`` or ``.git``, so no command ever creates a stray
-``./mlflow.db``; outside a project with no ``MLFLOW_TRACKING_URI`` a :class:`ConfigError` says
-what to set. Before MLflow opens a store, :mod:`.integrity` checks its schema and that it still
-holds the champions it held (a damaged or emptied store is an error, never a fresh start).
+Before MLflow opens a store, :mod:`.integrity` checks its schema and that it still holds the
+champions it held (a damaged or emptied store is an error, never a fresh start).
 
 Nothing happens at import. :func:`configure` points MLflow's tracking and registry at the store,
 creates ``mlruns/`` and the experiment; every other function of :mod:`causal_router.registry`
 calls :func:`ensure_configured`, which configures once per process unless the caller already
-chose a tracking URI (``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri``).
+chose a tracking URI (``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri``). The project folder,
+the store's default URI and the other services' settings are :mod:`causal_router.settings.env`'s.
 
 Environment
 -----------
-MLFLOW_TRACKING_URI          MLflow server (e.g. ``http://127.0.0.1:5000``); unset: ``<project>/mlruns/mlflow.db``.
-PREFECT_API_URL              Prefect server (e.g. ``http://127.0.0.1:4200/api``); unset: a temporary local one.
-CAUSAL_ROUTER_TASK_RUNNER    ``local``, ``dask`` or ``dask://HOST:PORT``; unset: ``runner`` in params.yaml.
-CAUSAL_ROUTER_DECISIONS_URI  decision log database (SQLAlchemy URI); unset: ``<project>/decisions/decisions.db``.
-CAUSAL_ROUTER_DVC_REMOTE     DVC remote URL (folder, ``s3://``, ``gs://``); unset: ``.dvc/config``'s default.
 CAUSAL_ROUTER_EXPERIMENT     experiment name (default ``causal-router``).
 CAUSAL_ROUTER_STATE_DIR      markers of non-file stores (:mod:`.integrity`); unset: ``<project>/mlruns/expected``.
 """
@@ -32,82 +20,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import CausalRouterError
-from .locations import DB_NAME, MLRUNS, PROJECT_MARKERS, find_project_root, sqlite_path
+from ..settings.env import MLRUNS, TRACKING_ENV, ConfigError, sqlite_path, tracking_uri
+
+__all__ = ["MLRUNS", "ConfigError", "artifact_location", "client", "configure", "ensure_configured",
+           "experiment_name", "sqlite_path", "tracking_uri"]
 
 DEFAULT_EXPERIMENT = "causal-router"
 EXPERIMENT_ENV = "CAUSAL_ROUTER_EXPERIMENT"
-TRACKING_ENV = "MLFLOW_TRACKING_URI"
 ARTIFACTS = "artifacts"
 
-PREFECT_ENV = "PREFECT_API_URL"
-RUNNER_ENV = "CAUSAL_ROUTER_TASK_RUNNER"
-DECISIONS_ENV = "CAUSAL_ROUTER_DECISIONS_URI"
-DVC_REMOTE_ENV = "CAUSAL_ROUTER_DVC_REMOTE"
-
 _state: dict = {"uri": None, "experiment_id": None}
-
-
-class ConfigError(CausalRouterError, RuntimeError):
-    """No store can be resolved: the message says what to set."""
-
-
-def project_root(root: str | Path | None = None, what: str = "MLFLOW_TRACKING_URI") -> Path:
-    """``root`` if given, else :func:`find_project_root`; raises :class:`ConfigError` naming ``what``
-    to set when the current folder is not inside a project."""
-    if root is not None:
-        return Path(root).expanduser().resolve()
-    found = find_project_root()
-    if found is None:
-        raise ConfigError(
-            f"{Path.cwd()} is not inside a causal-router project (no {', '.join(PROJECT_MARKERS)} here or above) "
-            f"and {what} is not set: set {what} (e.g. MLFLOW_TRACKING_URI=http://127.0.0.1:5000 for a tracking "
-            "server), or run the command from the project folder. See infra/README.md.")
-    return found
-
-
-def tracking_uri(root: str | Path | None = None) -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<project>/mlruns/mlflow.db`` (absolute), the
-    project being ``root`` or the one found from the current folder (:func:`project_root`)."""
-    env = os.environ.get(TRACKING_ENV)
-    if env:
-        return env
-    return f"sqlite:///{project_root(root) / MLRUNS / DB_NAME}"
-
-
-def decisions_uri(root: str | Path | None = None) -> str:
-    """``$CAUSAL_ROUTER_DECISIONS_URI``, else ``sqlite:///<project>/decisions/decisions.db``."""
-    env = os.environ.get(DECISIONS_ENV)
-    if env:
-        return env
-    return f"sqlite:///{project_root(root, DECISIONS_ENV) / 'decisions' / 'decisions.db'}"
-
-
-def task_runner_setting(params: dict | None = None) -> str:
-    """``$CAUSAL_ROUTER_TASK_RUNNER``, else params.yaml's ``runner``, else ``local``."""
-    return os.environ.get(RUNNER_ENV) or (params or {}).get("runner") or "local"
-
-
-def settings(root: str | Path | None = None) -> dict:
-    """Everything that decides embedded versus servers, resolved (``None`` = embedded default)."""
-    base = None
-    try:
-        base = project_root(root)
-    except ConfigError:
-        pass
-    params = {}
-    if base is not None and (base / "params.yaml").exists():
-        import yaml
-
-        params = yaml.safe_load((base / "params.yaml").read_text()) or {}
-    return {
-        "project": str(base) if base else None,
-        TRACKING_ENV: os.environ.get(TRACKING_ENV) or (tracking_uri(base) if base else None),
-        PREFECT_ENV: os.environ.get(PREFECT_ENV) or None,
-        RUNNER_ENV: task_runner_setting(params),
-        DECISIONS_ENV: os.environ.get(DECISIONS_ENV) or (decisions_uri(base) if base else None),
-        DVC_REMOTE_ENV: os.environ.get(DVC_REMOTE_ENV) or None,
-    }
 
 
 def experiment_name(name: str | None = None) -> str:

@@ -85,8 +85,8 @@ def now() -> datetime:
 def default_uri(root: str | Path | None = None) -> str:
     """``$CAUSAL_ROUTER_DECISIONS_URI``, else SQLite at ``<project>/decisions/decisions.db``, the project
     being ``root`` or the one found from the current folder (one resolution for every entry point:
-    :func:`causal_router.registry.tracking.decisions_uri`)."""
-    from ..registry.tracking import decisions_uri
+    :func:`causal_router.settings.env.decisions_uri`)."""
+    from ..settings.env import decisions_uri
 
     return decisions_uri(root)
 

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..registry.tracking import DECISIONS_ENV, DVC_REMOTE_ENV, RUNNER_ENV, find_project_root
+from ..settings.env import DECISIONS_ENV, RUNNER_ENV, dvc_remote, find_project_root
 
 POOL = "causal-router-process"
 DATABASES = ("mlflow", "prefect", "decisions")
@@ -417,7 +417,7 @@ class Stack:
 
     def _apply_dvc_remote(self) -> None:
         """``$CAUSAL_ROUTER_DVC_REMOTE`` becomes this clone's default DVC remote (.dvc/config.local)."""
-        url = os.environ.get(DVC_REMOTE_ENV)
+        url = dvc_remote()
         if url and (self.root / ".dvc").is_dir():
             subprocess.run([_tool("dvc"), "remote", "add", "--local", "--default", "--force", "team", url],
                            cwd=self.root, capture_output=True, check=True)

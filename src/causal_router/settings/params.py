@@ -1,0 +1,292 @@
+"""``params.yaml`` as typed settings: one pydantic model per section, one loader.
+
+Every section and key the pipeline, the service and the retrain flow read is declared here, with
+its default (the value the committed ``params.yaml`` sets, where it sets one). Values read as
+attributes (``settings.crossfit.cv``); ``model_dump()`` gives the dict view where one is really
+needed (MLflow's params logging).
+
+:func:`load_settings` is the only way to read a params file: a missing file, YAML that does not
+parse, an unknown section or key, or a value of the wrong type is a :class:`SettingsError` (or a
+:class:`MissingFileError`) whose one line names the file and the key. Sections or keys the file
+leaves out take the defaults below.
+
+The exploration defaults of the served policy live here too (:data:`EXPLORE` ...):
+:class:`~causal_router.policy.exploration.ExplorationPolicy` takes its defaults from them, and
+``serve`` in ``params.yaml`` sets what the service runs with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import MissingFileError, SettingsError
+
+__all__ = ["CrossfitSettings", "DataSettings", "EmbedSettings", "EvaluateSettings", "IngestSettings",
+           "PromoteSettings", "ServeSettings", "Settings", "TrainSettings", "ValidateSettings", "load_settings",
+           "EXPLORE", "FLOOR", "TEMPERATURE", "CHALLENGER_SHARE", "STRATEGY", "STRATEGIES", "POSTERIOR_SCALE"]
+
+#: The served policy's exploration defaults (``serve`` in params.yaml; see :mod:`causal_router.policy.exploration`).
+EXPLORE = 0.1
+FLOOR = 0.01
+TEMPERATURE = 1.0
+CHALLENGER_SHARE = 1.0
+STRATEGY = "thompson"
+POSTERIOR_SCALE = 0.3
+#: Exploration strategies (see :mod:`causal_router.policy.exploration`).
+STRATEGIES = ("spread", "thompson")
+
+#: The lambda grid of ``train`` (LLMRouter prices: the same lambda * cost range as RouterBench's).
+LAMBDAS = (0.0, 3700.0, 7400.0, 14800.0, 37000.0, 74000.0)
+
+
+class _Section(BaseModel):
+    """A section of params.yaml: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSettings(_Section):
+    """Where the logs are (``data``): paths relative to the project folder."""
+
+    dir: str = "data"
+    train: str = "data/train.parquet"
+    val: str = "data/val.parquet"
+    holdout: str = "data/holdout.parquet"
+    test: str = "data/test.parquet"
+    eval_set: str | None = "data/eval_set.parquet"
+
+
+class ValidateSettings(_Section):
+    positivity_floor: float = 0.001
+    warn: list[str] = Field(default_factory=lambda: ["positivity_floor"])
+    models: list[str] | None = None
+
+
+class EmbedSettings(_Section):
+    encoder: str | None = None
+    max_length: int = 256
+    pooling: Literal["mean", "last", "cls"] = "mean"
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    cache_dir: str | None = "artifacts/embedding-cache"
+    shards: int = Field(1, ge=1)
+
+
+class CrossfitSettings(_Section):
+    cv: int = Field(5, ge=2)
+    propensity: Literal["fitted", "logged"] = "fitted"
+    clip: float = 0.1
+    prices: str | None = "configs/prices/llmrouter_9models.yaml"
+    seed: int = 0
+
+
+class TrainSettings(_Section):
+    lambdas: list[float] = Field(default_factory=lambda: list(LAMBDAS), min_length=1)
+    methods: list[str] | None = None
+
+
+class EvaluateSettings(_Section):
+    lambdas: list[float] | None = None  # None: the training grid (resolved by the loader)
+
+
+class PromoteSettings(_Section):
+    lambdas: list[float] | None = None  # None: the training grid (resolved by the loader)
+    alpha: float = 0.05
+    margin: float = 0.0
+    overlap: float = 0.1
+    rule: Literal["estimate", "bound"] = "estimate"
+    keep_versions: int | None = 5
+
+    def gate(self) -> dict:
+        """The gate's own settings (``alpha``, ``margin``, ``overlap``, ``rule``) as keyword arguments."""
+        return {"alpha": self.alpha, "margin": self.margin, "overlap": self.overlap, "rule": self.rule}
+
+
+class ServeSettings(_Section):
+    """What ``causal-router serve`` runs with: params.yaml's ``serve`` section, then the command's options.
+
+    Attributes
+    ----------
+    model_uri : str
+        ``models:/NAME@ALIAS`` (reloaded when the alias moves) or ``models:/NAME/VERSION``.
+    explore : float
+        Default exploration rate of the served policy (a request may pass its own).
+    floor : float
+        Least probability of every model whenever exploring (bounds the next round's DR weights).
+    temperature : float
+        How the exploration spreads over the other models (large: uniform; small: runners-up).
+    challenger_share : float
+        Share of that spread given to the registered challenger's choice where it differs from the
+        champion's (0: the challenger is not loaded), so that the gate has rows to judge it on.
+    strategy : str
+        ``thompson`` (explore where the router's posterior is unsure, at least ``explore``) or
+        ``spread`` (exactly ``explore``); see :mod:`causal_router.policy.exploration`.
+    posterior_scale : float
+        ``thompson``: scale of the posterior's spread (smaller explores less).
+    seed : int or None
+        Seed of the draws (None: fresh entropy).
+    poll_seconds : float
+        How often the alias is checked.
+    batch_window_ms : float
+        How long a request waits for others to be embedded with it (under load the window grows
+        to a tenth of the last batch's time, at most 100 ms; requests already queued always join).
+    max_batch : int
+        Most prompts embedded together.
+    max_body_bytes, max_prompt_chars, max_prompts : int
+        Request limits (413 beyond them).
+    prices : str or None
+        Price sheet used to cost feedback that carries token counts instead of a cost
+        (:meth:`from_params`: ``crossfit.prices`` unless the section sets one).
+    decisions_uri : str or None
+        Decision log URI (None: ``$CAUSAL_ROUTER_DECISIONS_URI`` or ``decisions/decisions.db``).
+    encoder : str or None
+        ``module:callable`` returning the encoder (None: the model's own encoder).
+    docs : {"open", "token", "off"}
+        ``/docs``, ``/redoc`` and ``/openapi.json`` (the API's shape, no data): ``open`` (no token needed),
+        ``token`` (behind the token like every endpoint but ``/healthz``) or ``off`` (not served).
+    root : str or None
+        Project folder (``mlruns/``, ``decisions/``, a relative price sheet); None: the project found
+        from the current folder (:func:`causal_router.settings.env.find_project_root`).
+    """
+
+    model_uri: str = "models:/causal-router-interval@champion"
+    explore: float = EXPLORE
+    floor: float = FLOOR
+    temperature: float = TEMPERATURE
+    challenger_share: float = CHALLENGER_SHARE
+    strategy: Literal["spread", "thompson"] = STRATEGY
+    posterior_scale: float = POSTERIOR_SCALE
+    seed: int | None = None
+    poll_seconds: float = 10.0
+    batch_window_ms: float = 5.0
+    max_batch: int = 64
+    max_body_bytes: int = 1 << 20
+    max_prompt_chars: int = 32_000
+    max_prompts: int = 64
+    prices: str | None = None
+    decisions_uri: str | None = None
+    encoder: str | None = None
+    docs: Literal["open", "token", "off"] = "open"
+    root: str | None = None
+
+    @classmethod
+    def from_params(cls, path="params.yaml", **overrides) -> ServeSettings:
+        """``path``'s ``serve`` section (the price sheet from ``crossfit.prices`` unless it names one), then
+        ``overrides`` (None values ignored). A missing or invalid file raises (:func:`load_settings`)."""
+        s = load_settings(path)
+        serve = s.serve.model_dump(exclude_unset=True)
+        if serve.get("prices") is None and s.crossfit.prices:
+            serve["prices"] = s.crossfit.prices
+        serve.update({k: v for k, v in overrides.items() if v is not None})
+        return _validated(cls, serve, f"{path}: serve")
+
+    def to_env(self) -> str:
+        """JSON for ``$CAUSAL_ROUTER_SERVE_SETTINGS`` (how ``serve --workers N`` hands settings to each worker)."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_env(cls, text: str) -> ServeSettings:
+        return cls.model_validate(json.loads(text))
+
+
+class IngestSettings(_Section):
+    """``causal-router ingest`` and the retrain flow's ingest task."""
+
+    holdout_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    holdout_max_rows: int | None = 2000  # None: each ingest's slice replaces the holdout
+
+
+class Settings(_Section):
+    """Every section of ``params.yaml``; ``evaluate.lambdas`` and ``promote.lambdas`` left null are the
+    training grid."""
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    artifacts: str = "artifacts"
+    validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    runner: str = "local"
+    crossfit: CrossfitSettings = Field(default_factory=CrossfitSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    promote: PromoteSettings = Field(default_factory=PromoteSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _grid(self) -> Settings:
+        for section in (self.evaluate, self.promote):
+            if not section.lambdas:
+                section.lambdas = list(self.train.lambdas)
+        return self
+
+    @property
+    def validation(self) -> ValidateSettings:
+        """The ``validate`` section (``validate`` is a pydantic method name, hence ``validate_``)."""
+        return self.validate_
+
+    def to_dict(self) -> dict:
+        """The dict view, keyed as in params.yaml (e.g. for MLflow's params logging)."""
+        return self.model_dump(by_alias=True)
+
+
+def _where(loc: tuple) -> tuple[str, str]:
+    """(section, key) of a pydantic error location."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    parts = ["validate" if p == "validate_" else p for p in parts]
+    if len(parts) <= 1:
+        return "", parts[0] if parts else ""
+    return ".".join(parts[:-1]), parts[-1]
+
+
+def _one_line(err: ValidationError, what: str) -> str:
+    first = err.errors()[0]
+    section, key = _where(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return (f"{what}: unknown key {key!r} in section {section!r}" if section
+                else f"{what}: unknown section {key!r}")
+    name = f"{section}.{key}" if section else key
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{what}: {name}: {first['msg']}, got {first.get('input')!r}{more}"
+
+
+def _validated(cls, raw: dict, what: str):
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as err:
+        raise SettingsError(_one_line(err, what)) from None
+
+
+def load_settings(path: str | Path = "params.yaml") -> Settings:
+    """The settings of the params file at ``path`` over the defaults.
+
+    Raises
+    ------
+    MissingFileError
+        ``path`` does not exist (there is no silent fallback to the defaults).
+    SettingsError
+        The file is not YAML, not a mapping, or has an unknown section or key or a mistyped value;
+        the one-line message names the file and the key.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"params file not found: {str(p)!r}"
+                               + (" (a folder)" if p.is_dir() else f" (looked in {Path.cwd()})"))
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = (str(err).strip().splitlines() or ["unreadable"])[0]
+        raise SettingsError(f"{p}: not a readable params file (YAML): {first}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{p}: a params file maps sections (data, crossfit, ...) to settings, "
+                            f"got {type(raw).__name__}")
+    return _validated(Settings, raw, str(p))
