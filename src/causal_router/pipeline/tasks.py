@@ -165,7 +165,13 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
     from ..registry.lineage import collect_lineage
     from ..registry.recovery import deferred_signals, recover_interrupted
     from ..registry.names import CHALLENGER
-    from ..registry.runs import log_files, log_training_run, mark_failed, register_routers, registration_skipped
+    from ..registry.runs import (
+        log_files,
+        log_training_run,
+        mark_failed,
+        register_routers,
+        registration_skipped,
+    )
     from ..registry.tracking import configure
 
     configure(root)
