@@ -26,9 +26,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from ..failpoints import failpoint
+from ..hashing import digest, hash_path
 from . import stages
 from .caching import StageCode, output_hashes, outputs_intact
-from ..hashing import digest, hash_path
 from .layout import ArtifactLayout
 from .plan import StagePlan
 
@@ -163,8 +163,8 @@ def log_and_register(root: str, routers_dir: str, records: list, params: dict, d
     the routers registered as ``challenger``; undone as a whole if interrupted."""
     from ..policy.routerset import RouterSet
     from ..registry.lineage import collect_lineage
-    from ..registry.recovery import deferred_signals, recover_interrupted
     from ..registry.names import CHALLENGER
+    from ..registry.recovery import deferred_signals, recover_interrupted
     from ..registry.runs import (
         log_files,
         log_training_run,
