@@ -4,15 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from causal_router.data.logging_policies import POLICIES, logging_probabilities
 from causal_router.data.matrices import FullFeedback
 from causal_router.data.schema import propensity_matrix
-from causal_router.data.simulate import (
-    POLICIES,
-    Simulation,
-    logging_probabilities,
-    simulate,
-    split_prompts,
-)
+from causal_router.data.simulate import Simulation, simulate, split_prompts
 
 N, K, D = 600, 4, 8
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.logging_policies import POLICIES, logging_probabilities
 from ..data.matrices import FullFeedback
-from ..data.simulate import POLICIES, logging_probabilities, split_prompts
+from ..data.simulate import split_prompts
 
 #: Spawn key of the stream order's seed sequence (apart from simulate's keys 0-7).
 _ORDER = 100
