@@ -167,3 +167,10 @@ def test_settings_come_from_the_promote_section():
                                   "rule": "bound", "keep_versions": 5})
     assert s == GateSettings(alpha=0.1, margin=0.01, overlap=0.0, rule="bound", lambdas=[0, 10])
     assert GateSettings() == GateSettings(alpha=0.05, margin=0.0, overlap=0.1, rule="estimate", lambdas=None)
+
+
+def test_the_summary_names_a_missing_champion_in_words():
+    first = GateDecision(name="r", decision="promoted", challenger_version="1", reason="no champion yet")
+    assert "no champion before" in first.summary() and "vNone" not in first.summary()
+    later = GateDecision(name="r", decision="rejected", challenger_version="2", champion_version="1")
+    assert "champion before v1" in later.summary()

@@ -151,8 +151,10 @@ class GateDecision:
         def est(e):
             return "n/a" if e is None else f"{e.value:.4f} [{e.ci_low:.4f}, {e.ci_high:.4f}]"
 
-        return (f"{self.name}: {self.decision} (challenger v{self.challenger_version}, champion before "
-                f"v{self.champion_version}) challenger {est(self.challenger)}, champion {est(self.champion)}, "
+        before = ("no champion before" if self.champion_version is None
+                  else f"champion before v{self.champion_version}")
+        return (f"{self.name}: {self.decision} (challenger v{self.challenger_version}, {before}) "
+                f"challenger {est(self.challenger)}, champion {est(self.champion)}, "
                 f"difference {est(self.difference)}: {self.reason}")
 
 
