@@ -184,11 +184,13 @@ def evaluate_stage(layout: ArtifactLayout, table_path, lambdas) -> list[dict]:
     records = evaluate_routers(rs.routers, ff, X, [float(x) for x in lambdas], ff.input_tokens)
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.metrics.write_text(json.dumps(records, indent=2))
-    # DVC metrics want a mapping: mean utility and AIQ per method, utility per lambda
+    # DVC metrics want a mapping: mean utility and AIQ per method, utility per lambda. Kept in git
+    # (dvc.yaml), so rounded to 4 decimals: CPU kinds differ in the embeddings' last bits, and the
+    # summary must not change with them (metrics.json keeps every digit)
     table = summary_table(records)
     aiq = aiq_table(records)
-    summary = {m: {"mean_utility": float(row["mean"]), "aiq": aiq[m],
-                   **{f"utility@{lam:g}": float(row[lam]) for lam in table.columns if lam != "mean"}}
+    summary = {m: {"mean_utility": round(float(row["mean"]), 4), "aiq": round(float(aiq[m]), 4),
+                   **{f"utility@{lam:g}": round(float(row[lam]), 4) for lam in table.columns if lam != "mean"}}
                for m, row in table.iterrows()}
     layout.summary.write_text(json.dumps(summary, indent=2))
     layout.plots.mkdir(parents=True, exist_ok=True)
