@@ -51,12 +51,18 @@ def built(tiny_source, tmp_path_factory):
     return enc
 
 
-def _spy(monkeypatch):
+def _spy(monkeypatch, result_from=None):
+    """Record the distillations; with ``result_from`` (a distilled folder), return its model
+    instead of distilling again (the same table, in no time)."""
     calls = []
     original = StaticEncoder._run_distill
 
     def run(self, *args, **kwargs):
         calls.append(self.key)
+        if result_from is not None:
+            from model2vec import StaticModel
+
+            return StaticModel.from_pretrained(result_from)
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(StaticEncoder, "_run_distill", run)
@@ -102,6 +108,7 @@ def test_key_format_and_what_changes_it(built, tiny_source, tmp_path):
     manifest = json.loads((built.model_dir / "manifest.json").read_text())
     assert manifest["key"] == built.key and manifest["recipe"]["pca_dims"] == 16
     assert manifest["recipe"]["model2vec"] == "0.10.0"
+    assert built.model_dir.stat().st_mode & 0o755 == 0o755  # readable by a shared cache's other users
 
 
 def test_default_source_key_needs_no_distillation(tmp_path):
@@ -124,7 +131,7 @@ def test_damaged_model_is_distilled_again(built, tmp_path, monkeypatch, prompts)
     shutil.copytree(built.model_dir, tmp_path / "static" / built.model_dir.name)
     enc = StaticEncoder(**{**built.config(), "cache_dir": str(tmp_path)})
     (enc.model_dir / "model.safetensors").write_bytes(b"broken")
-    calls = _spy(monkeypatch)
+    calls = _spy(monkeypatch, result_from=built.model_dir)
     np.testing.assert_allclose(enc.encode(prompts), built.encode(prompts), atol=1e-6)
     assert calls == [enc.key] and enc.distilled
 

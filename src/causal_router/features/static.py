@@ -268,6 +268,7 @@ class StaticEncoder:
         seconds = time.perf_counter() - start
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
         try:
+            tmp.chmod(0o755)  # mkdtemp's 0700 would keep a shared cache's other users out
             model.save_pretrained(tmp)
             manifest = {"key": self.key, "recipe": self.recipe(),
                         "model_sha256": _file_sha256(tmp / "model.safetensors"),
@@ -308,7 +309,7 @@ class StaticEncoder:
             from model2vec import StaticModel
 
             folder = self.ensure()
-            model = StaticModel.from_pretrained(folder, normalize=False, max_length=self.max_length)
+            model = StaticModel.from_pretrained(folder, max_length=self.max_length)
             model.embedding = np.ascontiguousarray(model.embedding, dtype=np.float32)  # fp16 sums are slow in numpy
             self._model = model
             self._dim = int(model.dim)
