@@ -92,6 +92,16 @@ def test_deterministic_and_independent_of_chunking(built, prompts):
     assert len(list(small.iter_encode(prompts))) == -(-len(prompts) // 5)
 
 
+def test_same_vectors_as_model2vec_encode(built, prompts):
+    from model2vec import StaticModel
+
+    model = StaticModel.from_pretrained(built.model_dir)
+    model.embedding = model.embedding.astype(np.float32)
+    long_text = " ".join(prompts) * 20  # past the character and token caps
+    texts = prompts + [long_text]
+    np.testing.assert_allclose(built.encode(texts), model.encode(texts, normalize=True), atol=1e-6)
+
+
 def test_key_format_and_what_changes_it(built, tiny_source, tmp_path):
     assert re.fullmatch(r"static:tiny-bert\d*:pca16:[0-9a-f]{12}", built.key)
     assert built.model_dir.name == f"{built.source_name}-pca16-{built.key.rsplit(':', 1)[1]}"
