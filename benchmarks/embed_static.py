@@ -25,7 +25,7 @@ average before and after (the machine may be shared: ratios within one run are w
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/embed_static.py      # ~5 min on 2 loaded cores (once distilled)
+    PYTHONPATH=src python benchmarks/embed_static.py      # ~6 min on 2 loaded cores (once distilled)
 
 Results: ``benchmarks/results/embed_static/embed_static.json`` and ``embed_static.md``.
 """
@@ -95,8 +95,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000, help="prompts for the static encoder")
     ap.add_argument("--minilm-n", type=int, default=1_000, help="prompts for MiniLM (every n/minilm-n-th)")
     ap.add_argument("--sweep-n", type=int, default=20_000, help="prompts per table width (128/256/384)")
-    ap.add_argument("--repeats", type=int, default=2, help="static runs (alternating with MiniLM runs)")
-    ap.add_argument("--minilm-repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="static runs (alternating with MiniLM runs)")
+    ap.add_argument("--minilm-repeats", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "embed_static")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args()
@@ -136,7 +136,8 @@ def main() -> None:
 
     def run(name: str, enc, items: list[str]) -> np.ndarray:
         wall, cpu, X = timed(lambda: enc.encode(items))
-        runs[name].append({"seconds": wall, "cpu_seconds": cpu, "prompts_per_s": len(items) / wall})
+        runs[name].append({"seconds": wall, "cpu_seconds": cpu, "prompts_per_s": len(items) / wall,
+                           "load_after": os.getloadavg()[0]})
         print(f"  {name:8s} {len(items):7d} prompts {wall:7.1f}s wall {cpu:7.1f}s CPU "
               f"{len(items) / wall:9.1f} prompts/s  load {os.getloadavg()[0]:.1f}", flush=True)
         return X
@@ -215,7 +216,8 @@ def write_markdown(res: dict, path: Path) -> None:
     when = "in this run" if s["distilled_in_this_run"] else "earlier (reused from the cache)"
 
     def runs(rs):
-        return ", ".join(f"{r['prompts_per_s']:.1f}" for r in rs)
+        return ", ".join(f"{r['prompts_per_s']:.1f} (load {r['load_after']:.1f})" if "load_after" in r
+                         else f"{r['prompts_per_s']:.1f}" for r in rs)
 
     lines = [
         "# Batch embedding: the static encoder against MiniLM (issue 33)",
@@ -231,7 +233,7 @@ def write_markdown(res: dict, path: Path) -> None:
         f"{res['n_prompts'] // mini['n_prompts']}th of them ({mini['n_prompts']:,}, mean {mini['mean_chars']:.0f} "
         "characters). In one process, encoders loaded and warmed up beforehand.",
         "",
-        "| encoder | key | prompts | prompts/s, each run | prompts/s (median) |",
+        "| encoder | key | prompts | prompts/s, each run (1-min load average after it) | prompts/s (median) |",
         "|---|---|---:|---|---:|",
         f"| static ({s['dim']} dims, ≤{s['max_length']} tokens) | `{s['key']}` | {res['n_prompts']:,} | "
         f"{runs(s['runs'])} | **{s['prompts_per_s']:,.1f}** |",
