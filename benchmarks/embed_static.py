@@ -258,7 +258,15 @@ def write_markdown(res: dict, path: Path) -> None:
     ]
     for dims, w in res["dims_sweep"]["widths"].items():
         lines.append(f"| {dims} | {w['table']} | {w['prompts_per_s']:,.1f} |")
-    lines += ["", "Quality per width is for the studies (issue 33, part 2).", ""]
+    sizes = {"static": (s["runs"], res["n_prompts"]), "minilm": (mini["runs"], mini["n_prompts"])}
+    cpu_rate = {name: statistics.median(n / r["cpu_seconds"] for r in rs) for name, (rs, n) in sizes.items()}
+    spread = [r["prompts_per_s"] for r in s["runs"]]
+    lines += ["", f"Compare with the spread of the static runs above ({min(spread):,.0f} to {max(spread):,.0f} "
+              "prompts/s): on a shared machine one pass per width measures the load as much as the width. "
+              "Quality per width is for the studies (issue 33, part 2).", "",
+              "Per CPU-second of this process (less sensitive to the other jobs on these cores than the wall "
+              f"time): static {cpu_rate['static']:,.0f} prompts, MiniLM {cpu_rate['minilm']:.1f} "
+              f"({cpu_rate['static'] / cpu_rate['minilm']:,.0f}x).", ""]
     path.write_text("\n".join(lines))
 
 
