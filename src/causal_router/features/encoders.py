@@ -10,7 +10,9 @@ from ..errors import CausalRouterError
 from .embed import default_encoder
 from .encoder import TransformerEncoder, features_compatible
 
-__all__ = ["EncoderMismatchError", "check_features", "load_callable", "resolve_encoder"]
+__all__ = ["STATIC_SPEC", "EncoderMismatchError", "check_features", "load_callable", "resolve_encoder"]
+
+STATIC_SPEC = "static"  # params.yaml ``embed.encoder: static``: the fast encoder (:mod:`.static`)
 
 
 class EncoderMismatchError(CausalRouterError, ValueError):
@@ -30,15 +32,35 @@ def load_callable(spec: str):
 
 def resolve_encoder(spec: str | None = None, *, max_length: int = 256, pooling: str = "mean",
                     device: str = "auto", precision: str = "auto", threads: int | None = None):
-    """The encoder named by ``spec``: None (the shared default, all-MiniLM-L6-v2), a local Hugging Face
+    """The encoder named by ``spec``: None (the shared default, all-MiniLM-L6-v2), ``"static"`` or
+    ``"static:DIMS"`` (the static encoder distilled from it, :class:`~.static.StaticEncoder`, one per
+    process and dimension; write ``./static`` for a folder of that name), a local Hugging Face
     folder, or ``module:callable``. Options other than the defaults build a new
     :class:`TransformerEncoder`; the default one is loaded once per process."""
+    if spec == STATIC_SPEC or (spec and spec.startswith(STATIC_SPEC + ":")):
+        return _static(spec, max_length, pooling, device, precision)
     if spec and ":" in spec and not _is_path(spec):
         return load_callable(spec)
     if spec is None and (max_length, pooling, device, precision, threads) == (256, "mean", "auto", "auto", None):
         return default_encoder()
     return TransformerEncoder(spec, max_length, device=device, pooling=pooling, precision=precision,
                               threads=threads)
+
+
+def _static(spec: str, max_length: int, pooling: str, device: str, precision: str):
+    """The shared static encoder of ``static[:DIMS]``; the transformer's options do not apply to it
+    (it runs on the CPU in fp32 arithmetic, threads are the tokenizer's own), so only their
+    defaults (or the values it has anyway) are accepted."""
+    from .static import DEFAULT_PCA_DIMS, static_encoder
+
+    _, sep, dims = spec.partition(":")
+    if sep and not (dims.isdigit() and int(dims) > 0):
+        raise ValueError(f"encoder {spec!r}: expected 'static' or 'static:DIMS' with DIMS a positive integer")
+    if (max_length, pooling) != (256, "mean") or device not in ("auto", "cpu") or precision not in ("auto", "fp32"):
+        raise ValueError(f"encoder {spec!r} takes no max_length, pooling, device or precision "
+                         f"(got max_length={max_length}, pooling={pooling!r}, device={device!r}, "
+                         f"precision={precision!r})")
+    return static_encoder(int(dims) if dims else DEFAULT_PCA_DIMS)
 
 
 def _is_path(spec: str) -> bool:
