@@ -18,8 +18,8 @@ import pytest
 
 from causal_router.features.cache import EmbeddingCache
 from causal_router.features.embed import embed_with_stats
-from causal_router.features.encoder import default_model_path
 from causal_router.features.encoders import resolve_encoder
+from causal_router.features.models import default_model_path
 from causal_router.features.static import StaticEncoder, static_encoder
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")

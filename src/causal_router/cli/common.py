@@ -13,7 +13,9 @@ from ..features.encoders import resolve_encoder
 
 CacheDir = typer.Option(None, "--cache-dir", help="Embedding cache folder (default: $CAUSAL_ROUTER_CACHE_DIR "
                         "or ~/.cache/causal-router/embeddings).")
-Encoder = typer.Option(None, "--encoder", help="Local Hugging Face model folder (default: offline all-MiniLM-L6-v2).")
+Encoder = typer.Option(None, "--encoder", help="static (the fast static encoder distilled locally from the "
+                       "default one), static:DIMS, or a local Hugging Face model folder (default: offline "
+                       "all-MiniLM-L6-v2).")
 Params = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file (a missing file is an error).")
 
 
@@ -33,8 +35,9 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def encoder(path: Optional[str] = None, device: str = "auto", precision: str = "auto", threads: Optional[int] = None):
-    return resolve_encoder(path, device=device, precision=precision, threads=threads)
+def encoder(path: Optional[str] = None, device: str = "auto", precision: str = "auto", threads: Optional[int] = None,
+            cache_dir: Optional[Path] = None):
+    return resolve_encoder(path, device=device, precision=precision, threads=threads, cache_dir=cache_dir)
 
 
 def embed(texts, cache_dir, enc):

@@ -88,7 +88,7 @@ def embed(
     texts = df["prompt"].astype(str).drop_duplicates().tolist()
     start = time.perf_counter()
     try:
-        enc = make_encoder(encoder, device, precision, threads)
+        enc = make_encoder(encoder, device, precision, threads, cache_dir)
         X, n_new = embed_with_stats(texts, cache_dir=cache_dir, encoder=enc)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
@@ -112,7 +112,7 @@ def simulate(
 ):
     """Simulate observational logs from a full-feedback table (60/20/20 split; docs/architecture.md, Data contracts)."""
     ff = load_full_feedback(table)
-    X = None if policy == "uniform" else embed_prompts(ff.prompts, cache_dir, make_encoder(None))
+    X = None if policy == "uniform" else embed_prompts(ff.prompts, cache_dir, make_encoder(None, cache_dir=cache_dir))
     try:
         sim = simulate_logs(ff, X, policy, beta=beta, kappa=kappa, lam_log=lam_log, seed=seed)
     except ValueError as err:

@@ -15,7 +15,7 @@ import typer
 from ..causal.nuisances import NuisanceConfig
 from ..causal.scores import DEFAULT_CLIP
 from ..evaluation.metrics import aiq_table, evaluate_routers
-from ..features.encoders import check_features
+from ..features.encoders import check_features, encoder_for
 from ..policy.exploration import ExplorationPolicy
 from ..policy.routers import RandomRouter
 from ..policy.routerset import RouterSet
@@ -66,7 +66,7 @@ def train(
         typer.echo(f"warning: {len(missing)} model(s) of the price sheet have no logged row in {logs}: "
                    f"{', '.join(missing)}; their utilities rest on the pooled quality model alone", err=True)
     ff_eval = load_full_feedback(eval_set) if eval_set is not None else None
-    enc = make_encoder(encoder)
+    enc = make_encoder(encoder, cache_dir=cache_dir)
     X = embed_prompts(train_df["prompt"], cache_dir, enc)
     X_val = embed_prompts(val_df["prompt"], cache_dir, enc)
     X_eval = None if ff_eval is None else embed_prompts(ff_eval.prompts, cache_dir, enc)
@@ -92,7 +92,7 @@ def _load_set(path: Path, encoder: Optional[str]):
         rs = RouterSet.load(path)
     except FileNotFoundError as err:
         fail(str(err))
-    enc = make_encoder(encoder)
+    enc = make_encoder(encoder) if encoder else encoder_for(rs.encoder_key)  # the one it was trained on
     check_features(rs.encoder_key, enc, str(path))
     return rs, enc
 

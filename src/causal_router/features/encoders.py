@@ -10,7 +10,8 @@ from ..errors import CausalRouterError
 from .embed import default_encoder
 from .encoder import TransformerEncoder, features_compatible
 
-__all__ = ["STATIC_SPEC", "EncoderMismatchError", "check_features", "load_callable", "resolve_encoder"]
+__all__ = ["STATIC_SPEC", "EncoderMismatchError", "check_features", "encoder_for", "load_callable",
+           "resolve_encoder"]
 
 STATIC_SPEC = "static"  # params.yaml ``embed.encoder: static``: the fast encoder (:mod:`.static`)
 
@@ -31,14 +32,16 @@ def load_callable(spec: str):
 
 
 def resolve_encoder(spec: str | None = None, *, max_length: int = 256, pooling: str = "mean",
-                    device: str = "auto", precision: str = "auto", threads: int | None = None):
+                    device: str = "auto", precision: str = "auto", threads: int | None = None,
+                    cache_dir: str | Path | None = None):
     """The encoder named by ``spec``: None (the shared default, all-MiniLM-L6-v2), ``"static"`` or
     ``"static:DIMS"`` (the static encoder distilled from it, :class:`~.static.StaticEncoder`, one per
     process and dimension; write ``./static`` for a folder of that name), a local Hugging Face
     folder, or ``module:callable``. Options other than the defaults build a new
-    :class:`TransformerEncoder`; the default one is loaded once per process."""
+    :class:`TransformerEncoder`; the default one is loaded once per process. ``cache_dir``: the
+    embedding cache whose ``static/`` folder holds the static model (default: the embedding cache's)."""
     if spec == STATIC_SPEC or (spec and spec.startswith(STATIC_SPEC + ":")):
-        return _static(spec, max_length, pooling, device, precision)
+        return _static(spec, max_length, pooling, device, precision, cache_dir)
     if spec and ":" in spec and not _is_path(spec):
         return load_callable(spec)
     if spec is None and (max_length, pooling, device, precision, threads) == (256, "mean", "auto", "auto", None):
@@ -47,7 +50,7 @@ def resolve_encoder(spec: str | None = None, *, max_length: int = 256, pooling: 
                               threads=threads)
 
 
-def _static(spec: str, max_length: int, pooling: str, device: str, precision: str):
+def _static(spec: str, max_length: int, pooling: str, device: str, precision: str, cache_dir=None):
     """The shared static encoder of ``static[:DIMS]``; the transformer's options do not apply to it
     (it runs on the CPU in fp32 arithmetic, threads are the tokenizer's own), so only their
     defaults (or the values it has anyway) are accepted."""
@@ -60,7 +63,21 @@ def _static(spec: str, max_length: int, pooling: str, device: str, precision: st
         raise ValueError(f"encoder {spec!r} takes no max_length, pooling, device or precision "
                          f"(got max_length={max_length}, pooling={pooling!r}, device={device!r}, "
                          f"precision={precision!r})")
-    return static_encoder(int(dims) if dims else DEFAULT_PCA_DIMS)
+    return static_encoder(int(dims) if dims else DEFAULT_PCA_DIMS, cache_dir)
+
+
+def encoder_for(trained_key: str | None, path: str | None = None, cache_dir: str | Path | None = None):
+    """The encoder a router trained on features ``trained_key`` routes with, as the router recorded it:
+    its encoder folder when one was recorded, the static encoder its key names (rebuilt the same way on
+    any machine: the key's hash checks it), else the default encoder."""
+    from .static import dims_of_key
+
+    if path:
+        return resolve_encoder(path)
+    dims = dims_of_key(trained_key or "")
+    if dims is not None:
+        return resolve_encoder(f"{STATIC_SPEC}:{dims}", cache_dir=cache_dir)
+    return default_encoder()
 
 
 def _is_path(spec: str) -> bool:

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from .cache import default_cache_dir
-from .encoder import _fingerprint, default_model_path
+from .models import default_model_path, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class StaticEncoder:
             self._recipe = {
                 "format": FORMAT,
                 "source": self.source_name,
-                "source_fingerprint": _fingerprint(self.source_path),
+                "source_fingerprint": fingerprint(self.source_path),
                 "pca_dims": self.pca_dims,
                 "vocabulary": vocab,
                 "sif_coefficient": self.sif_coefficient,
@@ -387,12 +387,20 @@ class StaticEncoder:
         return out
 
 
-def static_encoder(pca_dims: int = DEFAULT_PCA_DIMS) -> StaticEncoder:
-    """The shared static encoder of ``pca_dims`` dimensions (one per process and dimension; the
-    model is distilled or read on first use)."""
-    return _shared(int(pca_dims))
+def static_encoder(pca_dims: int = DEFAULT_PCA_DIMS, cache_dir: str | Path | None = None) -> StaticEncoder:
+    """The shared static encoder of ``pca_dims`` dimensions whose model lives under ``cache_dir``
+    (:func:`static_dir`; one per process, dimension and folder; distilled or read on first use)."""
+    return _shared(int(pca_dims), None if cache_dir is None else str(cache_dir))
 
 
 @functools.cache
-def _shared(pca_dims: int) -> StaticEncoder:
-    return StaticEncoder(pca_dims)
+def _shared(pca_dims: int, cache_dir: str | None) -> StaticEncoder:
+    return StaticEncoder(pca_dims, cache_dir=cache_dir)
+
+
+def dims_of_key(key: str) -> int | None:
+    """The dimensions a static encoder key names (``static:<source>:pca<dims>...``), else None."""
+    parts = key.split(":")
+    if len(parts) >= 4 and parts[0] == "static" and parts[2].startswith("pca") and parts[2][3:].isdigit():
+        return int(parts[2][3:])
+    return None

@@ -84,9 +84,11 @@ def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length:
     """
     from ..data.loaders import read_frame
     from ..features.embed import embed_with_stats
+    from ..features.encoder import TransformerEncoder
     from ..features.encoders import resolve_encoder
 
-    enc = resolve_encoder(encoder, max_length=max_length, pooling=pooling, device=device, precision=precision)
+    enc = resolve_encoder(encoder, max_length=max_length, pooling=pooling, device=device, precision=precision,
+                          cache_dir=cache_dir)  # a static encoder's model lives in the (versioned) cache
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     out, total_new = {}, 0
@@ -95,7 +97,7 @@ def embed_stage(inputs: dict, out_dir, cache_dir=None, encoder=None, max_length:
             continue
         df = read_frame(path).drop_duplicates("prompt_id")
         texts = df["prompt"].astype(str).tolist()
-        if shards > 1:
+        if shards > 1 and isinstance(enc, TransformerEncoder):  # the static encoder needs no fan-out
             from .runners import embed_shards
 
             X = embed_shards(texts, shards, cache_dir=cache_dir, encoder=enc)

@@ -182,9 +182,9 @@ class RouterModel(mlflow.pyfunc.PythonModel):
     @property
     def encoder(self):
         if self._encoder is None:
-            from ..features.encoders import resolve_encoder
+            from ..features.encoders import encoder_for
 
-            self._encoder = resolve_encoder(self.config.get("encoder_path") or None)
+            self._encoder = encoder_for(self.routerset.encoder_key, self.config.get("encoder_path") or None)
         return self._encoder
 
     def _features(self, df: pd.DataFrame) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Endpoints
 ---------
-GET  /healthz        200 ``{"status": "ok", "model": NAME, "version": VERSION, "model_uri": URI}``
+GET  /healthz        200 ``{"status": "ok", "model": NAME, "version": VERSION, "model_uri": URI, "encoder": KEY}``
 POST /v1/route       ``{"prompts": [str, ...], "lam": float, "explore": float (optional)}`` ->
                      ``{"decisions": [{"decision_id", "model", "propensity", "router_version", "lam"}]}``
 POST /v1/feedback    ``{"decision_id": str, "score": float in [0, 1], "cost": float >= 0 (optional),
@@ -102,6 +102,7 @@ class Health(BaseModel):
     model_uri: str
     lam_range: list[float]
     models: list[str]
+    encoder: str  # the features' key, e.g. "static:minilm-l6-v2:pca256:<hash>" or "all-MiniLM-L6-v2@<hash>|..."
 
 
 def _message(status: int, message: str, request: Request) -> JSONResponse:
@@ -250,7 +251,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     def healthz():
         m = holder.current
         return Health(status="ok", model=m.name, version=m.version, model_uri=settings.model_uri,
-                      lam_range=list(m.lam_range), models=list(m.models))
+                      lam_range=list(m.lam_range), models=list(m.models), encoder=str(service.encoder.key))
 
     @app.post("/v1/route", response_model=RouteResponse, responses={
         401: {"description": "Missing or wrong bearer token"}, 413: {"description": "Too large"},

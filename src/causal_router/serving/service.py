@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.schema import propensities_json
-from ..features.encoders import check_features, resolve_encoder
+from ..features.encoders import check_features, encoder_for, resolve_encoder
 from ..policy.exploration import ExplorationPolicy
 from .model import ModelHolder, ServedModel
 from .settings import ServeSettings
@@ -49,10 +49,12 @@ class BadRequest(Exception):
 
 
 def load_encoder(settings: ServeSettings, model: ServedModel):
-    """The encoder for ``model``: ``settings.encoder`` (``module:callable``), the model's encoder
-    folder, or the default encoder; refuses one whose features the router was not trained on
+    """The encoder for ``model``: ``settings.encoder`` (``module:callable`` or ``static``), else the one
+    the router recorded (its encoder folder, the static encoder its features' key names, or the default
+    encoder); refuses one whose features the router was not trained on
     (:class:`~causal_router.features.encoders.EncoderMismatchError`)."""
-    enc = resolve_encoder(settings.encoder or model.encoder_path or None)
+    enc = (resolve_encoder(settings.encoder) if settings.encoder
+           else encoder_for(model.encoder_key, model.encoder_path or None))
     check_encoder(model, enc)
     return enc
 
