@@ -37,7 +37,7 @@ def test_encoder_for_rebuilds_what_the_router_recorded(monkeypatch, tmp_path):
     monkeypatch.setattr(static, "static_encoder", lambda dims, cache_dir=None: built.append((dims, cache_dir)) or "S")
     assert encoders.encoder_for("static:minilm-l6-v2:pca128:0123456789ab", cache_dir=tmp_path) == "S"
     assert built == [(128, tmp_path)]
-    assert static.dims_of_key("static:minilm-l6-v2:pca256:vocab-words:0123456789ab") == 256
-    assert static.dims_of_key("all-MiniLM-L6-v2@abc|max_length=256|pooling=mean|precision=fp32") is None
+    assert encoders.dims_of_key("static:minilm-l6-v2:pca256:vocab-words:0123456789ab") == 256
+    assert encoders.dims_of_key("all-MiniLM-L6-v2@abc|max_length=256|pooling=mean|precision=fp32") is None
     assert encoders.encoder_for("all-MiniLM-L6-v2@abc|max_length=256") is encoders.default_encoder()
     assert encoders.encoder_for(None) is encoders.default_encoder()

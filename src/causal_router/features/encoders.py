@@ -70,14 +70,20 @@ def encoder_for(trained_key: str | None, path: str | None = None, cache_dir: str
     """The encoder a router trained on features ``trained_key`` routes with, as the router recorded it:
     its encoder folder when one was recorded, the static encoder its key names (rebuilt the same way on
     any machine: the key's hash checks it), else the default encoder."""
-    from .static import dims_of_key
-
     if path:
         return resolve_encoder(path)
     dims = dims_of_key(trained_key or "")
     if dims is not None:
         return resolve_encoder(f"{STATIC_SPEC}:{dims}", cache_dir=cache_dir)
     return default_encoder()
+
+
+def dims_of_key(key: str) -> int | None:
+    """The dimensions a static encoder's key names (``static:<source>:pca<dims>...``), else None."""
+    parts = key.split(":")
+    if len(parts) >= 4 and parts[0] == STATIC_SPEC and parts[2].startswith("pca") and parts[2][3:].isdigit():
+        return int(parts[2][3:])
+    return None
 
 
 def _is_path(spec: str) -> bool:

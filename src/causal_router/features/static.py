@@ -396,11 +396,3 @@ def static_encoder(pca_dims: int = DEFAULT_PCA_DIMS, cache_dir: str | Path | Non
 @functools.cache
 def _shared(pca_dims: int, cache_dir: str | None) -> StaticEncoder:
     return StaticEncoder(pca_dims, cache_dir=cache_dir)
-
-
-def dims_of_key(key: str) -> int | None:
-    """The dimensions a static encoder key names (``static:<source>:pca<dims>...``), else None."""
-    parts = key.split(":")
-    if len(parts) >= 4 and parts[0] == "static" and parts[2].startswith("pca") and parts[2][3:].isdigit():
-        return int(parts[2][3:])
-    return None
