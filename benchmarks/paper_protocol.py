@@ -26,6 +26,7 @@ import pandas as pd
 
 from causal_router.features.embed import embed_texts
 from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.encoders import resolve_encoder
 from causal_router.features.hardware import cpu_model
 
 from .common import DATA_ROOT, GRIDS, load_table, results_dir
@@ -43,22 +44,26 @@ def main() -> None:
     ap.add_argument("--out", default=str(results_dir("paper_protocol")))
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                     help="embedding precision (the committed study is fp32; bf16 checks that the figures do not move)")
+    ap.add_argument("--encoder", default=None,
+                    help="the methods' features: static (or static:DIMS) for the static encoder; the simulated "
+                    "logging policies still read MiniLM fp32 features, so the logs equal the committed study's")
+    ap.add_argument("--no-peers", action="store_true", help="leave out EconML's DRPolicyForest")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
     frames = []
-    encoder = TransformerEncoder(precision=args.precision)
+    encoder = resolve_encoder(args.encoder) if args.encoder else TransformerEncoder(precision=args.precision)
     # the simulated logging policies read fp32 features whatever --precision says: the logs are the
     # data, so a bf16 run sees the same logs as the fp32 study and differs only in the methods' features
     world = TransformerEncoder(precision="fp32")
     meta = {"embedding_precision": encoder.resolved_precision, "cpu_model": cpu_model(),
-            "world_precision": world.resolved_precision}
+            "world_precision": world.resolved_precision, "encoder": encoder.key}
     for name in args.datasets.split(","):
         start = time.perf_counter()
         ff, X = load_table(name, args.data_root, encoder)
         X_world = X if world.key == encoder.key else embed_texts(list(ff.prompts), encoder=world)
         df = run_study(ff, X, parse_policies(args.policies), [int(s) for s in args.seeds.split(",")], GRIDS[name],
-                       out / f"work_{name}", name, peers=True, meta=meta, X_world=X_world)
+                       out / f"work_{name}", name, peers=not args.no_peers, meta=meta, X_world=X_world)
         frames.append(df)
         logging.info("%s: %.0f s", name, time.perf_counter() - start)
     records = pd.concat(frames, ignore_index=True)
