@@ -219,7 +219,7 @@ def test_serve_docs_rejects_an_unknown_mode(tmp_path):
     from causal_router.serving.settings import ServeSettings
 
     (tmp_path / "params.yaml").write_text("serve:\n  docs: public\n")
-    with pytest.raises(ValueError, match="serve.docs must be one of open, token, off"):
+    with pytest.raises(ValueError, match=r"serve.docs: Input should be 'open', 'token' or 'off', got 'public'"):
         ServeSettings.from_params(tmp_path / "params.yaml")
 
 
