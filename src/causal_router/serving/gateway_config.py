@@ -106,17 +106,10 @@ def _price(entry: dict, key: str):
 
 
 def _read(path: Path) -> tuple[list, dict]:
-    import yaml
+    from ..settings.prices import read_yaml
 
-    from ..errors import MissingFileError
-
-    if not path.is_file():
-        raise MissingFileError(f"gateway file not found: {str(path)!r}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = (str(err).strip().splitlines() or ["unreadable"])[0]
-        raise GatewayConfigError(f"{path}: not a readable gateway file (YAML): {first}") from None
+    raw = read_yaml(path, f"gateway file not found: {str(path)!r}",
+                    f"{path}: not a readable gateway file (YAML): {{first}}", GatewayConfigError)
     if isinstance(raw, list):
         return raw, {}
     if not isinstance(raw, dict) or not isinstance(raw.get("model_list"), list):
