@@ -35,7 +35,7 @@ def ingest(params_path: str = "params.yaml", root: str = ".") -> dict:
     root_p = Path(root).resolve()
     s = load_settings(root_p / params_path)
     report = run(DecisionStore(default_uri(root_p)), root_p / s.data.dir, s.ingest.holdout_fraction, root=root_p,
-                 holdout_max_rows=s.ingest.holdout_max_rows)
+                 holdout_max_rows=s.ingest.holdout_max_rows, reward_wait_s=s.ingest.reward_wait_s)
     print(report.summary())
     return {"added": report.added, "quarantined": report.quarantined, "data_version": report.data_version}
 

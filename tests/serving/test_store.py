@@ -64,10 +64,13 @@ def test_schema_version_is_recorded_and_a_newer_schema_refused(store):
 
 
 def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(store):
-    """Version 2 added ``decisions.propensities``: opening a version-1 log (both back-ends) adds the
-    column, keeps the old rows (their vector NULL) and records version 2."""
+    """Version 2 added ``decisions.propensities``, version 3 ``decisions.fallback_of`` and the ``outcomes``
+    table: opening a version-1 log (both back-ends) adds them, keeps the old rows (NULL in the new
+    columns) and records the current version."""
     with store.engine.begin() as conn:  # make it a version-1 log holding one decision
         conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN propensities"))
+        conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN fallback_of"))
+        conn.execute(sa.text("DROP TABLE outcomes"))
         conn.execute(sa.text("DELETE FROM schema_version"))
         conn.execute(sa.text("INSERT INTO schema_version (version, applied_at) VALUES (1, :t)"),
                      {"t": datetime.now(UTC)})
@@ -79,10 +82,13 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(store):
                              ":router_version, :input_tokens)"), old)
     upgraded = DecisionStore(store.uri)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 2
+        assert upgraded.schema_version() == SCHEMA_VERSION == 3
         upgraded.add_decisions([{**decision(2), "propensities": '{"m-a":0.8,"m-b":0.2}'}])
         rows = upgraded.frame("decisions").set_index("decision_id")
         assert pd.isna(rows.loc["d00001", "propensities"]) and rows.loc["d00001", "prompt"] == "p1"
+        assert pd.isna(rows.loc["d00001", "fallback_of"]) and upgraded.count("outcomes") == 0
+        upgraded.add_outcome({"decision_id": "d00001", "source": "gateway", "status": "ok", "cost": 0.5})
+        assert upgraded.outcome("d00001")["cost"] == 0.5
         assert rows.loc["d00002", "propensities"] == '{"m-a":0.8,"m-b":0.2}'
         DecisionStore(store.uri).close()  # a second open finds nothing to add
     finally:

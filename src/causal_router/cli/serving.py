@@ -30,6 +30,8 @@ def serve(
     workers: int = typer.Option(1, help="uvicorn worker processes (each loads the model)."),
     params: Optional[Path] = typer.Option(None, "--params", help="Pipeline parameters, the serve section "
                                           "(default: the project's params.yaml; a missing file is an error)."),
+    gateway: Optional[Path] = typer.Option(None, "--gateway", help="LiteLLM model_list file (serve.gateway): also "
+                                           "serve POST /v1/chat/completions, call the chosen model, record its cost."),
 ):
     """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
     decision with its propensity, POST /v1/feedback records outcomes (see README). Runs from any
@@ -41,7 +43,8 @@ def serve(
     root = find_project_root() or Path.cwd()
     try:
         parse_model_uri(model_uri)
-        settings = ServeSettings.from_params(params or root / "params.yaml", model_uri=model_uri, root=str(root))
+        settings = ServeSettings.from_params(params or root / "params.yaml", model_uri=model_uri, root=str(root),
+                                             gateway=str(gateway.resolve()) if gateway else None)
     except (ValueError, TypeError) as err:
         fail(str(err))
     try:
@@ -61,12 +64,15 @@ def ingest(
     holdout_max_rows: Optional[int] = typer.Option(_INGEST.holdout_max_rows, "--holdout-max-rows",
                                                    help="The holdout accumulates up to this many rows, the oldest "
                                                    "then train (0: each ingest's slice replaces it)."),
+    reward_wait_s: float = typer.Option(_INGEST.reward_wait_s, "--reward-wait-s", min=0.0,
+                                        help="An answered gateway decision without feedback this long is logged "
+                                        "to no_feedback.parquet (feedback_missing), not trained on."),
 ):
     """Turn served decisions that got feedback into log rows (validated, appended by time, newest
     slice as the holdout) and record the data version with DVC; a second run adds nothing."""
     try:
         report = run_ingest(DecisionStore(store or default_uri()), data_dir, holdout_fraction, root=".",
-                            holdout_max_rows=holdout_max_rows or None)
+                            holdout_max_rows=holdout_max_rows or None, reward_wait_s=reward_wait_s)
     except ValueError as err:
         fail(str(err))
     typer.echo(report.summary())

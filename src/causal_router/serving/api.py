@@ -6,7 +6,9 @@ GET  /healthz        200 ``{"status": "ok", "model": NAME, "version": VERSION, "
 POST /v1/route       ``{"prompts": [str, ...], "lam": float, "explore": float (optional)}`` ->
                      ``{"decisions": [{"decision_id", "model", "propensity", "router_version", "lam"}]}``
 POST /v1/feedback    ``{"decision_id": str, "score": float in [0, 1], "cost": float >= 0 (optional),
-                     "output_tokens": int (optional)}`` -> 200; 404 unknown id, 409 second feedback
+                     "output_tokens": int (optional)}`` -> 200; 404 unknown id, 409 second feedback;
+                     a decision the gateway answered keeps its recorded cost (409 for another one)
+POST /v1/chat/completions   with ``serve.gateway``: the OpenAI-compatible gateway (:mod:`.gateway`)
 GET  /docs, /redoc, /openapi.json   OpenAPI documentation (``serve.docs``: open, token or off)
 
 Auth: when ``$CAUSAL_ROUTER_API_TOKEN`` is set, every endpoint needs ``Authorization: Bearer <token>``
@@ -37,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from .batching import MicroBatcher
+from .gateway import mount_gateway, recorded_cost
 from .model import ModelHolder
 from .service import BadRequest, RouteItem, build_service
 from .settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
@@ -174,14 +177,14 @@ class GuardMiddleware:
                 chunks.append(chunk)
                 more = msg.get("more_body", False)
             body = b"".join(chunks)
-            sent = False
+            sent, downstream = False, receive  # replay() must not call itself (a streamed response listens on)
 
             async def replay():
                 nonlocal sent
                 if not sent:
                     sent = True
                     return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
+                return await downstream()
 
             receive = replay
 
@@ -279,8 +282,10 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         409: {"description": "This decision already has feedback"}, 422: {"description": "Invalid body"}})
     def feedback(body: FeedbackRequest, _auth: Auth):
         """Record the outcome of one decision (once)."""
+        cost, tokens = recorded_cost(store, body.decision_id, body.cost)  # a gateway decision's own cost
         try:
-            row = store.add_feedback(body.decision_id, body.score, body.cost, body.output_tokens, service.cost)
+            row = store.add_feedback(body.decision_id, body.score, cost,
+                                     body.output_tokens if tokens is None else tokens, service.cost)
         except UnknownDecision:
             raise BadRequest(404, f"unknown decision_id {body.decision_id!r}") from None
         except DuplicateFeedback:
@@ -289,6 +294,8 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
             raise BadRequest(422, str(err)) from None
         return FeedbackResponse(decision_id=row["decision_id"], score=row["score"], cost=row["cost"])
 
+    if settings.gateway:  # POST /v1/chat/completions
+        app.state.gateway = mount_gateway(app, settings, service, batcher)
     open_paths = OPEN_PATHS + (DOCS_PATHS if settings.docs == "open" else ())
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, token=token, open_paths=open_paths)
     return app

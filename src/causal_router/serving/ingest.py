@@ -12,6 +12,17 @@ trains. Why accumulate: the gate compares challenger and champion on the rows wh
 and one round's slice (60 rows in the loop study) held too few of them to ever promote. The data folder's new version
 is recorded with DVC (``data.dvc``). A second run adds nothing: ingested decisions are recorded
 in the store, and decision ids already in the logs are never added twice.
+
+Decisions the gateway answered (:mod:`causal_router.serving.gateway`, or the LiteLLM callback) carry a
+recorded call outcome: their rows take its cost (usage x the gateway file's prices, the feedback's
+cost) and its token counts from the upstream's ``usage``. A gateway fallback (``fallback_of``: no
+policy drew it) never becomes a log row: it is recorded as ingested with outcome ``fallback`` and
+counted in the report. **No feedback**: a decision answered without error that got no feedback within
+``reward_wait_s`` (params.yaml ``ingest.reward_wait_s``) of its answer is appended to
+``<data>/no_feedback.parquet`` (the log columns without ``score``, plus ``feedback_missing`` = True)
+and recorded as ingested with outcome ``no_feedback``; it never joins the training logs or the
+holdout (feedback sent later gets 409), and the report counts it. The report gives the feedback rate
+per model over the answered decisions.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ TRAIN = "train.parquet"
 HOLDOUT = "holdout.parquet"
 VAL = "val.parquet"
 QUARANTINE = "quarantine"
+NO_FEEDBACK = "no_feedback.parquet"
+FEEDBACK_MISSING = "feedback_missing"
 SERVED_DATASET = "served"  # the dataset label of ingested rows when the logs carry one
 
 
@@ -49,17 +62,33 @@ class IngestReport:
     first: str | None = None
     last: str | None = None
     notes: list = field(default_factory=list)
+    fallbacks: int = 0
+    no_feedback: int = 0
+    feedback_rates: dict = field(default_factory=dict)  # {model: (with feedback, answered)}
+
+    def gateway_lines(self) -> list[str]:
+        lines = []
+        if self.fallbacks:
+            lines.append(f"{self.fallbacks} gateway fallback decision(s) kept out of the logs (no policy drew them)")
+        if self.no_feedback:
+            lines.append(f"{self.no_feedback} answered decision(s) without feedback past ingest.reward_wait_s -> "
+                         f"{NO_FEEDBACK} ({FEEDBACK_MISSING}; not trained on)")
+        if self.feedback_rates:
+            rates = ", ".join(f"{m} {f}/{n} ({f / n:.0%})" for m, (f, n) in sorted(self.feedback_rates.items()))
+            lines.append(f"feedback rate of answered decisions per model: {rates}")
+        return lines
 
     def summary(self) -> str:
         if not (self.added or self.quarantined or self.already_present):
-            return "nothing to ingest: no decision with feedback that was not ingested before"
+            return "\n".join(["nothing to ingest: no decision with feedback that was not ingested before",
+                              *self.gateway_lines()])
         lines = [f"ingested {self.added} decision(s) with feedback ({self.first} .. {self.last}): "
                  f"{self.to_train} -> {TRAIN}, newest {self.to_holdout} -> {HOLDOUT} (the promotion gate's holdout)"]
         if self.quarantined:
             lines.append(f"quarantined {self.quarantined} bad row(s) with their reasons -> {self.quarantine_file}")
         if self.already_present:
             lines.append(f"{self.already_present} decision(s) were already in the logs: not added again")
-        lines += self.notes
+        lines += self.gateway_lines() + self.notes
         if self.data_version:
             lines.append(f"data version (data.dvc): {self.data_version}")
         return "\n".join(lines)
@@ -117,7 +146,7 @@ def _merge(frames: list[pd.DataFrame], notes: list) -> pd.DataFrame:
 
 
 def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc: bool = True,
-           holdout_max_rows: int | None = None) -> IngestReport:
+           holdout_max_rows: int | None = None, reward_wait_s: float = 86400.0) -> IngestReport:
     """Append the store's new decisions with feedback to the logs under ``data_dir``.
 
     Parameters
@@ -134,6 +163,9 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
     holdout_max_rows : int or None
         The holdout accumulates up to this many rows (the newest; older ones then train). None: each
         ingest's newest slice replaces the holdout and the previous holdout trains.
+    reward_wait_s : float
+        An answered gateway decision without feedback this many seconds after its answer goes to
+        ``no_feedback.parquet`` (see the module docstring).
 
     Returns
     -------
@@ -146,8 +178,12 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
         raise ValueError(f"holdout max rows must be a positive whole number or null, got {holdout_max_rows!r}")
     data_dir = Path(data_dir)
     report = IngestReport()
-    pending = store.pending()
+    pending = gateway_rows(store, store.pending(), report)
+    report.no_feedback = log_missing_feedback(store, data_dir, reward_wait_s)
+    report.feedback_rates = store.feedback_rates()
     if pending.empty:
+        if dvc and report.no_feedback:
+            report.data_version = record_data_version(root, data_dir)
         return report
     rows = decision_rows(pending)
     train, holdout, val = _read(data_dir / TRAIN), _read(data_dir / HOLDOUT), _read(data_dir / VAL)
@@ -195,11 +231,56 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
     # the logs are written before the store records them as ingested: a crash in between is
     # caught by the "already in the logs" check of the next run
     store.mark_ingested(outcomes)
-    if dvc and (report.added or report.quarantined):
+    if dvc and (report.added or report.quarantined or report.no_feedback):
         report.data_version = record_data_version(root, data_dir)
         if report.data_version is None:
             report.notes.append(f"no DVC repository at {Path(root).resolve()}: data version not recorded")
     return report
+
+
+def gateway_rows(store, pending: pd.DataFrame, report: IngestReport) -> pd.DataFrame:
+    """``pending`` without the gateway's fallbacks (recorded as ingested, counted in ``report``), the
+    answered decisions' token counts taken from their recorded call outcomes."""
+    if pending.empty:
+        return pending
+    if "fallback_of" in pending:
+        fb = pending["fallback_of"].notna().to_numpy()
+        if fb.any():
+            store.mark_ingested({d: ("fallback", f"fallback of {o}: no policy drew it")
+                                 for d, o in zip(pending.loc[fb, "decision_id"], pending.loc[fb, "fallback_of"])})
+            report.fallbacks = int(fb.sum())
+            pending = pending.loc[~fb].reset_index(drop=True)
+    found = store.outcomes_for(pending["decision_id"])
+    if found:
+        pending = pending.copy()
+        for col in ("input_tokens", "output_tokens"):
+            recorded = pending["decision_id"].map(lambda d, c=col: (found.get(d) or {}).get(c))
+            pending[col] = recorded.where(recorded.notna(), pending[col])
+    return pending
+
+
+def log_missing_feedback(store, data_dir, reward_wait_s: float) -> int:
+    """Append the answered decisions still without feedback ``reward_wait_s`` after their answer to
+    ``<data_dir>/no_feedback.parquet`` and record them as ingested (``no_feedback``); returns how many."""
+    from datetime import timedelta
+
+    from .store import now
+
+    waiting = store.awaiting_feedback(now() - timedelta(seconds=float(reward_wait_s)))
+    if waiting.empty:
+        return 0
+    rows = decision_rows(waiting.assign(score=float("nan"), cost=waiting["out_cost"],
+                                        input_tokens=waiting["out_input_tokens"].fillna(waiting["input_tokens"]),
+                                        output_tokens=waiting["out_output_tokens"]))
+    rows = rows.drop(columns=S.SCORE).assign(**{FEEDBACK_MISSING: True})
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    old = _read(data_dir / NO_FEEDBACK)
+    known = set() if old is None else set(old[S.PROMPT_ID].astype(str))
+    new = rows.loc[~rows[S.PROMPT_ID].isin(known)]
+    _write(pd.concat([f for f in (old, new) if f is not None and len(f)], ignore_index=True), data_dir / NO_FEEDBACK)
+    store.mark_ingested({d: ("no_feedback", f"no feedback within {reward_wait_s:g} s") for d in rows[S.PROMPT_ID]})
+    return len(rows)
 
 
 def record_data_version(root, data_dir) -> str | None:

@@ -13,7 +13,11 @@ Tables (nothing is ever updated or deleted):
   vector as JSON, and the router version);
 - ``feedback``: at most one row per decision (its primary key is the decision id);
 - ``ingested``: one row per decision that ``causal-router ingest`` turned into a log row (or
-  quarantined), so a second ingest adds nothing.
+  quarantined), so a second ingest adds nothing;
+- ``outcomes`` (version 3): at most one row per decision whose LLM call the gateway (or the LiteLLM
+  callback) made: the model that answered, upstream status, tokens from its ``usage``, cost, latency
+  (:mod:`causal_router.serving.gateway`). A decision the gateway made for a fallback carries
+  ``fallback_of`` (the failed decision's id): no policy drew it.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from sqlalchemy.exc import IntegrityError
 DECISIONS_ENV = "CAUSAL_ROUTER_DECISIONS_URI"
 DEFAULT_PATH = Path("decisions") / "decisions.db"
 #: Bumped whenever a table changes; :meth:`DecisionStore.create` refuses a newer database.
-SCHEMA_VERSION = 2
-#: Columns added after version 1, created in place on an older database: ``{table: [(name, SQL type)]}``.
-_ADDED = {"decisions": [("propensities", "TEXT")]}  # version 2
+SCHEMA_VERSION = 3
+#: Columns added after version 1, created in place on an older database: ``{table: [(name, SQL type)]}``
+#: (new tables, such as version 3's ``outcomes``, are created by ``create_all``).
+_ADDED = {"decisions": [("propensities", "TEXT"),  # version 2
+                        ("fallback_of", "VARCHAR(64)")]}  # version 3
 
 metadata = sa.MetaData()
 schema_version = sa.Table(
@@ -52,6 +58,7 @@ decisions = sa.Table(
     sa.Column("router_version", sa.String(64), nullable=False),
     sa.Column("input_tokens", sa.Float, nullable=True),
     sa.Column("propensities", sa.Text, nullable=True),  # JSON {model: probability}; NULL before version 2
+    sa.Column("fallback_of", sa.String(64), nullable=True),  # a gateway fallback: the failed decision's id
 )
 feedback = sa.Table(
     "feedback", metadata,
@@ -67,6 +74,22 @@ ingested = sa.Table(
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("outcome", sa.String(32), nullable=False),  # "added" or "quarantined"
     sa.Column("reason", sa.Text, nullable=True),
+)
+
+
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("source", sa.String(32), nullable=False),  # "gateway" or "litellm" (the CustomLogger callback)
+    sa.Column("served_model", sa.String(200), nullable=True),  # the upstream's own model name
+    sa.Column("status", sa.String(16), nullable=False),  # "ok", "error" or "timeout"
+    sa.Column("upstream_status", sa.Integer, nullable=True),  # HTTP status (None: no response)
+    sa.Column("input_tokens", sa.Integer, nullable=True),
+    sa.Column("output_tokens", sa.Integer, nullable=True),
+    sa.Column("cost", sa.Float, nullable=True),  # USD: tokens x the gateway file's prices
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),  # the error's type and status, never a key
 )
 
 
@@ -207,6 +230,16 @@ class DecisionStore:
                 raise DuplicateFeedback(decision_id) from None
         return row
 
+    def add_outcome(self, row: dict) -> None:
+        """Record the outcome of one decision's LLM call (keyed by the ``outcomes`` columns; ``created_at``
+        defaults to now). A second outcome for the same decision raises :class:`DuplicateFeedback`."""
+        row = {"created_at": now(), **row}
+        try:
+            with self._writing(), self.engine.begin() as conn:
+                conn.execute(outcomes.insert().values(**row))
+        except IntegrityError:
+            raise DuplicateFeedback(row["decision_id"]) from None
+
     def mark_ingested(self, outcomes: dict[str, tuple[str, str | None]]) -> None:
         """Record ``{decision_id: (outcome, reason)}`` as ingested."""
         if not outcomes:
@@ -237,6 +270,55 @@ class DecisionStore:
             return pd.DataFrame(conn.execute(q).mappings().all(),
                                 columns=[c.name for c in decisions.columns]
                                 + ["score", "cost", "output_tokens", "feedback_at"])
+
+    def outcome(self, decision_id: str) -> dict | None:
+        """The decision's recorded call outcome (``outcomes`` row) with ``ingested`` (how ingest took it,
+        or None), or None when it has none."""
+        q = (sa.select(outcomes, ingested.c.outcome.label("ingested"))
+             .outerjoin(ingested, ingested.c.decision_id == outcomes.c.decision_id)
+             .where(outcomes.c.decision_id == decision_id))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        return None if row is None else dict(row)
+
+    def outcomes_for(self, ids) -> dict[str, dict]:
+        """``{decision_id: outcome row}`` for those of ``ids`` that have one."""
+        ids, out = list(ids), {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = sa.select(outcomes).where(outcomes.c.decision_id.in_(ids[i:i + 500]))
+                out |= {r["decision_id"]: dict(r) for r in conn.execute(q).mappings()}
+        return out
+
+    def awaiting_feedback(self, before):
+        """Decisions with a successful call outcome recorded before ``before`` (a datetime), no feedback,
+        not ingested and not a fallback, oldest first, as a DataFrame (the decision's columns, then the
+        outcome's ``served_model``, ``out_input_tokens``, ``out_output_tokens``, ``out_cost``, ``outcome_at``)."""
+        import pandas as pd
+
+        extra = [outcomes.c.served_model, outcomes.c.input_tokens.label("out_input_tokens"),
+                 outcomes.c.output_tokens.label("out_output_tokens"), outcomes.c.cost.label("out_cost"),
+                 outcomes.c.created_at.label("outcome_at")]
+        q = (sa.select(decisions, *extra)
+             .join(outcomes, outcomes.c.decision_id == decisions.c.decision_id)
+             .outerjoin(feedback, feedback.c.decision_id == decisions.c.decision_id)
+             .outerjoin(ingested, ingested.c.decision_id == decisions.c.decision_id)
+             .where(feedback.c.decision_id.is_(None), ingested.c.decision_id.is_(None),
+                    decisions.c.fallback_of.is_(None), outcomes.c.status == "ok", outcomes.c.created_at < before)
+             .order_by(decisions.c.created_at, decisions.c.decision_id))
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all(),
+                                columns=[c.name for c in decisions.columns] + [c.name for c in extra])
+
+    def feedback_rates(self) -> dict[str, tuple[int, int]]:
+        """``{model: (with feedback, answered)}`` over the decisions whose call succeeded (gateway or
+        LiteLLM callback), fallbacks included."""
+        q = (sa.select(decisions.c.model, sa.func.count(feedback.c.decision_id), sa.func.count())
+             .join(outcomes, outcomes.c.decision_id == decisions.c.decision_id)
+             .outerjoin(feedback, feedback.c.decision_id == decisions.c.decision_id)
+             .where(outcomes.c.status == "ok").group_by(decisions.c.model))
+        with self.engine.connect() as conn:
+            return {m: (int(f), int(n)) for m, f, n in conn.execute(q)}
 
     def count(self, table: str) -> int:
         t = metadata.tables[table]

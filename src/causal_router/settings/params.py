@@ -151,6 +151,14 @@ class ServeSettings(_Section):
     root : str or None
         Project folder (``mlruns/``, ``decisions/``, a relative price sheet); None: the project found
         from the current folder (:func:`causal_router.settings.env.find_project_root`).
+    gateway : str or None
+        LiteLLM ``model_list`` file (:mod:`causal_router.serving.gateway_config`): serve
+        ``POST /v1/chat/completions`` and call the chosen model (None: no gateway).
+    gateway_model : str
+        The model name clients ask the gateway for.
+    lam : float or None
+        The gateway's lambda when a request sets none (body ``causal_router.lam``, then the header
+        ``x-causal-router-lam``); None: such a request gets 422.
     """
 
     model_uri: str = "models:/causal-router-interval@champion"
@@ -172,6 +180,9 @@ class ServeSettings(_Section):
     encoder: str | None = None
     docs: Literal["open", "token", "off"] = "open"
     root: str | None = None
+    gateway: str | None = None
+    gateway_model: str = Field("causal-router", min_length=1)
+    lam: float | None = Field(None, allow_inf_nan=False)
 
     @classmethod
     def from_params(cls, path="params.yaml", **overrides) -> ServeSettings:
@@ -198,6 +209,9 @@ class IngestSettings(_Section):
 
     holdout_fraction: float = Field(0.2, ge=0.0, le=1.0)
     holdout_max_rows: int | None = 2000  # None: each ingest's slice replaces the holdout
+    # a gateway decision answered but without feedback this long after its answer is logged to
+    # no_feedback.parquet (feedback_missing), never to the training logs (serving/ingest.py)
+    reward_wait_s: float = Field(86400.0, ge=0.0, allow_inf_nan=False)
 
 
 class Settings(_Section):

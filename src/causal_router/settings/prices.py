@@ -8,21 +8,31 @@ from pathlib import Path
 import yaml
 
 
+def read_yaml(path: Path, missing: str, unreadable: str, error=None):
+    """The YAML (or JSON) file at ``path``; a missing file is a ``MissingFileError(missing)``, one that does
+    not parse an ``error`` (default ``UnreadableFileError``) of ``unreadable`` with ``{first}`` = the
+    parser's first line."""
+    from ..errors import MissingFileError, UnreadableFileError
+
+    if not path.is_file():
+        raise MissingFileError(missing)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = (str(err).strip().splitlines() or ["unreadable"])[0]
+        raise (error or UnreadableFileError)(unreadable.format(first=first)) from None
+
+
 def load_prices(path) -> dict[str, tuple[float, float]]:
     """Read a price sheet ``{model: {input: usd_per_m, output: usd_per_m}}`` (YAML or JSON).
 
     Returns ``{model: (input, output)}``; a malformed entry raises ValueError naming the model.
     """
-    from ..errors import MissingFileError, UnreadableFileError
+    from ..errors import UnreadableFileError
 
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{str(path)!r}: no such price sheet")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = (str(err).strip().splitlines() or ["unreadable"])[0]
-        raise UnreadableFileError(f"{str(path)!r} is not a readable price sheet (YAML or JSON): {first}") from None
+    raw = read_yaml(path, f"{str(path)!r}: no such price sheet",
+                    f"{str(path)!r} is not a readable price sheet (YAML or JSON): {{first}}")
     if not isinstance(raw, dict):
         raise UnreadableFileError(f"{path}: a price sheet maps model names to {{input, output}} prices")
     raw = raw.get("prices", raw)

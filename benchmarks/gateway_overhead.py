@@ -1,0 +1,245 @@
+"""Latency the gateway (``causal-router serve --gateway``) adds over calling the upstream directly.
+
+1. A router on the default encoder's features (a ridge ``dr-regress`` router fitted on random
+   features: its own compute is negligible beside the encoder's) is registered in a temporary
+   MLflow store as ``causal-router-bench@champion`` for three models.
+2. A stub OpenAI-compatible upstream (:mod:`causal_router.integrations.stub_upstream`) runs in its
+   own process and answers every chat completion in a fixed 50 ms.
+3. ``causal-router serve --gateway`` runs in its own process (one worker, the default encoder,
+   exploration on, SQLite decision log), its three models all on that upstream.
+4. At concurrency 1, 16 and 64, the same number of requests (distinct prompts) go to the upstream
+   directly and through the gateway; reported: p50 and p99 of each and their difference (the
+   overhead), and the encoder's own time for one prompt (p50, measured in this process).
+5. Nothing lost: every answered gateway request's decision id is in the decision log with its
+   recorded outcome.
+
+Run from the repository root (a few minutes on 2 busy cores)::
+
+    .venv/bin/python -m benchmarks.gateway_overhead [--requests 200]
+
+Results: ``benchmarks/results/gateway_overhead/gateway_overhead.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "gateway_overhead"
+NAME = "causal-router-bench"
+MODELS = ["bench-a", "bench-b", "bench-c"]
+LAM = 0.0
+DELAY_MS = 50.0
+LEVELS = (1, 16, 64)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(tmp: Path) -> dict:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
+               LITELLM_LOCAL_MODEL_COST_MAP="True", MLFLOW_DISABLE_TELEMETRY="true", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", BENCH_UPSTREAM_KEY="unused-local-key",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("CAUSAL_ROUTER_API_TOKEN", None)
+    env.pop("CAUSAL_ROUTER_DECISIONS_URI", None)
+    return env
+
+
+def register_router(tmp: Path, dim: int, key: str) -> None:
+    import mlflow
+    from sklearn.linear_model import Ridge
+
+    from causal_router.policy.routers import DRRegressRouter
+    from causal_router.policy.routerset import RouterSet
+    from causal_router.registry import tracking
+    from causal_router.registry.pyfunc import log_router_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, dim)).astype(np.float32)
+    router = DRRegressRouter(alpha=10.0)
+    router.n_arms_ = len(MODELS)
+    router.quality_ = Ridge(alpha=10.0).fit(X, rng.uniform(size=(64, len(MODELS))))
+    router.cost_ = Ridge(alpha=10.0).fit(X, rng.uniform(0, 1e-3, size=(64, len(MODELS))))
+    rs = RouterSet(MODELS, [LAM], {"dr-regress": router}, key, {"n_features": dim, "tokens_per_char": 0.25})
+    d = rs.save(tmp / "routers")
+    os.environ["MLFLOW_TRACKING_URI"] = env_for(tmp)["MLFLOW_TRACKING_URI"]
+    tracking.configure(tmp)
+    with mlflow.start_run(run_name="gateway-overhead-benchmark"):
+        info = log_router_model(d, "bench", "dr-regress", lam=LAM, registered_model_name=NAME)
+    mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", info.registered_model_version)
+
+
+def wait_http(url: str, proc, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up in {timeout:.0f} s")
+
+
+async def run_level(url: str, concurrency: int, n: int, gateway: bool, tag: str) -> dict:
+    import httpx
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(f"{tag} request {i}: summarise the benefits of routing prompt number {i} to a cheap model")
+    lat, errors, answered = [], [], []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        async def worker():
+            while True:
+                try:
+                    p = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                body = {"model": "causal-router" if gateway else MODELS[0],
+                        "messages": [{"role": "user", "content": p}]}
+                if gateway:
+                    body["causal_router"] = {"lam": LAM}
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/chat/completions", json=body)
+                    if r.status_code == 200:
+                        lat.append(time.perf_counter() - t0)
+                        if gateway:
+                            answered.append(r.headers["x-causal-router-decision-id"])
+                    else:
+                        errors.append(f"{r.status_code} {r.text[:200]}")
+                except Exception as exc:  # noqa: BLE001 - counted, reported
+                    errors.append(repr(exc)[:200])
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    ms = np.asarray(lat) * 1000
+    return {"n": n, "ok": len(lat), "errors": len(errors), "first_errors": errors[:3],
+            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+            "throughput_rps": len(lat) / wall, "answered": answered}
+
+
+def encoder_time(enc, n: int = 40) -> float:
+    enc.encode(["warm up"])
+    t = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        enc.encode([f"encoder timing prompt {i}: summarise the benefits of routing to a cheap model"])
+        t.append(time.perf_counter() - t0)
+    return float(np.percentile(np.asarray(t) * 1000, 50))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=200, help="requests per level and path (default 200)")
+    args = p.parse_args(argv)
+    from causal_router.features.embed import default_encoder
+    from causal_router.features.hardware import cpu_model
+    from causal_router.serving.store import DecisionStore
+
+    enc = default_encoder()
+    enc_ms = encoder_time(enc)
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as d:
+        tmp = Path(d)
+        register_router(tmp, int(enc.dim), enc.key)
+        env = env_for(tmp)
+        up_port, gw_port = free_port(), free_port()
+        up_url, gw_url = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
+        entries = [{"model_name": m, "litellm_params": {
+            "model": f"openai/{m}", "api_base": up_url + "/v1", "api_key": "os.environ/BENCH_UPSTREAM_KEY",
+            "input_cost_per_token": 1e-7 * (i + 1), "output_cost_per_token": 2e-7 * (i + 1)}}
+            for i, m in enumerate(MODELS)]
+        (tmp / "gateway.yaml").write_text(json.dumps({"model_list": entries}))
+        (tmp / "params.yaml").write_text("serve:\n  explore: 0.1\n  seed: 0\n  poll_seconds: 0\n")
+        try:
+            procs.append(subprocess.Popen([sys.executable, "-m", "causal_router.integrations.stub_upstream",
+                                           "--port", str(up_port), "--delay-ms", str(DELAY_MS)], env=env, cwd=tmp))
+            procs.append(subprocess.Popen([sys.executable, "-m", "causal_router.cli", "serve", "--port", str(gw_port),
+                                           "--model-uri", f"models:/{NAME}@champion", "--params",
+                                           str(tmp / "params.yaml"), "--gateway", str(tmp / "gateway.yaml")],
+                                          env=env, cwd=tmp))
+            wait_http(up_url + "/docs", procs[0])
+            wait_http(gw_url + "/healthz", procs[1])
+            # warm both paths (LiteLLM's first call, the encoder's first batch)
+            asyncio.run(run_level(gw_url, 4, 8, True, "warm"))
+            asyncio.run(run_level(up_url, 4, 8, False, "warm"))
+            levels = []
+            for c in LEVELS:
+                direct = asyncio.run(run_level(up_url, c, args.requests, False, f"direct-{c}"))
+                via = asyncio.run(run_level(gw_url, c, args.requests, True, f"gateway-{c}"))
+                answered = via.pop("answered")
+                direct.pop("answered")
+                store = DecisionStore(f"sqlite:///{tmp / 'decisions' / 'decisions.db'}")
+                logged = set(store.frame("decisions")["decision_id"]) & set(store.frame("outcomes")["decision_id"])
+                store.close()
+                levels.append({"concurrency": c, "direct": direct, "gateway": via,
+                               "added_p50_ms": via["p50_ms"] - direct["p50_ms"],
+                               "added_p99_ms": via["p99_ms"] - direct["p99_ms"],
+                               "answered_in_log": sum(a in logged for a in answered), "answered": len(answered)})
+                print(f"concurrency {c}: direct p50 {direct['p50_ms']:.1f} ms, gateway p50 {via['p50_ms']:.1f} ms, "
+                      f"added {levels[-1]['added_p50_ms']:.1f} ms (p99 {levels[-1]['added_p99_ms']:.1f} ms)",
+                      flush=True)
+        finally:
+            for pr in procs:
+                pr.terminate()
+            for pr in procs:
+                try:
+                    pr.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    pr.kill()
+    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_avg": list(os.getloadavg()),
+              "python": platform.python_version(), "encoder": enc.key, "encoder_p50_ms_one_prompt": enc_ms,
+              "upstream_delay_ms": DELAY_MS, "requests_per_level": args.requests, "levels": levels,
+              "nothing_lost": all(lv["answered_in_log"] == lv["answered"] for lv in levels),
+              "command": f"python -m benchmarks.gateway_overhead --requests {args.requests}"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "gateway_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    (OUT / "gateway_overhead.md").write_text(report(result))
+    print(report(result))
+    return 0 if result["nothing_lost"] else 1
+
+
+def report(r: dict) -> str:
+    lines = ["# Gateway overhead", "",
+             f"`{r['command']}` on {r['cpu']} ({r['cores']} cores, load average {r['load_avg'][0]:.1f} at the end; "
+             f"shared machine). Upstream: a stub answering in a fixed {r['upstream_delay_ms']:.0f} ms, own process; "
+             f"gateway: `causal-router serve --gateway`, one worker, own process, encoder `{r['encoder']}` "
+             f"(one prompt: p50 {r['encoder_p50_ms_one_prompt']:.1f} ms in the benchmark's process).", "",
+             "| concurrency | direct p50 ms | gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | "
+             "added p99 ms | gateway req/s | errors | answered decisions in the log |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for lv in r["levels"]:
+        d, g = lv["direct"], lv["gateway"]
+        lines.append(f"| {lv['concurrency']} | {d['p50_ms']:.1f} | {g['p50_ms']:.1f} | {lv['added_p50_ms']:.1f} | "
+                     f"{d['p99_ms']:.1f} | {g['p99_ms']:.1f} | {lv['added_p99_ms']:.1f} | {g['throughput_rps']:.1f} | "
+                     f"{d['errors']} + {g['errors']} | {lv['answered_in_log']}/{lv['answered']} |")
+    lines += ["", f"Nothing lost: {'yes' if r['nothing_lost'] else 'NO'} (every answered request's decision and "
+              "outcome are in the decision log).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
