@@ -44,3 +44,13 @@ def pool(hidden, mask, pooling: str) -> np.ndarray:
         last = (mask.sum(1) - 1).clamp(min=0)
         pooled = hidden[torch.arange(len(hidden), device=hidden.device), last]
     return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+
+
+def as_texts(texts) -> list[str]:
+    """``texts`` as a list of str; a single string or a non-str item is a TypeError (not n one-letter texts)."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    texts = list(texts)
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError("every text must be a str")
+    return texts

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batching import length_batches, pool
+from .batching import as_texts, length_batches, pool
 from .bf16 import prepare_or_autocast
 from .hardware import (
     attention_kernels,
@@ -338,11 +338,7 @@ class TransformerEncoder:
         """
         import torch
 
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise TypeError("every text must be a str")
+        texts = as_texts(texts)
         if not texts:
             return
         tokenizer, model = self._load()
@@ -389,9 +385,7 @@ class TransformerEncoder:
         ndarray of float32, shape (n, dim)
             Unit-norm rows, in the input order.
         """
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        texts = list(texts)
+        texts = as_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for positions, vectors in self.iter_encode(texts):
             out[positions] = vectors

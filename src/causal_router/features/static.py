@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidParameterError
+from .batching import as_texts
 from .cache import default_cache_dir
 from .models import default_model_path, fingerprint
 
@@ -327,11 +328,7 @@ class StaticEncoder:
             L2-normalised mean of the texts' token vectors; a text with no known token (the empty
             string) gets the zero vector.
         """
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise TypeError("every text must be a str")
+        texts = as_texts(texts)
         if not texts:
             return
         model = self._load()
@@ -378,9 +375,7 @@ class StaticEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: float32 array of shape (n, dim), unit-norm rows (zero for a text with no
         known token), in the input order."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        texts = list(texts)
+        texts = as_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for positions, vectors in self.iter_encode(texts):
             out[positions] = vectors
