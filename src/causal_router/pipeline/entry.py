@@ -38,6 +38,7 @@ def run(body: Callable[[], Any], params_path: str, signals: bool = False) -> tup
     from ..settings.params import load_settings
     from .prefect_server import temporary_server
 
+    quiet_libraries()
     try:
         load_settings(params_path)
         configure(".")
@@ -51,6 +52,19 @@ def run(body: Callable[[], Any], params_path: str, signals: bool = False) -> tup
     except CausalRouterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1, None
+
+
+#: Libraries whose INFO lines (a temporary docs folder, "Updating lock file", MLflow's table set-up and
+#: signature checks) say nothing a user can act on: the flows print one line per stage instead.
+QUIET = ("great_expectations", "dvc", "mlflow")
+
+
+def quiet_libraries() -> None:
+    """Warnings and errors only from :data:`QUIET` (their own handlers and Prefect's console alike)."""
+    import logging
+
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _estimate(e) -> str:

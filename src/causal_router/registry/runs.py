@@ -25,6 +25,7 @@ can clean up after a ``kill -9``.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -235,7 +236,9 @@ def register_routers(run_id: str, routerset_dir, lambdas=None, alias: str = CHAL
             mlflow.set_tag(PREVIOUS_TAG, json.dumps({"alias": alias, "versions": previous}))
             for (reg_name, _, method, lam), info in zip(plan, infos):
                 checkpoint()
-                version = str(mlflow.register_model(info.model_uri, reg_name).version)
+                with contextlib.redirect_stderr(io.StringIO()) as said:  # "Successfully registered ..."
+                    version = str(mlflow.register_model(info.model_uri, reg_name).version)
+                log.debug("%s", said.getvalue().strip())
                 versions[reg_name] = version
                 cfg_lam = default_lambda(rs.lambdas, method, lam)
                 auto = {"router.method": method, "router.kind": "endpoint" if lam is not None else "interval",

@@ -124,8 +124,10 @@ def prefect_defaults(root: str | Path | None = None) -> dict[str, str]:
 def use_project_prefect(root: str | Path | None = None) -> dict[str, str]:
     """Set :func:`prefect_defaults` in ``os.environ`` where unset; call it before Prefect is imported
     (its settings are read once, at import). Returns what it set. Also turns off MLflow's artifact
-    download progress bars (one per artifact) unless ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` is set."""
-    wanted = {**prefect_defaults(root), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    download progress bars (one per artifact) and its INFO lines (table set-up, signature checks)
+    unless ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` / ``MLFLOW_LOGGING_LEVEL`` are set."""
+    wanted = {**prefect_defaults(root), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+              "MLFLOW_LOGGING_LEVEL": "WARNING"}
     done = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(done)
     if PREFECT_HOME_ENV in done:
