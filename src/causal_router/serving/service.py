@@ -160,7 +160,8 @@ def build_service(settings: ServeSettings, holder: ModelHolder | None = None, st
     :class:`~causal_router.features.encoders.EncoderMismatchError` for an encoder whose features the
     served router was not trained on; after a reload, the holder refuses such a model the same way."""
     from ..registry.names import CHALLENGER
-    from ..registry.tracking import configure, find_project_root
+    from ..registry.tracking import configure
+    from ..settings.env import find_project_root
     from ..settings.prices import load_prices
     from .store import default_uri
 
