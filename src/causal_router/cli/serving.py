@@ -55,18 +55,43 @@ def serve(
 def ingest(
     store: Optional[str] = typer.Option(None, "--store", help="Decision log URI (default: "
                                         "$CAUSAL_ROUTER_DECISIONS_URI, else sqlite:///decisions/decisions.db)."),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Logs folder (train.parquet, holdout.parquet)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Logs folder (train.parquet, holdout.parquet; "
+                                            "default: the folder data.dvc tracks, else <project>/data). One outside "
+                                            "the project or other than data.dvc's is refused without --force."),
     holdout_fraction: float = typer.Option(_INGEST.holdout_fraction, "--holdout-fraction",
                                            help="Share of the newest ingested rows that joins the holdout."),
     holdout_max_rows: Optional[int] = typer.Option(_INGEST.holdout_max_rows, "--holdout-max-rows",
                                                    help="The holdout accumulates up to this many rows, the oldest "
                                                    "then train (0: each ingest's slice replaces it)."),
+    force: bool = typer.Option(False, "--force", help="Ingest into a data folder that is not the one data.dvc "
+                               "tracks (or outside the project: then without a DVC record)."),
+    list_quarantined: bool = typer.Option(False, "--list-quarantined", help="List the quarantined decisions with "
+                                          "their reasons, and stop."),
+    retry_quarantined: bool = typer.Option(False, "--retry-quarantined", help="Validate the quarantined decisions "
+                                           "again (after a fix of the contract, the limits or the price sheet)."),
 ):
     """Turn served decisions that got feedback into log rows (validated, appended by time, newest
-    slice as the holdout) and record the data version with DVC; a second run adds nothing."""
+    slice as the holdout) and record the data version with DVC, as one transaction: a second run adds
+    nothing, and a run after a crash completes the interrupted one."""
+    from ..serving.ingest import limits_for
+    from ..serving.journal import tracked_data_dirs
+
+    root = find_project_root() or Path.cwd()
+    log_store = DecisionStore(store or default_uri(root))
+    if list_quarantined:
+        q = log_store.quarantined()
+        for row in q.itertuples(index=False):
+            typer.echo(f"{row.decision_id}\t{row.ingested_at}\t{row.reason}")
+        typer.echo(f"{len(q)} quarantined decision(s); `causal-router ingest --retry-quarantined` validates them again")
+        return
+    if data_dir is None:
+        data_dir = next(iter(tracked_data_dirs(root)), root / "data")
+    outside = not Path(data_dir).resolve().is_relative_to(root.resolve())
     try:
-        report = run_ingest(DecisionStore(store or default_uri()), data_dir, holdout_fraction, root=".",
-                            holdout_max_rows=holdout_max_rows or None)
+        if retry_quarantined:
+            typer.echo(f"{log_store.release_quarantined()} quarantined decision(s) released for validation")
+        report = run_ingest(log_store, data_dir, holdout_fraction, root=root, dvc=not (force and outside),
+                            holdout_max_rows=holdout_max_rows or None, limits=limits_for(root), force=force)
     except ValueError as err:
         fail(str(err))
     typer.echo(report.summary())

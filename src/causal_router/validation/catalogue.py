@@ -75,14 +75,14 @@ def _plausibility_checks(columns: Iterable[str], contract: LogContract) -> list[
         top = float(contract.max_cost)
         checks.append(Check(
             "cost_plausible", S.COST, "row", f"above the plausibility limit {top:g} USD",
-            mask=range_mask(S.COST, lambda x: ~np.isfinite(x) | (x <= top)),
+            mask=range_mask(S.COST, lambda x, top=top: ~np.isfinite(x) | (x <= top)),
             expectation=expect("cost_plausible", "ExpectColumnValuesToBeBetween", column=S.COST, max_value=top)))
     if contract.max_tokens is not None:
         top = float(contract.max_tokens)
         for c in (t for t in _TOKENS if t in present):
             checks.append(Check(
                 f"{c}_plausible", c, "row", f"above the plausibility limit {top:g} tokens",
-                mask=range_mask(c, lambda x: ~np.isfinite(x) | (x <= top)),
+                mask=range_mask(c, lambda x, top=top: ~np.isfinite(x) | (x <= top)),
                 expectation=expect(f"{c}_plausible", "ExpectColumnValuesToBeBetween", column=c, max_value=top)))
     return checks
 
