@@ -253,6 +253,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
                               "so that the next round can learn too, and records every decision and its "
                               "feedback.")
     app.state.service, app.state.batcher, app.state.store, app.state.holder = service, batcher, store, holder
+    app.state.settings = settings
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
