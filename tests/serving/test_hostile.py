@@ -12,7 +12,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from causal_router.serving.store import DecisionStore, StoreUnavailable
 from tests.serving.test_store import clean, postgres  # noqa: F401 - the module's PostgreSQL server

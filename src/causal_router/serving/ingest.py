@@ -181,7 +181,7 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
     report = IngestReport()
     journal = Journal(data_dir)
     if journal.pending():
-        report.data_version = journal.finish(store, root, dvc)
+        report.data_version = journal.finish(store, root, dvc, record_data_version)
         report.notes.append(f"completed an interrupted ingest ({journal.path.name}): its files, data version and "
                             "bookkeeping are now in place")
     else:
@@ -235,7 +235,7 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
 
     # the commit point; then files into place, dvc add, the store's bookkeeping (a rerun finishes them)
     journal.commit(outcomes, dvc=bool(dvc and (report.added or report.quarantined)))
-    version = journal.finish(store, root, dvc)
+    version = journal.finish(store, root, dvc, record_data_version)
     report.data_version = version or report.data_version
     if dvc and (report.added or report.quarantined) and version is None:
         report.notes.append(f"no DVC repository at {Path(root).resolve()}: data version not recorded")

@@ -96,10 +96,9 @@ class Journal:
         os.replace(tmp, self.path)
         failpoint("ingest.committed")
 
-    def finish(self, store, root, dvc: bool = True) -> str | None:
-        """Do the journal's work (each step idempotent), then remove it; returns the data version."""
-        from .ingest import record_data_version
-
+    def finish(self, store, root, dvc: bool, record_data_version) -> str | None:
+        """Do the journal's work (each step idempotent), then remove it; returns the data version
+        (``record_data_version(root, data_dir)``: :func:`causal_router.serving.ingest.record_data_version`)."""
         if not self.path.is_file():
             return None
         doc = json.loads(self.path.read_text())
