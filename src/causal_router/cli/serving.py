@@ -30,6 +30,18 @@ def serve(
     workers: int = typer.Option(1, help="uvicorn worker processes (each loads the model)."),
     params: Optional[Path] = typer.Option(None, "--params", help="Pipeline parameters, the serve section "
                                           "(default: the project's params.yaml; a missing file is an error)."),
+    header_timeout: Optional[float] = typer.Option(None, "--header-timeout", help="Seconds to send a request's "
+                                                   "headers, then the connection is closed (serve.header_timeout_s, "
+                                                   "10)."),
+    body_timeout: Optional[float] = typer.Option(None, "--body-timeout", help="Seconds to send the body, then 408 "
+                                                 "(serve.body_timeout_s, 30)."),
+    request_timeout: Optional[float] = typer.Option(None, "--request-timeout", help="Seconds for a whole request, "
+                                                    "then 503 + Retry-After (serve.request_timeout_s, 60)."),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Requests in flight at once, "
+                                                 "beyond: 503 + Retry-After (serve.max_concurrent, 256)."),
+    client_key: Optional[str] = typer.Option(None, "--client-key", help="Fair queuing per client: 'peer' (its "
+                                             "address) or a header a trusted proxy sets, e.g. x-forwarded-for "
+                                             "(serve.client_key). Run behind a TLS-terminating proxy: docs/deploy.md."),
 ):
     """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
     decision with its propensity, POST /v1/feedback records outcomes (see README). Runs from any
@@ -41,7 +53,10 @@ def serve(
     root = find_project_root() or Path.cwd()
     try:
         parse_model_uri(model_uri)
-        settings = ServeSettings.from_params(params or root / "params.yaml", model_uri=model_uri, root=str(root))
+        settings = ServeSettings.from_params(params or root / "params.yaml", model_uri=model_uri, root=str(root),
+                                             header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                                             request_timeout_s=request_timeout, max_concurrent=max_concurrent,
+                                             client_key=client_key)
     except (ValueError, TypeError) as err:
         fail(str(err))
     try:
