@@ -29,13 +29,15 @@ CRON = os.environ.get("CAUSAL_ROUTER_RETRAIN_CRON", "0 3 * * *")
 def ingest(params_path: str = "params.yaml", root: str = ".") -> dict:
     """Append the decision log's new decisions with feedback to the logs (a no-op when there are none)."""
     from causal_router.serving.ingest import ingest as run
+    from causal_router.serving.ingest import limits_for
     from causal_router.serving.store import DecisionStore, default_uri
     from causal_router.settings.params import load_settings
 
     root_p = Path(root).resolve()
     s = load_settings(root_p / params_path)
     report = run(DecisionStore(default_uri(root_p)), root_p / s.data.dir, s.ingest.holdout_fraction, root=root_p,
-                 holdout_max_rows=s.ingest.holdout_max_rows, reward_wait_s=s.ingest.reward_wait_s)
+                 holdout_max_rows=s.ingest.holdout_max_rows, limits=limits_for(root_p, root_p / params_path),
+                 reward_wait_s=s.ingest.reward_wait_s)
     print(report.summary())
     return {"added": report.added, "quarantined": report.quarantined, "data_version": report.data_version}
 

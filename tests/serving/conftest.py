@@ -100,7 +100,14 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if settings is not None:  # as `serve` runs it: the guarded protocol (header timeout), keep-alive timeout
+            from causal_router.serving.limits import uvicorn_config
+
+            config = uvicorn_config(app, settings, log_level="warning", lifespan="on")
+        else:
+            config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):

@@ -8,12 +8,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from causal_router.serving.store import (
-    SCHEMA_VERSION,
-    DecisionStore,
-    DuplicateFeedback,
-    UnknownDecision,
-)
+from causal_router.serving.store import DecisionStore, DuplicateFeedback, UnknownDecision
+from causal_router.serving.tables import SCHEMA_VERSION
 from tests.serving.pg import PostgresServer, why_unavailable
 
 

@@ -87,10 +87,16 @@ def train(
                f"-> {out}")
 
 
-def _load_set(path: Path, encoder: Optional[str]):
+Trust = typer.Option(False, "--trust", help="Load a router folder without a recorded sha256 (or whose "
+                     "payload does not match it): routers.joblib is a pickle and runs whatever code it holds.")
+
+
+def _load_set(path: Path, encoder: Optional[str], trust: bool = False):
+    from ..policy.routerset import UntrustedArtifactError
+
     try:
-        rs = RouterSet.load(path)
-    except FileNotFoundError as err:
+        rs = RouterSet.load(path, trust=trust)
+    except (FileNotFoundError, UntrustedArtifactError) as err:
         fail(str(err))
     enc = make_encoder(encoder) if encoder else encoder_for(rs.encoder_key)  # the one it was trained on
     check_features(rs.encoder_key, enc, str(path))
@@ -106,9 +112,10 @@ def evaluate(
     plot: Optional[Path] = typer.Option(None, help="PNG of utility against lambda per method."),
     cache_dir: Optional[Path] = CacheDir,
     encoder: Optional[str] = Encoder,
+    trust: bool = Trust,
 ):
     """Score every router (plus oracle, random and the logging policy when known) on a full-feedback table."""
-    rs, enc = _load_set(routers, encoder)
+    rs, enc = _load_set(routers, encoder, trust)
     grid = [rs.check_lambda(x) for x in floats(lambdas)]
     try:
         ff = load_full_feedback(table).select_models(rs.models)
@@ -141,6 +148,7 @@ def route(
     seed: Optional[int] = typer.Option(None, help="Seed of the exploration draws."),
     cache_dir: Optional[Path] = CacheDir,
     encoder: Optional[str] = Encoder,
+    trust: bool = Trust,
 ):
     """Print the chosen model, its propensity and the prompt, tab-separated, one line per prompt."""
     if prompts == ["-"]:
@@ -150,7 +158,7 @@ def route(
     if routers.startswith("models:/"):
         rs, enc, default_method = _load_registered(routers, encoder)
     else:
-        (rs, enc), default_method = _load_set(Path(routers), encoder), "rm-interval"
+        (rs, enc), default_method = _load_set(Path(routers), encoder, trust), "rm-interval"
     lam = rs.check_lambda(lam, method or default_method)
     try:
         router = rs.get(method or default_method)

@@ -19,7 +19,7 @@ import pandas as pd
 from ..causal.nuisances import NuisanceConfig
 from ..data import schema as S
 from ..promotion.gate import DEFAULT_OVERLAP, DEFAULT_RULE, GateDecision, GateSettings, Policy, decide
-from ..serving.ingest import HOLDOUT, TRAIN, VAL
+from ..serving.logrows import HOLDOUT, TRAIN, VAL
 from .stream import LookupEncoder, Stream
 
 #: Shares of round 0's logs that become train, val (early stopping) and the gate's first holdout.

@@ -1,7 +1,16 @@
-"""A trained set of routers on disk: ``manifest.json`` plus ``routers.joblib`` in one directory."""
+"""A trained set of routers on disk: ``manifest.json`` plus ``routers.joblib`` in one directory.
+
+``routers.joblib`` is a pickle: loading it runs whatever code it names. :meth:`RouterSet.save` records
+its sha256 in the manifest (``payload_sha256``), and :meth:`RouterSet.load` checks it before unpickling:
+a payload that does not match is refused (:class:`UntrustedArtifactError`), and so is a folder without
+a recorded hash when the caller asks for ``trust=False`` (``causal-router route`` / ``evaluate`` on a
+folder, unless ``--trust``). The hash guards against a swapped or damaged payload, not against whoever
+can rewrite the manifest too: load router folders only from places you control (docs/reliability.md).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -30,6 +39,18 @@ def _tensor(array, dtype: str, parameter: bool, requires_grad: bool):
 
     t = torch.from_numpy(array.copy()).to(getattr(torch, dtype.removeprefix("torch.")))
     return torch.nn.Parameter(t, requires_grad) if parameter else t.requires_grad_(requires_grad)
+
+
+class UntrustedArtifactError(ValueError):
+    """A router payload whose recorded sha256 does not match, or that has none and was not trusted."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class _CanonicalPickler(pickle.Pickler):
@@ -81,18 +102,36 @@ class RouterSet:
             _CanonicalPickler(f, protocol=5).dump(self.routers)
         meta = {k: v for k, v in self.meta.items() if k not in TIMING_KEYS}
         manifest = {"models": self.models, "lambdas": self.lambdas, "methods": list(self.routers),
-                    "encoder_key": self.encoder_key, "meta": meta}
+                    "encoder_key": self.encoder_key, "meta": meta, "payload_sha256": _sha256(d / PAYLOAD)}
         (d / MANIFEST).write_text(json.dumps(manifest, indent=2, default=float))
         timings = {k: v for k, v in self.meta.items() if k in TIMING_KEYS}
         (d / TIMINGS).write_text(json.dumps(timings, indent=2, default=float))
         return d
 
     @classmethod
-    def load(cls, directory) -> RouterSet:
+    def load(cls, directory, trust: bool | None = None) -> RouterSet:
+        """Load a set; the payload's recorded sha256 is checked before unpickling.
+
+        ``trust``: None (the pipeline's and the registry's own folders) loads a set without a recorded
+        hash; False refuses it; True also loads a payload whose hash does not match (with a warning)."""
         d = Path(directory)
         if not (d / MANIFEST).exists() or not (d / PAYLOAD).exists():
             raise FileNotFoundError(f"{d} is not a trained router set (expected {MANIFEST} and {PAYLOAD})")
         manifest = json.loads((d / MANIFEST).read_text())
+        recorded = manifest.get("payload_sha256")
+        if recorded is None and trust is False:
+            raise UntrustedArtifactError(
+                f"{d / PAYLOAD} has no recorded sha256 in {MANIFEST}: it is a pickle, and loading it runs whatever "
+                "code it holds; load router sets from the registry (models:/...) or pass --trust for a folder "
+                "you made yourself")
+        if recorded is not None and _sha256(d / PAYLOAD) != recorded:
+            if not trust:
+                raise UntrustedArtifactError(
+                    f"{d / PAYLOAD} does not match the sha256 recorded in {MANIFEST}: it was changed after it was "
+                    "saved; not loaded (a pickle runs whatever code it holds; --trust loads it anyway)")
+            import logging
+
+            logging.getLogger(__name__).warning("%s does not match its recorded sha256: loaded (trusted)", d / PAYLOAD)
         meta = manifest.get("meta", {})
         if (d / TIMINGS).exists():
             meta.update(json.loads((d / TIMINGS).read_text()))

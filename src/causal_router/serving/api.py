@@ -2,7 +2,8 @@
 
 Endpoints
 ---------
-GET  /healthz        200 ``{"status": "ok", "model": NAME, "version": VERSION, "model_uri": URI, "encoder": KEY}``
+GET  /healthz        200 ``{"status": "ok", "model": NAME, "version": VERSION, "model_uri": URI, "encoder": KEY}``;
+                     503 when the decision log cannot be written (a heartbeat write), was deleted or replaced
 POST /v1/route       ``{"prompts": [str, ...], "lam": float, "explore": float (optional)}`` ->
                      ``{"decisions": [{"decision_id", "model", "propensity", "router_version", "lam"}]}``
 POST /v1/feedback    ``{"decision_id": str, "score": float in [0, 1], "cost": float >= 0 (optional),
@@ -19,10 +20,18 @@ The routing itself (micro-batches, exploration draws, the decision log) is
 :class:`~causal_router.serving.service.RouteService`. Each decision is in the decision log (committed)
 before its response is sent. Errors are JSON ``{"message", "request_id"}``; details go to the server log,
 never into the response.
+
+Bad data fails its own request only: NUL and unpaired surrogates in any text (prompts, ``decision_id``)
+are a 422 on both log back-ends (other control characters are stored as they are); booleans are refused
+where numbers are expected; ``cost`` and ``output_tokens`` above the plausibility limits
+(:mod:`causal_router.validation.plausibility`) are a 422. A decision log that cannot be written is a 503
+with ``Retry-After``. Two ``Authorization`` headers are a 400. Timeouts, the bound on requests in flight
+and fair queuing between clients: :mod:`causal_router.serving.limits`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -35,15 +44,16 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from .batching import MicroBatcher
 from .gateway import mount_gateway, recorded_cost
+from .limits import LimitsMiddleware, client_of, split_prompts, uvicorn_config
 from .model import ModelHolder
 from .service import BadRequest, RouteItem, build_service
 from .settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
-from .store import DecisionStore, DuplicateFeedback, UnknownDecision
+from .store import DecisionStore, DuplicateFeedback, StoreUnavailable, UnknownDecision, text_problem
 
 log = logging.getLogger("causal_router.serving")
 
@@ -55,7 +65,17 @@ DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 FACTORY = "causal_router.serving.api:app_from_env"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _storable(text: str) -> str:
+    why = text_problem(text)
+    if why:
+        raise ValueError(why)
+    return text
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # strict: true/false are not numbers
+Text = Annotated[str, AfterValidator(_storable)]
 # Only documents the scheme in /docs: GuardMiddleware checks the token before any parsing.
 bearer = HTTPBearer(auto_error=False, description=f"Required when {TOKEN_ENV} is set.")
 Auth = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -63,11 +83,11 @@ Auth = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    prompts: list[Annotated[str, Field(min_length=1)]] = Field(
+    prompts: list[Annotated[Text, Field(min_length=1)]] = Field(
         ..., min_length=1, description="Prompts to route (each non-empty).")
     lam: Finite = Field(..., description="Cost preference lambda: utility = score - lam * cost. Must lie in "
                         "the served router's lambda interval (see /healthz).")
-    explore: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
+    explore: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)] | None = Field(
         None, description="Exploration rate in [0, 1] (default: params.yaml serve.explore); 0 = deterministic.")
 
 
@@ -85,11 +105,13 @@ class RouteResponse(BaseModel):
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    decision_id: Annotated[str, Field(min_length=1, max_length=64)]
-    score: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-    cost: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = Field(
-        None, description="USD; when absent, computed from the price sheet and the token counts.")
-    output_tokens: Annotated[int, Field(ge=0)] | None = None
+    decision_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    score: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+    cost: Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)] | None = Field(
+        None, description="USD (at most serve.max_cost); when absent, computed from the price sheet and the "
+                          "token counts.")
+    output_tokens: Annotated[int, Field(ge=0, strict=True)] | None = Field(
+        None, description="At most serve.max_tokens.")
 
 
 class FeedbackResponse(BaseModel):
@@ -154,6 +176,8 @@ class GuardMiddleware:
                                     (b"content-length", str(len(body)).encode()), *extra]})
             await send({"type": "http.response.body", "body": body})
 
+        if sum(k.lower() == b"authorization" for k, _ in scope.get("headers", [])) > 1:
+            return await reply(400, "more than one Authorization header")
         if self.token is not None and scope["path"] not in self.open_paths:
             auth = headers.get("authorization", "")
             scheme, _, given = auth.partition(" ")
@@ -209,7 +233,9 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     service = build_service(settings, holder, store, encoder)
     holder, store = service.holder, service.store
     batcher = MicroBatcher(service.handle, settings.batch_window_ms / 1000.0, settings.max_batch,
-                           size=lambda it: len(it.prompts))
+                           size=lambda it: len(it.prompts), cost=lambda it: sum(len(p) for p in it.prompts),
+                           max_cost=settings.max_batch_chars)
+    limits = service.limits
 
     @asynccontextmanager
     async def lifespan(app):
@@ -231,6 +257,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
                               "so that the next round can learn too, and records every decision and its "
                               "feedback.")
     app.state.service, app.state.batcher, app.state.store, app.state.holder = service, batcher, store, holder
+    app.state.settings = settings
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -244,14 +271,23 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     async def _bad(request: Request, exc: BadRequest):
         return _message(exc.status, exc.message, request)
 
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, exc: StoreUnavailable):
+        log.error("decision log unavailable: %s", exc)
+        response = _message(503, f"the decision log cannot be written: {exc}", request)
+        response.headers["retry-after"] = str(settings.retry_after_s)
+        return response
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
         rid = getattr(request.state, "request_id", "?")
         log.error("request %s failed", rid, exc_info=exc)
         return _message(500, f"internal error; the server log has the details under request id {rid}", request)
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/healthz", response_model=Health, responses={503: {"description": "The decision log cannot be "
+                                                                                "written"}})
     def healthz():
+        store.check()  # StoreUnavailable -> 503
         m = holder.current
         return Health(status="ok", model=m.name, version=m.version, model_uri=settings.model_uri,
                       lam_range=list(m.lam_range), models=list(m.models), encoder=str(service.encoder.key))
@@ -271,21 +307,28 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         if err:
             raise BadRequest(422, err)
         explore = settings.explore if body.explore is None else body.explore
-        item = RouteItem(list(body.prompts), float(body.lam), float(explore), request.state.request_id)
-        out = await batcher.submit(item)
-        if isinstance(out, BadRequest):
-            raise out
-        return {"decisions": out}
+        client = client_of(request.scope, settings.client_key)
+        parts = split_prompts(list(body.prompts), settings.max_batch, settings.max_batch_chars)
+        outs = await asyncio.gather(*(batcher.submit(RouteItem(part, float(body.lam), float(explore),
+                                                               request.state.request_id), client)
+                                      for part in parts))
+        for out in outs:
+            if isinstance(out, BadRequest):
+                raise out
+        return {"decisions": [d for out in outs for d in out]}
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, responses={
         401: {"description": "Missing or wrong bearer token"}, 404: {"description": "Unknown decision_id"},
         409: {"description": "This decision already has feedback"}, 422: {"description": "Invalid body"}})
     def feedback(body: FeedbackRequest, _auth: Auth):
         """Record the outcome of one decision (once)."""
+        why = limits.cost_error(body.cost) or limits.tokens_error("output_tokens", body.output_tokens)
+        if why:
+            raise BadRequest(422, why)
         cost, tokens = recorded_cost(store, body.decision_id, body.cost)  # a gateway decision's own cost
         try:
             row = store.add_feedback(body.decision_id, body.score, cost,
-                                     body.output_tokens if tokens is None else tokens, service.cost)
+                                     body.output_tokens if tokens is None else tokens, service.priced)
         except UnknownDecision:
             raise BadRequest(404, f"unknown decision_id {body.decision_id!r}") from None
         except DuplicateFeedback:
@@ -298,6 +341,8 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         app.state.gateway = mount_gateway(app, settings, service, batcher)
     open_paths = OPEN_PATHS + (DOCS_PATHS if settings.docs == "open" else ())
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, token=token, open_paths=open_paths)
+    app.add_middleware(LimitsMiddleware, max_concurrent=settings.max_concurrent, body_timeout_s=settings.body_timeout_s,
+                       request_timeout_s=settings.request_timeout_s, retry_after_s=settings.retry_after_s)
     return app
 
 
@@ -308,15 +353,18 @@ def app_from_env() -> FastAPI:
 
 
 def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run the service under uvicorn (blocks)."""
+    """Run the service under uvicorn (blocks), with the guarded protocol (header timeout) of
+    :func:`~causal_router.serving.limits.uvicorn_config`."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     if workers > 1:
         os.environ[SETTINGS_ENV] = settings.to_env()
         os.environ["CAUSAL_ROUTER_SERVE_MULTIWORKER"] = "1"
-        uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers, log_level="info")
+        config = uvicorn_config(FACTORY, settings, host, port, workers=workers, factory=True, log_level="info")
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.Server(uvicorn_config(create_app(settings), settings, host, port, log_level="info")).run()
 
 
 def _version() -> str:

@@ -10,6 +10,14 @@ The window adapts: it is ``window_s``, or a tenth of the last batch's handling t
 is longer (at most ``max_window_s``). Under load, clients answered by one batch send their next
 requests together, and when a batch takes seconds, waiting a few tens of milliseconds for all
 of them keeps batches full; on a fast machine the window stays at ``window_s``.
+
+Fair queuing: each client (``submit(item, client=...)``) has its own queue, and a batch takes the
+clients' oldest items in turn (round robin, the first client served rotating from batch to batch)
+up to ``max_items`` prompts and ``max_cost`` (prompt characters): a client that sends many or large
+requests gets its share of each batch, never the whole queue. A client's own items keep their order.
+
+Isolation: when a batch's handler raises and the batch holds several requests, each is retried on
+its own, so one request's bad data fails that request alone.
 """
 
 from __future__ import annotations
@@ -17,19 +25,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
 
 class MicroBatcher:
-    """Batch concurrent calls of ``handler``.
+    """Batch concurrent calls of ``handler``, fairly between clients.
 
     Parameters
     ----------
     handler : callable(list of items) -> list of results
         Runs in one worker thread (never two batches at once), one result per item, in order.
-        If it raises, every request of that batch gets the exception.
+        If it raises for a batch of several items, each item is retried alone; the exception of an
+        item that fails alone is that item's.
     window_s : float
         How long the first request of a batch waits for company.
     max_items : int
@@ -38,24 +48,30 @@ class MicroBatcher:
         Longest adaptive window (None: 0.1 s, or ``window_s`` when that is longer).
     size : callable(item) -> int
         How many prompts an item carries.
+    cost : callable(item) -> int
+        An item's work (e.g. prompt characters), bounded per batch by ``max_cost`` (None: unbounded).
     """
 
     def __init__(self, handler, window_s: float = 0.005, max_items: int = 64, size=lambda item: 1,
-                 max_window_s: float | None = None):
+                 max_window_s: float | None = None, cost=lambda item: 0, max_cost: int | None = None):
         self.handler = handler
         self.window_s = float(window_s)
         self.max_window_s = max(self.window_s, 0.1 if max_window_s is None else float(max_window_s))
         self._last_seconds = 0.0
         self.max_items = int(max_items)
+        self.max_cost = None if max_cost is None else int(max_cost)
         self.size = size
-        self._queue: asyncio.Queue | None = None
+        self.cost = cost
+        self._queues: dict = {}  # client -> deque of (item, future)
+        self._order: deque = deque()  # clients with queued items, in serving order
+        self._arrived: asyncio.Event | None = None
         self._task = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="causal-router-batch")
         self.batches = 0  # counters for the benchmark and tests
         self.items = 0
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._arrived = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -68,50 +84,81 @@ class MicroBatcher:
             self._task = None
         self._executor.shutdown(wait=True)
 
-    async def submit(self, item):
-        """Queue one item; returns its result once its batch is done."""
-        if self._queue is None:
+    async def submit(self, item, client=None):
+        """Queue one item of ``client``; returns its result once its batch is done."""
+        if self._arrived is None:
             raise RuntimeError("MicroBatcher.submit before start")
         fut = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, fut))
+        if client not in self._queues:
+            self._queues[client] = deque()
+            self._order.append(client)
+        self._queues[client].append((item, fut))
+        self._arrived.set()
         return await fut
+
+    def _queued(self) -> tuple[int, int]:
+        items = [it for q in self._queues.values() for it, _ in q]
+        return sum(self.size(it) for it in items), sum(self.cost(it) for it in items)
+
+    def _full(self) -> bool:
+        weight, cost = self._queued()
+        return weight >= self.max_items or (self.max_cost is not None and cost >= self.max_cost)
+
+    def _take(self) -> list:
+        """One batch: the clients' oldest items in turn, within the limits (the first item always fits)."""
+        batch, weight, cost, blocked = [], 0, 0, set()
+        while True:
+            added = False
+            for client in list(self._order):
+                q = self._queues.get(client)
+                if client in blocked or not q:
+                    continue
+                item, fut = q[0]
+                w, c = self.size(item), self.cost(item)
+                if batch and (weight + w > self.max_items or (self.max_cost is not None and cost + c > self.max_cost)):
+                    blocked.add(client)  # its next item waits: a client's items keep their order
+                    continue
+                q.popleft()
+                batch.append((item, fut))
+                weight, cost, added = weight + w, cost + c, True
+            if not added:
+                break
+        for client in [c for c, q in self._queues.items() if not q]:
+            del self._queues[client]
+            self._order.remove(client)
+        self._order.rotate(-1)  # the next batch starts with the next client
+        return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        carry = None
         while True:
-            first = carry or await self._queue.get()
-            carry = None
-            batch, weight = [first], self.size(first[0])
+            while not self._queues:
+                self._arrived.clear()
+                await self._arrived.wait()
             window = min(max(self.window_s, 0.1 * self._last_seconds), self.max_window_s)
             deadline = time.monotonic() + window
-            while weight < self.max_items:
-                if not self._queue.empty():  # what is queued already joins, window or not
-                    nxt = self._queue.get_nowait()
-                else:
-                    timeout = deadline - time.monotonic()
-                    if timeout <= 0:
-                        break
-                    try:
-                        nxt = await asyncio.wait_for(self._queue.get(), timeout)
-                    except TimeoutError:
-                        break
-                if weight + self.size(nxt[0]) > self.max_items:
-                    carry = nxt  # starts the next batch
+            while not self._full():  # what is queued already joins, window or not
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
                     break
-                batch.append(nxt)
-                weight += self.size(nxt[0])
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), timeout)
+                except TimeoutError:
+                    break
             # requests cancelled while queued (client gone) need no work
-            live = [(item, fut) for item, fut in batch if not fut.done()]
+            live = [(item, fut) for item, fut in self._take() if not fut.done()]
             if not live:
                 continue
             started = time.monotonic()
             try:
                 results = await loop.run_in_executor(self._executor, self.handler, [item for item, _ in live])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - retried one by one, or handed to the request
+                if len(live) == 1:
+                    live[0][1].done() or live[0][1].set_exception(exc)
+                    continue
+                log.warning("a batch of %d requests failed (%s): retrying each on its own", len(live), exc)
+                await self._one_by_one(live)
                 continue
             finally:
                 self._last_seconds = time.monotonic() - started
@@ -120,3 +167,17 @@ class MicroBatcher:
             for (_, fut), res in zip(live, results):
                 if not fut.done():
                     fut.set_result(res)
+
+    async def _one_by_one(self, live) -> None:
+        loop = asyncio.get_running_loop()
+        for item, fut in live:
+            if fut.done():
+                continue
+            try:
+                (res,) = await loop.run_in_executor(self._executor, self.handler, [item])
+            except Exception as exc:  # noqa: BLE001 - this request's own failure
+                fut.done() or fut.set_exception(exc)
+            else:
+                self.batches += 1
+                self.items += 1
+                fut.done() or fut.set_result(res)

@@ -13,20 +13,23 @@ and one round's slice (60 rows in the loop study) held too few of them to ever p
 is recorded with DVC (``data.dvc``). A second run adds nothing: ingested decisions are recorded
 in the store, and decision ids already in the logs are never added twice.
 
-Decisions the gateway answered (:mod:`causal_router.serving.gateway`, or the LiteLLM callback) carry a
-recorded call outcome: their rows take its cost (usage x the gateway file's prices, the feedback's
-cost) and its token counts from the upstream's ``usage``. A gateway fallback (``fallback_of``: no
-policy drew it) never becomes a log row: it is recorded as ingested with outcome ``fallback`` and
-counted in the report. **No feedback**: a decision answered without error that got no feedback within
-``reward_wait_s`` (params.yaml ``ingest.reward_wait_s``) of its answer is appended to
-``<data>/no_feedback.parquet`` (the log columns without ``score``, plus ``feedback_missing`` = True)
-and recorded as ingested with outcome ``no_feedback``; it never joins the training logs or the
-holdout (feedback sent later gets 409), and the report counts it. The report gives the feedback rate
-per model over the answered decisions.
+An ingest is a transaction (:mod:`causal_router.serving.journal`): a kill at any point leaves the old
+state or one the next run completes (files, ``data.dvc``, the store's bookkeeping), nothing lost,
+doubled or stale. Train and holdout never share a prompt id. Rows above the plausibility limits
+(:mod:`causal_router.validation.plausibility`) are quarantined; quarantined decisions stay listed in the
+store (``causal-router ingest --list-quarantined``) and are validated again after a fix
+(``--retry-quarantined``). Feedback may carry a cost or token counts, decision by decision: a token
+column only some new rows have is left out of that ingest (with a note) instead of quarantining the
+rest.
+
+Decisions the gateway answered keep their recorded call outcome, fallbacks never become log rows,
+and answered decisions without feedback past ``reward_wait_s`` go to ``no_feedback.parquet``, all
+inside the same transaction (:mod:`causal_router.serving.ingest_gateway`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -36,16 +39,20 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import schema as S
+from .logrows import (
+    FEEDBACK_MISSING,
+    HOLDOUT,
+    NO_FEEDBACK,
+    QUARANTINE,
+    SERVED_DATASET,
+    TRAIN,
+    VAL,
+    decision_rows,
+    read_log,
+)
 
 log = logging.getLogger(__name__)
 
-TRAIN = "train.parquet"
-HOLDOUT = "holdout.parquet"
-VAL = "val.parquet"
-QUARANTINE = "quarantine"
-NO_FEEDBACK = "no_feedback.parquet"
-FEEDBACK_MISSING = "feedback_missing"
-SERVED_DATASET = "served"  # the dataset label of ingested rows when the logs carry one
 
 
 @dataclass
@@ -80,8 +87,11 @@ class IngestReport:
 
     def summary(self) -> str:
         if not (self.added or self.quarantined or self.already_present):
-            return "\n".join(["nothing to ingest: no decision with feedback that was not ingested before",
-                              *self.gateway_lines()])
+            lines = ["nothing to ingest: no decision with feedback that was not ingested before",
+                     *self.gateway_lines(), *self.notes]
+            if self.data_version:
+                lines.append(f"data version (data.dvc): {self.data_version}")
+            return "\n".join(lines)
         lines = [f"ingested {self.added} decision(s) with feedback ({self.first} .. {self.last}): "
                  f"{self.to_train} -> {TRAIN}, newest {self.to_holdout} -> {HOLDOUT} (the promotion gate's holdout)"]
         if self.quarantined:
@@ -94,39 +104,13 @@ class IngestReport:
         return "\n".join(lines)
 
 
-def decision_rows(pending: pd.DataFrame) -> pd.DataFrame:
-    """Decisions joined with their feedback (``DecisionStore.pending``) as log rows (n, 10)."""
-    ts = pd.to_datetime(pending["created_at"], utc=True) if len(pending) else pd.Series([], dtype="datetime64[ns, UTC]")
-    return pd.DataFrame({
-        S.PROMPT_ID: pending["decision_id"].astype(str),
-        S.PROMPT: pending["prompt"].astype(str),
-        S.MODEL: pending["model"].astype(str),
-        S.SCORE: pd.to_numeric(pending["score"], errors="coerce").astype(float),
-        S.COST: pd.to_numeric(pending["cost"], errors="coerce").astype(float),
-        S.PROPENSITY: pd.to_numeric(pending["propensity"], errors="coerce").astype(float),
-        S.PROPENSITIES: pending["propensities"],
-        S.TIMESTAMP: ts,
-        S.INPUT_TOKENS: pd.to_numeric(pending["input_tokens"], errors="coerce").astype(float),
-        S.OUTPUT_TOKENS: pd.to_numeric(pending["output_tokens"], errors="coerce").astype(float),
-    })
-
-
-def split_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Valid rows and quarantined rows (with a ``reason``) under the observational-log contract;
-    a batch is not a training set, so one row of one model is fine (``for_training=False``)."""
+def split_rows(rows: pd.DataFrame, limits=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid rows and quarantined rows (with a ``reason``) under the observational-log contract and the
+    plausibility ``limits``; a batch is not a training set, so one row of one model is fine
+    (``for_training=False``)."""
     from ..validation.contract import split_logs
 
-    return split_logs(rows, for_training=False)
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
-
-
-def _write(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)  # readers never see half a file
+    return split_logs(rows, for_training=False, limits=limits)
 
 
 def _merge(frames: list[pd.DataFrame], notes: list) -> pd.DataFrame:
@@ -146,8 +130,9 @@ def _merge(frames: list[pd.DataFrame], notes: list) -> pd.DataFrame:
 
 
 def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc: bool = True,
-           holdout_max_rows: int | None = None, reward_wait_s: float = 86400.0) -> IngestReport:
-    """Append the store's new decisions with feedback to the logs under ``data_dir``.
+           holdout_max_rows: int | None = None, limits=None, force: bool = False,
+           reward_wait_s: float = 86400.0) -> IngestReport:
+    """Append the store's new decisions with feedback to the logs under ``data_dir``, as one transaction.
 
     Parameters
     ----------
@@ -160,9 +145,15 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
         Project root: where ``data.dvc`` lives.
     dvc : bool
         Record the new data version with ``dvc add`` (skipped, with a note, outside a DVC repository).
+        With ``dvc``, a ``data_dir`` outside ``root`` or other than the folder ``data.dvc`` tracks is
+        refused (:class:`IngestRefused`) unless ``force``.
     holdout_max_rows : int or None
         The holdout accumulates up to this many rows (the newest; older ones then train). None: each
         ingest's newest slice replaces the holdout and the previous holdout trains.
+    limits : :class:`~causal_router.validation.plausibility.Limits` or None
+        Plausibility limits of cost and token counts (None: the defaults); rows above them are quarantined.
+    force : bool
+        Ingest into a folder that is not the one ``data.dvc`` tracks.
     reward_wait_s : float
         An answered gateway decision without feedback this many seconds after its answer goes to
         ``no_feedback.parquet`` (see the module docstring).
@@ -170,39 +161,58 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
     Returns
     -------
     IngestReport
+
+    Notes
+    -----
+    The transaction (:mod:`causal_router.serving.journal`): every new file is written beside its
+    target first; then a journal naming the replacements and the decisions' outcomes is written (the
+    commit point); then the files are moved into place, ``dvc add`` records the data version, the
+    store marks the decisions ingested, and the journal is removed. A kill before the journal leaves
+    the old state; after it, the next run finishes the journal's work before anything else.
     """
+    from ..validation.plausibility import Limits
+    from .ingest_gateway import gateway_rows, stage_missing_feedback
+    from .journal import Journal, check_data_dir
+
     if not 0.0 <= float(holdout_fraction) < 1.0:
         raise ValueError(f"holdout fraction must be in [0, 1), got {holdout_fraction}")
     if holdout_max_rows is not None and (isinstance(holdout_max_rows, bool) or int(holdout_max_rows) != holdout_max_rows
                                          or holdout_max_rows < 1):
         raise ValueError(f"holdout max rows must be a positive whole number or null, got {holdout_max_rows!r}")
     data_dir = Path(data_dir)
+    if dvc:
+        check_data_dir(root, data_dir, force)
     report = IngestReport()
-    pending = gateway_rows(store, store.pending(), report)
-    report.no_feedback = log_missing_feedback(store, data_dir, reward_wait_s)
+    journal = Journal(data_dir)
+    if journal.pending():
+        report.data_version = journal.finish(store, root, dvc, record_data_version)
+        report.notes.append(f"completed an interrupted ingest ({journal.path.name}): its files, data version and "
+                            "bookkeeping are now in place")
+    else:
+        journal.clean()  # files of an ingest killed before its commit point
+    outcomes: dict = {}
+    pending = gateway_rows(store, store.pending(), report, outcomes)
+    report.no_feedback = stage_missing_feedback(store, data_dir, reward_wait_s, journal, outcomes)
     report.feedback_rates = store.feedback_rates()
-    if pending.empty:
-        if dvc and report.no_feedback:
-            report.data_version = record_data_version(root, data_dir)
+    if pending.empty and not outcomes:
         return report
     rows = decision_rows(pending)
-    train, holdout, val = _read(data_dir / TRAIN), _read(data_dir / HOLDOUT), _read(data_dir / VAL)
+    train, holdout, val = read_log(data_dir / TRAIN), read_log(data_dir / HOLDOUT), read_log(data_dir / VAL)
     known = set()
     for f in (train, holdout, val):
         if f is not None and S.PROMPT_ID in f:
             known |= set(f[S.PROMPT_ID].astype(str))
     present = rows[S.PROMPT_ID].isin(known).to_numpy()
     report.already_present = int(present.sum())
-    outcomes = {pid: ("added", "already in the logs") for pid in rows.loc[present, S.PROMPT_ID]}
+    outcomes |= {pid: ("added", "already in the logs") for pid in rows.loc[present, S.PROMPT_ID]}
     rows = rows.loc[~present].reset_index(drop=True)
+    rows = _drop_partial_tokens(rows, report.notes)
 
-    good, bad = split_rows(rows)
+    good, bad = split_rows(rows, limits or Limits())
     if len(bad):
-        qdir = data_dir / QUARANTINE
-        qdir.mkdir(parents=True, exist_ok=True)
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
-        qfile = qdir / f"ingest-{stamp}.parquet"
-        _write(bad, qfile)
+        qfile = data_dir / QUARANTINE / f"ingest-{stamp}.parquet"
+        journal.stage(bad, qfile)
         report.quarantined, report.quarantine_file = len(bad), str(qfile)
         outcomes |= {pid: ("quarantined", reason) for pid, reason in zip(bad[S.PROMPT_ID], bad["reason"])}
 
@@ -220,67 +230,65 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
             cut = max(0, len(pooled) - int(holdout_max_rows))
             new_train = _merge([train, pooled.iloc[:cut], older], report.notes)
             new_holdout = pooled.iloc[cut:].reset_index(drop=True)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        _write(new_train, data_dir / TRAIN)
+        new_holdout = _disjoint(new_train, new_holdout, report.notes)
+        # the holdout moves into place first: a kill between the two moves leaves rows missing from both
+        # (until the rerun), never a row in both (the gate would score rows a challenger trained on)
         if new_holdout is not None:
-            _write(new_holdout, data_dir / HOLDOUT)
+            journal.stage(new_holdout, data_dir / HOLDOUT)
+        journal.stage(new_train, data_dir / TRAIN)
         report.added, report.to_train, report.to_holdout = len(good), len(older), n_hold
         report.first, report.last = str(good[S.TIMESTAMP].iloc[0]), str(good[S.TIMESTAMP].iloc[-1])
         outcomes |= {pid: ("added", None) for pid in good[S.PROMPT_ID]}
 
-    # the logs are written before the store records them as ingested: a crash in between is
-    # caught by the "already in the logs" check of the next run
-    store.mark_ingested(outcomes)
-    if dvc and (report.added or report.quarantined or report.no_feedback):
-        report.data_version = record_data_version(root, data_dir)
-        if report.data_version is None:
-            report.notes.append(f"no DVC repository at {Path(root).resolve()}: data version not recorded")
+    # the commit point; then files into place, dvc add, the store's bookkeeping (a rerun finishes them)
+    changed = bool(report.added or report.quarantined or report.no_feedback)
+    journal.commit(outcomes, dvc=bool(dvc and changed))
+    version = journal.finish(store, root, dvc, record_data_version)
+    report.data_version = version or report.data_version
+    if dvc and changed and version is None:
+        report.notes.append(f"no DVC repository at {Path(root).resolve()}: data version not recorded")
     return report
 
 
-def gateway_rows(store, pending: pd.DataFrame, report: IngestReport) -> pd.DataFrame:
-    """``pending`` without the gateway's fallbacks (recorded as ingested, counted in ``report``), the
-    answered decisions' token counts taken from their recorded call outcomes."""
-    if pending.empty:
-        return pending
-    if "fallback_of" in pending:
-        fb = pending["fallback_of"].notna().to_numpy()
-        if fb.any():
-            store.mark_ingested({d: ("fallback", f"fallback of {o}: no policy drew it")
-                                 for d, o in zip(pending.loc[fb, "decision_id"], pending.loc[fb, "fallback_of"])})
-            report.fallbacks = int(fb.sum())
-            pending = pending.loc[~fb].reset_index(drop=True)
-    found = store.outcomes_for(pending["decision_id"])
-    if found:
-        pending = pending.copy()
-        for col in ("input_tokens", "output_tokens"):
-            recorded = pending["decision_id"].map(lambda d, c=col: (found.get(d) or {}).get(c))
-            pending[col] = recorded.where(recorded.notna(), pending[col])
-    return pending
+def limits_for(root=".", params=None):
+    """The plausibility limits of ``serve`` in ``<root>/params.yaml`` (or ``params``) and its price sheet;
+    the defaults without a params file (:mod:`causal_router.validation.plausibility`)."""
+    from ..settings.params import ServeSettings
+    from ..settings.prices import load_prices
+    from ..validation.plausibility import limits_from
+
+    path = Path(params) if params else Path(root) / "params.yaml"
+    if not path.is_file():
+        return limits_from(None)
+    s = ServeSettings.from_params(path)
+    sheet = Path(s.prices) if s.prices else None
+    if sheet is not None and not sheet.is_absolute():
+        sheet = Path(root) / sheet
+    prices = load_prices(sheet) if sheet is not None and sheet.is_file() else None
+    return limits_from(prices, s.max_tokens, s.max_cost, s.cost_factor)
 
 
-def log_missing_feedback(store, data_dir, reward_wait_s: float) -> int:
-    """Append the answered decisions still without feedback ``reward_wait_s`` after their answer to
-    ``<data_dir>/no_feedback.parquet`` and record them as ingested (``no_feedback``); returns how many."""
-    from datetime import timedelta
+def _drop_partial_tokens(rows: pd.DataFrame, notes: list) -> pd.DataFrame:
+    """Feedback may carry ``cost`` or ``output_tokens``: a token column some new rows lack is left out of
+    this batch (with a note) rather than quarantining the rows without it."""
+    for col in (S.INPUT_TOKENS, S.OUTPUT_TOKENS):
+        if col in rows and rows[col].isna().any() and rows[col].notna().any():
+            notes.append(f"column {col!r} left out of this ingest: {int(rows[col].isna().sum())} of {len(rows)} "
+                         "decision(s) lack it (feedback with a cost instead of token counts)")
+            rows = rows.drop(columns=col)
+    return rows
 
-    from .store import now
 
-    waiting = store.awaiting_feedback(now() - timedelta(seconds=float(reward_wait_s)))
-    if waiting.empty:
-        return 0
-    rows = decision_rows(waiting.assign(score=float("nan"), cost=waiting["out_cost"],
-                                        input_tokens=waiting["out_input_tokens"].fillna(waiting["input_tokens"]),
-                                        output_tokens=waiting["out_output_tokens"]))
-    rows = rows.drop(columns=S.SCORE).assign(**{FEEDBACK_MISSING: True})
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    old = _read(data_dir / NO_FEEDBACK)
-    known = set() if old is None else set(old[S.PROMPT_ID].astype(str))
-    new = rows.loc[~rows[S.PROMPT_ID].isin(known)]
-    _write(pd.concat([f for f in (old, new) if f is not None and len(f)], ignore_index=True), data_dir / NO_FEEDBACK)
-    store.mark_ingested({d: ("no_feedback", f"no feedback within {reward_wait_s:g} s") for d in rows[S.PROMPT_ID]})
-    return len(rows)
+def _disjoint(train: pd.DataFrame, holdout: pd.DataFrame | None, notes: list) -> pd.DataFrame | None:
+    """The holdout without prompt ids the training logs hold (the gate must not score trained rows)."""
+    if holdout is None or not len(holdout) or S.PROMPT_ID not in train:
+        return holdout
+    shared = holdout[S.PROMPT_ID].astype(str).isin(set(train[S.PROMPT_ID].astype(str))).to_numpy()
+    if shared.any():
+        notes.append(f"{int(shared.sum())} holdout row(s) whose prompt_id the training logs hold were removed "
+                     "from the holdout")
+        holdout = holdout.loc[~shared].reset_index(drop=True)
+    return holdout
 
 
 def record_data_version(root, data_dir) -> str | None:
@@ -294,7 +302,14 @@ def record_data_version(root, data_dir) -> str | None:
         log.warning("no DVC repository at %s (%s)", root, exc)
         return None
     target = os.path.relpath(Path(data_dir).resolve(), Path(root).resolve())
-    with repo:
+    dvcfile = Path(root) / f"{target}.dvc"
+    try:  # a .dvc file torn by a kill in the middle of the last dvc add is rewritten
+        import yaml
+
+        yaml.safe_load(dvcfile.read_text()) if dvcfile.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        dvcfile.unlink()
+    with repo, contextlib.chdir(Path(root).resolve()):  # DVC resolves the target from the current folder
         stages = repo.add(target)
     outs = [o for s in (stages if isinstance(stages, list) else [stages]) for o in s.outs]
     return next((o.hash_info.value for o in outs if o.hash_info), None)

@@ -21,6 +21,7 @@ import numpy as np
 from ..data.schema import propensities_json
 from ..features.encoders import check_features, encoder_for, resolve_encoder
 from ..policy.exploration import ExplorationPolicy
+from ..validation.plausibility import limits_from
 from .model import ModelHolder, ServedModel
 from .settings import ServeSettings
 from .store import DecisionStore, now
@@ -86,6 +87,7 @@ class RouteService:
         self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
                                         settings.challenger_share, settings.strategy, settings.posterior_scale)
         self.counts = store.counts_by_model()
+        self.limits = limits_from(self.prices, settings.max_tokens, settings.max_cost, settings.cost_factor)
 
     def lam_error(self, model: ServedModel, lam: float) -> str | None:
         lo, hi = model.lam_range
@@ -139,6 +141,14 @@ class RouteService:
         for r in rows:
             self.counts[r["model"]] = self.counts.get(r["model"], 0) + 1
         return results
+
+    def priced(self, decision: dict, output_tokens: int | None) -> float:
+        """:meth:`cost`, refused (ValueError) above the plausibility limit."""
+        cost = self.cost(decision, output_tokens)
+        why = self.limits.cost_error(cost)
+        if why:
+            raise ValueError(f"the cost priced from output_tokens is implausible: {why}")
+        return cost
 
     def cost(self, decision: dict, output_tokens: int | None) -> float:
         """USD cost of a decision from the price sheet and its token counts."""

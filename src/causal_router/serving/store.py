@@ -13,11 +13,24 @@ Tables (nothing is ever updated or deleted):
   vector as JSON, and the router version);
 - ``feedback``: at most one row per decision (its primary key is the decision id);
 - ``ingested``: one row per decision that ``causal-router ingest`` turned into a log row (or
-  quarantined), so a second ingest adds nothing;
+  quarantined), so a second ingest adds nothing; ``ingest --retry-quarantined`` deletes the rows of
+  quarantined decisions so that they are validated again;
 - ``outcomes`` (version 3): at most one row per decision whose LLM call the gateway (or the LiteLLM
   callback) made: the model that answered, upstream status, tokens from its ``usage``, cost, latency
   (:mod:`causal_router.serving.gateway`). A decision the gateway made for a fallback carries
   ``fallback_of`` (the failed decision's id): no policy drew it.
+- ``heartbeat``: one row rewritten by every health probe (:meth:`DecisionStore.check`): ``/healthz``
+  proves that the log can be written.
+
+Text: NUL (U+0000) and unpaired surrogates are refused in every text field on both back-ends
+(:func:`text_problem`; PostgreSQL cannot store NUL, neither can encode a lone surrogate); every other
+control character is stored as it is.
+
+A SQLite log's identity (device, inode) is recorded when it is opened and checked around every write
+and health probe: a log deleted or replaced while serving raises :class:`StoreUnavailable` (503) and
+no decision is acknowledged into it. Once the log holds a decision, ``<log>.expected`` is written
+beside it; opening a missing or empty log while that marker exists raises :class:`StoreUnavailable`
+(delete the marker to start a new log on purpose).
 """
 
 from __future__ import annotations
@@ -29,70 +42,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from .logfile import BadText, LogFile, StoreUnavailable, text_problem
+from .tables import ADDED, SCHEMA_VERSION, decisions, feedback, heartbeat, ingested, metadata, outcomes, schema_version
+
+__all__ = ["BadText", "DecisionStore", "DuplicateFeedback", "StoreUnavailable", "UnknownDecision", "text_problem"]
+
 DECISIONS_ENV = "CAUSAL_ROUTER_DECISIONS_URI"
 DEFAULT_PATH = Path("decisions") / "decisions.db"
-#: Bumped whenever a table changes; :meth:`DecisionStore.create` refuses a newer database.
-SCHEMA_VERSION = 3
-#: Columns added after version 1, created in place on an older database: ``{table: [(name, SQL type)]}``
-#: (new tables, such as version 3's ``outcomes``, are created by ``create_all``).
-_ADDED = {"decisions": [("propensities", "TEXT"),  # version 2
-                        ("fallback_of", "VARCHAR(64)")]}  # version 3
-
-metadata = sa.MetaData()
-schema_version = sa.Table(
-    "schema_version", metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
-)
-decisions = sa.Table(
-    "decisions", metadata,
-    sa.Column("decision_id", sa.String(64), primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("request_id", sa.String(64), nullable=False),
-    sa.Column("prompt", sa.Text, nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("propensity", sa.Float, nullable=False),
-    sa.Column("lam", sa.Float, nullable=False),
-    sa.Column("explore", sa.Float, nullable=False),
-    sa.Column("router_name", sa.String(200), nullable=False),
-    sa.Column("router_version", sa.String(64), nullable=False),
-    sa.Column("input_tokens", sa.Float, nullable=True),
-    sa.Column("propensities", sa.Text, nullable=True),  # JSON {model: probability}; NULL before version 2
-    sa.Column("fallback_of", sa.String(64), nullable=True),  # a gateway fallback: the failed decision's id
-)
-feedback = sa.Table(
-    "feedback", metadata,
-    sa.Column("decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("cost", sa.Float, nullable=False),
-    sa.Column("output_tokens", sa.Integer, nullable=True),
-)
-ingested = sa.Table(
-    "ingested", metadata,
-    sa.Column("decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), primary_key=True),
-    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("outcome", sa.String(32), nullable=False),  # "added" or "quarantined"
-    sa.Column("reason", sa.Text, nullable=True),
-)
-
-
-outcomes = sa.Table(
-    "outcomes", metadata,
-    sa.Column("decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("source", sa.String(32), nullable=False),  # "gateway" or "litellm" (the CustomLogger callback)
-    sa.Column("served_model", sa.String(200), nullable=True),  # the upstream's own model name
-    sa.Column("status", sa.String(16), nullable=False),  # "ok", "error" or "timeout"
-    sa.Column("upstream_status", sa.Integer, nullable=True),  # HTTP status (None: no response)
-    sa.Column("input_tokens", sa.Integer, nullable=True),
-    sa.Column("output_tokens", sa.Integer, nullable=True),
-    sa.Column("cost", sa.Float, nullable=True),  # USD: tokens x the gateway file's prices
-    sa.Column("latency_ms", sa.Float, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),  # the error's type and status, never a key
-)
-
-
 class UnknownDecision(LookupError):
     """Feedback for a decision id the store never recorded."""
 
@@ -138,9 +94,12 @@ class DecisionStore:
         self.uri = uri or default_uri()
         url = sa.engine.make_url(self.uri)
         self.is_sqlite = url.get_backend_name() == "sqlite"
+        self.file = None
         if self.is_sqlite:
             if url.database and url.database != ":memory:":
-                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                self.file = LogFile(Path(url.database).expanduser().absolute())
+                self.file.path.parent.mkdir(parents=True, exist_ok=True)
+                self.file.refuse_a_lost_log()
             self.engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             # take the write lock when a transaction starts: a read-then-write transaction (feedback)
@@ -152,6 +111,26 @@ class DecisionStore:
         # this avoids busy waits between our own threads)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.create()
+        if self.file is not None:
+            self.file.opened()
+            if self.count("decisions"):
+                self.file.write_marker()
+
+    def check_identity(self) -> None:
+        """Raise :class:`StoreUnavailable` if the SQLite file was deleted or replaced since it was opened."""
+        if self.file is not None:
+            self.file.check()
+
+    def check(self) -> None:
+        """Prove that the log can be written (a heartbeat write); :class:`StoreUnavailable` if not."""
+        self.check_identity()
+        try:
+            with self._writing(), self.engine.begin() as conn:
+                conn.execute(heartbeat.delete())
+                conn.execute(heartbeat.insert().values(id=1, at=now()))
+        except sa.exc.DBAPIError as err:
+            raise StoreUnavailable(f"the decision log cannot be written: {_first_line(err)}") from None
+        self.check_identity()
 
     def __repr__(self) -> str:
         return f"DecisionStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -174,7 +153,7 @@ class DecisionStore:
 
     def _add_columns(self) -> None:
         """Upgrade an older database in place: add the columns it lacks (nullable; old rows keep NULL)."""
-        for table, cols in _ADDED.items():
+        for table, cols in ADDED.items():
             for name, sql_type in cols:
                 if name in {c["name"] for c in sa.inspect(self.engine).get_columns(table)}:
                     continue
@@ -200,8 +179,20 @@ class DecisionStore:
         """Insert decision rows (dicts keyed by the ``decisions`` columns) in one committed transaction."""
         if not rows:
             return
-        with self._writing(), self.engine.begin() as conn:
-            conn.execute(decisions.insert(), rows)
+        for r in rows:
+            for key in ("decision_id", "prompt", "request_id"):
+                why = text_problem(r.get(key))
+                if why:
+                    raise BadText(f"{'prompt' if key == 'prompt' else key} {why}")
+        self.check_identity()
+        try:
+            with self._writing(), self.engine.begin() as conn:
+                conn.execute(decisions.insert(), rows)
+        except sa.exc.OperationalError as err:  # locked for too long, read-only, disk full, gone
+            raise StoreUnavailable(f"the decision log cannot be written: {_first_line(err)}") from None
+        self.check_identity()  # deleted meanwhile: the rows went into an unlinked file; acknowledge nothing
+        if self.file is not None:
+            self.file.write_marker()
 
     def add_feedback(self, decision_id: str, score: float, cost: float | None, output_tokens: int | None,
                      cost_fn=None) -> dict:
@@ -211,8 +202,20 @@ class DecisionStore:
 
         Raises
         ------
-        UnknownDecision, DuplicateFeedback, ValueError (from ``cost_fn``)
+        UnknownDecision, DuplicateFeedback, ValueError (from ``cost_fn``), BadText, StoreUnavailable
         """
+        why = text_problem(decision_id)
+        if why:
+            raise BadText(f"decision_id {why}")
+        self.check_identity()
+        try:
+            row = self._add_feedback(decision_id, score, cost, output_tokens, cost_fn)
+        except sa.exc.OperationalError as err:
+            raise StoreUnavailable(f"the decision log cannot be written: {_first_line(err)}") from None
+        self.check_identity()
+        return row
+
+    def _add_feedback(self, decision_id, score, cost, output_tokens, cost_fn) -> dict:
         with self._writing(), self.engine.begin() as conn:
             d = conn.execute(sa.select(decisions).where(decisions.c.decision_id == decision_id)).mappings().first()
             if d is None:
@@ -241,13 +244,32 @@ class DecisionStore:
             raise DuplicateFeedback(row["decision_id"]) from None
 
     def mark_ingested(self, outcomes: dict[str, tuple[str, str | None]]) -> None:
-        """Record ``{decision_id: (outcome, reason)}`` as ingested."""
+        """Record ``{decision_id: (outcome, reason)}`` as ingested (those recorded already are left as
+        they are: a rerun after a crash marks the rest)."""
         if not outcomes:
             return
         at = now()
-        rows = [{"decision_id": k, "ingested_at": at, "outcome": o, "reason": r} for k, (o, r) in outcomes.items()]
         with self._writing(), self.engine.begin() as conn:
-            conn.execute(ingested.insert(), rows)
+            done = {r[0] for r in conn.execute(sa.select(ingested.c.decision_id))}
+            rows = [{"decision_id": k, "ingested_at": at, "outcome": o, "reason": r}
+                    for k, (o, r) in outcomes.items() if k not in done]
+            if rows:
+                conn.execute(ingested.insert(), rows)
+
+    def quarantined(self):
+        """Decisions an ingest quarantined (``decision_id``, ``ingested_at``, ``reason``), oldest first."""
+        import pandas as pd
+
+        q = (sa.select(ingested.c.decision_id, ingested.c.ingested_at, ingested.c.reason)
+             .where(ingested.c.outcome == "quarantined").order_by(ingested.c.ingested_at, ingested.c.decision_id))
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all(), columns=["decision_id", "ingested_at", "reason"])
+
+    def release_quarantined(self) -> int:
+        """Forget that the quarantined decisions were ingested, so that the next ingest validates them
+        again (after a fix of the contract, the limits or the price sheet); returns how many."""
+        with self._writing(), self.engine.begin() as conn:
+            return conn.execute(ingested.delete().where(ingested.c.outcome == "quarantined")).rowcount
 
     # -- reads -----------------------------------------------------------------------------
     def counts_by_model(self) -> dict[str, int]:
@@ -332,6 +354,11 @@ class DecisionStore:
         t = metadata.tables[table]
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(sa.select(t)).mappings().all(), columns=[c.name for c in t.columns])
+
+
+def _first_line(err: Exception) -> str:
+    text = str(getattr(err, "orig", None) or err).strip()
+    return (text.splitlines() or ["unknown error"])[0][:300]
 
 
 class _NullLock:

@@ -159,6 +159,28 @@ class ServeSettings(_Section):
     lam : float or None
         The gateway's lambda when a request sets none (body ``causal_router.lam``, then the header
         ``x-causal-router-lam``); None: such a request gets 422.
+    max_tokens : int
+        Plausibility limit of a token count (``output_tokens`` of feedback; 422 above it, quarantined at
+        ingest). At most 2**31 - 1, the decision log's INTEGER range on PostgreSQL.
+    max_cost : float or None
+        Plausibility limit of a cost in USD (422 above it, quarantined at ingest). None: ``cost_factor`` x
+        the most expensive model's price (input + output per token) for ``max_tokens`` tokens of each,
+        from the price sheet (without one: 1,000 USD). See :mod:`causal_router.validation.plausibility`.
+    cost_factor : float
+        Headroom of the derived ``max_cost`` over the dearest possible request (1,000).
+    header_timeout_s, body_timeout_s, request_timeout_s, keepalive_timeout_s : float
+        Seconds a client may take to send a request's headers (the connection is closed), its body (408),
+        and the whole request (503 with ``Retry-After``); how long an idle keep-alive connection stays open.
+    max_concurrent : int
+        Requests handled at once (``/healthz`` aside); beyond it 503 with ``Retry-After: retry_after_s``.
+    retry_after_s : int
+        ``Retry-After`` of a 503 for load.
+    max_batch_chars : int
+        Most prompt characters in one micro-batch: a larger request is routed in several batches,
+        interleaved with other clients' (fair queuing; a single prompt always fits).
+    client_key : str
+        What identifies a client to the fair queue: ``peer`` (its address) or a header name set by a
+        trusted proxy in front (e.g. ``x-forwarded-for``).
     """
 
     model_uri: str = "models:/causal-router-interval@champion"
@@ -183,6 +205,17 @@ class ServeSettings(_Section):
     gateway: str | None = None
     gateway_model: str = Field("causal-router", min_length=1)
     lam: float | None = Field(None, allow_inf_nan=False)
+    max_tokens: int = Field(1_000_000, ge=1, le=2**31 - 1)
+    max_cost: float | None = Field(None, gt=0, allow_inf_nan=False)
+    cost_factor: float = Field(1000.0, gt=0, allow_inf_nan=False)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    request_timeout_s: float = Field(60.0, gt=0)
+    keepalive_timeout_s: float = Field(5.0, gt=0)
+    max_concurrent: int = Field(256, ge=1)
+    retry_after_s: int = Field(1, ge=0)
+    max_batch_chars: int = Field(200_000, ge=1)
+    client_key: str = "peer"
 
     @classmethod
     def from_params(cls, path="params.yaml", **overrides) -> ServeSettings:

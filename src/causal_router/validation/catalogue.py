@@ -20,6 +20,9 @@ name                           level  meaning
 ``cost_finite``                row    ``cost`` is not infinite
 ``propensity_range``           row    ``0 < propensity <= 1``
 ``input_tokens_range``         row    ``input_tokens`` is finite and ``>= 0`` (same for output)
+``cost_plausible``             row    ``cost <= max_cost`` (when the contract sets it: ingest, from
+                                      :mod:`.plausibility`)
+``input_tokens_plausible``     row    ``input_tokens <= max_tokens`` (same for output; when set)
 ``unique_prompt_id``           row    ``prompt_id`` is unique (the first valid copy is kept)
 ``model_in_set``               row    the model is a configured one (when models are known)
 ``has_rows``                   kept   at least one valid row
@@ -64,6 +67,24 @@ _TOKENS = (S.INPUT_TOKENS, S.OUTPUT_TOKENS)
 
 
 # --------------------------------------------------------------------------- shared column checks
+
+
+def _plausibility_checks(columns: Iterable[str], contract: LogContract) -> list[Check]:
+    present, checks = set(columns), []
+    if contract.max_cost is not None:
+        top = float(contract.max_cost)
+        checks.append(Check(
+            "cost_plausible", S.COST, "row", f"above the plausibility limit {top:g} USD",
+            mask=range_mask(S.COST, lambda x, top=top: ~np.isfinite(x) | (x <= top)),
+            expectation=expect("cost_plausible", "ExpectColumnValuesToBeBetween", column=S.COST, max_value=top)))
+    if contract.max_tokens is not None:
+        top = float(contract.max_tokens)
+        for c in (t for t in _TOKENS if t in present):
+            checks.append(Check(
+                f"{c}_plausible", c, "row", f"above the plausibility limit {top:g} tokens",
+                mask=range_mask(c, lambda x, top=top: ~np.isfinite(x) | (x <= top)),
+                expectation=expect(f"{c}_plausible", "ExpectColumnValuesToBeBetween", column=c, max_value=top)))
+    return checks
 
 
 def _column_checks(columns: Iterable[str], required: Sequence[str], table: bool) -> list[Check]:
@@ -173,6 +194,7 @@ def log_checks(columns: Iterable[str], contract: LogContract) -> list[Check]:
     columns = list(columns)
     checks = [_columns_exist(S.LOG_REQUIRED)]
     checks += _column_checks(columns, S.LOG_REQUIRED, table=False)
+    checks += _plausibility_checks(columns, contract)
     checks.append(Check(
         "unique_prompt_id", S.PROMPT_ID, "row", "repeat a prompt_id",
         mask=lambda df: _duplicated(df, [S.PROMPT_ID]),

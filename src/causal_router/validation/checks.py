@@ -81,6 +81,9 @@ class LogContract:
     for_training : bool
         Run the kept-level checks (``has_rows``, ``several_models``, ``models_present``). A batch
         of freshly ingested rows is checked with False: one row of one model is a fine batch.
+    max_cost, max_tokens : float or None
+        Plausibility limits (:mod:`causal_router.validation.plausibility`): ``cost_plausible`` and
+        ``<tokens>_plausible`` quarantine rows above them (None: not checked).
     """
 
     models: tuple[str, ...] | None = None
@@ -88,10 +91,12 @@ class LogContract:
     positivity_floor: float = 1e-3
     warn: frozenset = frozenset({"positivity_floor"})
     for_training: bool = True
+    max_cost: float | None = None
+    max_tokens: float | None = None
 
     @classmethod
     def make(cls, models=None, *, require_all=True, positivity_floor=1e-3, warn=("positivity_floor",),
-             for_training=True) -> LogContract:
+             for_training=True, max_cost=None, max_tokens=None) -> LogContract:
         """Build a contract, checking the options (a bad option raises ValueError/TypeError)."""
         if models is not None:
             if isinstance(models, str):
@@ -103,7 +108,8 @@ class LogContract:
         if not 0 <= floor <= 1:
             raise ValueError(f"positivity_floor must be in [0, 1], got {positivity_floor}")
         warn = frozenset([warn] if isinstance(warn, str) else (warn or ()))
-        return cls(models, bool(require_all), floor, warn, bool(for_training))
+        return cls(models, bool(require_all), floor, warn, bool(for_training),
+                   None if max_cost is None else float(max_cost), None if max_tokens is None else float(max_tokens))
 
     def severity(self, name: str) -> str:
         if name in self.warn or (name == "models_present" and not self.require_all):

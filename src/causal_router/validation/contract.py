@@ -237,9 +237,10 @@ def assess(df: pd.DataFrame, kind: str = "logs", contract: LogContract | None = 
 
 
 def _contract(models, require_all=True, positivity_floor=1e-3, warn=("positivity_floor",),
-              for_training=True) -> LogContract:
+              for_training=True, limits=None) -> LogContract:
     return LogContract.make(models, require_all=require_all, positivity_floor=positivity_floor, warn=warn,
-                            for_training=for_training)
+                            for_training=for_training, max_cost=getattr(limits, "max_cost", None),
+                            max_tokens=getattr(limits, "max_tokens", None))
 
 
 # --------------------------------------------------------------------------- public entry points
@@ -322,6 +323,7 @@ def split_logs(
     positivity_floor: float = 1e-3,
     warn=("positivity_floor",),
     for_training: bool = True,
+    limits=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate a log DataFrame and split it into kept rows and quarantined rows with reasons.
 
@@ -346,6 +348,8 @@ def split_logs(
         Check that the kept rows can be trained on (``has_rows``, ``several_models``,
         ``models_present``). Pass False for a batch of ingested rows: a batch whose rows are all
         bad then comes back as (empty, all rows quarantined) instead of raising.
+    limits : :class:`~causal_router.validation.plausibility.Limits`, optional
+        Plausibility limits of cost and token counts (``cost_plausible``, ``<tokens>_plausible``).
 
     Returns
     -------
@@ -363,7 +367,7 @@ def split_logs(
         single model, a configured model without rows): no quarantine can fix those. Its
         ``.problems`` name the checks.
     """
-    a = assess(df, "logs", _contract(models, require_all, positivity_floor, warn, for_training))
+    a = assess(df, "logs", _contract(models, require_all, positivity_floor, warn, for_training, limits))
     if a.frame_errors:
         raise a.error()
     return a.split(df)
