@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +33,11 @@ def serve(
                                           "(default: the project's params.yaml; a missing file is an error)."),
     gateway: Optional[Path] = typer.Option(None, "--gateway", help="LiteLLM model_list file (serve.gateway): also "
                                            "serve POST /v1/chat/completions, call the chosen model, record its cost."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Target mean cost, USD per decision (serve.budget): "
+                                           "the service sets lambda itself; a request's lam overrides it."),
+    budget_calibration: Optional[Path] = typer.Option(
+        None, "--budget-calibration", help="The `causal-router calibrate --out` file: its lambda is the "
+        "controller's cold start."),
 ):
     """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
     decision with its propensity, POST /v1/feedback records outcomes (see README). Runs from any
@@ -40,11 +46,22 @@ def serve(
 
     if workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        fail(f"--budget must be a finite number of USD per decision > 0, got {budget!r}")
+    if budget_calibration is not None:
+        from ..serving.budget import calibrated_lam
+
+        try:
+            calibrated_lam(budget_calibration)
+        except ValueError as err:
+            fail(f"--budget-calibration {err}")
     root = find_project_root() or Path.cwd()
     try:
         parse_model_uri(model_uri)
         settings = ServeSettings.from_params(params or root / "params.yaml", model_uri=model_uri, root=str(root),
-                                             gateway=str(gateway.resolve()) if gateway else None)
+                                             gateway=str(gateway.resolve()) if gateway else None, budget=budget,
+                                             budget_calibration=str(budget_calibration.resolve())
+                                             if budget_calibration else None)
     except (ValueError, TypeError) as err:
         fail(str(err))
     try:

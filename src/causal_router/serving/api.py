@@ -8,6 +8,7 @@ POST /v1/route       ``{"prompts": [str, ...], "lam": float, "explore": float (o
 POST /v1/feedback    ``{"decision_id": str, "score": float in [0, 1], "cost": float >= 0 (optional),
                      "output_tokens": int (optional)}`` -> 200; 404 unknown id, 409 second feedback;
                      a decision the gateway answered keeps its recorded cost (409 for another one)
+GET  /v1/budget      with ``serve.budget``: target, spend, current lambda, decisions, hard cap (404 without)
 POST /v1/chat/completions   with ``serve.gateway``: the OpenAI-compatible gateway (:mod:`.gateway`)
 GET  /docs, /redoc, /openapi.json   OpenAPI documentation (``serve.docs``: open, token or off)
 
@@ -33,7 +34,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
@@ -65,8 +66,10 @@ class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prompts: list[Annotated[str, Field(min_length=1)]] = Field(
         ..., min_length=1, description="Prompts to route (each non-empty).")
-    lam: Finite = Field(..., description="Cost preference lambda: utility = score - lam * cost. Must lie in "
-                        "the served router's lambda interval (see /healthz).")
+    lam: Finite | None = Field(None, description="Cost preference lambda: utility = score - lam * cost. Must lie "
+                               "in the served router's lambda interval (see /healthz). Required unless the service "
+                               "holds a budget (serve.budget), whose controller then sets it; sent, it overrides "
+                               "the controller for this request (see GET /v1/budget).")
     explore: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
         None, description="Exploration rate in [0, 1] (default: params.yaml serve.explore); 0 = deterministic.")
 
@@ -96,6 +99,26 @@ class FeedbackResponse(BaseModel):
     decision_id: str
     score: float
     cost: float
+
+
+class BudgetReport(BaseModel):
+    """``GET /v1/budget``: the spend target and how it is held (:mod:`causal_router.serving.budget`)."""
+
+    budget: float = Field(..., description="Target mean cost, USD per decision.")
+    lam: float = Field(..., description="The controller's current lambda.")
+    lam_range: list[float]
+    lam0: float | None = Field(None, description="The cold start (the calibrated lambda).")
+    decisions: int = Field(..., description="Decisions since the service started.")
+    costed_decisions: int = Field(..., description="Those with a recorded cost (gateway outcome or feedback).")
+    spend_since_start: float = Field(..., description="USD recorded since the service started.")
+    spend_per_decision_since_start: float | None
+    window: int = Field(..., description="Costed decisions in the controller's window.")
+    spend_window: float
+    spend_per_decision_window: float | None
+    hard_cap_per_hour: float | None
+    spend_last_hour: float
+    capped: bool = Field(..., description="The hard cap is reached: every decision goes to the cheapest model.")
+    started_at: str
 
 
 class Health(BaseModel):
@@ -259,23 +282,38 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     @app.post("/v1/route", response_model=RouteResponse, responses={
         401: {"description": "Missing or wrong bearer token"}, 413: {"description": "Too large"},
         422: {"description": "Invalid body, or lam outside the router's interval"}})
-    async def route(body: RouteRequest, request: Request,
+    async def route(body: RouteRequest, request: Request, response: Response,
                     _auth: Auth):
-        """Route each prompt: the model drawn from the exploring policy and its propensity."""
+        """Route each prompt: the model drawn from the exploring policy and its propensity. With a budget
+        (serve.budget) the headers ``x-causal-router-budget`` (controlled, override or capped) and
+        ``x-causal-router-lam`` say how the lambda was set."""
         if len(body.prompts) > settings.max_prompts:
             raise BadRequest(413, f"{len(body.prompts)} prompts exceed the limit of {settings.max_prompts} per request")
         long = [i for i, p in enumerate(body.prompts) if len(p) > settings.max_prompt_chars]
         if long:
             raise BadRequest(413, f"prompt(s) {long[:5]} exceed the limit of {settings.max_prompt_chars} characters")
-        err = service.lam_error(holder.current, body.lam)
+        if body.lam is None and service.budget is None:
+            raise BadRequest(422, "lam: is required (or serve with a budget: serve.budget, serve --budget)")
+        err = None if body.lam is None else service.lam_error(holder.current, body.lam)
         if err:
             raise BadRequest(422, err)
         explore = settings.explore if body.explore is None else body.explore
-        item = RouteItem(list(body.prompts), float(body.lam), float(explore), request.state.request_id)
+        item = RouteItem(list(body.prompts), body.lam, float(explore), request.state.request_id)
         out = await batcher.submit(item)
         if isinstance(out, BadRequest):
             raise out
+        if item.budget:
+            response.headers.update({"x-causal-router-budget": item.budget, "x-causal-router-lam": repr(item.lam)})
         return {"decisions": out}
+
+    @app.get("/v1/budget", response_model=BudgetReport, responses={
+        401: {"description": "Missing or wrong bearer token"}, 404: {"description": "No budget is set"}})
+    def budget(_auth: Auth):
+        """The budget: target, spend over the controller's window and since start, the current lambda, the
+        number of decisions, the hard cap (serving/budget.py has the controller's rule)."""
+        if service.budget is None:
+            raise BadRequest(404, "no budget is set: serve with serve.budget (params.yaml) or serve --budget")
+        return service.budget.report()
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, responses={
         401: {"description": "Missing or wrong bearer token"}, 404: {"description": "Unknown decision_id"},

@@ -214,22 +214,28 @@ class BudgetGovernor:
         return min(seen, key=seen.get) if len(seen) == len(models) else None
 
     # -- the service's hook -------------------------------------------------------------------
-    def resolve(self, lam: float | None) -> tuple[float, str]:
-        """The lambda a request is served at and how: (the controller's lambda, ``controlled``) when
-        it sends none, else (its own, ``override``); ``capped`` when the hard cap is reached."""
+    def resolve(self, lam: float | None, lam_range=None) -> tuple[float, str]:
+        """The lambda a request is served at and how: (the controller's lambda, within the served
+        router's ``lam_range``, ``controlled``) when it sends none, else (its own, ``override``);
+        ``capped`` whenever the hard cap is reached."""
         self.refresh()
-        how = "controlled" if lam is None else "override"
-        lam = self.controller.lam if lam is None else float(lam)
+        if lam is None:
+            lam, how = self.controller.lam, "controlled"
+            if lam_range is not None:  # a reloaded router with another interval
+                lam = min(max(lam, float(lam_range[0])), float(lam_range[1]))
+        else:
+            lam, how = float(lam), "override"
         return lam, "capped" if self.capped else how
 
-    def cap(self, P: np.ndarray, models, scores_at_hi=None) -> np.ndarray:
-        """Probabilities (n, K) of the capped policy: the cheapest model, propensity 1."""
+    def cap(self, P: np.ndarray, models, scores_at_hi) -> np.ndarray:
+        """Probabilities (n, K) of the capped policy: the cheapest model with propensity 1 (without prices
+        or recorded costs: the router's own choice at the top of its interval, ``scores_at_hi()``)."""
         out = np.zeros_like(np.asarray(P, dtype=float))
         m = self.cheapest(list(models))
         if m is not None:
             out[:, list(models).index(m)] = 1.0
-        else:  # no prices, no recorded costs yet: the router's own choice at the top of its interval
-            out[np.arange(len(out)), np.asarray(scores_at_hi).argmax(1)] = 1.0
+        else:
+            out[np.arange(len(out)), np.asarray(scores_at_hi()).argmax(1)] = 1.0
         return out
 
     def report(self) -> dict:
