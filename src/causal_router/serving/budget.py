@@ -155,7 +155,7 @@ class BudgetGovernor:
         self._hour: deque = deque()  # (time, cost) of the costs recorded over the last hour
         self._by_model: dict = {}  # model -> [n, total cost]
         self.decisions = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the batcher's thread decides, a request thread reports
 
     # -- the log --------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
@@ -198,9 +198,10 @@ class BudgetGovernor:
 
     def hour_spend(self) -> float:
         cut = self.clock() - HOUR_S
-        while self._hour and self._hour[0][0] < cut:
-            self._hour.popleft()
-        return float(sum(c for _, c in self._hour))
+        with self._lock:
+            while self._hour and self._hour[0][0] < cut:
+                self._hour.popleft()
+            return float(sum(c for _, c in self._hour))
 
     @property
     def capped(self) -> bool:
@@ -220,7 +221,8 @@ class BudgetGovernor:
         ``capped`` whenever the hard cap is reached."""
         self.refresh()
         if lam is None:
-            lam, how = self.controller.lam, "controlled"
+            with self._lock:
+                lam, how = self.controller.lam, "controlled"
             if lam_range is not None:  # a reloaded router with another interval
                 lam = min(max(lam, float(lam_range[0])), float(lam_range[1]))
         else:
@@ -242,11 +244,12 @@ class BudgetGovernor:
         """What ``GET /v1/budget`` returns."""
         self.refresh(force=True)
         c = self.controller
-        window = list(c.recent)
+        with self._lock:
+            window, n, total, lam = list(c.recent), c.n, c.total, c.lam
         return {
-            "budget": c.budget, "lam": c.lam, "lam_range": [c.lo, c.hi], "lam0": self.lam0,
-            "decisions": self.decisions, "costed_decisions": c.n,
-            "spend_since_start": c.total, "spend_per_decision_since_start": c.total / c.n if c.n else None,
+            "budget": c.budget, "lam": lam, "lam_range": [c.lo, c.hi], "lam0": self.lam0,
+            "decisions": self.decisions, "costed_decisions": n,
+            "spend_since_start": total, "spend_per_decision_since_start": total / n if n else None,
             "window": c.recent.maxlen, "spend_window": float(sum(window)),
             "spend_per_decision_window": float(np.mean(window)) if window else None,
             "hard_cap_per_hour": self.hard, "spend_last_hour": self.hour_spend(), "capped": self.capped,
