@@ -23,7 +23,8 @@ __all__ = ["app"]
 COMMANDS = {"validate": "data", "embed": "data", "simulate": "data",
             "train": "routers", "evaluate": "routers", "route": "routers",
             "lineage": "registry", "promote": "registry", "rollback": "registry",
-            "serve": "serving", "ingest": "serving", "loop": "loop", "stage": "stage"}
+            "serve": "serving", "ingest": "serving", "calibrate": "budget", "loop": "loop",
+            "stage": "stage"}
 
 
 class _Group(TyperGroup):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -48,6 +49,11 @@ def serve(
     client_key: Optional[str] = typer.Option(None, "--client-key", help="Fair queuing per client: 'peer' (its "
                                              "address) or a header a trusted proxy sets, e.g. x-forwarded-for "
                                              "(serve.client_key). Run behind a TLS-terminating proxy: docs/deploy.md."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Target mean cost, USD per decision (serve.budget): "
+                                           "the service sets lambda itself; a request's lam overrides it."),
+    budget_calibration: Optional[Path] = typer.Option(
+        None, "--budget-calibration", help="The `causal-router calibrate --out` file: its lambda is the "
+        "controller's cold start."),
 ):
     """Serve the router over HTTP (OpenAPI docs at /docs): POST /v1/route explores and logs every
     decision with its propensity, POST /v1/feedback records outcomes (see README). Runs from any
@@ -56,6 +62,15 @@ def serve(
 
     if workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        fail(f"--budget must be a finite number of USD per decision > 0, got {budget!r}")
+    if budget_calibration is not None:
+        from ..serving.budget import calibrated_lam
+
+        try:
+            calibrated_lam(budget_calibration)
+        except ValueError as err:
+            fail(f"--budget-calibration {err}")
     root = find_project_root() or Path.cwd()
     try:
         parse_model_uri(model_uri)
@@ -63,7 +78,9 @@ def serve(
                                              header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                                              request_timeout_s=request_timeout, max_concurrent=max_concurrent,
                                              client_key=client_key,
-                                             gateway=str(gateway.resolve()) if gateway else None)
+                                             gateway=str(gateway.resolve()) if gateway else None, budget=budget,
+                                             budget_calibration=str(budget_calibration.resolve())
+                                             if budget_calibration else None)
     except (ValueError, TypeError) as err:
         fail(str(err))
     try:

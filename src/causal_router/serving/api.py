@@ -9,6 +9,7 @@ POST /v1/route       ``{"prompts": [str, ...], "lam": float, "explore": float (o
 POST /v1/feedback    ``{"decision_id": str, "score": float in [0, 1], "cost": float >= 0 (optional),
                      "output_tokens": int (optional)}`` -> 200; 404 unknown id, 409 second feedback;
                      a decision the gateway answered keeps its recorded cost (409 for another one)
+GET  /v1/budget      with ``serve.budget``: target, spend, current lambda, decisions, hard cap (404 without)
 POST /v1/chat/completions   with ``serve.gateway``: the OpenAI-compatible gateway (:mod:`.gateway`)
 GET  /docs, /redoc, /openapi.json   OpenAPI documentation (``serve.docs``: open, token or off)
 
@@ -42,18 +43,25 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from .batching import MicroBatcher
 from .gateway import mount_gateway, recorded_cost
 from .limits import LimitsMiddleware, client_of, split_prompts, uvicorn_config
+from .messages import (
+    BudgetReport,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    RouteRequest,
+    RouteResponse,
+)
 from .model import ModelHolder
 from .service import BadRequest, RouteItem, build_service
 from .settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
-from .store import DecisionStore, DuplicateFeedback, StoreUnavailable, UnknownDecision, text_problem
+from .store import DecisionStore, DuplicateFeedback, StoreUnavailable, UnknownDecision
 
 log = logging.getLogger("causal_router.serving")
 
@@ -67,67 +75,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 
-def _storable(text: str) -> str:
-    why = text_problem(text)
-    if why:
-        raise ValueError(why)
-    return text
-
-
-Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # strict: true/false are not numbers
-Text = Annotated[str, AfterValidator(_storable)]
-# Only documents the scheme in /docs: GuardMiddleware checks the token before any parsing.
 bearer = HTTPBearer(auto_error=False, description=f"Required when {TOKEN_ENV} is set.")
 Auth = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-
-
-class RouteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompts: list[Annotated[Text, Field(min_length=1)]] = Field(
-        ..., min_length=1, description="Prompts to route (each non-empty).")
-    lam: Finite = Field(..., description="Cost preference lambda: utility = score - lam * cost. Must lie in "
-                        "the served router's lambda interval (see /healthz).")
-    explore: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)] | None = Field(
-        None, description="Exploration rate in [0, 1] (default: params.yaml serve.explore); 0 = deterministic.")
-
-
-class Decision(BaseModel):
-    decision_id: str
-    model: str
-    propensity: float = Field(..., description="Probability with which the policy drew this model.")
-    router_version: str
-    lam: float
-
-
-class RouteResponse(BaseModel):
-    decisions: list[Decision]
-
-
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    decision_id: Annotated[Text, Field(min_length=1, max_length=64)]
-    score: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
-    cost: Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)] | None = Field(
-        None, description="USD (at most serve.max_cost); when absent, computed from the price sheet and the "
-                          "token counts.")
-    output_tokens: Annotated[int, Field(ge=0, strict=True)] | None = Field(
-        None, description="At most serve.max_tokens.")
-
-
-class FeedbackResponse(BaseModel):
-    decision_id: str
-    score: float
-    cost: float
-
-
-class Health(BaseModel):
-    status: str
-    model: str
-    version: str
-    model_uri: str
-    lam_range: list[float]
-    models: list[str]
-    encoder: str  # the features' key, e.g. "static:minilm-l6-v2:pca256:<hash>" or "all-MiniLM-L6-v2@<hash>|..."
 
 
 def _message(status: int, message: str, request: Request) -> JSONResponse:
@@ -295,27 +244,42 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     @app.post("/v1/route", response_model=RouteResponse, responses={
         401: {"description": "Missing or wrong bearer token"}, 413: {"description": "Too large"},
         422: {"description": "Invalid body, or lam outside the router's interval"}})
-    async def route(body: RouteRequest, request: Request,
+    async def route(body: RouteRequest, request: Request, response: Response,
                     _auth: Auth):
-        """Route each prompt: the model drawn from the exploring policy and its propensity."""
+        """Route each prompt: the model drawn from the exploring policy and its propensity. With a budget
+        (serve.budget) the headers ``x-causal-router-budget`` (controlled, override or capped) and
+        ``x-causal-router-lam`` say how the lambda was set."""
         if len(body.prompts) > settings.max_prompts:
             raise BadRequest(413, f"{len(body.prompts)} prompts exceed the limit of {settings.max_prompts} per request")
         long = [i for i, p in enumerate(body.prompts) if len(p) > settings.max_prompt_chars]
         if long:
             raise BadRequest(413, f"prompt(s) {long[:5]} exceed the limit of {settings.max_prompt_chars} characters")
-        err = service.lam_error(holder.current, body.lam)
+        if body.lam is None and service.budget is None:
+            raise BadRequest(422, "lam: is required (or serve with a budget: serve.budget, serve --budget)")
+        err = None if body.lam is None else service.lam_error(holder.current, body.lam)
         if err:
             raise BadRequest(422, err)
         explore = settings.explore if body.explore is None else body.explore
         client = client_of(request.scope, settings.client_key)
         parts = split_prompts(list(body.prompts), settings.max_batch, settings.max_batch_chars)
-        outs = await asyncio.gather(*(batcher.submit(RouteItem(part, float(body.lam), float(explore),
-                                                               request.state.request_id), client)
-                                      for part in parts))
+        items = [RouteItem(part, body.lam, float(explore), request.state.request_id) for part in parts]
+        outs = await asyncio.gather(*(batcher.submit(item, client) for item in items))
         for out in outs:
             if isinstance(out, BadRequest):
                 raise out
+        if items[0].budget:  # the controller's lambda (each decision records the one it was served at)
+            response.headers.update({"x-causal-router-budget": items[0].budget,
+                                     "x-causal-router-lam": repr(items[0].lam)})
         return {"decisions": [d for out in outs for d in out]}
+
+    @app.get("/v1/budget", response_model=BudgetReport, responses={
+        401: {"description": "Missing or wrong bearer token"}, 404: {"description": "No budget is set"}})
+    def budget(_auth: Auth):
+        """The budget: target, spend over the controller's window and since start, the current lambda, the
+        number of decisions, the hard cap (serving/budget.py has the controller's rule)."""
+        if service.budget is None:
+            raise BadRequest(404, "no budget is set: serve with serve.budget (params.yaml) or serve --budget")
+        return service.budget.report()
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, responses={
         401: {"description": "Missing or wrong bearer token"}, 404: {"description": "Unknown decision_id"},

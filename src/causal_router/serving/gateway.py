@@ -11,7 +11,8 @@ Everything but ``model`` and ``causal_router`` goes to the upstream unchanged.
   newlines); the earlier turns are not routed on. Its length limit is ``/v1/route``'s
   (``serve.max_prompt_chars``, 413 beyond it); it is the decision's ``prompt`` in the log.
 - **lambda**, first found: the body's ``causal_router: {"lam": float, "explore": float}`` (the openai
-  client's ``extra_body``), the header ``x-causal-router-lam``, ``serve.lam``; none -> 422. ``explore``:
+  client's ``extra_body``), the header ``x-causal-router-lam``, the budget controller's (``serve.budget``,
+  :mod:`.budget`), ``serve.lam``; none -> 422. ``explore``:
   the body's, else ``serve.explore``.
 - Auth, request ids and the body limit are ``/v1/route``'s (the same middleware); the decision is
   drawn by the same :class:`~.service.RouteService` (micro-batched, committed before the call).
@@ -20,9 +21,9 @@ Response
 --------
 The upstream's response with ``model`` set to the chosen ``model_name``, and the headers
 ``x-causal-router-decision-id``, ``-model``, ``-propensity`` and ``-lam`` (plus ``-fallback-of`` for a
-fallback's answer). ``stream: true`` streams the upstream's chunks (server-sent events); the gateway
-asks the upstream for usage (``stream_options.include_usage``) and passes the usage chunk on only when
-the client asked for it.
+fallback's answer, and ``-budget`` with ``serve.budget``). ``stream: true`` streams the upstream's chunks
+(server-sent events); the gateway asks the upstream for usage (``stream_options.include_usage``) and
+passes the usage chunk on only when the client asked for it.
 
 What is recorded (``outcomes``, one row per call, committed before a non-streamed response leaves; at
 the end of a stream): the model that answered, the upstream status, input and output tokens from
@@ -130,7 +131,7 @@ class Gateway:
         self.router = litellm_module().Router(model_list=config.model_list(), num_retries=config.num_retries)
 
     # -- the request ------------------------------------------------------------------------
-    def parse(self, body, headers) -> tuple[list, float, float, dict]:
+    def parse(self, body, headers) -> tuple[list, float | None, float, dict]:
         if not isinstance(body, dict):
             raise BadRequest(422, "body: must be a JSON object (the OpenAI chat-completions schema)")
         if body.get("model") != self.settings.gateway_model:
@@ -146,6 +147,8 @@ class Gateway:
             lam = _number(own["lam"], "causal_router.lam")
         elif headers.get(LAM_HEADER):
             lam = _number(headers[LAM_HEADER], f"header {LAM_HEADER}")
+        elif getattr(self.service, "budget", None) is not None:
+            lam = None  # the budget controller's (serving/budget.py), set when the decision is drawn
         elif self.settings.lam is not None:
             lam = float(self.settings.lam)
         else:
@@ -160,7 +163,7 @@ class Gateway:
         if len(text) > self.settings.max_prompt_chars:
             raise BadRequest(413, f"the last user message exceeds the limit of {self.settings.max_prompt_chars} "
                                   f"characters")
-        err = self.service.lam_error(self.service.holder.current, lam)
+        err = None if lam is None else self.service.lam_error(self.service.holder.current, lam)
         if err:
             raise BadRequest(422, err)
         out = await self.batcher.submit(RouteItem([text], lam, explore, request_id))
@@ -261,6 +264,8 @@ class Gateway:
              "x-causal-router-propensity": repr(float(d["propensity"])), LAM_HEADER: repr(float(d["lam"]))}
         if d.get("fallback_of"):
             h["x-causal-router-fallback-of"] = d["fallback_of"]
+        if d.get("budget"):  # serve.budget: controlled, override or capped
+            h["x-causal-router-budget"] = d["budget"]
         return h
 
     async def chunks(self, resp, call: Call, client_usage: bool):

@@ -35,9 +35,10 @@ __all__ = ["BadRequest", "RouteItem", "RouteService", "build_service", "check_en
 @dataclass
 class RouteItem:
     prompts: list
-    lam: float
+    lam: float | None  # None: the budget controller's (serving/budget.py)
     explore: float
     request_id: str
+    budget: str = ""  # with serve.budget: "controlled", "override" or "capped"
 
 
 class BadRequest(Exception):
@@ -88,6 +89,7 @@ class RouteService:
                                         settings.challenger_share, settings.strategy, settings.posterior_scale)
         self.counts = store.counts_by_model()
         self.limits = limits_from(self.prices, settings.max_tokens, settings.max_cost, settings.cost_factor)
+        self.budget = None  # a BudgetGovernor with serve.budget (build_service)
 
     def lam_error(self, model: ServedModel, lam: float) -> str | None:
         lo, hi = model.lam_range
@@ -114,7 +116,9 @@ class RouteService:
         for it in items:
             n = len(it.prompts)
             Xi, start = X[start:start + n], start + n
-            err = self.lam_error(model, it.lam)
+            if self.budget is not None:
+                it.lam, it.budget = self.budget.resolve(it.lam, model.lam_range)
+            err = "lam: is required" if it.lam is None else self.lam_error(model, it.lam)
             if err:
                 results.append(BadRequest(422, err))
                 continue
@@ -122,6 +126,9 @@ class RouteService:
             guide = model.challenger_choice(Xi, it.lam, tok) if it.explore > 0 else None
             post = model.posterior(Xi, it.lam, tok) if it.explore > 0 and self.policy.strategy == "thompson" else None
             P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts, guide, post)
+            if it.budget == "capped":  # the hard cap: the cheapest model, propensity 1
+                P = self.budget.cap(P, model.models, 
+                                    lambda X=Xi, t=tok: model.scores(X, model.lam_range[1], t))
             idx, prop = self.policy.draw(P, self.rng)
             out = []
             for j, (k, p) in enumerate(zip(idx, prop)):
@@ -135,7 +142,8 @@ class RouteService:
                        "input_tokens": None if tok is None else int(round(tok[j])), "propensities": vector}
                 rows.append(row)
                 out.append({"decision_id": did, "model": row["model"], "propensity": row["propensity"],
-                            "router_version": model.version, "lam": row["lam"]})
+                            "router_version": model.version, "lam": row["lam"],
+                            **({"budget": it.budget} if it.budget else {})})
             results.append(out)
         self.store.add_decisions(rows)  # committed before any response leaves
         for r in rows:
@@ -200,4 +208,9 @@ def build_service(settings: ServeSettings, holder: ModelHolder | None = None, st
     seed = settings.seed
     rng = np.random.default_rng(None if seed is None else [int(seed), *(
         [os.getpid()] if os.environ.get("CAUSAL_ROUTER_SERVE_MULTIWORKER") else [])])
-    return RouteService(settings, holder, store, encoder, rng, prices)
+    service = RouteService(settings, holder, store, encoder, rng, prices)
+    if settings.budget is not None:
+        from .budget import BudgetGovernor
+
+        service.budget = BudgetGovernor(settings, store, holder.current.lam_range, prices)
+    return service

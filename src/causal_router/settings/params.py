@@ -181,6 +181,20 @@ class ServeSettings(_Section):
     client_key : str
         What identifies a client to the fair queue: ``peer`` (its address) or a header name set by a
         trusted proxy in front (e.g. ``x-forwarded-for``).
+    budget : float or None
+        Target mean cost, USD per decision: the service sets lambda itself (a request's own ``lam``
+        overrides it for that request; :mod:`causal_router.serving.budget` has the rule). None: off.
+    budget_lam0 : float or None
+        The controller's cold start (the calibrated lambda, ``causal-router calibrate``).
+    budget_calibration : str or None
+        A ``calibrate --out`` file whose ``lam`` is the cold start when ``budget_lam0`` is None.
+    budget_hard : float or None
+        Hard cap, USD per hour: once the last hour's recorded costs reach it, every decision goes to
+        the cheapest model (None: no cap).
+    budget_window : int
+        Decisions in the controller's window (its proportional term; ``GET /v1/budget``'s window).
+    budget_gain : float
+        The controller's integral gain per recorded cost.
     """
 
     model_uri: str = "models:/causal-router-interval@champion"
@@ -216,6 +230,12 @@ class ServeSettings(_Section):
     retry_after_s: int = Field(1, ge=0)
     max_batch_chars: int = Field(200_000, ge=1)
     client_key: str = "peer"
+    budget: float | None = Field(None, gt=0, allow_inf_nan=False)
+    budget_lam0: float | None = Field(None, ge=0, allow_inf_nan=False)
+    budget_calibration: str | None = None
+    budget_hard: float | None = Field(None, gt=0, allow_inf_nan=False)
+    budget_window: int = Field(500, ge=1)
+    budget_gain: float = Field(0.005, gt=0, le=1, allow_inf_nan=False)
 
     @classmethod
     def from_params(cls, path="params.yaml", **overrides) -> ServeSettings:

@@ -1,0 +1,258 @@
+"""Serving a budget instead of a lambda: the controller that sets lambda from the spend the decision log
+records (``serve.budget``, USD per decision, mean; ``causal-router serve --budget``).
+
+The controller's rule (:class:`BudgetController`)
+--------------------------------------------------
+It moves in a warped coordinate of the router's lambda interval ``[lo, hi]``,
+``u = log(1 + (lam - lo) / s) / log(1 + (hi - lo) / s)`` with ``s = (hi - lo) / 10000``, so that equal
+steps in ``u`` are equal ratios of lambda above ``s`` (the cost of a router's choices changes most at
+small lambda). Each recorded cost ``c`` (USD, one decision's) is one step of dual ascent on the spend
+rate, a PI controller::
+
+    e     = c / budget - 1                                      (relative error of that decision)
+    I    <- clip(I + gain * e, -u0, 1 - u0)                      (integral: the dual variable, no wind-up)
+    P     = KP * (mean cost of the last ``window`` costs / budget - 1)
+    u     = clip(u0 + I + P, 0, 1);   lam = the lambda at u
+
+Overspending raises lambda (the router then prefers cheaper models), underspending lowers it. Because
+``I`` is the running sum of the relative errors, the mean cost since start is within
+``1 / (gain * decisions)`` of the budget (relative) while lambda stays inside its bounds: the spend is
+held on average, not only in a window. ``u0`` is the cold start (below).
+
+Cold start and a lack of cost data: the controller starts at the calibrated lambda (``serve.budget_lam0``,
+else ``lam`` of the ``causal-router calibrate --out`` file ``serve.budget_calibration``
+(``serve --budget-calibration FILE``), else the middle of ``[lo, hi]`` in ``u``, with a warning) and stays
+there until costs are recorded; when costs stop arriving it holds its last lambda.
+
+Where the costs come from (:class:`BudgetGovernor`): the decision log, polled at most every
+:data:`POLL_S` seconds from the batcher's thread: a gateway call's outcome cost (``outcomes``), else the
+decision's feedback cost (``feedback``), once per decision, for the decisions made since this service
+started, in the order they are recorded. Every worker of ``serve --workers N`` reads the same log and
+so steers on the whole service's spend.
+
+Overrides: a request that sends ``lam`` is served at that lambda, not the controller's; its cost is
+recorded like any other and counts against the budget, so the controller steers the remaining
+traffic to make up for it (a service where every request overrides cannot hold its budget).
+
+Hard cap (``serve.budget_hard``, USD per hour, optional): when the costs recorded over the last hour
+reach it, every decision (overrides included) goes to the cheapest model (the price sheet's, else the
+lowest mean recorded cost; else the router's choice at ``hi``) with propensity 1, the response says
+``x-causal-router-budget: capped`` and ``GET /v1/budget`` ``capped: true``.
+
+Every decision records the lambda it was served at (the decision log's ``lam``) and its propensities,
+so the logs stay valid for DR training whatever lambda the controller chose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from .store import decisions, feedback, now, outcomes
+
+log = logging.getLogger("causal_router.serving.budget")
+
+__all__ = ["DEFAULT_GAIN", "KP", "POLL_S", "WINDOW", "BudgetController", "BudgetGovernor", "calibrated_lam"]
+
+#: Integral gain per recorded cost (``serve.budget_gain``), proportional gain, window, poll period.
+DEFAULT_GAIN = 0.005
+KP = 0.05
+WINDOW = 500
+POLL_S = 1.0
+OVERLAP_S = 60.0
+HOUR_S = 3600.0
+_WARP = 1e4
+
+
+class BudgetController:
+    """The PI / dual-ascent rule of the module docstring, without I/O: :meth:`observe` costs, read :attr:`lam`."""
+
+    def __init__(self, budget: float, lam_range, lam0: float | None = None, gain: float = DEFAULT_GAIN,
+                 window: int = WINDOW, kp: float = KP):
+        if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+            raise ValueError(f"the budget must be a finite number of USD per decision > 0, got {budget!r}")
+        lo, hi = (float(x) for x in lam_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"a budget needs a router with a finite lambda interval, got [{lo:g}, {hi:g}]")
+        self.budget, self.lo, self.hi, self.gain, self.kp = float(budget), lo, hi, float(gain), float(kp)
+        self.scale = (hi - lo) / _WARP if hi > lo else 1.0
+        self.u0 = 0.5 if lam0 is None else self.to_u(min(max(float(lam0), lo), hi))
+        self.integral = 0.0
+        self.recent: deque = deque(maxlen=int(window))
+        self.n, self.total = 0, 0.0
+
+    def to_u(self, lam: float) -> float:
+        if self.hi <= self.lo:
+            return 0.0
+        return math.log1p((lam - self.lo) / self.scale) / math.log1p((self.hi - self.lo) / self.scale)
+
+    def to_lam(self, u: float) -> float:
+        if self.hi <= self.lo:
+            return self.lo
+        return self.lo + self.scale * math.expm1(u * math.log1p((self.hi - self.lo) / self.scale))
+
+    def observe(self, cost: float) -> None:
+        """One decision's recorded cost (USD)."""
+        e = float(cost) / self.budget - 1.0
+        self.integral = min(max(self.integral + self.gain * e, -self.u0), 1.0 - self.u0)
+        self.recent.append(float(cost))
+        self.n += 1
+        self.total += float(cost)
+
+    @property
+    def u(self) -> float:
+        p = self.kp * (float(np.mean(self.recent)) / self.budget - 1.0) if self.recent else 0.0
+        return min(max(self.u0 + self.integral + p, 0.0), 1.0)
+
+    @property
+    def lam(self) -> float:
+        return self.to_lam(self.u)
+
+
+def calibrated_lam(path) -> float:
+    """``lam`` of a ``causal-router calibrate --out`` file (ValueError naming the file otherwise)."""
+    try:
+        lam = float(json.loads(Path(path).read_text())["lam"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a calibrate --out file with a lambda ({type(err).__name__}: {err})") from None
+    if not math.isfinite(lam):
+        raise ValueError(f"{path}: its lambda {lam!r} is not finite")
+    return lam
+
+
+class BudgetGovernor:
+    """The service's budget: the controller fed from the decision log, the hard cap, the report.
+
+    ``store`` : the DecisionStore; ``settings`` : ServeSettings (``budget``, ``budget_lam0``,
+    ``budget_calibration``, ``budget_hard``, ``budget_window``, ``budget_gain``); ``lam_range`` : the
+    served router's; ``prices`` : the price sheet ``{model: (input, output)}`` or None.
+    """
+
+    def __init__(self, settings, store, lam_range, prices=None, clock=time.time):
+        lam0 = settings.budget_lam0
+        if lam0 is None and settings.budget_calibration:
+            lam0 = calibrated_lam(settings.budget_calibration)
+        if lam0 is None:
+            log.warning("serve.budget without a calibrated lambda (serve.budget_lam0 or --budget-calibration): "
+                        "the controller starts in the middle of the lambda interval")
+        self.lam0 = lam0
+        self.controller = BudgetController(settings.budget, lam_range, lam0, settings.budget_gain,
+                                           settings.budget_window)
+        self.store, self.prices, self.hard, self.clock = store, prices or {}, settings.budget_hard, clock
+        self.started = now()
+        self.poll, self._polled = POLL_S, -math.inf
+        self._seen: dict = {}  # decision id -> when its cost was read (the overlap's dedup)
+        self._mark = self.started
+        self._hour: deque = deque()  # (time, cost) of the costs recorded over the last hour
+        self._by_model: dict = {}  # model -> [n, total cost]
+        self.decisions = 0
+        self._lock = threading.RLock()  # the batcher's thread decides, a request thread reports
+
+    # -- the log --------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        """Read the costs recorded since the last read (at most every :attr:`poll` seconds)."""
+        t = self.clock()
+        if not force and t - self._polled < self.poll:
+            return
+        with self._lock:
+            self._polled = t
+            mark = self._mark
+            costed = sa.exists().where(outcomes.c.decision_id == feedback.c.decision_id, outcomes.c.cost.is_not(None))
+            out_q = (sa.select(outcomes.c.decision_id, outcomes.c.cost, outcomes.c.created_at, decisions.c.model)
+                     .join(decisions, decisions.c.decision_id == outcomes.c.decision_id)
+                     .where(decisions.c.created_at >= self.started, outcomes.c.created_at >= mark,
+                            outcomes.c.cost.is_not(None)))
+            fb_q = (sa.select(feedback.c.decision_id, feedback.c.cost, feedback.c.created_at, decisions.c.model)
+                    .join(decisions, decisions.c.decision_id == feedback.c.decision_id)
+                    .where(decisions.c.created_at >= self.started, feedback.c.created_at >= mark, ~costed))
+            n_q = sa.select(sa.func.count()).select_from(decisions).where(decisions.c.created_at >= self.started)
+            polled_at = now()
+            with self.store.engine.connect() as conn:
+                rows = [*conn.execute(out_q), *conn.execute(fb_q)]
+                self.decisions = int(conn.execute(n_q).scalar() or 0)
+            rows.sort(key=lambda r: r[2])
+            for did, cost, _at, model in rows:
+                if did in self._seen or cost is None:
+                    continue
+                self._seen[did] = polled_at
+                self._record(float(cost), model, t)
+            # the next read overlaps this one by OVERLAP_S (a slow commit's rows); ids older than that are forgotten
+            self._mark = polled_at - timedelta(seconds=OVERLAP_S)
+            self._seen = {d: at for d, at in self._seen.items() if at >= self._mark}
+
+    def _record(self, cost: float, model: str, t: float) -> None:
+        self.controller.observe(cost)
+        self._hour.append((t, cost))
+        m = self._by_model.setdefault(model, [0, 0.0])
+        m[0] += 1
+        m[1] += cost
+
+    def hour_spend(self) -> float:
+        cut = self.clock() - HOUR_S
+        with self._lock:
+            while self._hour and self._hour[0][0] < cut:
+                self._hour.popleft()
+            return float(sum(c for _, c in self._hour))
+
+    @property
+    def capped(self) -> bool:
+        return self.hard is not None and self.hour_spend() >= self.hard
+
+    def cheapest(self, models) -> str | None:
+        """The cheapest of ``models``: by the price sheet, else by mean recorded cost; None if unknown."""
+        if self.prices and all(m in self.prices for m in models):
+            return min(models, key=lambda m: sum(self.prices[m]))
+        seen = {m: v[1] / v[0] for m, v in self._by_model.items() if m in models and v[0]}
+        return min(seen, key=seen.get) if len(seen) == len(models) else None
+
+    # -- the service's hook -------------------------------------------------------------------
+    def resolve(self, lam: float | None, lam_range=None) -> tuple[float, str]:
+        """The lambda a request is served at and how: (the controller's lambda, within the served
+        router's ``lam_range``, ``controlled``) when it sends none, else (its own, ``override``);
+        ``capped`` whenever the hard cap is reached."""
+        self.refresh()
+        if lam is None:
+            with self._lock:
+                lam, how = self.controller.lam, "controlled"
+            if lam_range is not None:  # a reloaded router with another interval
+                lam = min(max(lam, float(lam_range[0])), float(lam_range[1]))
+        else:
+            lam, how = float(lam), "override"
+        return lam, "capped" if self.capped else how
+
+    def cap(self, P: np.ndarray, models, scores_at_hi) -> np.ndarray:
+        """Probabilities (n, K) of the capped policy: the cheapest model with propensity 1 (without prices
+        or recorded costs: the router's own choice at the top of its interval, ``scores_at_hi()``)."""
+        out = np.zeros_like(np.asarray(P, dtype=float))
+        m = self.cheapest(list(models))
+        if m is not None:
+            out[:, list(models).index(m)] = 1.0
+        else:
+            out[np.arange(len(out)), np.asarray(scores_at_hi()).argmax(1)] = 1.0
+        return out
+
+    def report(self) -> dict:
+        """What ``GET /v1/budget`` returns."""
+        self.refresh(force=True)
+        c = self.controller
+        with self._lock:
+            window, n, total, lam = list(c.recent), c.n, c.total, c.lam
+        return {
+            "budget": c.budget, "lam": lam, "lam_range": [c.lo, c.hi], "lam0": self.lam0,
+            "decisions": self.decisions, "costed_decisions": n,
+            "spend_since_start": total, "spend_per_decision_since_start": total / n if n else None,
+            "window": c.recent.maxlen, "spend_window": float(sum(window)),
+            "spend_per_decision_window": float(np.mean(window)) if window else None,
+            "hard_cap_per_hour": self.hard, "spend_last_hour": self.hour_spend(), "capped": self.capped,
+            "started_at": self.started.isoformat(),
+        }
+
