@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from causal_router.stack import processes as P
 from causal_router.stack import stack as S
 
 
@@ -24,8 +25,8 @@ def free_port() -> int:
 
 def have_postgres() -> bool:
     try:
-        S._pg_tool("initdb")
-    except S.StackError:
+        P.pg_tool("initdb")
+    except P.StackError:
         return False
     return os.geteuid() != 0 or shutil.which("runuser") is not None
 
@@ -80,7 +81,7 @@ def test_postgres_and_mlflow_server_track_stop_and_resume(small_stack):
     assert rows["mlflow"]["state"] == "running" and rows["mlflow"]["url"] == uri
 
     assert set(st.down()) == {"postgres", "mlflow"}
-    assert not any(st.alive(n) for n in pids) and all(S._start_time(p) is None for p in pids.values())
+    assert not any(st.alive(n) for n in pids) and all(P.start_time(p) is None for p in pids.values())
     assert (st.pgdata / "PG_VERSION").exists(), "down keeps the data"
 
     st._start_postgres(120)  # resume on the same data

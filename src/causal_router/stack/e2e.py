@@ -8,18 +8,21 @@ APIs: ``python -m causal_router.stack.e2e`` (``make e2e``), then a summary table
    and the README's pyfunc snippet run as written against the server;
 4. the routing service (started on the champion if it is not running) serves the champion;
 5. routed requests and their feedback, through the service's API, in the PostgreSQL decision log;
+   then chat completions through the service's gateway (the official ``openai`` client, a few of
+   them streamed) on the stack's stub upstream, and score-only feedback for them (the gateway
+   recorded each call's cost: the upstream's usage x the gateway file's prices);
 6. a retrain fired by the schedule: the paused ``retrain-interval`` deployment is resumed, the
    server's scheduler creates a run, the worker executes it (ingest, train, gate); the schedule
-   is paused again; the ingest of step 5's decisions is checked in the decision log;
+   is paused again; the ingest of step 5's decisions is checked in the decision log, and the new
+   logs (``data/train.parquet`` + ``holdout.parquet``) must hold every gateway decision with the
+   gateway's cost and the propensity it returned in ``x-causal-router-propensity``;
 7. the service serving the champion the retrain's gate left, reloaded without a restart when it
    moved. When the gate kept the champion, the same reload is shown on a second service instance
    that follows a test alias (``e2e-reload``) moved from the champion to the retrain's challenger;
    the champion itself never moves without the gate.
 
-The loop rewrites the logs (ingest), ``data.dvc`` and ``dvc.lock``; when those were unchanged in
-git before the run, they are restored afterwards (``--keep-data`` keeps the loop's versions), and so
-is the embedding cache: the runs' cached vectors (computed in other batches, equal to about 1e-7)
-would otherwise make the next ``make run`` record other embedding hashes in ``dvc.lock``.
+The loop rewrites the logs (ingest), ``data.dvc`` and ``dvc.lock``: :mod:`.protect` restores them
+afterwards (``--keep-data`` keeps the loop's versions). The service's steps are in :mod:`.e2e_serving`.
 Exit status 0 when no step failed (SKIPPED steps name their reason).
 """
 
@@ -31,12 +34,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from .stack import POOL, SERVE_URL_ENV, Stack, StackError
+from .e2e_serving import INTERVAL_MODEL, ServingSteps
+from .protect import protect
+from .stack import POOL, Stack, StackError
 
 TRAIN = "causal-router-train-deployment/train"
 PROMOTE = "causal-router-promote/promote"
 RETRAIN = "causal-router-retrain/retrain-interval"
-INTERVAL_MODEL = "causal-router-interval"
 
 
 @dataclass
@@ -48,7 +52,7 @@ class Step:
     facts: dict = field(default_factory=dict)
 
 
-class E2E:
+class E2E(ServingSteps):
     def __init__(self, stack: Stack, timeout: float = 1800):
         self.stack = stack
         self.timeout = timeout
@@ -56,9 +60,9 @@ class E2E:
         os.environ.update(self.env)  # this process is a client of the stack
         self.steps: list[Step] = []
         self.t0_ms = int(time.time() * 1000)
-        self.n_requests = 40
         self.feedback_ids: list[str] = []
         self.served_before: str | None = None
+        self.gateway_expect: dict = {}
 
     # ---- helpers -----------------------------------------------------------------------------
     def step(self, name: str, fn) -> Step:
@@ -110,12 +114,15 @@ class E2E:
                                         dask_scheduler.task_prefixes.items()})
         return {"workers": dict(per_worker.values()), "prefixes": prefixes}
 
-    def pg_count(self, db: str, sql: str, *args) -> int:
+    def pg_rows(self, db: str, sql: str, *args) -> list:
         import psycopg
 
         port = self.stack.ports()["postgres"]
         with psycopg.connect(f"host={self.stack.host} port={port} user=postgres dbname={db}") as conn:
-            return int(conn.execute(sql, args).fetchone()[0])
+            return conn.execute(sql, args).fetchall()
+
+    def pg_count(self, db: str, sql: str, *args) -> int:
+        return int(self.pg_rows(db, sql, *args)[0][0])
 
     def new_runs(self, since_ms: int) -> list:
         c = self.mlflow()
@@ -208,128 +215,6 @@ class E2E:
             raise AssertionError(f"snippet failed: {out.stderr[-800:]}")
         s.detail = f"routed: {' '.join(out.stdout.split())[-120:]}"
 
-    # ---- the routing service (causal-router serve) -------------------------------------------
-    def serve_url(self) -> str:
-        return os.environ[SERVE_URL_ENV]
-
-    def health(self) -> dict:
-        import httpx
-
-        r = httpx.get(f"{self.serve_url()}/healthz", timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def champion_version(self) -> str:
-        return str(self.mlflow().get_model_version_by_alias(INTERVAL_MODEL, "champion").version)
-
-    def service_serves_champion(self, s: Step):
-        if not self.stack.alive("serve"):
-            if not self.stack.start_serve():
-                return self._skip(s, (self.stack.run / "serve.skipped").read_text().strip())
-            s.facts["started"] = True
-        h = self.health()
-        want = self.champion_version()
-        if str(h["version"]) != want:
-            raise AssertionError(f"/healthz serves {h['model']} v{h['version']}, champion is v{want}")
-        self.served_before = want
-        s.detail = (f"{'started on' if s.facts.get('started') else 'already serving'} {h['model']} v{h['version']} "
-                    f"(= champion), lambda range {h['lam_range']}")
-
-    def route_feedback(self, s: Step):
-        import httpx
-        import pandas as pd
-
-        if not self.stack.alive("serve"):
-            return self._skip(s, "the routing service is not running")
-        h = self.health()
-        lo, hi = h["lam_range"]
-        lam = (lo + hi) / 2
-        table = pd.read_parquet(self.stack.root / "data" / "test.parquet")  # full feedback: every model's outcome
-        prompts = table.drop_duplicates("prompt_id").sort_values("prompt_id").head(self.n_requests)
-        r = httpx.post(f"{self.serve_url()}/v1/route", json={"prompts": prompts["prompt"].tolist(), "lam": lam},
-                       timeout=120)
-        r.raise_for_status()
-        decisions = r.json()["decisions"]
-        outcome = table.set_index(["prompt_id", "model"])
-        sent = []
-        for pid, d in zip(prompts["prompt_id"], decisions):
-            if (pid, d["model"]) not in outcome.index:
-                continue
-            row = outcome.loc[(pid, d["model"])]
-            fb = httpx.post(f"{self.serve_url()}/v1/feedback", json={
-                "decision_id": d["decision_id"], "score": float(row["score"]), "cost": float(row["cost"])}, timeout=30)
-            fb.raise_for_status()
-            sent.append(d["decision_id"])
-        self.feedback_ids = sent
-        n_dec = self.pg_count("decisions", "SELECT count(*) FROM decisions WHERE decision_id = ANY(%s)",
-                              [d["decision_id"] for d in decisions])
-        n_fb = self.pg_count("decisions", "SELECT count(*) FROM feedback WHERE decision_id = ANY(%s)", sent)
-        if n_dec != len(decisions) or n_fb != len(sent) or not sent:
-            raise AssertionError(f"PostgreSQL decision log holds {n_dec}/{len(decisions)} decisions and "
-                                 f"{n_fb}/{len(sent)} feedbacks")
-        models = pd.Series([d["model"] for d in decisions]).value_counts().to_dict()
-        s.detail = (f"{len(decisions)} prompts routed at lam={lam:g} ({models}), {len(sent)} feedbacks; all in the "
-                    "PostgreSQL decision log")
-
-    def ingest_check(self, s: Step):
-        if not self.feedback_ids:
-            return self._skip(s, "no feedback was sent (the routing service is not running)")
-        added = self.pg_count("decisions", "SELECT count(*) FROM ingested WHERE outcome = 'added' "
-                              "AND decision_id = ANY(%s)", self.feedback_ids)
-        if added != len(self.feedback_ids):
-            raise AssertionError(f"{added}/{len(self.feedback_ids)} decisions with feedback ingested by the retrain")
-        s.detail = f"the scheduled retrain ingested {added} decisions with feedback into the logs (ingested table)"
-
-    def service_reload(self, s: Step):
-        if not self.stack.alive("serve") or self.served_before is None:
-            return self._skip(s, "the routing service is not running")
-        want = self.champion_version()
-        deadline = time.monotonic() + 120
-        version = None
-        while time.monotonic() < deadline:
-            version = str(self.health()["version"])
-            if version == want:
-                break
-            time.sleep(2)
-        if version != want:
-            raise AssertionError(f"/healthz still serves v{version} 120 s after champion moved to v{want}")
-        if want != self.served_before:
-            s.detail = f"champion v{self.served_before} -> v{want}: the service reloaded it without a restart"
-        else:
-            s.detail = f"the gate kept champion v{want}; the service serves it; " + self.reload_on_test_alias(want)
-
-    def reload_on_test_alias(self, champion: str) -> str:
-        """A second service on ``@e2e-reload``: the alias moves from the champion to the retrain's
-        challenger, and /healthz must follow within 120 s (the service polls the alias)."""
-        import httpx
-
-        c, alias = self.mlflow(), "e2e-reload"
-        challenger = str(c.get_model_version_by_alias(INTERVAL_MODEL, "challenger").version)
-        if challenger == champion:
-            return "no newer version to reload to"
-        c.set_registered_model_alias(INTERVAL_MODEL, alias, champion)
-        try:
-            url = self.stack.spawn_serve("serve-reload-check", f"models:/{INTERVAL_MODEL}@{alias}")
-            start = str(httpx.get(f"{url}/healthz", timeout=10).json()["version"])
-            c.set_registered_model_alias(INTERVAL_MODEL, alias, challenger)
-            t0, version = time.monotonic(), start
-            while time.monotonic() - t0 < 120 and version != challenger:
-                time.sleep(2)
-                version = str(httpx.get(f"{url}/healthz", timeout=10).json()["version"])
-            if version != challenger:
-                raise AssertionError(f"a service on @{alias} still serves v{version} 120 s after the alias moved "
-                                     f"to v{challenger}")
-            return (f"a second service on @{alias} reloaded v{start} -> v{challenger} "
-                    f"{time.monotonic() - t0:.0f} s after the alias moved, without a restart")
-        finally:
-            self.stack.stop("serve-reload-check")
-            c.delete_registered_model_alias(INTERVAL_MODEL, alias)
-
-    @staticmethod
-    def _skip(s: Step, reason: str) -> str:
-        s.detail = reason
-        return "SKIPPED"
-
     def scheduled_retrain(self, s: Step):
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import (
@@ -392,8 +277,10 @@ class E2E:
             self.step("README pyfunc snippet on the server", self.readme_snippet)
         self.step("service serves the champion", self.service_serves_champion)
         self.step("routed requests and feedback", self.route_feedback)
+        self.step("gateway chat completions, feedback", self.gateway_chat)
         self.step("retrain fired by the schedule", self.scheduled_retrain)
         self.step("ingest (in the retrain)", self.ingest_check)
+        self.step("gateway cost, propensity in logs", self.gateway_logs)
         self.step("service reloads the new champion", self.service_reload)
         total = time.monotonic() - t
         print(f"\n{'step':34s} {'status':8s} {'s':>5s}  detail")
@@ -417,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as err:
         print(f"e2e: {err}", file=sys.stderr)
         return 1
-    restore = None if args.keep_data else _protect(stack)
+    restore = None if args.keep_data else protect(stack)
     try:
         return E2E(stack, args.timeout).run_all()
     except StackError as err:
@@ -426,48 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if restore is not None:
             restore()
-
-
-TRACKED = ("data.dvc", "dvc.lock")
-
-
-def _protect(stack: Stack):
-    """Back up the logs when ``data.dvc`` and ``dvc.lock`` are unchanged in git; returns the restore
-    function (None when there is nothing clean to protect)."""
-    import shutil
-    import subprocess
-
-    root = stack.root
-    try:
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *TRACKED], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    data = root / "data"
-    if dirty or not data.is_dir():
-        return None
-    backup = stack.dir / "e2e-backup" / "data"
-    shutil.rmtree(backup, ignore_errors=True)
-    shutil.copytree(data, backup)
-    # the cache is parked beside itself (a rename, whatever its size) and the runs start without it
-    cache = root / "artifacts" / "embedding-cache"
-    parked = cache.with_name("embedding-cache.e2e-parked")
-    shutil.rmtree(parked, ignore_errors=True)
-    had_cache = cache.is_dir()
-    if had_cache:
-        cache.rename(parked)
-
-    def restore():
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.copytree(backup, data)
-        subprocess.run(["git", "checkout", "--", *TRACKED], cwd=root, capture_output=True)
-        shutil.rmtree(cache, ignore_errors=True)
-        if had_cache:
-            parked.rename(cache)
-        print("e2e: restored data/, data.dvc, dvc.lock and the embedding cache as they were "
-              "(--keep-data keeps the loop's)")
-
-    return restore
 
 
 if __name__ == "__main__":  # pragma: no cover

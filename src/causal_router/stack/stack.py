@@ -2,9 +2,10 @@
 
 PostgreSQL (databases ``mlflow``, ``prefect``, ``decisions``), an MLflow server with a served
 artifact store, a Prefect server with the project's process work pool, a worker and the
-deployments of ``infra/prefect.yaml``, a Dask scheduler with two workers, and the routing
-service when ``causal-router serve`` exists. Everything lives under ``<project>/.stack``
-(git-ignored; ``$CAUSAL_ROUTER_STACK_DIR`` moves it):
+deployments of ``infra/prefect.yaml``, a Dask scheduler with two workers, a stub OpenAI-compatible
+upstream, and the routing service with its gateway on that upstream when ``causal-router serve``
+exists (:mod:`.upstream`). Everything lives under ``<project>/.stack`` (git-ignored;
+``$CAUSAL_ROUTER_STACK_DIR`` moves it):
 
     .stack/pgdata/            PostgreSQL data (initdb on first use)
     .stack/mlflow-artifacts/  the MLflow server's artifact store (--artifacts-destination)
@@ -12,6 +13,7 @@ service when ``causal-router serve`` exists. Everything lives under ``<project>/
     .stack/run/NAME.json      PID (and its start time), port, command of each service
     .stack/run/NAME.log       its log
     .stack/stack.env          the client settings (``source .stack/stack.env``)
+    .stack/gateway.yaml       the service's gateway file (LiteLLM model_list on the stub upstream)
 
 ``down`` stops exactly the recorded PIDs (each service's process group) and keeps the data;
 ``up`` again resumes on the same data. Ports are on loopback, chosen once (the usual port when
@@ -22,102 +24,29 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from ..settings.env import DECISIONS_ENV, RUNNER_ENV, dvc_remote, find_project_root
+from .orchestration import POOL, setup_prefect, start_prefect, start_worker
+from .postgres import DATABASES, start_postgres, stop_postgres
+from .processes import StackError, free_port, http_ok, port_free, port_open, start_time, stop_group, tool, wait
+from .upstream import KEY, KEY_ENV, start_upstream, write_gateway_file
 
-POOL = "causal-router-process"
-DATABASES = ("mlflow", "prefect", "decisions")
-PREFERRED_PORTS = {"postgres": 5433, "mlflow": 5000, "prefect": 4200, "dask-scheduler": 8786, "serve": 8000}
-SERVICES = ("postgres", "mlflow", "prefect", "dask-scheduler", "dask-worker-1", "dask-worker-2", "worker", "serve")
+__all__ = ["CHECKS", "DATABASES", "DIR_ENV", "POOL", "SERVE_URL_ENV", "SERVICES", "Stack", "StackError", "main"]
+
+#: The usual port of each service (kept when free); 0: any free loopback port.
+PREFERRED_PORTS = {"postgres": 5433, "mlflow": 5000, "prefect": 4200, "dask-scheduler": 8786, "upstream": 0,
+                   "serve": 8000}
+SERVICES = ("postgres", "mlflow", "prefect", "dask-scheduler", "dask-worker-1", "dask-worker-2", "worker",
+            "upstream", "serve")
 #: Short-lived processes ``make e2e`` starts (``make down`` stops them too if it was interrupted).
 CHECKS = ("serve-reload-check",)
 HOST_ENV = "CAUSAL_ROUTER_STACK_HOST"
 DIR_ENV = "CAUSAL_ROUTER_STACK_DIR"
 SERVE_URL_ENV = "CAUSAL_ROUTER_SERVE_URL"
-
-
-class StackError(RuntimeError):
-    """A service failed to start or become ready; the message carries the end of its log."""
-
-
-def _tool(name: str) -> str:
-    """A console script from this interpreter's environment first, else from PATH."""
-    here = Path(sys.executable).parent / name
-    found = str(here) if here.exists() else shutil.which(name)
-    if not found:
-        raise StackError(f"{name} not found (looked in {here.parent} and PATH)")
-    return found
-
-
-def _pg_tool(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    if candidates:
-        return str(candidates[-1])
-    raise StackError(f"PostgreSQL's {name} not found: install the server package (Debian: apt-get install postgresql)")
-
-
-def _port_free(port: int, host: str) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex((host, port)) == 0
-
-
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (start time), None when the process is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else fields[19]
-
-
-def _http_ok(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait(check, timeout: float, what: str, log: Path | None = None, pid: int | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if pid is not None and _start_time(pid) is None:
-            break
-        time.sleep(0.5)
-    tail = ""
-    if log is not None and log.exists():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-    raise StackError(f"{what} not ready after {timeout:.0f}s" + (f"; end of {log}:\n{tail}" if tail else ""))
 
 
 class Stack:
@@ -145,9 +74,9 @@ class Stack:
         ports = self.ports()
         for name, preferred in PREFERRED_PORTS.items():
             current = ports.get(name)
-            if current and (self.alive(name) or _port_free(current, self.host)):
+            if current and (self.alive(name) or port_free(current, self.host)):
                 continue
-            ports[name] = preferred if _port_free(preferred, self.host) else _free_port(self.host)
+            ports[name] = preferred if preferred and port_free(preferred, self.host) else free_port(self.host)
         (self.run / "ports.json").write_text(json.dumps(ports, indent=2))
         return ports
 
@@ -157,21 +86,21 @@ class Stack:
 
     def alive(self, name: str) -> bool:
         rec = self.record(name)
-        return bool(rec) and _start_time(rec["pid"]) == rec.get("start_time")
+        return bool(rec) and start_time(rec["pid"]) == rec.get("start_time")
 
     def log(self, name: str) -> Path:
         return self.run / f"{name}.log"
 
-    def _save(self, name: str, pid: int, port: int | None, argv: list) -> None:
-        rec = {"pid": pid, "start_time": _start_time(pid), "port": port, "argv": argv,
+    def save(self, name: str, pid: int, port: int | None, argv: list) -> None:
+        rec = {"pid": pid, "start_time": start_time(pid), "port": port, "argv": argv,
                "log": str(self.log(name)), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (self.run / f"{name}.json").write_text(json.dumps(rec, indent=2))
 
-    def _spawn(self, name: str, argv: list, env: dict, port: int | None = None) -> int:
+    def spawn(self, name: str, argv: list, env: dict, port: int | None = None) -> int:
         with open(self.log(name), "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, cwd=self.root, start_new_session=True)
-        self._save(name, proc.pid, port, argv)
+        self.save(name, proc.pid, port, argv)
         return proc.pid
 
     # ---- settings ----------------------------------------------------------------------------
@@ -195,7 +124,7 @@ class Stack:
             STATE_DIR_ENV: str(self.dir / "state"),
         }
 
-    def _env(self, **extra) -> dict:
+    def env(self, **extra) -> dict:
         env = {**os.environ, **self.client_env(), **extra}
         # flows import `flows.*` and the project's code from the project folder
         env["PYTHONPATH"] = os.pathsep.join(x for x in (str(self.root / "src"), str(self.root),
@@ -203,7 +132,8 @@ class Stack:
         env.setdefault("CAUSAL_ROUTER_TORCH_THREADS", "1")
         for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1",
                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
-                     "TRANSFORMERS_OFFLINE": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
+                     "TRANSFORMERS_OFFLINE": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                     "LITELLM_LOCAL_MODEL_COST_MAP": "True"}.items():
             env.setdefault(k, v)
         env["PREFECT_HOME"] = str(self.dir / "prefect-home")
         return env
@@ -214,109 +144,36 @@ class Stack:
         return path
 
     # ---- services ----------------------------------------------------------------------------
-    def _as_pg(self, argv: list) -> list:
-        return ["runuser", "-u", "postgres", "--", *argv] if self.as_postgres else argv
-
     def _start_postgres(self, timeout: float) -> None:
-        port = self.ports()["postgres"]
-        log = self.log("postgres")
-        if not (self.pgdata / "PG_VERSION").exists():
-            self.pgdata.mkdir(parents=True, exist_ok=True)
-            if self.as_postgres:
-                shutil.chown(self.pgdata, "postgres", "postgres")
-            self.pgdata.chmod(0o700)
-            out = subprocess.run(self._as_pg([_pg_tool("initdb"), "-D", str(self.pgdata), "-A", "trust",
-                                              "-U", "postgres", "-E", "UTF8"]),
-                                 capture_output=True, text=True)
-            if out.returncode:
-                raise StackError(f"initdb failed in {self.pgdata} (is every folder above it readable by the "
-                                 f"postgres user? set {DIR_ENV} elsewhere if not):\n{out.stderr[-2000:]}")
-        if not self.alive("postgres"):
-            log.touch()
-            if self.as_postgres:
-                shutil.chown(log, "postgres", "postgres")
-            (self.pgdata / "postmaster.pid").unlink(missing_ok=True) if not _port_open(self.host, port) else None
-            out = subprocess.run(self._as_pg([_pg_tool("pg_ctl"), "-D", str(self.pgdata), "-l", str(log), "-w",
-                                              "-t", str(int(timeout)), "-o",
-                                              f"-p {port} -h {self.host} -k {self.pgdata}", "start"]),
-                                 capture_output=True, text=True)
-            if out.returncode:
-                raise StackError(f"PostgreSQL did not start: {out.stdout[-1000:]}{out.stderr[-1000:]}\n"
-                                 + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
-            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
-            self._save("postgres", pid, port, ["pg_ctl", "-D", str(self.pgdata), "start"])
-        self._create_databases(timeout)
-
-    def _create_databases(self, timeout: float) -> None:
-        import psycopg
-
-        port = self.ports()["postgres"]
-        conninfo = f"host={self.host} port={port} user=postgres dbname=postgres"
-
-        def connectable():
-            try:
-                psycopg.connect(conninfo, connect_timeout=2).close()
-                return True
-            except psycopg.OperationalError:
-                return False
-
-        _wait(connectable, timeout, "PostgreSQL", self.log("postgres"))
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            have = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
-            for db in DATABASES:
-                if db not in have:
-                    conn.execute(f'CREATE DATABASE "{db}"')
+        start_postgres(self, timeout, DIR_ENV)
 
     def _start_mlflow(self, timeout: float) -> None:
         port = self.ports()["mlflow"]
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        argv = [_tool("mlflow"), "server", "--backend-store-uri", self.pg_uri("mlflow"),
+        argv = [tool("mlflow"), "server", "--backend-store-uri", self.pg_uri("mlflow"),
                 "--artifacts-destination", self.artifacts.as_uri(), "--host", self.host, "--port", str(port),
                 "--workers", "1"]
-        pid = self._spawn("mlflow", argv, self._env(), port)
-        _wait(lambda: _http_ok(f"http://{self.host}:{port}/health"), timeout, "MLflow server", self.log("mlflow"), pid)
+        pid = self.spawn("mlflow", argv, self.env(), port)
+        wait(lambda: http_ok(f"http://{self.host}:{port}/health"), timeout, "MLflow server", self.log("mlflow"), pid)
 
     def _start_prefect(self, timeout: float) -> None:
-        port = self.ports()["prefect"]
-        env = self._env(PREFECT_API_DATABASE_CONNECTION_URL=self.pg_uri("prefect", "asyncpg"),
-                        # create the scheduled runs of the (short) e2e interval quickly
-                        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
-        env.pop("PREFECT_API_URL")
-        argv = [_tool("prefect"), "server", "start", "--host", self.host, "--port", str(port)]
-        pid = self._spawn("prefect", argv, env, port)
-        _wait(lambda: _http_ok(f"http://{self.host}:{port}/api/health"), timeout, "Prefect server",
-              self.log("prefect"), pid)
-
-    def _prefect_cli(self, *args: str, timeout: float = 300) -> str:
-        out = subprocess.run([_tool("prefect"), "--no-prompt", *args], cwd=self.root, env=self._env(),
-                             capture_output=True, text=True, timeout=timeout)
-        with open(self.log("setup"), "a") as log:
-            log.write(f"$ prefect {' '.join(args)}\n{out.stdout}{out.stderr}\n")
-        if out.returncode:
-            raise StackError(f"prefect {' '.join(args)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
-        return out.stdout
+        start_prefect(self, timeout)
 
     def _setup_prefect(self) -> None:
-        """The process work pool and the deployments of infra/prefect.yaml (idempotent)."""
-        import httpx
-
-        api = self.client_env()["PREFECT_API_URL"]
-        if httpx.get(f"{api}/work_pools/{POOL}", timeout=10).status_code == 404:
-            self._prefect_cli("work-pool", "create", POOL, "--type", "process")
-        self._prefect_cli("deploy", "--all", "--prefect-file", str(self.root / "infra" / "prefect.yaml"))
+        setup_prefect(self)
 
     def _start_dask(self, timeout: float) -> None:
         port = self.ports()["dask-scheduler"]
         if not self.alive("dask-scheduler"):
-            argv = [_tool("dask"), "scheduler", "--host", self.host, "--port", str(port), "--no-dashboard"]
-            pid = self._spawn("dask-scheduler", argv, self._env(), port)
-            _wait(lambda: _port_open(self.host, port), timeout, "Dask scheduler", self.log("dask-scheduler"), pid)
+            argv = [tool("dask"), "scheduler", "--host", self.host, "--port", str(port), "--no-dashboard"]
+            pid = self.spawn("dask-scheduler", argv, self.env(), port)
+            wait(lambda: port_open(self.host, port), timeout, "Dask scheduler", self.log("dask-scheduler"), pid)
         for name in ("dask-worker-1", "dask-worker-2"):
             if not self.alive(name):
-                argv = [_tool("dask"), "worker", f"tcp://{self.host}:{port}", "--name", name, "--nthreads", "1",
+                argv = [tool("dask"), "worker", f"tcp://{self.host}:{port}", "--name", name, "--nthreads", "1",
                         "--host", self.host, "--no-dashboard", "--local-directory", str(self.dir / "dask")]
-                self._spawn(name, argv, self._env())
-        _wait(lambda: self.dask_workers() >= 2, timeout, "Dask workers", self.log("dask-worker-2"))
+                self.spawn(name, argv, self.env())
+        wait(lambda: self.dask_workers() >= 2, timeout, "Dask workers", self.log("dask-worker-2"))
 
     def dask_workers(self) -> int:
         from distributed import Client
@@ -328,34 +185,13 @@ class Stack:
             return 0
 
     def _start_worker(self, timeout: float) -> None:
-        argv = [_tool("prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--name",
-                "causal-router-worker", "--limit", "1"]
-        log = self.log("worker")
-        offset = log.stat().st_size if log.exists() else 0  # the log is appended to across restarts
-
-        def started() -> bool:
-            with open(log, "rb") as f:
-                f.seek(offset)
-                return b"started" in f.read().lower()
-
-        pid = self._spawn("worker", argv, self._env())
-        _wait(lambda: started() or self._worker_registered(), timeout, "Prefect worker", log, pid)
-
-    def _worker_registered(self) -> bool:
-        import httpx
-
-        api = self.client_env()["PREFECT_API_URL"]
-        try:
-            r = httpx.post(f"{api}/work_pools/{POOL}/workers/filter", json={}, timeout=5)
-            return r.status_code == 200 and any(w.get("status") == "ONLINE" for w in r.json())
-        except httpx.HTTPError:
-            return False
+        start_worker(self, timeout)
 
     @staticmethod
     def serve_available() -> bool:
         """Whether this installation has ``causal-router serve`` (the routing service)."""
         try:
-            out = subprocess.run([_tool("causal-router"), "serve", "--help"], capture_output=True, timeout=120)
+            out = subprocess.run([tool("causal-router"), "serve", "--help"], capture_output=True, timeout=120)
         except (StackError, subprocess.TimeoutExpired):
             return False
         return out.returncode == 0
@@ -371,9 +207,9 @@ class Stack:
             return False
 
     def _start_serve(self, timeout: float) -> bool:
-        """``causal-router serve`` on the champion; skipped (with the reason in run/serve.skipped)
-        when the CLI has no ``serve`` or no champion exists yet (``make e2e`` starts it after the
-        first promotion)."""
+        """``causal-router serve --gateway`` on the champion, its gateway on the stub upstream
+        (:mod:`.upstream`); skipped (with the reason in run/serve.skipped) when the CLI has no
+        ``serve`` or no champion exists yet (``make e2e`` starts it after the first promotion)."""
         reason = None
         if not self.serve_available():
             reason = "causal-router serve is not available in this installation"
@@ -383,23 +219,29 @@ class Stack:
             (self.run / "serve.skipped").write_text(reason + "\n")
             return False
         (self.run / "serve.skipped").unlink(missing_ok=True)
+        if not self.alive("upstream"):
+            self._start_upstream(timeout)
+        gateway = write_gateway_file(self)
         port = self.ports()["serve"]
-        argv = [_tool("causal-router"), "serve", "--host", self.host, "--port", str(port),
-                "--params", str(self.root / "params.yaml")]
-        pid = self._spawn("serve", argv, self._env(), port)
-        _wait(lambda: _http_ok(f"http://{self.host}:{port}/healthz"), timeout, "routing service",
+        argv = [tool("causal-router"), "serve", "--host", self.host, "--port", str(port),
+                "--params", str(self.root / "params.yaml"), "--gateway", str(gateway)]
+        pid = self.spawn("serve", argv, self.env(**{KEY_ENV: KEY}), port)
+        wait(lambda: http_ok(f"http://{self.host}:{port}/healthz"), timeout, "routing service",
               self.log("serve"), pid)
         return True
+
+    def _start_upstream(self, timeout: float) -> None:
+        start_upstream(self, timeout)
 
     def spawn_serve(self, name: str, model_uri: str, timeout: float = 240) -> str:
         """A further ``causal-router serve`` on ``model_uri`` and a free port, recorded as ``name``
         (one of :data:`CHECKS`); returns its URL once ``/healthz`` answers. Stop it with :meth:`stop`."""
-        port = _free_port(self.host)
-        argv = [_tool("causal-router"), "serve", "--host", self.host, "--port", str(port),
+        port = free_port(self.host)
+        argv = [tool("causal-router"), "serve", "--host", self.host, "--port", str(port),
                 "--model-uri", model_uri, "--params", str(self.root / "params.yaml")]
-        pid = self._spawn(name, argv, self._env(), port)
+        pid = self.spawn(name, argv, self.env(), port)
         url = f"http://{self.host}:{port}"
-        _wait(lambda: _http_ok(f"{url}/healthz"), timeout, name, self.log(name), pid)
+        wait(lambda: http_ok(f"{url}/healthz"), timeout, name, self.log(name), pid)
         return url
 
     def stop(self, name: str, timeout: float = 30) -> None:
@@ -408,7 +250,7 @@ class Stack:
         if rec is None:
             return
         if self.alive(name):
-            _stop_group(rec["pid"], timeout)
+            stop_group(rec["pid"], timeout)
         (self.run / f"{name}.json").unlink(missing_ok=True)
 
     def start_serve(self, timeout: float = 240) -> bool:
@@ -419,7 +261,7 @@ class Stack:
         """``$CAUSAL_ROUTER_DVC_REMOTE`` becomes this clone's default DVC remote (.dvc/config.local)."""
         url = dvc_remote()
         if url and (self.root / ".dvc").is_dir():
-            subprocess.run([_tool("dvc"), "remote", "add", "--local", "--default", "--force", "team", url],
+            subprocess.run([tool("dvc"), "remote", "add", "--local", "--default", "--force", "team", url],
                            cwd=self.root, capture_output=True, check=True)
             print(f"{'dvc remote':15s} {url} (.dvc/config.local)", flush=True)
 
@@ -445,7 +287,8 @@ class Stack:
         t0 = time.monotonic()
         self._setup_prefect()
         print(f"{'deployments':15s} applied ({time.monotonic() - t0:.1f}s)", flush=True)
-        for name, start in (("worker", self._start_worker), ("serve", self._start_serve)):
+        for name, start in (("worker", self._start_worker), ("upstream", self._start_upstream),
+                            ("serve", self._start_serve)):
             if self.alive(name):
                 print(f"{name:15s} already running (pid {self.record(name)['pid']})", flush=True)
                 continue
@@ -464,10 +307,9 @@ class Stack:
                 continue
             if self.alive(name):
                 if name == "postgres":
-                    subprocess.run(self._as_pg([_pg_tool("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
-                                                "stop"]), capture_output=True)
+                    stop_postgres(self)
                 else:
-                    _stop_group(rec["pid"], timeout)
+                    stop_group(rec["pid"], timeout)
                 stopped.append(name)
             (self.run / f"{name}.json").unlink()
         return stopped
@@ -477,6 +319,7 @@ class Stack:
         links = {"mlflow": f"http://{self.host}:{p.get('mlflow')}", "prefect": f"http://{self.host}:{p.get('prefect')}",
                  "serve": f"http://{self.host}:{p.get('serve')}/docs (health: /healthz)",
                  "postgres": self.pg_uri("<db>") if p else "",
+                 "upstream": f"http://{self.host}:{p.get('upstream')}/v1 (stub, gateway file {self.dir}/gateway.yaml)",
                  "dask-scheduler": f"tcp://{self.host}:{p.get('dask-scheduler')}"}
         rows = []
         for name in SERVICES:
@@ -487,37 +330,6 @@ class Stack:
             rows.append({"service": name, "state": state, "pid": rec.get("pid") if state == "running" else None,
                          "port": rec.get("port"), "url": links.get(name, ""), "log": str(self.log(name))})
         return rows
-
-
-def _stop_group(pid: int, timeout: float) -> None:
-    """SIGTERM the process group led by ``pid`` (the service and its children), SIGKILL after ``timeout``."""
-    start = _start_time(pid)
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if _start_time(pid) != start and not _group_alive(pid):
-                return
-            time.sleep(0.2)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # zombies of our own group still answer signal 0: look for a live member
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def main(argv: list[str] | None = None) -> int:

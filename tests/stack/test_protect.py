@@ -3,7 +3,7 @@
 import subprocess
 from types import SimpleNamespace
 
-from causal_router.stack.e2e import _protect
+from causal_router.stack.protect import protect
 
 
 def test_the_logs_and_the_embedding_cache_are_restored(tmp_path):
@@ -19,7 +19,7 @@ def test_the_logs_and_the_embedding_cache_are_restored(tmp_path):
     for cmd in (["init", "-q"], ["add", "data.dvc", "dvc.lock"],
                 ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
         subprocess.run(["git", *cmd], cwd=root, check=True)
-    restore = _protect(SimpleNamespace(root=root, dir=work))
+    restore = protect(SimpleNamespace(root=root, dir=work))
     assert not cache.exists()  # the runs start without the project's cache
     # what the e2e's runs do: new logs, new data version, new cache entries
     (root / "data" / "train.parquet").write_text("the loop's logs")
