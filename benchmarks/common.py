@@ -140,3 +140,38 @@ def worst_lambda_table(by_lam: pd.DataFrame, ref: str, columns) -> list[str]:
     return (["| logs | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
             + [f"| {policy} | " + " | ".join(f"{row[c]:+.4f}" for c in columns) + " |"
                for policy, row in worst.iterrows()])
+
+
+async def drive(url: str, items, concurrency: int, send) -> tuple[list[float], list, list[str], float]:
+    """Load ``url`` with ``items`` from ``concurrency`` workers, each sending its next item with
+    ``await send(client, item)`` -> (ok, value); returns (latencies of the ok ones in s, their values,
+    the errors, wall seconds). Bounded: every item is sent once."""
+    import asyncio
+    import time
+
+    import httpx
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+    lat, values, errors = [], [], []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        async def worker():
+            while not queue.empty():
+                item = queue.get_nowait()
+                t0 = time.perf_counter()
+                try:
+                    ok, value = await send(client, item)
+                except Exception as exc:  # noqa: BLE001 - counted, reported
+                    ok, value = False, repr(exc)[:200]
+                if ok:
+                    lat.append(time.perf_counter() - t0)
+                    values.append(value)
+                else:
+                    errors.append(str(value))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return lat, values, errors, wall

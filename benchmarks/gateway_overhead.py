@@ -36,8 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import drive, results_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "gateway_overhead"
+OUT = results_dir("gateway_overhead")
 NAME = "causal-router-bench"
 MODELS = ["bench-a", "bench-b", "bench-c"]
 LAM = 0.0
@@ -101,44 +103,23 @@ def wait_http(url: str, proc, timeout: float = 300) -> None:
 
 
 async def run_level(url: str, concurrency: int, n: int, gateway: bool, tag: str) -> dict:
-    import httpx
+    async def send(client, p):
+        body = {"model": "causal-router" if gateway else MODELS[0], "messages": [{"role": "user", "content": p}]}
+        if gateway:
+            body["causal_router"] = {"lam": LAM}
+        r = await client.post("/v1/chat/completions", json=body)
+        if r.status_code != 200:
+            return False, f"{r.status_code} {r.text[:200]}"
+        return True, r.headers.get("x-causal-router-decision-id")
 
-    queue: asyncio.Queue = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(f"{tag} request {i}: summarise the benefits of routing prompt number {i} to a cheap model")
-    lat, errors, answered = [], [], []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        async def worker():
-            while True:
-                try:
-                    p = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                body = {"model": "causal-router" if gateway else MODELS[0],
-                        "messages": [{"role": "user", "content": p}]}
-                if gateway:
-                    body["causal_router"] = {"lam": LAM}
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post("/v1/chat/completions", json=body)
-                    if r.status_code == 200:
-                        lat.append(time.perf_counter() - t0)
-                        if gateway:
-                            answered.append(r.headers["x-causal-router-decision-id"])
-                    else:
-                        errors.append(f"{r.status_code} {r.text[:200]}")
-                except Exception as exc:  # noqa: BLE001 - counted, reported
-                    errors.append(repr(exc)[:200])
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
+    prompts = [f"{tag} request {i}: summarise the benefits of routing prompt number {i} to a cheap model"
+               for i in range(n)]
+    lat, ids, errors, wall = await drive(url, prompts, concurrency, send)
     ms = np.asarray(lat) * 1000
     return {"n": n, "ok": len(lat), "errors": len(errors), "first_errors": errors[:3],
             "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
             "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
-            "throughput_rps": len(lat) / wall, "answered": answered}
+            "throughput_rps": len(lat) / wall, "answered": [i for i in ids if i] if gateway else []}
 
 
 def encoder_time(enc, n: int = 40) -> float:

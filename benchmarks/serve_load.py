@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import results_dir, table_path
+from .common import drive, results_dir, table_path
 
 LEVELS = (1, 4, 16, 64)
 NAME = "causal-router-bench"
@@ -139,34 +139,13 @@ def register_router(table, prompts: list[str], cache: str, tmp: Path) -> None:
 
 
 async def run_level(url: str, prompts: list[str], concurrency: int) -> dict:
-    import httpx
+    async def send(client, p):
+        r = await client.post("/v1/route", json={"prompts": [p], "lam": LAM})
+        if r.status_code != 200:
+            return False, f"{r.status_code} {r.text[:200]}"
+        return True, r.json()["decisions"][0]["decision_id"]
 
-    queue: asyncio.Queue = asyncio.Queue()
-    for p in prompts:
-        queue.put_nowait(p)
-    lat, errors, acked = [], [], []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        async def worker():
-            while True:
-                try:
-                    p = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post("/v1/route", json={"prompts": [p], "lam": LAM})
-                    if r.status_code == 200:
-                        acked.append(r.json()["decisions"][0]["decision_id"])
-                        lat.append(time.perf_counter() - t0)
-                    else:
-                        errors.append(f"{r.status_code} {r.text[:200]}")
-                except Exception as exc:  # noqa: BLE001 - counted, reported
-                    errors.append(repr(exc)[:200])
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
+    lat, acked, errors, wall = await drive(url, prompts, concurrency, send)
     ms = np.array(lat) * 1000 if lat else np.array([np.nan])
     return {"concurrency": concurrency, "requests": len(prompts), "ok": len(lat), "errors": len(errors),
             "error_examples": errors[:3], "seconds": wall, "throughput": len(lat) / wall,

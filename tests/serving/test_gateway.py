@@ -14,24 +14,15 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from causal_router.integrations.stub_upstream import StubBehaviour, stub_app  # noqa: E402
 from causal_router.serving.store import DecisionStore  # noqa: E402
-from tests.serving.conftest import LiveServer  # noqa: E402
+from tests.serving import upstreams as stub_upstreams  # noqa: E402
 from tests.serving.tiny import MODELS, LinearRouter, TinyEncoder  # noqa: E402
+from tests.serving.upstreams import PRICES, USAGE  # noqa: E402
+
+upstreams = stub_upstreams.upstreams  # the stub upstreams fixture (module scope)
 
 KEY_ENV, KEY = "CR_TEST_UPSTREAM_KEY", "sk-test-0123456789-secret"
-PRICES = {"model-a": (1e-7, 2e-7), "model-b": (3e-7, 6e-7), "model-c": (1e-6, 4e-6)}  # USD per token
-USAGE = {"model-a": (100, 20), "model-b": (110, 30), "model-c": (120, 40)}
 ASK = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "What is 2 + 2?"}]
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    stubs = {m: StubBehaviour(m, f"answer from {m}", *USAGE[m]) for m in MODELS}
-    servers = {m: LiveServer(stub_app(b)).__enter__() for m, b in stubs.items()}
-    yield {m: (stubs[m], servers[m].url) for m in MODELS}
-    for s in servers.values():
-        s.__exit__(None, None, None)
 
 
 @pytest.fixture
