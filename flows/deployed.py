@@ -17,3 +17,20 @@ def train(params_path: str = "params.yaml", root: str = ".") -> dict:
     """``train_flow`` on the configured task runner (a subflow run)."""
     out = with_runner(train_flow, str(Path(root) / params_path))(params_path, root)
     return {k: v for k, v in out.items() if k in ("run_id", "versions", "routers", "dvc_committed")}
+
+
+def main(argv: list | None = None) -> int:
+    """``python -m flows.deployed [params.yaml]``: the deployment's train flow once, as a worker runs it."""
+    from causal_router.pipeline import entry
+
+    args = entry.parser("python -m flows.deployed", __doc__.split("\n\n")[0]).parse_args(argv)
+    rc, out = entry.run(lambda: train(args.params), args.params)
+    if out:
+        print(out)
+    return rc
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

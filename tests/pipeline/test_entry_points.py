@@ -12,7 +12,7 @@ from causal_router.pipeline import entry
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("module", ["flows.train", "flows.promote", "flows.retrain"])
+@pytest.mark.parametrize("module", ["flows.train", "flows.promote", "flows.retrain", "flows.deployed", "flows.loop"])
 def test_flow_help_prints_help_and_runs_nothing(module, tmp_path, monkeypatch, capsys):
     import importlib
 
