@@ -70,8 +70,13 @@ class _Runner:
     """One ephemeral context per process; one validation definition per suite configuration."""
 
     def __init__(self) -> None:
+        import logging
+
         import great_expectations as gx
 
+        # GX sets this module's logger to INFO on import: its "temporary directory for ephemeral docs
+        # site" line says nothing a user can act on
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
         self._lock = threading.Lock()
         ctx = gx.get_context(mode="ephemeral")
         try:
