@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,7 +68,8 @@ class LogFile:
 
     def write_marker(self) -> None:
         if not self.marker.is_file():
-            tmp = self.marker.with_name(self.marker.name + ".tmp")
+            # a temporary name per writer: concurrent first writes each replace their own file, never another's
+            tmp = self.marker.with_name(f"{self.marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps({"log": str(self.path), "since": datetime.now(UTC).isoformat()}) + "\n")
             os.replace(tmp, self.marker)
 
