@@ -11,7 +11,7 @@ def test_concurrent_first_writes_of_the_marker_all_succeed(tmp_path):
         log.path.parent.mkdir()
         start, errors = threading.Barrier(8), []
 
-        def write():
+        def write(log=log, start=start, errors=errors):
             start.wait()
             try:
                 log.write_marker()
