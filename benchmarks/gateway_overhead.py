@@ -135,12 +135,14 @@ def encoder_time(enc, n: int = 40) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200, help="requests per level and path (default 200)")
+    p.add_argument("--encoder", default=None,
+                   help="the router's encoder: the default (all-MiniLM-L6-v2) or 'static' (the fast one)")
     args = p.parse_args(argv)
-    from causal_router.features.embed import default_encoder
+    from causal_router.features.encoders import resolve_encoder
     from causal_router.features.hardware import cpu_model
     from causal_router.serving.store import DecisionStore
 
-    enc = default_encoder()
+    enc = resolve_encoder(args.encoder)
     enc_ms = encoder_time(enc)
     procs = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as d:
@@ -195,10 +197,12 @@ def main(argv=None) -> int:
               "python": platform.python_version(), "encoder": enc.key, "encoder_p50_ms_one_prompt": enc_ms,
               "upstream_delay_ms": DELAY_MS, "requests_per_level": args.requests, "levels": levels,
               "nothing_lost": all(lv["answered_in_log"] == lv["answered"] for lv in levels),
-              "command": f"python -m benchmarks.gateway_overhead --requests {args.requests}"}
+              "command": f"python -m benchmarks.gateway_overhead --requests {args.requests}"
+                         + (f" --encoder {args.encoder}" if args.encoder else "")}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "gateway_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
-    (OUT / "gateway_overhead.md").write_text(report(result))
+    stem = "gateway_overhead" + (f"_{args.encoder.replace(':', '_')}" if args.encoder else "")
+    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (OUT / f"{stem}.md").write_text(report(result))
     print(report(result))
     return 0 if result["nothing_lost"] else 1
 

@@ -139,3 +139,33 @@ def test_the_window_grows_with_slow_batches_but_stays_bounded():
     batches, took = run(main())
     assert batches == 2  # 1 and 2 shared the second batch
     assert took < 1.0 + 0.1 + 0.5  # one slow batch, the window, slack
+
+
+def test_isolated_requests_stop_waiting_for_company_until_requests_arrive_together():
+    calls = []
+
+    def handler(items):
+        calls.append(len(items))
+        return items
+
+    async def main():
+        b = MicroBatcher(handler, window_s=0.3)
+        await b.start()
+        try:
+            loop, waits = asyncio.get_running_loop(), []
+            for i in range(4):  # one at a time: the first two wait the window, then no more
+                t0 = loop.time()
+                await b.submit(i)
+                waits.append(loop.time() - t0)
+            # two together: the lone rule lets the first go alone; then the window is back
+            await asyncio.gather(b.submit("a"), b.submit("b"), b.submit("c"))
+            t0 = loop.time()
+            await b.submit("after")
+            waits.append(loop.time() - t0)
+            return waits
+        finally:
+            await b.stop()
+
+    waits = run(main())
+    assert min(waits[:2]) >= 0.25 and max(waits[2:4]) < 0.15
+    assert waits[4] >= 0.25 and sum(calls) == 8

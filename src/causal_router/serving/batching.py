@@ -7,9 +7,12 @@ to ``max_items`` prompts), hands them to one call of ``handler`` in a worker thr
 each request its own slice of the answer.
 
 The window adapts: it is ``window_s``, or a tenth of the last batch's handling time when that
-is longer (at most ``max_window_s``). Under load, clients answered by one batch send their next
-requests together, and when a batch takes seconds, waiting a few tens of milliseconds for all
-of them keeps batches full; on a fast machine the window stays at ``window_s``.
+is longer (at most ``max_window_s``); and it is 0 after :data:`LONE_BATCHES` batches in a row of
+one item each, until a batch holds several again (requests that queue while a batch runs always
+join the next one): an isolated request waits for no company that is not coming. Under load,
+clients answered by one batch send their next requests together, and when a batch takes seconds,
+waiting a few tens of milliseconds for all of them keeps batches full; on a fast machine the
+window stays at ``window_s``.
 
 Fair queuing: each client (``submit(item, client=...)``) has its own queue, and a batch takes the
 clients' oldest items in turn (round robin, the first client served rotating from batch to batch)
@@ -29,6 +32,9 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
+
+#: Batches in a row of one item after which a lone request no longer waits for company.
+LONE_BATCHES = 2
 
 
 class MicroBatcher:
@@ -58,6 +64,7 @@ class MicroBatcher:
         self.window_s = float(window_s)
         self.max_window_s = max(self.window_s, 0.1 if max_window_s is None else float(max_window_s))
         self._last_seconds = 0.0
+        self._lone = 0  # batches in a row of one item
         self.max_items = int(max_items)
         self.max_cost = None if max_cost is None else int(max_cost)
         self.size = size
@@ -135,7 +142,8 @@ class MicroBatcher:
             while not self._queues:
                 self._arrived.clear()
                 await self._arrived.wait()
-            window = min(max(self.window_s, 0.1 * self._last_seconds), self.max_window_s)
+            window = 0.0 if self._lone >= LONE_BATCHES else min(max(self.window_s, 0.1 * self._last_seconds),
+                                                                 self.max_window_s)
             deadline = time.monotonic() + window
             while not self._full():  # what is queued already joins, window or not
                 timeout = deadline - time.monotonic()
@@ -150,6 +158,7 @@ class MicroBatcher:
             live = [(item, fut) for item, fut in self._take() if not fut.done()]
             if not live:
                 continue
+            self._lone = self._lone + 1 if len(live) == 1 else 0
             started = time.monotonic()
             try:
                 results = await loop.run_in_executor(self._executor, self.handler, [item for item, _ in live])

@@ -67,6 +67,12 @@ __all__ = ["FAILED_SCORE", "LAM_HEADER", "Gateway", "gateway_routes", "recorded_
 FAILED_SCORE = 0.0
 LAM_HEADER = "x-causal-router-lam"
 _OWN = ("model", "causal_router")
+ENV_PREFIX = "os.environ/"
+#: LiteLLM call parameters a client must not send: they would redirect the call (with the file's key),
+#: fake its answer or its price, or change its retries.
+_REFUSED = frozenset({"api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "organization",
+                      "headers", "extra_headers", "mock_response", "input_cost_per_token", "output_cost_per_token",
+                      "timeout", "num_retries", "fallbacks", "model_list", "mock_timeout"})
 
 
 def litellm_module():
@@ -128,7 +134,20 @@ class Gateway:
     def __init__(self, config: GatewayConfig, settings, service, batcher):
         self.config, self.settings, self.service, self.batcher = config, settings, service, batcher
         self.store = service.store
-        self.router = litellm_module().Router(model_list=config.model_list(), num_retries=config.num_retries)
+        # one deployment per model name: LiteLLM's SDK call with the file's parameters (its Router adds
+        # ~5 ms a call here for load balancing and cooldowns this gateway does not use;
+        # benchmarks/results/gateway_overhead)
+        self.litellm = litellm_module()
+        self.params = {m["model_name"]: m["litellm_params"] for m in config.model_list()}
+
+    async def call(self, model: str, rest: dict):
+        """The chosen model's answer: ``litellm.acompletion`` with the file's parameters (its key from
+        the environment, read at each call, never stored here) and the client's body."""
+        params = dict(self.params[model])
+        key = params.get("api_key")
+        if isinstance(key, str) and key.startswith(ENV_PREFIX):
+            params["api_key"] = os.environ.get(key[len(ENV_PREFIX):])
+        return await self.litellm.acompletion(**rest, **params, num_retries=self.config.num_retries)
 
     # -- the request ------------------------------------------------------------------------
     def parse(self, body, headers) -> tuple[list, float | None, float, dict]:
@@ -157,6 +176,10 @@ class Gateway:
         explore = self.settings.explore if own.get("explore") is None else _number(own["explore"],
                                                                                   "causal_router.explore", 0, 1)
         rest = {k: v for k, v in body.items() if k not in _OWN}
+        refused = sorted(k for k in rest if k in _REFUSED or k.startswith("litellm"))
+        if refused:
+            raise BadRequest(422, f"body: {', '.join(refused)} cannot be set by a client (the gateway file sets "
+                                  f"where and how each model is called)")
         return messages, lam, float(explore), rest
 
     async def decide(self, text: str, lam: float, explore: float, request_id: str) -> dict:
@@ -239,7 +262,7 @@ class Gateway:
                 current = await run_in_threadpool(self.fallback_decision, decision, model, text, explore, rid)
             call = Call(current["decision_id"], model, started=time.perf_counter())
             try:
-                resp = await self.router.acompletion(model=model, **rest)
+                resp = await self.call(model, rest)
             except Exception as exc:  # an upstream error or timeout: the decision's outcome
                 await run_in_threadpool(self.record, self.failed(call, exc))
                 failures.append(f"{self.config.models[model].upstream}: {call.error}")

@@ -22,7 +22,7 @@ router's models (the line names the models on each side); every model has prices
 (``input_cost_per_token`` and ``output_cost_per_token``, in ``litellm_params`` or ``model_info``) or,
 failing that, the service's price sheet (``serve.prices``, USD per million tokens); an ``api_key`` is
 ``os.environ/NAME`` with ``NAME`` set (a literal key is refused, and never shown). The keys stay in
-the environment: LiteLLM resolves ``os.environ/NAME`` itself; nothing here logs, stores or echoes them.
+the environment: the gateway reads ``os.environ/NAME`` at each call; nothing here logs, stores or echoes them.
 """
 
 from __future__ import annotations
