@@ -29,7 +29,7 @@ ASK = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "W
 def stubs(upstreams, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     for b, _ in upstreams.values():
-        b.fail_status, b.stall_s, b.calls[:] = None, 0.0, []
+        b.fail_status, b.stall_s, b.break_after, b.chunk_delay_s, b.calls[:] = None, 0.0, None, 0.0, []
     return {m: b for m, (b, _) in upstreams.items()}
 
 
@@ -110,6 +110,55 @@ def test_streaming_through_the_openai_client_records_usage(gw, stubs, settings, 
     assert stubs[model].calls[-1]["body"]["stream_options"] == {"include_usage": True}  # asked upstream anyway
     o = DecisionStore(settings.decisions_uri).outcome(did)
     assert o["status"] == "ok" and (o["input_tokens"], o["output_tokens"]) == USAGE[model]
+
+
+def test_a_stream_that_breaks_mid_way_ends_with_an_error_event_and_a_recorded_outcome(gw, stubs, settings):
+    srv = gw()
+    for b in stubs.values():
+        b.break_after = 2  # the role chunk and the first word, then the connection drops
+    events = []
+    with httpx.stream("POST", srv.url + "/v1/chat/completions", timeout=30, json={
+            "model": "causal-router", "messages": ASK, "stream": True, "causal_router": {"lam": 0.0}}) as r:
+        assert r.status_code == 200
+        did, model = r.headers["x-causal-router-decision-id"], r.headers["x-causal-router-model"]
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and "error" in json.loads(events[-2])
+    assert f"upstream {model} failed" in json.loads(events[-2])["error"]["message"]
+    words = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
+    assert "".join(w or "" for w in words) == "answer"  # what came before the break reached the client
+    store = DecisionStore(settings.decisions_uri)
+    o = store.outcome(did)
+    assert o["status"] == "error" and o["latency_ms"] > 0 and o["input_tokens"] is None  # no usage came
+    fb = store.frame("feedback").set_index("decision_id")
+    assert fb.loc[did, "score"] == 0.0  # the failed-call rule: it reaches the logs with its propensity
+    assert KEY not in json.dumps(o, default=str)
+
+
+def test_a_client_that_goes_away_mid_stream_still_gets_its_decision_recorded(gw, stubs, settings):
+    import time
+
+    srv = gw()
+    for b in stubs.values():
+        b.chunk_delay_s = 0.2  # a slow stream: the client leaves after the first chunk
+    with httpx.stream("POST", srv.url + "/v1/chat/completions", timeout=30, json={
+            "model": "causal-router", "messages": ASK, "stream": True, "causal_router": {"lam": 0.0}}) as r:
+        did = r.headers["x-causal-router-decision-id"]
+        next(r.iter_lines())
+    store, deadline = DecisionStore(settings.decisions_uri), time.monotonic() + 20
+    while store.outcome(did) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    o = store.outcome(did)
+    assert o is not None and o["status"] == "error" and "disconnected" in o["error"]
+
+
+def test_a_client_may_not_set_where_or_how_the_model_is_called(gw, stubs):
+    srv = gw()
+    for key, value in (("api_base", "http://127.0.0.1:9/v1"), ("api_key", "x"), ("mock_response", "fake"),
+                       ("input_cost_per_token", 0), ("litellm_logging_obj", None)):
+        r = httpx.post(srv.url + "/v1/chat/completions", json={
+            "model": "causal-router", "messages": ASK, "causal_router": {"lam": 0.0}, key: value})
+        assert r.status_code == 422 and key in r.json()["message"] and "Traceback" not in r.text
+    assert not any(b.calls for b in stubs.values())
 
 
 def test_lambda_from_body_then_header_then_params_else_422(gw, settings):

@@ -32,6 +32,8 @@ class StubBehaviour:
     delay_s: float = 0.0
     fail_status: int | None = None
     stall_s: float = 0.0
+    break_after: int | None = None  # a stream breaks (the connection drops) after this many chunks
+    chunk_delay_s: float = 0.0  # pause before each streamed chunk
     calls: list = field(default_factory=list)
 
 
@@ -41,6 +43,19 @@ def _completion(b: StubBehaviour, model: str) -> dict:
                                          "message": {"role": "assistant", "content": b.text}}],
             "usage": {"prompt_tokens": b.prompt_tokens, "completion_tokens": b.completion_tokens,
                       "total_tokens": b.prompt_tokens + b.completion_tokens}}
+
+
+class StreamBroken(RuntimeError):
+    """Raised inside a streamed answer: the server drops the connection mid-stream."""
+
+
+async def _paced(b: StubBehaviour, chunks):
+    for i, c in enumerate(chunks):
+        if b.break_after is not None and i >= b.break_after:
+            raise StreamBroken(f"{b.name}: the stream broke after {i} chunks (on purpose)")
+        if b.chunk_delay_s:
+            await asyncio.sleep(b.chunk_delay_s)
+        yield c
 
 
 def _chunks(b: StubBehaviour, model: str, usage: bool):
@@ -84,7 +99,7 @@ def stub_app(behaviour: StubBehaviour | None = None):
         model = body.get("model") or b.name
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_chunks(b, model, usage), media_type="text/event-stream")
+            return StreamingResponse(_paced(b, _chunks(b, model, usage)), media_type="text/event-stream")
         return _completion(b, model)
 
     return app

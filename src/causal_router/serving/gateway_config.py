@@ -82,8 +82,8 @@ class GatewayConfig:
     num_retries: int = 0
 
     def model_list(self) -> list[dict]:
-        """LiteLLM's ``model_list`` (``litellm.Router(model_list=...)``), prices in ``litellm_params``,
-        each deployment's timeout set."""
+        """LiteLLM's ``model_list`` entries (their ``litellm_params`` are the gateway's call parameters),
+        prices in ``litellm_params``, each deployment's timeout set."""
         out = []
         for m in self.models.values():
             params = dict(m.litellm_params)
