@@ -100,3 +100,34 @@ def test_plugin_without_lambda_says_how(registry, settings, upstreams):
     with pytest.raises(Exception, match="lam is not set"):
         asyncio.run(_calls(router, 1))
     assert DECISION_KEY == "causal_router_decision_id"
+
+
+def test_a_failed_call_is_recorded_by_the_callback_with_the_failed_score(registry, settings, upstreams):
+    from causal_router.serving.service import build_service
+
+    service = build_service(settings, encoder=TinyEncoder())
+    logger = CausalRouterLogger(service.store)
+    litellm.callbacks = [logger]
+    router = litellm.Router(model_list=model_list(upstreams), num_retries=0,
+                            plugins=[CausalRouterPlugin(service, lam=50.0)])
+    for b, _ in upstreams.values():
+        b.fail_status = 500
+    try:
+        with pytest.raises(litellm.exceptions.InternalServerError):  # LiteLLM's own error reaches the caller
+            asyncio.run(_calls(router, 1))
+
+        async def wait():
+            for _ in range(1200):
+                if logger.recorded:
+                    return
+                await asyncio.sleep(0.05)
+        asyncio.run(wait())
+    finally:
+        for b, _ in upstreams.values():
+            b.fail_status = None
+    (did,) = service.store.frame("decisions")["decision_id"]
+    assert logger.recorded == [did]
+    o = service.store.outcome(did)
+    assert o["source"] == "litellm" and o["status"] == "error" and o["upstream_status"] == 500 and o["cost"] == 0.0
+    fb = service.store.frame("feedback").set_index("decision_id")
+    assert fb.loc[did, "score"] == 0.0  # the failed-call rule: the decision reaches the logs with its propensity
