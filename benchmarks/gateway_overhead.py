@@ -276,7 +276,7 @@ def report(r: dict) -> str:
                      f"{d['p99_ms']:.1f} | {g['p99_ms']:.1f} | {lv['added_p99_ms']:.1f} | {g['throughput_rps']:.1f} | "
                      f"{d['errors']} + {g['errors']} | {lv['answered_in_log']}/{lv['answered']} |")
     f, one = r["floor"], r["levels"][0]
-    rest = one["added_p50_ms"] - f["litellm_sdk_ms"] - 2 * f["sqlite_commit_p50_ms"]
+    rest = one["added_p50_ms"] - f["litellm_sdk_ms"] - 2 * f["sqlite_commit_p50_ms"] - r["encoder_p50_ms_one_prompt"]
     lines += ["", f"Nothing lost: {'yes' if r['nothing_lost'] else 'NO'} (every answered request's decision and "
               "outcome are in the decision log).", "",
               "What the gateway cannot avoid, measured side by side in the benchmark's process against the same "
@@ -285,8 +285,9 @@ def report(r: dict) -> str:
               f"a plain HTTP post's {f['http_post_p50_ms']:.1f} ms, so the SDK itself costs "
               f"{f['litellm_sdk_ms']:.1f} ms a call; one durable commit to the SQLite decision log "
               f"(`synchronous=FULL`) p50 {f['sqlite_commit_p50_ms']:.1f} ms, two per call (the decision before it, "
-              f"the outcome after). At concurrency {one['concurrency']} that leaves {rest:.1f} ms of the "
-              f"{one['added_p50_ms']:.1f} ms added for the gateway's own work (the extra hop, routing, JSON).", ""]
+              f"the outcome after). At concurrency {one['concurrency']}, with the encoder's "
+              f"{r['encoder_p50_ms_one_prompt']:.1f} ms, that leaves {rest:.1f} ms of the {one['added_p50_ms']:.1f} ms "
+              "added for the gateway's own work (the extra hop, HTTP, routing, JSON, thread hand-offs).", ""]
     return "\n".join(lines)
 
 
