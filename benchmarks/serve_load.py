@@ -240,6 +240,22 @@ def distinct_prompts(distinct: list[str], n: int, rng) -> list[str]:
             ((i, order[i % len(order)]) for i in range(n))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its children (``serve --workers N``)."""
+    total = 0.0
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    for p in [pid, *map(int, kids)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def load_avg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -323,13 +339,18 @@ def main(argv=None):
             asyncio.run(run_level(url, chosen[:8], 4 * args.workers))
             levels, start = [], 8
             for c, n in zip(levels_c, counts):
+                cpu0, own0 = cpu_seconds(server.pid), time.process_time()
                 res = asyncio.run(run_level(url, chosen[start:start + n], c, args.max_seconds))
                 start += n
+                # CPU of the server and of this load generator, as a share of one core over the level
+                res["server_cpu_share"] = (cpu_seconds(server.pid) - cpu0) / res["seconds"]
+                res["generator_cpu_share"] = (time.process_time() - own0) / res["seconds"]
                 res["server_rss_mib"] = server_rss(server.pid).get("VmRSS")
                 res["load_avg_after"] = load_avg()
                 levels.append(res)
                 print(f"concurrency {c}: {res['throughput']:.1f} req/s, p50 {res['p50_ms']:.1f} ms, "
-                      f"p99 {res['p99_ms']:.1f} ms, errors {res['errors']}, load {res['load_avg_after'][0]}",
+                      f"p99 {res['p99_ms']:.1f} ms, errors {res['errors']}, load {res['load_avg_after'][0]}, "
+                      f"server CPU {res['server_cpu_share']:.2f} cores, generator {res['generator_cpu_share']:.2f}",
                       flush=True)
             peak = server_rss(server.pid).get("VmHWM")
         finally:
@@ -396,14 +417,14 @@ def report_static(r: dict) -> str:
         f"then numbered copies), a fixed count per level and at most {r['max_seconds']:.0f} s of sending.",
         "",
         "| concurrency | requests | sent | errors | lost | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) "
-        "| mean batch | server RSS (MiB) | load avg after |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mean batch | server RSS (MiB) | server CPU (cores) | generator CPU (cores) | load avg after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for x in r["levels"]:
         lines.append(f"| {x['concurrency']} | {x['requests']} | {x['sent']} | {x['errors']} | {x['lost']} | "
                      f"{x['throughput']:.0f} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | {x['p99_ms']:.1f} | "
                      f"{x['mean_batch']:.1f} | {x['server_rss_mib'] or float('nan'):.0f} | "
-                     f"{x['load_avg_after'][0]:.1f} |")
+                     f"{x['server_cpu_share']:.2f} | {x['generator_cpu_share']:.2f} | {x['load_avg_after'][0]:.1f} |")
     lines += ["", f"Server peak RSS: {r['server_peak_rss_mib'] or float('nan'):.0f} MiB. Lost: acknowledged "
               "decisions missing from the decision log after the run."]
     if goal64 and goal1:
