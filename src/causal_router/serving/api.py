@@ -267,7 +267,10 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         client = client_of(request.scope, settings.client_key)
         parts = split_prompts(list(body.prompts), settings.max_batch, settings.max_batch_chars)
         items = [RouteItem(part, body.lam, float(explore), request.state.request_id) for part in parts]
-        outs = await asyncio.gather(*(batcher.submit(item, client) for item in items))
+        if len(items) == 1:  # the usual request: no gather (a task per part)
+            outs = [await batcher.submit(items[0], client)]
+        else:
+            outs = await asyncio.gather(*(batcher.submit(item, client) for item in items))
         for out in outs:
             if isinstance(out, BadRequest):
                 raise out
