@@ -290,6 +290,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import pandas as pd
 
+    import causal_router
+
     static = args.encoder == "static"
     levels_c = [int(x) for x in (args.levels or ",".join(map(str, STATIC_LEVELS if static else LEVELS))).split(",")]
     counts = [int(x) for x in (args.requests or (STATIC_REQUESTS if static else "24,64,128,128")).split(",")]
@@ -383,6 +385,7 @@ def main(argv=None):
               "load_avg_after": load_avg(), "python": platform.python_version(), "offline": offline,
               "levels": levels, "server_peak_rss_mib": peak, "requests": counts, "lam": LAM,
               "encoder": args.encoder or "default", "workers": args.workers, "max_seconds": args.max_seconds,
+              "code": str(Path(causal_router.__file__).resolve().parents[1]),  # the src/ served (a baseline's)
               "command": "python -m benchmarks.serve_load" + (" --encoder static" if static else "")
               + (f" --workers {args.workers}" if args.workers > 1 else "") + (f" --tag {args.tag}" if args.tag else "")
               + (f" --levels {args.levels}" if args.levels else "") + (f" --requests {args.requests}" if args.requests
@@ -423,6 +426,7 @@ def report_static(r: dict) -> str:
         "same 2 cores as the server, and other jobs ran at the same time: load average "
         f"{r['load_avg_before'][0]:.1f} before, {r['load_avg_after'][0]:.1f} after (per level below).",
         "",
+        f"Code served: `{r.get('code', '?')}`. "
         f"Server: `causal-router serve --workers {r['workers']}`, encoder `{off['encoder']}` (the router's own; "
         f"{off['throughput']:.0f} prompts/s in the benchmark's process on {off['prompts']} RouterBench prompts), "
         "a ridge `dr-regress` router on those features, exploration 0.1 (thompson), micro-batching window 5 ms "
