@@ -284,6 +284,7 @@ def main(argv=None):
                     help=f"requests per level (default 24,64,128,128; static: {STATIC_REQUESTS})")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="time limit of each level's sending")
     ap.add_argument("--workers", type=int, default=1, help="serve --workers N")
+    ap.add_argument("--max-batch", type=int, default=64, help="serve.max_batch (most prompts per micro-batch)")
     ap.add_argument("--tag", default="", help="suffix of the result files (a variant, e.g. w2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=results_dir("serve_load"))
@@ -329,7 +330,7 @@ def main(argv=None):
         project = tmp / "project"
         project.mkdir()
         (project / "params.yaml").write_text("serve:\n  explore: 0.1\n  floor: 0.01\n  seed: 0\n"
-                                             "  batch_window_ms: 5\n  max_batch: 64\n")
+                                             f"  batch_window_ms: 5\n  max_batch: {args.max_batch}\n")
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "causal_router.cli", "serve", "--port", str(port),
                                    "--model-uri", f"models:/{NAME}@champion", "--workers", str(args.workers)],
@@ -384,10 +385,13 @@ def main(argv=None):
     result = {"cpu": cpu_model(), "cpus": os.cpu_count(), "load_avg_before": load_avg_before,
               "load_avg_after": load_avg(), "python": platform.python_version(), "offline": offline,
               "levels": levels, "server_peak_rss_mib": peak, "requests": counts, "lam": LAM,
-              "encoder": args.encoder or "default", "workers": args.workers, "max_seconds": args.max_seconds,
+              "encoder": args.encoder or "default", "workers": args.workers, "max_batch": args.max_batch,
+              "max_seconds": args.max_seconds,
               "code": str(Path(causal_router.__file__).resolve().parents[1]),  # the src/ served (a baseline's)
               "command": "python -m benchmarks.serve_load" + (" --encoder static" if static else "")
-              + (f" --workers {args.workers}" if args.workers > 1 else "") + (f" --tag {args.tag}" if args.tag else "")
+              + (f" --workers {args.workers}" if args.workers > 1 else "")
+              + (f" --max-batch {args.max_batch}" if args.max_batch != 64 else "")
+              + (f" --tag {args.tag}" if args.tag else "")
               + (f" --levels {args.levels}" if args.levels else "") + (f" --requests {args.requests}" if args.requests
                                                                         else "")}
     at16 = next((r for r in levels if r["concurrency"] == 16), None)
@@ -430,7 +434,8 @@ def report_static(r: dict) -> str:
         f"Server: `causal-router serve --workers {r['workers']}`, encoder `{off['encoder']}` (the router's own; "
         f"{off['throughput']:.0f} prompts/s in the benchmark's process on {off['prompts']} RouterBench prompts), "
         "a ridge `dr-regress` router on those features, exploration 0.1 (thompson), micro-batching window 5 ms "
-        "(at most 64 prompts), SQLite decision log (WAL, synchronous=FULL: each micro-batch committed before its "
+        f"(at most {r.get('max_batch', 64)} prompts), SQLite decision log (WAL, synchronous=FULL: each micro-batch "
+        "committed before its "
         "responses). Requests: one RouterBench prompt each (mean ~1,500 characters; distinct: the table's prompts, "
         f"then numbered copies), a fixed count per level and at most {r['max_seconds']:.0f} s of sending.",
         "",
