@@ -191,8 +191,8 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     async def lifespan(app):
         await batcher.start()
         holder.start()
-        # what startup loaded (model, encoder, libraries: ~10^5-10^6 objects) never needs collecting: out of
-        # the collector's sight, a full collection no longer stalls requests (p99 at concurrency 64 ~2x lower)
+        # what startup loaded (model, encoder, libraries: ~250,000 objects) never needs collecting: out of the
+        # collector's sight, a full collection (~200 ms here) no longer stalls requests (docs/deploy.md)
         gc.freeze()
         log.warning("serving %s version %s (%s); decisions -> %r", holder.current.name, holder.current.version,
                     settings.model_uri, store)
