@@ -304,3 +304,21 @@ def test_routers_with_an_outcome_model_give_a_posterior(separable, name):
     assert sd.shape == (K,) and (sd > 0).all()
     assert sd[counts.argmin()] >= sd[counts.argmax()]
     assert routers["best-single"].posterior(X, LAMS[1], tok) is None
+
+
+def test_linear_predict_is_ridge_predict_bit_for_bit():
+    """The served ridge product skips sklearn's per-call validation and nothing else: identical predictions
+    (float32 and float64 features, one or several targets), and the same refusal of a wrong width."""
+    from sklearn.linear_model import Ridge
+
+    from causal_router.policy.routers import linear_predict
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        X = rng.normal(size=(50, 8)).astype(dtype)
+        for y in (rng.normal(size=(50, 3)), rng.normal(size=50)):
+            m = Ridge(alpha=10.0).fit(X, y)
+            Z = rng.normal(size=(7, 8)).astype(dtype)
+            assert np.array_equal(linear_predict(m, Z), m.predict(Z))
+    with pytest.raises(ValueError, match="fitted on"):
+        linear_predict(m, rng.normal(size=(2, 5)))

@@ -33,6 +33,7 @@ and fair queuing between clients: :mod:`causal_router.serving.limits`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -190,6 +191,9 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     async def lifespan(app):
         await batcher.start()
         holder.start()
+        # what startup loaded (model, encoder, libraries: ~250,000 objects) never needs collecting: out of the
+        # collector's sight, a full collection (~200 ms here) no longer stalls requests (docs/deploy.md)
+        gc.freeze()
         log.warning("serving %s version %s (%s); decisions -> %r", holder.current.name, holder.current.version,
                     settings.model_uri, store)
         try:
@@ -263,7 +267,10 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         client = client_of(request.scope, settings.client_key)
         parts = split_prompts(list(body.prompts), settings.max_batch, settings.max_batch_chars)
         items = [RouteItem(part, body.lam, float(explore), request.state.request_id) for part in parts]
-        outs = await asyncio.gather(*(batcher.submit(item, client) for item in items))
+        if len(items) == 1:  # the usual request: no gather (a task per part)
+            outs = [await batcher.submit(items[0], client)]
+        else:
+            outs = await asyncio.gather(*(batcher.submit(item, client) for item in items))
         for out in outs:
             if isinstance(out, BadRequest):
                 raise out

@@ -71,6 +71,7 @@ class MicroBatcher:
         self.cost = cost
         self._queues: dict = {}  # client -> deque of (item, future)
         self._order: deque = deque()  # clients with queued items, in serving order
+        self._weight = self._cost = 0  # of the queued items (kept as they come and go: checked on every arrival)
         self._arrived: asyncio.Event | None = None
         self._task = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="causal-router-batch")
@@ -100,16 +101,13 @@ class MicroBatcher:
             self._queues[client] = deque()
             self._order.append(client)
         self._queues[client].append((item, fut))
+        self._weight += self.size(item)
+        self._cost += self.cost(item)
         self._arrived.set()
         return await fut
 
-    def _queued(self) -> tuple[int, int]:
-        items = [it for q in self._queues.values() for it, _ in q]
-        return sum(self.size(it) for it in items), sum(self.cost(it) for it in items)
-
     def _full(self) -> bool:
-        weight, cost = self._queued()
-        return weight >= self.max_items or (self.max_cost is not None and cost >= self.max_cost)
+        return self._weight >= self.max_items or (self.max_cost is not None and self._cost >= self.max_cost)
 
     def _take(self) -> list:
         """One batch: the clients' oldest items in turn, within the limits (the first item always fits)."""
@@ -130,6 +128,8 @@ class MicroBatcher:
                 weight, cost, added = weight + w, cost + c, True
             if not added:
                 break
+        self._weight -= weight
+        self._cost -= cost
         for client in [c for c, q in self._queues.items() if not q]:
             del self._queues[client]
             self._order.remove(client)

@@ -125,8 +125,9 @@ class LimitsMiddleware:
 
         async def timed_receive():
             left = body_deadline - loop.time()
-            try:
-                return await asyncio.wait_for(receive(), max(left, 0.001))
+            try:  # asyncio.timeout, not wait_for: no extra task per receive (a cost at 1,000 requests/s)
+                async with asyncio.timeout(max(left, 0.001)):
+                    return await receive()
             except TimeoutError:
                 if started:
                     return {"type": "http.disconnect"}
@@ -140,7 +141,8 @@ class LimitsMiddleware:
 
         self.in_flight += counted
         try:
-            await asyncio.wait_for(self.app(scope, timed_receive, tracked_send), self.request_timeout)
+            async with asyncio.timeout(self.request_timeout):  # in this task: no extra task per request
+                await self.app(scope, timed_receive, tracked_send)
         except _BodyTimeout:
             if not started:
                 await reply(408, f"the request body took longer than {self.body_timeout:g}s", close=True)

@@ -105,46 +105,66 @@ class RouteService:
         return None if not tpc else np.array([len(p) * float(tpc) for p in prompts])
 
     def handle(self, items: list[RouteItem]) -> list:
-        """Route a batch (runs in the batcher's thread): one embedding call, one commit."""
+        """Route a batch (runs in the batcher's thread): one embedding call, one commit, and one scoring
+        and exploration pass per group of requests that share their lambda and exploration rate (a batch
+        of one-prompt requests costs about one request's scoring, not one per request: the routers'
+        ``scores`` carry a fixed per-call cost, e.g. sklearn's input validation). Probabilities are
+        row-wise, so grouping changes no propensity; the draws take the random stream in request order
+        as one call per request did."""
         model = self.holder.current
         texts = [p for it in items for p in it.prompts]
         X = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         counts = np.array([self.counts.get(m, 0) for m in model.models], dtype=float)
         created = now()
         stamp = time.time_ns()
-        rows, results, start = [], [], 0
-        for it in items:
+        spans, results, groups, start = [], [None] * len(items), {}, 0
+        for i, it in enumerate(items):
             n = len(it.prompts)
-            Xi, start = X[start:start + n], start + n
+            spans.append((start, start + n))
+            start += n
             if self.budget is not None:
                 it.lam, it.budget = self.budget.resolve(it.lam, model.lam_range)
             err = "lam: is required" if it.lam is None else self.lam_error(model, it.lam)
             if err:
-                results.append(BadRequest(422, err))
+                results[i] = BadRequest(422, err)
                 continue
-            tok = self.tokens(model, it.prompts)
-            guide = model.challenger_choice(Xi, it.lam, tok) if it.explore > 0 else None
-            post = model.posterior(Xi, it.lam, tok) if it.explore > 0 and self.policy.strategy == "thompson" else None
-            P = self.policy.probabilities(model.scores(Xi, it.lam, tok), it.explore, counts, guide, post)
+            # a capped request gets the cap's own probabilities: never grouped with others
+            key = ("capped", i) if it.budget == "capped" else (float(it.lam), float(it.explore))
+            groups.setdefault(key, []).append(i)
+        P_all = np.zeros((len(texts), len(model.models)))
+        toks = self.tokens(model, texts)
+        for members in groups.values():
+            it = items[members[0]]
+            rows_of = np.concatenate([np.arange(*spans[i]) for i in members])
+            Xg, tok = X[rows_of], None if toks is None else toks[rows_of]
+            guide = model.challenger_choice(Xg, it.lam, tok) if it.explore > 0 else None
+            post = model.posterior(Xg, it.lam, tok) if it.explore > 0 and self.policy.strategy == "thompson" else None
+            P = self.policy.probabilities(model.scores(Xg, it.lam, tok), it.explore, counts, guide, post)
             if it.budget == "capped":  # the hard cap: the cheapest model, propensity 1
-                P = self.budget.cap(P, model.models, 
-                                    lambda X=Xi, t=tok: model.scores(X, model.lam_range[1], t))
-            idx, prop = self.policy.draw(P, self.rng)
-            out = []
-            for j, (k, p) in enumerate(zip(idx, prop)):
-                vector = propensities_json(model.models, P[j])
+                P = self.budget.cap(P, model.models,
+                                    lambda X=Xg, t=tok: model.scores(X, model.lam_range[1], t))
+            P_all[rows_of] = P
+        served = [i for i in range(len(items)) if results[i] is None]
+        order = np.concatenate([np.arange(*spans[i]) for i in served]) if served else np.zeros(0, dtype=int)
+        idx, prop = self.policy.draw(P_all[order], self.rng) if len(order) else ((), ())
+        rows, drawn = [], iter(zip(order, idx, prop))
+        for i in served:
+            it, out = items[i], []
+            for j in range(len(it.prompts)):
+                r, k, p = next(drawn)
                 did = decision_id(stamp, len(rows))
                 row = {"decision_id": did, "created_at": created, "request_id": it.request_id,
                        "prompt": it.prompts[j], "model": model.models[k], "propensity": float(p),
                        "lam": float(it.lam), "explore": float(it.explore), "router_name": model.name,
                        "router_version": model.version,
                        # a count: whole tokens, as logs and price sheets have them
-                       "input_tokens": None if tok is None else int(round(tok[j])), "propensities": vector}
+                       "input_tokens": None if toks is None else int(round(toks[r])),
+                       "propensities": propensities_json(model.models, P_all[r])}
                 rows.append(row)
                 out.append({"decision_id": did, "model": row["model"], "propensity": row["propensity"],
                             "router_version": model.version, "lam": row["lam"],
                             **({"budget": it.budget} if it.budget else {})})
-            results.append(out)
+            results[i] = out
         self.store.add_decisions(rows)  # committed before any response leaves
         for r in rows:
             self.counts[r["model"]] = self.counts.get(r["model"], 0) + 1
