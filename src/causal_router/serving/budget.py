@@ -98,7 +98,8 @@ class BudgetController:
     def to_lam(self, u: float) -> float:
         if self.hi <= self.lo:
             return self.lo
-        return self.lo + self.scale * math.expm1(u * math.log1p((self.hi - self.lo) / self.scale))
+        lam = self.lo + self.scale * math.expm1(u * math.log1p((self.hi - self.lo) / self.scale))
+        return min(max(lam, self.lo), self.hi)  # u = 1 can round a hair above hi
 
     def observe(self, cost: float) -> None:
         """One decision's recorded cost (USD)."""
