@@ -64,7 +64,8 @@ COLUMNS = ["dataset", "scenario", "seed", "arm", "budget_fraction", "budget_usd"
 
 
 def spend_metrics(costs, budget: float) -> tuple[float, float]:
-    """(spend ratio after ``WARMUP`` decisions, the ``WINDOW``-window ratio furthest from 1) of costs in stream order."""
+    """(spend ratio after ``WARMUP`` decisions, the ``WINDOW``-window ratio furthest from 1) of ``costs``
+    in stream order."""
     c = np.asarray(costs, dtype=float)[WARMUP:]
     ratio = float(c.mean() / budget)
     if len(c) < WINDOW:
@@ -102,13 +103,13 @@ def drift_order(stream, clusters: int = DRIFT_CLUSTERS, share: float = DRIFT_SHA
     return np.array(order)
 
 
-def _controlled(stream, arm, budget, control, lam=None, nuisances=None, prices=None):
+def _controlled(stream, arm, budget, control, lam=None, nuisances=None, prices=None, gain=None):
     """One retraining arm under ``budget`` (a :class:`causal_router.loop.budget.Budget` is built here):
     (records, Budget)."""
     from causal_router.loop.budget import Budget, budget_grid
     from causal_router.loop.rounds import run_rounds
 
-    b = Budget(budget, budget_grid(stream.lam), control, lam)
+    b = Budget(budget, budget_grid(stream.lam), control, lam, gain)
     method, gated = ("naive", False) if arm == "explore-naive" else ("rm-interval", True)
     recs = run_rounds(stream, EXPLORE, method=method, gated=gated, arm=arm, nuisances=nuisances, prices=prices,
                       budget=b)
@@ -140,7 +141,7 @@ def _secant(points, budget, to_u, to_lam) -> float:
 
 
 def run_task(name: str, scenario: str, seed: int, fraction: float, arms, data_root: str, out: str, cv: int,
-             tries: int) -> list[dict]:
+             tries: int, gain: float | None = None) -> list[dict]:
     """Every arm on one (dataset, scenario, seed, budget); rows of :data:`COLUMNS`. Traces to ``out/traces``."""
     from causal_router.loop.budget import budget_usd
     from causal_router.loop.rounds import loop_nuisances
@@ -176,7 +177,7 @@ def run_task(name: str, scenario: str, seed: int, fraction: float, arms, data_ro
                          "decisions": len(costs), "seconds": time.perf_counter() - start})
             continue
         recs, b = _controlled(stream, arm, budget, "fixed" if arm == "causal-fixed" else "online", nuisances=nuis,
-                              prices=prices)
+                              prices=prices, gain=gain)
         rows.append({**base, **_row(arm, recs, b, budget, time.perf_counter() - start)})
         traces[arm] = b.trace
         if arm == "causal-fixed":
@@ -208,8 +209,9 @@ def run_task(name: str, scenario: str, seed: int, fraction: float, arms, data_ro
     tdir = Path(out) / "traces"
     tdir.mkdir(parents=True, exist_ok=True)
     for arm, trace in traces.items():
-        pd.DataFrame(trace).assign(arm=arm).to_parquet(
-            tdir / f"{name}_{scenario}_s{seed}_b{fraction:g}_{arm}.parquet", index=False)
+        f = tdir / f"{name}_{scenario}_s{seed}_b{fraction:g}_{arm}.parquet"
+        pd.DataFrame(trace).assign(arm=arm).to_parquet(f, index=False)
+        f.with_suffix(".json").write_text(json.dumps({"budget_usd": budget, "lam": lam}))
     return rows
 
 
@@ -230,6 +232,7 @@ def main() -> None:
     ap.add_argument("--drift-budgets", default="0.4", help="budgets of the drift scenario")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--hindsight-tries", type=int, default=2)
+    ap.add_argument("--gain", type=float, default=None, help="the controller's integral gain (default: serve's)")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
     ap.add_argument("--out", default=str(results_dir("budget")))
     ap.add_argument("--tag", default="", help="non-empty for a reduced run: TAG.csv, never budget.csv")
@@ -255,7 +258,7 @@ def main() -> None:
             for name in args.datasets.split(","):
                 for b in [float(x) for x in budgets.split(",")]:
                     tasks.append((name, scenario, seed, b, arms, args.data_root, str(out), args.cv,
-                                  args.hindsight_tries, str(partial)))
+                                  args.hindsight_tries, args.gain, str(partial)))
     start = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
@@ -269,7 +272,7 @@ def main() -> None:
             "datasets": args.datasets.split(","), "seeds": seeds, "budgets": args.budgets,
             "drift_budgets": args.drift_budgets, "scenarios": args.scenarios.split(","), "arms": arms,
             "explore": EXPLORE, "warmup": WARMUP, "window": WINDOW, "spend_tol": SPEND_TOL,
-            "hindsight_tries": args.hindsight_tries, "cv": args.cv, "jobs": args.jobs,
+            "hindsight_tries": args.hindsight_tries, "gain": args.gain, "cv": args.cv, "jobs": args.jobs,
             "loop_settings": LOOP_SETTINGS, "drift": {"clusters": DRIFT_CLUSTERS, "share": DRIFT_SHARE},
             "cpu_model": cpu_model(), "wall_seconds": time.perf_counter() - start}
     (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=2))

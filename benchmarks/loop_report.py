@@ -284,9 +284,21 @@ def main() -> None:
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
     if not args.tag:
-        out += more_seeds(records) + gate_evidence() + gate_strictness()
+        out += more_seeds(records) + gate_evidence() + gate_strictness() + budget_section()
     (DOCS / "loop.md").write_text("\n".join(out) + "\n")
     print(f"wrote {DOCS / 'loop.md'}")
+
+
+def budget_section() -> list[str]:
+    """The budget study's section (:mod:`benchmarks.budget_report`), if its results are committed."""
+    from .budget_report import docs_section
+
+    path = results_dir("budget") / "budget.csv"
+    if not path.exists():
+        return []
+    meta_path = path.with_name("budget_meta.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return docs_section(pd.read_csv(path), meta, "loop_budget.png")
 
 
 def more_seeds(study: pd.DataFrame, tag: str = "seeds345") -> list[str]:

@@ -80,3 +80,35 @@ def test_cli_refuses_a_budget_without_a_positive_lambda(tmp_path):
     res = CliRunner().invoke(app, ["loop", str(tmp_path / "t.parquet"), "--rounds", "2", "--batch", "10", "--lam",
                                    "0", "--out", str(tmp_path / "o"), "--budget", "0.4"])
     assert res.exit_code != 0 and "a budget needs --lam > 0" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_cli_loop_under_a_budget_end_to_end(tmp_path, monkeypatch, prefect_harness):
+    """``causal-router loop --budget``: the interval router registered and gated every round, each
+    decision served at the controller's lambda, the trace and the records written."""
+    from tests.loop.test_cli_loop import ROOT
+
+    t = pd.read_parquet(ROOT / "samples" / "llmrouter_9models_sample.parquet")
+    keep = t["prompt_id"].drop_duplicates().head(300)
+    table = tmp_path / "sample300.parquet"
+    t[t["prompt_id"].isin(keep)].to_parquet(table, index=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "loop"
+    res = CliRunner().invoke(app, ["loop", str(table), "--rounds", "2", "--batch", "100", "--explore", "0.1",
+                                   "--lam", "7400", "--out", str(out), "--encoder", "tests.serving.tiny:TinyEncoder",
+                                   "--budget", "0.3"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out / "loop.csv")
+    assert list(df.columns[-4:]) == list(BUDGET_COLUMNS) and df["spend"].notna().sum() == 1
+    trace = pd.read_csv(out / "budget_trace.csv")
+    assert len(trace) == 100 and trace["lam"].between(0, 74000).all() and trace["lam"].nunique() > 1
+    assert trace["propensity"].between(0, 1, inclusive="right").all()
+    from mlflow import MlflowClient
+
+    from causal_router.registry.tracking import configure
+
+    configure(out)
+    versions = MlflowClient().search_model_versions("name='causal-router-interval'")
+    assert sorted(v.tags["loop.round"] for v in versions) == ["0", "1"]

@@ -93,7 +93,8 @@ def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances
 
 
 def make_control(kind: str, budget: float, grid, lam0: float, gain: float | None = None):
-    """The ``online`` controller (the service's, bounds ``grid``'s ends, cold start ``lam0``) or ``fixed`` at ``lam0``."""
+    """The ``online`` controller (the service's; bounds: ``grid``'s ends; cold start ``lam0``), or ``fixed`` at
+    ``lam0``."""
     from ..serving.budget import DEFAULT_GAIN, BudgetController
 
     if kind not in CONTROLS:
@@ -141,7 +142,8 @@ class Budget:
         the incumbent's), and the mean quality and cost of the deployed router's test choices."""
         costs = [t["cost"] for t in self.trace if t["round"] == r]
         q, c = heldout_outcomes(stream, actions)
-        return {"lam": float(self.control.lam), "budget": self.usd, "spend": float(np.mean(costs)) if costs else None, "test_quality": q,
+        return {"lam": float(self.control.lam), "budget": self.usd, "spend": float(np.mean(costs)) if costs else None,
+                "test_quality": q,
                 "test_cost": c}
 
 

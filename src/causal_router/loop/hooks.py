@@ -61,7 +61,8 @@ class RegistryHooks:
         from ..registry.promote import promote
 
         holdout, X = read_logs(data_dir, self.encoder)["holdout"]
-        d = promote(self.name, holdout, X, lam=[self.lam if lam is None else float(lam)], nuisances=self.nuisances, prices=self.prices, **GATE)
+        d = promote(self.name, holdout, X, lam=[self.lam if lam is None else float(lam)], nuisances=self.nuisances,
+                    prices=self.prices, **GATE)
         self.decisions.append({"round": r, **{k: v for k, v in d.to_dict().items()
                                               if k in ("decision", "reason", "challenger_version")}})
         return d.promoted
