@@ -195,8 +195,9 @@ def main() -> None:
     plotted = plot(d / "traces", png, args.seed, args.budget)
     lines = [f"# Budget loop study ({shown(path)})", ""]
     if meta:
-        lines += [f"Command: `{meta.get('command')}`; CPU: {meta.get('cpu_model')}; wall {meta.get('wall_seconds', 0):.0f} s"
-                  + ("; **reduced run**" if meta.get("reduced") else ""), ""]
+        lines += [f"Command: `{meta.get('command')}`; CPU: {meta.get('cpu_model')}; "
+                  f"wall {meta.get('wall_seconds', 0):.0f} s" + ("; **reduced run**" if meta.get("reduced") else ""),
+                  ""]
     lines += ["## Goal checks", "", *goal_checks(df), "", "## Means over seeds", "", *arm_table(df), ""]
     if plotted:
         lines += [f"Plot: `{shown(png)}` (seed {args.seed}, B = {args.budget:g})", ""]
