@@ -230,6 +230,7 @@ def main() -> None:
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--drift-budgets", default="0.4", help="budgets of the drift scenario")
+    ap.add_argument("--drift-arms", default="causal,causal-fixed,cheapest", help="arms of the drift scenario")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--hindsight-tries", type=int, default=2)
     ap.add_argument("--gain", type=float, default=None, help="the controller's integral gain (default: serve's)")
@@ -251,14 +252,18 @@ def main() -> None:
     partial = out / f"{stem}.partial.csv"
     partial.unlink(missing_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
-    tasks = []  # seed-major: a run stopped early has every table and budget of its first seeds
+    tasks = []
     for seed in seeds:
         for scenario in args.scenarios.split(","):
             budgets = args.budgets if scenario == "iid" else args.drift_budgets
             for name in args.datasets.split(","):
                 for b in [float(x) for x in budgets.split(",")]:
-                    tasks.append((name, scenario, seed, b, arms, args.data_root, str(out), args.cv,
+                    task_arms = arms if scenario == "iid" else [a for a in args.drift_arms.split(",") if a]
+                    tasks.append((name, scenario, seed, b, task_arms, args.data_root, str(out), args.cv,
                                   args.hindsight_tries, args.gain, str(partial)))
+    # seed-major, the drift budgets first: a run stopped early has both tables and scenarios of its first seeds
+    first = {float(x) for x in args.drift_budgets.split(",")}
+    tasks.sort(key=lambda t: (seeds.index(t[2]), t[3] not in first))
     start = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
@@ -270,7 +275,8 @@ def main() -> None:
     meta = {"reduced": bool(args.tag), "tag": args.tag, "command": "python -m benchmarks.budget_study " +
             " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("data_root", "out")),
             "datasets": args.datasets.split(","), "seeds": seeds, "budgets": args.budgets,
-            "drift_budgets": args.drift_budgets, "scenarios": args.scenarios.split(","), "arms": arms,
+            "drift_budgets": args.drift_budgets, "drift_arms": args.drift_arms,
+            "scenarios": args.scenarios.split(","), "arms": arms,
             "explore": EXPLORE, "warmup": WARMUP, "window": WINDOW, "spend_tol": SPEND_TOL,
             "hindsight_tries": args.hindsight_tries, "gain": args.gain, "cv": args.cv, "jobs": args.jobs,
             "loop_settings": LOOP_SETTINGS, "drift": {"clusters": DRIFT_CLUSTERS, "share": DRIFT_SHARE},

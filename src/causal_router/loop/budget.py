@@ -75,9 +75,10 @@ class FixedLam:
         pass
 
 
-def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances, prices=None) -> tuple[float, bool]:
-    """The lambda at which round 0's router ``method`` meets ``budget`` (USD per decision) by the DR
-    mean cost on round 0's validation and holdout logs: (lambda, met)."""
+def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances, prices=None,
+              splits=("val", "holdout")) -> tuple[float, bool]:
+    """The lambda at which router ``method`` of ``rs`` meets ``budget`` (USD per decision) by the DR mean
+    cost on the logs ``splits`` of ``data_dir`` (rows its heads were not fitted on): (lambda, met)."""
     import pandas as pd
 
     from ..policy.budget import BudgetCalibrator
@@ -85,8 +86,8 @@ def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances
     from .steps import read_logs
 
     logs = read_logs(data_dir, encoder)
-    rows = pd.concat([logs["val"][0], logs["holdout"][0]], ignore_index=True)
-    X = np.concatenate([logs["val"][1], logs["holdout"][1]])
+    rows = pd.concat([logs[k][0] for k in splits], ignore_index=True)
+    X = np.concatenate([logs[k][1] for k in splits])
     ev = holdout_evidence(rows, X, list(rs.models), nuisances, prices)
     cal = BudgetCalibrator(rs.get(method), rs.models, ev, (grid[0], grid[-1]), grid).calibrate(budget=budget)
     return cal.lam, cal.met
@@ -127,6 +128,7 @@ class Budget:
         self.trace: list = []
         self.control = None
         self.lam0, self.met = None, None
+        self.rebased: list = []  # the lambdas calibrated at each later deployment
 
     def methods(self, method: str) -> list[str]:
         return TRAIN_WITH.get(method, [method])
@@ -136,6 +138,17 @@ class Budget:
         self.lam0, self.met = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices)
         lam = self.lam0 if self.fixed is None else float(self.fixed)
         self.control = make_control(self.kind, self.usd, self.grid, lam, self.gain)
+
+    def redeploy(self, rs, method, data_dir, encoder, nuisances, prices=None) -> None:
+        """A new router is deployed after round 1 or later: the online controller moves its operating point
+        to the lambda calibrated for it on the holdout (:meth:`BudgetController.rebase`: the integral
+        keeps the spend's memory), so that a router that spends differently does not cost a burst of
+        over- or underspending while the integral catches up. A fixed lambda stays where it is."""
+        if self.kind != "online":
+            return
+        lam, _ = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices, ("holdout",))
+        self.control.rebase(lam)
+        self.rebased.append(lam)
 
     def record(self, stream, actions, r: int) -> dict:
         """The round's budget columns: the target, the mean cost of its decisions (None for round 0,

@@ -158,12 +158,15 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
                     promoted = True
             if promoted:
                 champion, champion_version = rs, version
+                if budget is not None and r > 0:
+                    budget.redeploy(rs, method, data_dir, encoder, nuisances, prices)
             if promoted or (gated and explore > 0):  # a rejected challenger is served as the canary
                 service.holder.current = hooks.served() if hooks is not None else \
                     served_model(champion, method, stream.lam, champion_version,
                                  challenger=None if promoted else rs, challenger_version=version,
                                  lam_range=(grid[0], grid[-1]))
-            actions = greedy_actions(champion, method, stream, stream.test, lam)
+            actions = greedy_actions(champion, method, stream, stream.test,
+                                     stream.lam if budget is None else budget.control.lam)
             test = stream.test_utility(actions)
             out.append(record(arm, explore, r, stream, n_logged(data_dir), deployed, test, regret, promoted))
             if budget is not None:
