@@ -233,7 +233,8 @@ def main() -> None:
     ap.add_argument("--drift-arms", default="causal,causal-fixed,cheapest", help="arms of the drift scenario")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--hindsight-tries", type=int, default=2)
-    ap.add_argument("--gain", type=float, default=None, help="the controller's integral gain (default: the loop's, LOOP_GAIN)")
+    ap.add_argument("--gain", type=float, default=None,
+                    help="the controller's integral gain (default: the loop's, LOOP_GAIN)")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
     ap.add_argument("--out", default=str(results_dir("budget")))
     ap.add_argument("--tag", default="", help="non-empty for a reduced run: TAG.csv, never budget.csv")
