@@ -112,3 +112,16 @@ def test_cli_loop_under_a_budget_end_to_end(tmp_path, monkeypatch, prefect_harne
     configure(out)
     versions = MlflowClient().search_model_versions("name='causal-router-interval'")
     assert sorted(v.tags["loop.round"] for v in versions) == ["0", "1"]
+
+
+def test_rebase_moves_the_operating_point_and_keeps_the_integral():
+    from causal_router.serving.budget import BudgetController
+
+    c = BudgetController(1.0, (0.0, 100.0), lam0=10.0, gain=0.1)
+    for cost in (3.0, 3.0, 0.5):
+        c.observe(cost)
+    before = c.integral
+    c.rebase(40.0)
+    assert c.lam == pytest.approx(40.0) and c.integral == before
+    c.observe(2.0)  # overspending still raises lambda from there
+    assert c.lam > 40.0

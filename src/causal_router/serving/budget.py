@@ -112,13 +112,14 @@ class BudgetController:
     def rebase(self, lam: float) -> None:
         """A new router is deployed whose calibrated lambda is ``lam``: move the operating point so the
         controller's lambda is ``lam`` now, keeping the integral (the spend's memory) and the window."""
-        p = self.u - self.u0 - self.integral  # the proportional term (and the clipping) as they are now
-        self.u0 = self.to_u(min(max(float(lam), self.lo), self.hi)) - self.integral - p
+        self.u0 = self.to_u(min(max(float(lam), self.lo), self.hi)) - self.integral - self._p()
+
+    def _p(self) -> float:
+        return self.kp * (float(np.mean(self.recent)) / self.budget - 1.0) if self.recent else 0.0
 
     @property
     def u(self) -> float:
-        p = self.kp * (float(np.mean(self.recent)) / self.budget - 1.0) if self.recent else 0.0
-        return min(max(self.u0 + self.integral + p, 0.0), 1.0)
+        return min(max(self.u0 + self.integral + self._p(), 0.0), 1.0)
 
     @property
     def lam(self) -> float:
