@@ -37,7 +37,7 @@ def arm_table(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def goal_checks(df: pd.DataFrame) -> list[str]:
+def goal_checks(df: pd.DataFrame, floors: pd.Series | None = None) -> list[str]:
     out = []
     iid = df[df["scenario"] == "iid"]
     c = iid[iid["arm"] == "causal"]
@@ -50,6 +50,10 @@ def goal_checks(df: pd.DataFrame) -> list[str]:
         out.append(f"- **Worst 500-decision window within +-{WINDOW_TOL:.0%}** (causal, iid): {int(okw.sum())} of "
                    f"{len(c)}; worst windows {c['worst_window_ratio'].min():.3f} to "
                    f"{c['worst_window_ratio'].max():.3f}. {'MET' if okw.all() else 'MISSED'}.")
+        if floors is not None and len(floors):
+            out.append("- Share of the causal arm's decisions after warm-up served at lambda 0 (the bottom of the "
+                       "interval: below the budget there, the router will not spend more): "
+                       + ", ".join(f"{d} {s} s{seed} B={b:g} {v:.0%}" for (d, s, seed, b), v in floors.items()) + ".")
     key = ["dataset", "scenario", "seed", "budget_fraction"]
     piv = df.pivot_table(index=key, columns="arm", values="final_test_utility")
     if {"causal", "hindsight"} <= set(piv.columns):
@@ -75,6 +79,19 @@ def goal_checks(df: pd.DataFrame) -> list[str]:
                    + ", ".join(f"{ds} {a} {v:.3f}" for (ds, a), v in sp.items())
                    + f". {'MET' if (by > 0).all() else 'MISSED'}.")
     return out
+
+
+def floor_shares(trace_dir: Path, df: pd.DataFrame) -> pd.Series:
+    """Per causal run, the share of decisions after warm-up served at the bottom of the lambda interval
+    (lambda 0 on these grids: the router's most quality-minded choice, so spending less than the budget
+    there is the router's limit, not the controller's)."""
+    out = {}
+    for r in df[df["arm"] == "causal"].itertuples():
+        f = trace_dir / f"{r.dataset}_{r.scenario}_s{r.seed}_b{r.budget_fraction:g}_causal.parquet"
+        if f.exists():
+            lam = pd.read_parquet(f)["lam"].to_numpy()[200:]
+            out[(r.dataset, r.scenario, r.seed, r.budget_fraction)] = float(np.mean(lam <= 1e-9)) if len(lam) else 0.0
+    return pd.Series(out, dtype=float)
 
 
 def plot(trace_dir: Path, png: Path, seed: int = 0, fraction: float = 0.4) -> list[str]:
@@ -155,14 +172,14 @@ INTRO = [
 ]
 
 
-def docs_section(df: pd.DataFrame, meta: dict, png: str) -> list[str]:
+def docs_section(df: pd.DataFrame, meta: dict, png: str, floors: pd.Series | None = None) -> list[str]:
     """The section of docs/loop.md on the budget study."""
     reduced = meta.get("reduced") or meta.get("partial")
     lines = ["", SECTION, "", *INTRO, ""]
     if reduced:
         lines += [f"> **REDUCED RUN.** {meta.get('note', '')} Command: `{meta.get('command', '')}`.", ""]
     lines += [f"CPU: {meta.get('cpu_model', 'n/a')}; wall time {meta.get('wall_seconds', float('nan')):.0f} s.", "",
-              "### Goal checks", "", *goal_checks(df), "", "### Means over seeds", "", *arm_table(df), "",
+              "### Goal checks", "", *goal_checks(df, floors), "", "### Means over seeds", "", *arm_table(df), "",
               f"![spend and lambda over the stream]({png})", ""]
     return lines
 
@@ -198,7 +215,8 @@ def main() -> None:
         lines += [f"Command: `{meta.get('command')}`; CPU: {meta.get('cpu_model')}; "
                   f"wall {meta.get('wall_seconds', 0):.0f} s" + ("; **reduced run**" if meta.get("reduced") else ""),
                   ""]
-    lines += ["## Goal checks", "", *goal_checks(df), "", "## Means over seeds", "", *arm_table(df), ""]
+    floors = floor_shares(d / "traces", df)
+    lines += ["## Goal checks", "", *goal_checks(df, floors), "", "## Means over seeds", "", *arm_table(df), ""]
     if plotted:
         lines += [f"Plot: `{shown(png)}` (seed {args.seed}, B = {args.budget:g})", ""]
     (d / f"{stem}.md").write_text("\n".join(lines))
@@ -208,7 +226,7 @@ def main() -> None:
 
         docs_png = ROOT / "docs" / "loop_budget.png"
         plot(d / "traces", docs_png, args.seed, args.budget)
-        write_docs(docs_section(df, meta, docs_png.name), ROOT / "docs" / "loop.md")
+        write_docs(docs_section(df, meta, docs_png.name, floors), ROOT / "docs" / "loop.md")
 
 
 if __name__ == "__main__":

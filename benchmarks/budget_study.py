@@ -223,6 +223,26 @@ def _run_and_save(args) -> list[dict]:
     return rows
 
 
+def assemble(args) -> None:
+    """The rows a stopped run appended to ``STEM.partial.csv`` as ``STEM.csv``, its meta marked reduced."""
+    from causal_router.features.hardware import cpu_model
+
+    out = Path(args.out)
+    stem = result_stem("budget", args.tag)
+    df = pd.read_csv(out / f"{stem}.partial.csv")
+    df.to_csv(out / f"{stem}.csv", index=False)
+    tasks = df[["dataset", "scenario", "seed", "budget_fraction"]].drop_duplicates()
+    meta = {"reduced": True, "partial": True, "note": args.note, "command": "python -m benchmarks.budget_study "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                       if k not in ("data_root", "out", "assemble", "note", "wall_seconds")),
+            "tasks_done": tasks.to_dict("records"), "explore": EXPLORE, "warmup": WARMUP, "window": WINDOW,
+            "spend_tol": SPEND_TOL, "loop_settings": LOOP_SETTINGS,
+            "drift": {"clusters": DRIFT_CLUSTERS, "share": DRIFT_SHARE}, "cpu_model": cpu_model(),
+            "wall_seconds": args.wall_seconds}
+    (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=2))
+    print(f"{stem}.csv: {len(df)} rows of {len(tasks)} tasks (assembled from the partial rows)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default=",".join(LOOP_SETTINGS))
@@ -240,7 +260,13 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="non-empty for a reduced run: TAG.csv, never budget.csv")
     ap.add_argument("--cv", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--assemble", action="store_true",
+                    help="a run stopped early: its partial rows as STEM.csv, the meta marked reduced (--note: why)")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--wall-seconds", type=float, default=None, help="with --assemble: the stopped run's wall time")
     args = ap.parse_args()
+    if args.assemble:
+        return assemble(args)
     from causal_router.features.hardware import cpu_model
 
     arms = [a for a in args.arms.split(",") if a]

@@ -291,14 +291,15 @@ def main() -> None:
 
 def budget_section() -> list[str]:
     """The budget study's section (:mod:`benchmarks.budget_report`), if its results are committed."""
-    from .budget_report import docs_section
+    from .budget_report import docs_section, floor_shares
 
     path = results_dir("budget") / "budget.csv"
     if not path.exists():
         return []
     meta_path = path.with_name("budget_meta.json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    return docs_section(pd.read_csv(path), meta, "loop_budget.png")
+    df = pd.read_csv(path)
+    return docs_section(df, meta, "loop_budget.png", floor_shares(path.parent / "traces", df))
 
 
 def more_seeds(study: pd.DataFrame, tag: str = "seeds345") -> list[str]:
