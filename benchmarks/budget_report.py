@@ -51,8 +51,8 @@ def goal_checks(df: pd.DataFrame, floors: pd.Series | None = None) -> list[str]:
                    f"{len(c)}; worst windows {c['worst_window_ratio'].min():.3f} to "
                    f"{c['worst_window_ratio'].max():.3f}. {'MET' if okw.all() else 'MISSED'}.")
         if floors is not None and len(floors):
-            out.append("- Share of the causal arm's decisions after warm-up served at lambda 0 (the bottom of the "
-                       "interval: below the budget there, the router will not spend more): "
+            out.append("- Share of the causal arm's decisions after warm-up served at the bottom of the interval "
+                       "(lambda <= 1% of the loop's: below the budget there, the router will hardly spend more): "
                        + ", ".join(f"{d} {s} s{seed} B={b:g} {v:.0%}" for (d, s, seed, b), v in floors.items()) + ".")
     key = ["dataset", "scenario", "seed", "budget_fraction"]
     piv = df.pivot_table(index=key, columns="arm", values="final_test_utility")
@@ -83,14 +83,17 @@ def goal_checks(df: pd.DataFrame, floors: pd.Series | None = None) -> list[str]:
 
 def floor_shares(trace_dir: Path, df: pd.DataFrame) -> pd.Series:
     """Per causal run, the share of decisions after warm-up served at the bottom of the lambda interval
-    (lambda 0 on these grids: the router's most quality-minded choice, so spending less than the budget
-    there is the router's limit, not the controller's)."""
+    (lambda at most 1% of the loop's: the router's most quality-minded choices, so spending less than the
+    budget there is the router's limit, not the controller's)."""
+    from .common import LOOP_SETTINGS
+
     out = {}
     for r in df[df["arm"] == "causal"].itertuples():
         f = trace_dir / f"{r.dataset}_{r.scenario}_s{r.seed}_b{r.budget_fraction:g}_causal.parquet"
         if f.exists():
             lam = pd.read_parquet(f)["lam"].to_numpy()[200:]
-            out[(r.dataset, r.scenario, r.seed, r.budget_fraction)] = float(np.mean(lam <= 1e-9)) if len(lam) else 0.0
+            low = 0.01 * LOOP_SETTINGS[r.dataset][0]
+            out[(r.dataset, r.scenario, r.seed, r.budget_fraction)] = float(np.mean(lam <= low)) if len(lam) else 0.0
     return pd.Series(out, dtype=float)
 
 
