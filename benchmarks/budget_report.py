@@ -59,6 +59,12 @@ def goal_checks(df: pd.DataFrame, floors: pd.Series | None = None) -> list[str]:
     if {"causal", "hindsight"} <= set(piv.columns):
         p = piv.dropna(subset=["causal", "hindsight"])
         p = p.xs("iid", level="scenario") if "iid" in p.index.get_level_values("scenario") else p.iloc[:0]
+        h = df[(df["arm"] == "hindsight") & (df["scenario"] == "iid")]
+        unmet = h[h["hindsight_met"].astype(str) == "False"]
+        if len(unmet):  # no fixed lambda tried met the budget: no skyline to compare with
+            p = p.drop([(r.dataset, r.seed, r.budget_fraction) for r in unmet.itertuples()], errors="ignore")
+            out.append("- Hindsight runs where no fixed lambda tried met the budget (left out of the quality check): "
+                       + ", ".join(f"{r.dataset} s{r.seed} B={r.budget_fraction:g}" for r in unmet.itertuples()) + ".")
         d = p["causal"] - p["hindsight"]
         by = d.groupby(level=["dataset", "budget_fraction"]).mean()
         ok = by >= -QUALITY_TOL
@@ -179,6 +185,23 @@ INTRO = [
 ]
 
 
+#: What the committed (reduced, seed 0) run says beyond the checks: rewrite it with the run.
+READING = [
+    "Reading of the committed run (seed 0 only). The controller holds the budget where the deployed routers can "
+    "spend it: under drift it ends at 0.995 (RouterBench) and 0.996 (LLMRouter) of the budget after warm-up, worst "
+    "500-window 0.965 and 0.954, while the round-0 calibrated lambda (`causal-fixed`) overspends 2.3x as the "
+    "router learns what the dear models are worth and the mix moves to prompts they answer best. On the iid "
+    "streams it underspends (0.957, 0.907, and 0.615 at B = 0.2) because for 21-69% of the decisions after "
+    "warm-up it sits at the bottom of the interval: the routers trained on the cost-biased incumbent's logs do "
+    "not choose the dear models often enough even at lambda 0, so no lambda spends the budget (at B = 0.2 on "
+    "RouterBench, probably because the controller's early lambdas kept the dear model out of the logs, its "
+    "routers learned less of it than `causal-fixed`'s, which overspent 1.95x). A spend target that is a cap is met in every "
+    "run; the +-2% two-sided goal is not. Quality: +0.0031 over the hindsight arm on RouterBench, -0.0097 "
+    "on LLMRouter (missed), against a two-point hindsight search. `causal-fixed` is far worse in final test "
+    "utility everywhere because it overspends and utility is scored at the loop's lambda.",
+]
+
+
 def docs_section(df: pd.DataFrame, meta: dict, png: str, floors: pd.Series | None = None) -> list[str]:
     """The section of docs/loop.md on the budget study."""
     reduced = meta.get("reduced") or meta.get("partial")
@@ -186,7 +209,8 @@ def docs_section(df: pd.DataFrame, meta: dict, png: str, floors: pd.Series | Non
     if reduced:
         lines += [f"> **REDUCED RUN.** {meta.get('note', '')} Command: `{meta.get('command', '')}`.", ""]
     lines += [f"CPU: {meta.get('cpu_model', 'n/a')}; wall time {meta.get('wall_seconds', float('nan')):.0f} s.", "",
-              "### Goal checks", "", *goal_checks(df, floors), "", "### Means over seeds", "", *arm_table(df), "",
+              "### Goal checks", "", *goal_checks(df, floors), "", *READING, "", "### Means over seeds", "",
+              *arm_table(df), "",
               f"![spend and lambda over the stream]({png})", ""]
     return lines
 

@@ -232,9 +232,8 @@ def assemble(args) -> None:
     df = pd.read_csv(out / f"{stem}.partial.csv")
     df.to_csv(out / f"{stem}.csv", index=False)
     tasks = df[["dataset", "scenario", "seed", "budget_fraction"]].drop_duplicates()
-    meta = {"reduced": True, "partial": True, "note": args.note, "command": "python -m benchmarks.budget_study "
-            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                       if k not in ("data_root", "out", "assemble", "note", "wall_seconds")),
+    meta = {"reduced": True, "partial": True, "note": args.note,
+            "command": "python -m benchmarks.budget_study --assemble (the stopped run's command: see the note)",
             "tasks_done": tasks.to_dict("records"), "explore": EXPLORE, "warmup": WARMUP, "window": WINDOW,
             "spend_tol": SPEND_TOL, "loop_settings": LOOP_SETTINGS,
             "drift": {"clusters": DRIFT_CLUSTERS, "share": DRIFT_SHARE}, "cpu_model": cpu_model(),
