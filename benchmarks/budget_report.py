@@ -195,8 +195,8 @@ READING = [
     "warm-up it sits at the bottom of the interval: the routers trained on the cost-biased incumbent's logs do "
     "not choose the dear models often enough even at lambda 0, so no lambda spends the budget (at B = 0.2 on "
     "RouterBench, probably because the controller's early lambdas kept the dear model out of the logs, its "
-    "routers learned less of it than `causal-fixed`'s, which overspent 1.95x). A spend target that is a cap is met in every "
-    "run; the +-2% two-sided goal is not. Quality: +0.0031 over the hindsight arm on RouterBench, -0.0097 "
+    "routers learned less of it than `causal-fixed`'s, which overspent 1.95x). A spend target that is a cap is "
+    "met in every run; the +-2% two-sided goal is not. Quality: +0.0031 over the hindsight arm on RouterBench, -0.0097 "
     "on LLMRouter (missed), against a two-point hindsight search. `causal-fixed` is far worse in final test "
     "utility everywhere because it overspends and utility is scored at the loop's lambda.",
 ]
