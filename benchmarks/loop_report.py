@@ -284,9 +284,22 @@ def main() -> None:
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
     if not args.tag:
-        out += more_seeds(records) + gate_evidence() + gate_strictness()
+        out += more_seeds(records) + gate_evidence() + gate_strictness() + budget_section()
     (DOCS / "loop.md").write_text("\n".join(out) + "\n")
     print(f"wrote {DOCS / 'loop.md'}")
+
+
+def budget_section() -> list[str]:
+    """The budget study's section (:mod:`benchmarks.budget_report`), if its results are committed."""
+    from .budget_report import docs_section, floor_shares
+
+    path = results_dir("budget") / "budget.csv"
+    if not path.exists():
+        return []
+    meta_path = path.with_name("budget_meta.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    df = pd.read_csv(path)
+    return docs_section(df, meta, "loop_budget.png", floor_shares(path.parent / "traces", df))
 
 
 def more_seeds(study: pd.DataFrame, tag: str = "seeds345") -> list[str]:

@@ -28,15 +28,27 @@ def loop(
     encoder: Optional[str] = typer.Option(None, help="module:callable returning the prompt encoder "
                                           "(default: the offline MiniLM through the embedding cache)."),
     cache_dir: Optional[Path] = CacheDir,
+    budget: Optional[float] = typer.Option(
+        None, help="Hold a spend target: a fraction of the mean cost per decision of the table's best model (the "
+        "one with the highest mean quality), e.g. 0.4. The loop then deploys the interval router, trained on "
+        "0, 0.5, 1, 2, 5 and 10 x --lam, and serves each decision at the lambda of the service's budget "
+        "controller (cold start: the lambda calibrated on round 0); OUT/budget_trace.csv has every decision's "
+        "lambda, propensity and cost (docs/loop.md)."),
 ):
     """Simulate deployment on a full-feedback table: the champion routes each round's prompts with
     exploration, outcomes come back as feedback, ingest, retrain, register, and the gate decides."""
     if prices is not None and not prices.is_file():
         fail(f"price sheet not found: {prices}")
     try:
+        if budget is not None:  # a bad budget is refused before any work
+            from ..loop.budget import budget_grid, check_fraction
+
+            check_fraction(budget)
+            budget_grid(lam)
         df = run_loop(table, rounds=rounds, batch=batch, incumbent=incumbent, explore=explore, lam=lam, seed=seed,
-                      out=out, prices=prices, encoder=encoder, cache_dir=cache_dir)
+                      out=out, prices=prices, encoder=encoder, cache_dir=cache_dir, budget=budget)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     typer.echo(df.round(4).to_string(index=False))
-    typer.echo(f"records -> {out / 'loop.csv'}, gate decisions -> {out / 'loop.json'}")
+    typer.echo(f"records -> {out / 'loop.csv'}, gate decisions -> {out / 'loop.json'}"
+               + (f", decisions under the budget -> {out / 'budget_trace.csv'}" if budget is not None else ""))

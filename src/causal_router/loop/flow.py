@@ -20,15 +20,19 @@ def as_task(fn):
 
 
 @flow(name="causal-router-loop", log_prints=True)
-def loop_flow(stream, out: str, explore: float, nuisances, prices=None, params: dict | None = None) -> dict:
-    """The ``causal`` deployment (:func:`causal_router.loop.rounds.run_rounds`) on ``stream``, with the registry."""
+def loop_flow(stream, out: str, explore: float, nuisances, prices=None, params: dict | None = None,
+              budget=None) -> dict:
+    """The ``causal`` deployment (:func:`causal_router.loop.rounds.run_rounds`) on ``stream``, with the registry
+    (``budget``: a :class:`causal_router.loop.budget.Budget`, the interval router under the controller)."""
     from pathlib import Path
 
     from .hooks import RegistryHooks
-    from .rounds import run_rounds
+    from .rounds import METHOD, run_rounds
     from .stream import LookupEncoder
 
-    hooks = RegistryHooks(out, stream.lam, LookupEncoder(stream.ff.prompts, stream.X), nuisances, prices, params)
-    records = run_rounds(stream, explore, nuisances=nuisances, prices=prices, workdir=Path(out), hooks=hooks,
-                         store_uri=None, stage=as_task)
+    hooks = RegistryHooks(out, stream.lam, LookupEncoder(stream.ff.prompts, stream.X), nuisances, prices, params,
+                          interval=budget is not None)
+    records = run_rounds(stream, explore, method="rm-interval" if budget is not None else METHOD,
+                         nuisances=nuisances, prices=prices, workdir=Path(out), hooks=hooks, store_uri=None,
+                         stage=as_task, budget=budget)
     return {"records": records, "decisions": hooks.decisions, "registered_name": hooks.name}

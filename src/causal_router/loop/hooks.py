@@ -21,10 +21,12 @@ class RegistryHooks:
     nuisances : NuisanceConfig  of the gate's held-out nuisances
     prices : price sheet or None
     params : dict     logged with every round's run
+    interval : bool   register the interval router (a loop under a budget) instead of the endpoint at ``lam``
     """
 
-    def __init__(self, root, lam: float, encoder, nuisances: NuisanceConfig, prices=None, params: dict | None = None):
-        from ..registry.names import endpoint_name
+    def __init__(self, root, lam: float, encoder, nuisances: NuisanceConfig, prices=None, params: dict | None = None,
+                 interval: bool = False):
+        from ..registry.names import INTERVAL_NAME, endpoint_name
         from ..registry.tracking import configure
 
         self.root = Path(root).resolve()
@@ -33,7 +35,8 @@ class RegistryHooks:
         self.nuisances = nuisances
         self.prices = prices
         self.params = dict(params or {})
-        self.name = endpoint_name(self.lam)
+        self.interval = bool(interval)
+        self.name = INTERVAL_NAME if self.interval else endpoint_name(self.lam)
         self.decisions: list = []
         configure(self.root)
 
@@ -48,15 +51,18 @@ class RegistryHooks:
         tags = collect_lineage(self.root, {"logs": Path(data_dir).resolve()})
         tags |= {"loop.round": str(r)}
         run_id = log_training_run(rs_dir, [], {**self.params, "round": r}, tags, run_name=f"loop-round-{r}")
-        versions = register_routers(run_id, rs_dir, [self.lam], alias=CHALLENGER, tags={**tags, "run_id": run_id})
+        versions = register_routers(run_id, rs_dir, [] if self.interval else [self.lam], alias=CHALLENGER,
+                                    tags={**tags, "run_id": run_id})
         return versions[self.name]
 
-    def promote(self, rs, version: str, r: int, data_dir) -> bool:
-        """The registry's gate on the newest holdout: moves ``champion`` only on evidence."""
+    def promote(self, rs, version: str, r: int, data_dir, lam: float | None = None) -> bool:
+        """The registry's gate on the newest holdout, at ``lam`` (default the loop's): moves ``champion``
+        only on evidence."""
         from ..registry.promote import promote
 
         holdout, X = read_logs(data_dir, self.encoder)["holdout"]
-        d = promote(self.name, holdout, X, lam=[self.lam], nuisances=self.nuisances, prices=self.prices, **GATE)
+        d = promote(self.name, holdout, X, lam=[self.lam if lam is None else float(lam)], nuisances=self.nuisances,
+                    prices=self.prices, **GATE)
         self.decisions.append({"round": r, **{k: v for k, v in d.to_dict().items()
                                               if k in ("decision", "reason", "challenger_version")}})
         return d.promoted

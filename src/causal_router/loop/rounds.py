@@ -18,6 +18,7 @@ import numpy as np
 
 from ..causal.nuisances import NuisanceConfig
 from ..settings.params import IngestSettings, PromoteSettings
+from .budget import serve_controlled
 from .steps import (
     Holder,
     gate,
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 RECORD_COLUMNS = ("dataset", "seed", "arm", "explore", "round", "lam", "n_logged", "deployed_utility",
                   "test_utility", "cumulative_regret", "promoted")
+#: Extra columns of a loop under a budget (:meth:`causal_router.loop.budget.Budget.record`).
+BUDGET_COLUMNS = ("budget", "spend", "test_quality", "test_cost")
 #: The router the product's loop deploys.
 METHOD = "rm-softmax"
 #: The decision log of a run without a project folder: SQLite in memory.
@@ -78,7 +81,7 @@ def round0(stream: Stream):
 
 def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, gated: bool = True,
                arm: str = "causal", nuisances: NuisanceConfig | None = None, prices=None, workdir=None,
-               hooks=None, store_uri: str | None = MEMORY_STORE, stage=None) -> list[dict]:
+               hooks=None, store_uri: str | None = MEMORY_STORE, stage=None, budget=None) -> list[dict]:
     """Every round of ``stream``, retraining ``method`` each round; one record per round
     (:data:`RECORD_COLUMNS` less ``dataset``, labelled ``arm``).
 
@@ -94,6 +97,11 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
     and ``served() -> ServedModel`` (the CLI's flow registers every round's router in MLflow, runs
     the registry's gate and serves the champion loaded from the registry). ``stage(fn) -> fn``
     (optional) wraps each round's stage, e.g. as a Prefect task.
+
+    ``budget`` (optional, a :class:`causal_router.loop.budget.Budget`): hold a spend target; ``method``
+    is then trained on the budget's grid and each decision served at its control's lambda (the
+    records gain :data:`BUDGET_COLUMNS`; ``lam`` is the control's lambda after the round, the test
+    choices are made there and scored at ``stream.lam``).
     """
     from ..serving.ingest import ingest
     from ..serving.store import DecisionStore
@@ -101,6 +109,8 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
     nuisances = nuisances or loop_nuisances(stream.seed)
     stage = stage or (lambda fn: fn)
     _, logs0, _, regret, deployed0 = round0(stream)
+    grid = [stream.lam] if budget is None else budget.grid
+    methods = [method] if budget is None else budget.methods(method)
     explore = float(explore)
     tmp = None
     if workdir is None:
@@ -120,33 +130,47 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
                 deployed = deployed0
             else:
                 idx = stream.round_prompts(r)
-                chosen = stage(serve_round)(service, stream, idx, explore)
+                if budget is None:
+                    chosen = stage(serve_round)(service, stream, idx, explore)
+                else:
+                    chosen = stage(serve_controlled)(service, stream, idx, explore, budget.control, r, budget.trace)
                 regret += stream.regret(idx, chosen)
                 deployed = float(stream.realised(idx, chosen).mean())
                 stage(ingest)(store, data_dir, INGEST["holdout_fraction"], root=workdir, dvc=False,
                               holdout_max_rows=INGEST["holdout_max_rows"])
-            rs = stage(train_round)(data_dir, encoder, stream.models, stream.lam, [method], nuisances, prices,
+            rs = stage(train_round)(data_dir, encoder, stream.models, grid, methods, nuisances, prices,
                                     workdir / "routers" / f"round-{r}")
+            if budget is not None and r == 0:
+                budget.start(rs, method, data_dir, encoder, nuisances, prices)
+            lam = stream.lam if budget is None else budget.control.lam  # the gate compares at the served lambda
             if hooks is not None:
                 version = hooks.register(rs, r, data_dir)
-                promoted = bool(hooks.promote(rs, version, r, data_dir)) if gated else True
+                promoted = (bool(hooks.promote(rs, version, r, data_dir, **({} if budget is None else {"lam": lam})))
+                            if gated else True)
             else:
                 version = str(r)
                 if gated:
                     holdout, Xh = read_logs(data_dir, encoder)["holdout"]
-                    decision = gate(rs, champion, holdout, Xh, stream.lam, method, nuisances, prices, **GATE)
+                    decision = gate(rs, champion, holdout, Xh, lam, method, nuisances, prices, **GATE)
                     log.info("gate, round %d: %s", r, decision.reason)
                     promoted = decision.promoted
                 else:
                     promoted = True
             if promoted:
                 champion, champion_version = rs, version
+                if budget is not None and r > 0:
+                    budget.redeploy(rs, method, data_dir, encoder, nuisances, prices)
             if promoted or (gated and explore > 0):  # a rejected challenger is served as the canary
                 service.holder.current = hooks.served() if hooks is not None else \
                     served_model(champion, method, stream.lam, champion_version,
-                                 challenger=None if promoted else rs, challenger_version=version)
-            test = stream.test_utility(greedy_actions(champion, method, stream, stream.test))
+                                 challenger=None if promoted else rs, challenger_version=version,
+                                 lam_range=(grid[0], grid[-1]))
+            actions = greedy_actions(champion, method, stream, stream.test,
+                                     stream.lam if budget is None else budget.control.lam)
+            test = stream.test_utility(actions)
             out.append(record(arm, explore, r, stream, n_logged(data_dir), deployed, test, regret, promoted))
+            if budget is not None:
+                out[-1].update(budget.record(stream, actions, r))
             log.info("%s explore %g round %d: deployed %.4f test %.4f promoted %s (%.1fs)", arm, explore, r,
                      deployed, test, promoted, time.perf_counter() - start)
         return out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .rounds import RECORD_COLUMNS, loop_nuisances
+from .rounds import BUDGET_COLUMNS, RECORD_COLUMNS, loop_nuisances
 
 
 def load_encoder(spec: str | None):
@@ -45,8 +45,12 @@ def default_prices(models, params_path="params.yaml"):
 
 
 def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, lam: float, seed: int, out,
-             prices=None, encoder: str | None = None, cache_dir=None, cv: int = 5) -> pd.DataFrame:
-    """Run the loop flow; writes ``OUT/loop.csv`` (records) and ``OUT/loop.json`` (gate decisions)."""
+             prices=None, encoder: str | None = None, cache_dir=None, cv: int = 5,
+             budget: float | None = None) -> pd.DataFrame:
+    """Run the loop flow; writes ``OUT/loop.csv`` (records) and ``OUT/loop.json`` (gate decisions).
+
+    ``budget``: a fraction of the best model's mean cost (:mod:`causal_router.loop.budget`) to hold
+    with the service's controller; also writes ``OUT/budget_trace.csv`` (one row per budgeted decision)."""
     from ..policy.exploration import check_explore
     from ..settings.prices import load_prices
     from ..validation.loaders import load_full_feedback
@@ -56,20 +60,32 @@ def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, 
     ff = load_full_feedback(table)
     sheet = load_prices(prices) if prices else default_prices([str(m) for m in ff.models])
     X = features(ff.prompts, load_encoder(encoder), cache_dir)
+    spend = None
+    if budget is not None:
+        from .budget import Budget, best_model, budget_grid, budget_usd
+
+        spend = Budget(budget_usd(ff, budget), budget_grid(lam))
     stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent=incumbent)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = {"table": str(table), "rounds": rounds, "batch": batch, "incumbent": incumbent, "explore": explore,
               "lam": lam, "seed": seed}
+    if spend is not None:
+        name, cost = best_model(ff)
+        params |= {"budget_fraction": budget, "budget_usd": spend.usd, "best_model": name, "best_model_cost": cost,
+                   "lam_grid": spend.grid}
     from ..pipeline.prefect_server import temporary_server
     from .flow import loop_flow
 
     with temporary_server():  # without PREFECT_API_URL: stops with this process, even after kill -9
-        result = loop_flow(stream, str(out), explore, loop_nuisances(seed, cv), sheet, params)
+        result = loop_flow(stream, str(out), explore, loop_nuisances(seed, cv), sheet, params, spend)
     df = pd.DataFrame(result["records"])
     df.insert(0, "dataset", Path(table).name.split(".")[0])
-    df = df[list(RECORD_COLUMNS)]
+    df = df[list(RECORD_COLUMNS) + ([] if spend is None else list(BUDGET_COLUMNS))]
     df.to_csv(out / "loop.csv", index=False)
+    if spend is not None:
+        pd.DataFrame(spend.trace).to_csv(out / "budget_trace.csv", index=False)
+        params |= {"calibrated_lam": spend.lam0, "calibration_met": spend.met}
     (out / "loop.json").write_text(json.dumps({**params, "registered_name": result["registered_name"],
                                                "decisions": result["decisions"]}, indent=2, default=str))
     return df

@@ -60,14 +60,17 @@ class Holder:
 
 
 def served_model(routerset, method: str, lam: float, version: str, name: str = "loop", challenger=None,
-                 challenger_version: str = ""):
+                 challenger_version: str = "", lam_range=None):
     """A trained router set as the service's :class:`~causal_router.serving.model.ServedModel`
-    (``challenger``: a router set not promoted, whose choices the exploration favours)."""
+    (``challenger``: a router set not promoted, whose choices the exploration favours; ``lam_range``:
+    the interval it answers, default ``lam`` alone)."""
     from ..serving.model import ServedModel
+
+    lo, hi = (lam, lam) if lam_range is None else lam_range
 
     def make(rs, v):
         return ServedModel(name=name, version=str(v), models=list(rs.models), router=rs.get(method),
-                           lam_range=(float(lam), float(lam)), tokens_per_char=rs.meta.get("tokens_per_char"),
+                           lam_range=(float(lo), float(hi)), tokens_per_char=rs.meta.get("tokens_per_char"),
                            encoder_key="")
 
     return make(routerset, version).with_challenger(
@@ -129,16 +132,18 @@ def n_logged(data_dir) -> int:
     return sum(len(pd.read_parquet(p)) for p in (Path(data_dir) / n for n in (TRAIN, VAL, HOLDOUT)) if p.is_file())
 
 
-def train_round(data_dir, encoder: LookupEncoder, models, lam: float, methods, nuisances: NuisanceConfig,
+def train_round(data_dir, encoder: LookupEncoder, models, lam, methods, nuisances: NuisanceConfig,
                 prices=None, out_dir=None):
-    """Retrain on the logs under ``data_dir`` through the one training path; returns the RouterSet."""
+    """Retrain on the logs under ``data_dir`` through the one training path (``lam``: a lambda, or a
+    grid); returns the RouterSet."""
     from ..policy.training import fit_routing_data, train_routerset
 
     logs = read_logs(data_dir, encoder)
     train, X = logs["train"]
     val, X_val = logs["val"]
     data, meta = fit_routing_data(train, X, val, X_val, models=list(models), prices=prices, nuisances=nuisances)
-    return train_routerset(data, [float(lam)], list(methods), meta=meta, out_dir=out_dir)
+    grid = [float(x) for x in np.atleast_1d(lam)]
+    return train_routerset(data, grid, list(methods), meta=meta, out_dir=out_dir)
 
 
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
@@ -157,7 +162,8 @@ def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float,
                   lambda models: holdout_evidence(holdout, X, models, nuisances, prices), settings)
 
 
-def greedy_actions(routerset, method: str, stream: Stream, idx) -> np.ndarray:
-    """The router's choice (explore 0) on prompts ``idx``."""
+def greedy_actions(routerset, method: str, stream: Stream, idx, lam: float | None = None) -> np.ndarray:
+    """The router's choice (explore 0) on prompts ``idx`` at ``lam`` (default ``stream.lam``)."""
     idx = np.asarray(idx)
-    return np.asarray(routerset.get(method).predict(stream.X[idx], stream.lam, stream.input_tokens(idx)), dtype=int)
+    lam = stream.lam if lam is None else lam
+    return np.asarray(routerset.get(method).predict(stream.X[idx], lam, stream.input_tokens(idx)), dtype=int)

@@ -98,7 +98,8 @@ class BudgetController:
     def to_lam(self, u: float) -> float:
         if self.hi <= self.lo:
             return self.lo
-        return self.lo + self.scale * math.expm1(u * math.log1p((self.hi - self.lo) / self.scale))
+        lam = self.lo + self.scale * math.expm1(u * math.log1p((self.hi - self.lo) / self.scale))
+        return min(max(lam, self.lo), self.hi)  # u = 1 can round a hair above hi
 
     def observe(self, cost: float) -> None:
         """One decision's recorded cost (USD)."""
@@ -108,10 +109,17 @@ class BudgetController:
         self.n += 1
         self.total += float(cost)
 
+    def rebase(self, lam: float) -> None:
+        """A new router is deployed whose calibrated lambda is ``lam``: move the operating point so the
+        controller's lambda is ``lam`` now, keeping the integral (the spend's memory) and the window."""
+        self.u0 = self.to_u(min(max(float(lam), self.lo), self.hi)) - self.integral - self._p()
+
+    def _p(self) -> float:
+        return self.kp * (float(np.mean(self.recent)) / self.budget - 1.0) if self.recent else 0.0
+
     @property
     def u(self) -> float:
-        p = self.kp * (float(np.mean(self.recent)) / self.budget - 1.0) if self.recent else 0.0
-        return min(max(self.u0 + self.integral + p, 0.0), 1.0)
+        return min(max(self.u0 + self.integral + self._p(), 0.0), 1.0)
 
     @property
     def lam(self) -> float:
