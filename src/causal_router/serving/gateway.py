@@ -67,7 +67,6 @@ __all__ = ["FAILED_SCORE", "LAM_HEADER", "Gateway", "gateway_routes", "recorded_
 FAILED_SCORE = 0.0
 LAM_HEADER = "x-causal-router-lam"
 _OWN = ("model", "causal_router")
-ENV_PREFIX = "os.environ/"
 #: LiteLLM call parameters a client must not send: they would redirect the call (with the file's key),
 #: fake its answer or its price, or change its retries.
 _REFUSED = frozenset({"api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "organization",
@@ -144,9 +143,9 @@ class Gateway:
         """The chosen model's answer: ``litellm.acompletion`` with the file's parameters (its key from
         the environment, read at each call, never stored here) and the client's body."""
         params = dict(self.params[model])
-        key = params.get("api_key")
-        if isinstance(key, str) and key.startswith(ENV_PREFIX):
-            params["api_key"] = os.environ.get(key[len(ENV_PREFIX):])
+        env = self.config.models[model].key_env  # os.environ/NAME, checked at start (gateway_config)
+        if env:
+            params["api_key"] = os.environ.get(env)
         return await self.litellm.acompletion(**rest, **params, num_retries=self.config.num_retries)
 
     # -- the request ------------------------------------------------------------------------
@@ -166,7 +165,7 @@ class Gateway:
             lam = _number(own["lam"], "causal_router.lam")
         elif headers.get(LAM_HEADER):
             lam = _number(headers[LAM_HEADER], f"header {LAM_HEADER}")
-        elif getattr(self.service, "budget", None) is not None:
+        elif self.service.budget is not None:
             lam = None  # the budget controller's (serving/budget.py), set when the decision is drawn
         elif self.settings.lam is not None:
             lam = float(self.settings.lam)

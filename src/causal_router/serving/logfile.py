@@ -40,6 +40,7 @@ class LogFile:
         self.path = Path(path)
         self.marker = self.path.with_name(self.path.name + MARKER_SUFFIX)
         self.identity = None
+        self.marked = False  # the marker is known to exist: no stat per commit
 
     def _stat(self):
         st = os.stat(self.path)
@@ -67,11 +68,14 @@ class LogFile:
                 "restore it (their feedback would be refused), or delete the marker to start a new log on purpose")
 
     def write_marker(self) -> None:
+        if self.marked:
+            return
         if not self.marker.is_file():
             # a temporary name per writer: concurrent first writes each replace their own file, never another's
             tmp = self.marker.with_name(f"{self.marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps({"log": str(self.path), "since": datetime.now(UTC).isoformat()}) + "\n")
             os.replace(tmp, self.marker)
+        self.marked = True
 
     def check(self) -> None:
         """:class:`StoreUnavailable` if the file was deleted or replaced since :meth:`opened`."""
