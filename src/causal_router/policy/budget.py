@@ -123,17 +123,11 @@ class BudgetCalibrator:
             self._choices[lam] = s.argmax(1)
         return self._choices[lam]
 
-    def _onehot(self, lam: float) -> np.ndarray:
-        t = self.choices(lam)
-        P = np.zeros((len(t), len(self.models)))
-        P[np.arange(len(t)), t] = 1.0
-        return P
-
     def dr(self, lam: float) -> tuple[np.ndarray, np.ndarray]:
         """Per-row DR (quality, cost) contributions (n,) of the router's choices at ``lam``."""
-        P = self._onehot(lam)
-        q = self.ev.contributions(P, 0.0)
-        return q, q - self.ev.contributions(P, 1.0)
+        t = self.choices(lam)  # (n,) actions: contributions takes them as they are
+        q = self.ev.contributions(t, 0.0)
+        return q, q - self.ev.contributions(t, 1.0)
 
     def mean_cost(self, lam: float) -> float:
         return float(np.mean(self.dr(lam)[1]))
@@ -163,8 +157,8 @@ class BudgetCalibrator:
         cal = Calibration(target, float(value), float(lam), bool(met), (self.lo, self.hi),
                           summarize(c, self.alpha, "dr-cost"), summarize(q, self.alpha, "dr-quality"),
                           {m: self.share(lam, k) for k, m in enumerate(self.models)}, len(q), model)
-        cal.curve = [{"lam": x, "cost": self.mean_cost(x), "quality": float(np.mean(self.dr(x)[0]))}
-                     for x in sorted({self.lo, self.hi, *self.own})]
+        cal.curve = [{"lam": x, "cost": float(np.mean(cx)), "quality": float(np.mean(qx))}
+                     for x in sorted({self.lo, self.hi, *self.own}) for qx, cx in [self.dr(x)]]
         cal.message = _message(cal)
         return cal
 

@@ -161,8 +161,8 @@ class BudgetGovernor:
         self._seen: dict = {}  # decision id -> when its cost was read (the overlap's dedup)
         self._mark = self.started
         self._hour: deque = deque()  # (time, cost) of the costs recorded over the last hour
+        self._hour_total = 0.0  # their sum, kept as they come and go (read for every decision under a hard cap)
         self._by_model: dict = {}  # model -> [n, total cost]
-        self.decisions = 0
         self._lock = threading.RLock()  # the batcher's thread decides, a request thread reports
 
     # -- the log --------------------------------------------------------------------------
@@ -182,11 +182,9 @@ class BudgetGovernor:
             fb_q = (sa.select(feedback.c.decision_id, feedback.c.cost, feedback.c.created_at, decisions.c.model)
                     .join(decisions, decisions.c.decision_id == feedback.c.decision_id)
                     .where(decisions.c.created_at >= self.started, feedback.c.created_at >= mark, ~costed))
-            n_q = sa.select(sa.func.count()).select_from(decisions).where(decisions.c.created_at >= self.started)
             polled_at = now()
             with self.store.engine.connect() as conn:
                 rows = [*conn.execute(out_q), *conn.execute(fb_q)]
-                self.decisions = int(conn.execute(n_q).scalar() or 0)
             rows.sort(key=lambda r: r[2])
             for did, cost, _at, model in rows:
                 if did in self._seen or cost is None:
@@ -200,6 +198,7 @@ class BudgetGovernor:
     def _record(self, cost: float, model: str, t: float) -> None:
         self.controller.observe(cost)
         self._hour.append((t, cost))
+        self._hour_total += cost
         m = self._by_model.setdefault(model, [0, 0.0])
         m[0] += 1
         m[1] += cost
@@ -208,8 +207,10 @@ class BudgetGovernor:
         cut = self.clock() - HOUR_S
         with self._lock:
             while self._hour and self._hour[0][0] < cut:
-                self._hour.popleft()
-            return float(sum(c for _, c in self._hour))
+                self._hour_total -= self._hour.popleft()[1]
+            if not self._hour:
+                self._hour_total = 0.0  # no rounding residue left behind
+            return self._hour_total
 
     @property
     def capped(self) -> bool:
@@ -251,12 +252,15 @@ class BudgetGovernor:
     def report(self) -> dict:
         """What ``GET /v1/budget`` returns."""
         self.refresh(force=True)
+        n_q = sa.select(sa.func.count()).select_from(decisions).where(decisions.c.created_at >= self.started)
+        with self.store.engine.connect() as conn:  # only here: the batch thread's refresh need not count
+            n_decisions = int(conn.execute(n_q).scalar() or 0)
         c = self.controller
         with self._lock:
             window, n, total, lam = list(c.recent), c.n, c.total, c.lam
         return {
             "budget": c.budget, "lam": lam, "lam_range": [c.lo, c.hi], "lam0": self.lam0,
-            "decisions": self.decisions, "costed_decisions": n,
+            "decisions": n_decisions, "costed_decisions": n,
             "spend_since_start": total, "spend_per_decision_since_start": total / n if n else None,
             "window": c.recent.maxlen, "spend_window": float(sum(window)),
             "spend_per_decision_window": float(np.mean(window)) if window else None,

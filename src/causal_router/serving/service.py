@@ -128,8 +128,8 @@ class RouteService:
             if err:
                 results[i] = BadRequest(422, err)
                 continue
-            # a capped request gets the cap's own probabilities: never grouped with others
-            key = ("capped", i) if it.budget == "capped" else (float(it.lam), float(it.explore))
+            # capped requests get the cap's probabilities, whatever their lambda: one group
+            key = ("capped",) if it.budget == "capped" else (float(it.lam), float(it.explore))
             groups.setdefault(key, []).append(i)
         P_all = np.zeros((len(texts), len(model.models)))
         toks = self.tokens(model, texts)

@@ -249,8 +249,12 @@ class DecisionStore:
         if not outcomes:
             return
         at = now()
+        ids = list(outcomes)
         with self._writing(), self.engine.begin() as conn:
-            done = {r[0] for r in conn.execute(sa.select(ingested.c.decision_id))}
+            done = set()  # only these ids' marks are read: the table grows with every ingest
+            for i in range(0, len(ids), 500):
+                q = sa.select(ingested.c.decision_id).where(ingested.c.decision_id.in_(ids[i:i + 500]))
+                done |= {r[0] for r in conn.execute(q)}
             rows = [{"decision_id": k, "ingested_at": at, "outcome": o, "reason": r}
                     for k, (o, r) in outcomes.items() if k not in done]
             if rows:
