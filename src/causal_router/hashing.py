@@ -19,13 +19,21 @@ _IGNORED_SUFFIXES = (".pyc",)
 _CHUNK = 1 << 20
 
 
-def file_md5(path) -> str:
-    """md5 hex digest of a file's bytes (DVC 3's file hash)."""
-    h = hashlib.md5(usedforsecurity=False)
+def _file_digest(path, h) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_md5(path) -> str:
+    """md5 hex digest of a file's bytes (DVC 3's file hash)."""
+    return _file_digest(path, hashlib.md5(usedforsecurity=False))
+
+
+def file_sha256(path) -> str:
+    """sha256 hex digest of a file's bytes (router payloads, the static encoder's files)."""
+    return _file_digest(path, hashlib.sha256())
 
 
 def dir_md5(path) -> str:

@@ -3,7 +3,6 @@ with the price sheet's models and per-token prices, and the stub upstream runs a
 (started on a free loopback port, answering known usage, stopped by `down`)."""
 
 import json
-import socket
 
 import httpx
 import pytest
@@ -12,15 +11,9 @@ from causal_router.serving.gateway_config import load_gateway
 from causal_router.settings.prices import load_prices
 from causal_router.stack import stack as S
 from causal_router.stack import upstream as U
-from causal_router.stack.processes import start_time
+from causal_router.stack.processes import free_port, start_time
 
 SHEET = "configs/prices/llmrouter_9models.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -32,7 +25,7 @@ def project(tmp_path, monkeypatch):
     monkeypatch.delenv(S.DIR_ENV, raising=False)
     st = S.Stack(tmp_path)
     st.run.mkdir(parents=True)
-    (st.run / "ports.json").write_text(json.dumps({name: free_port() for name in S.PREFERRED_PORTS}))
+    (st.run / "ports.json").write_text(json.dumps({name: free_port("127.0.0.1") for name in S.PREFERRED_PORTS}))
     yield st, load_prices(root / SHEET)
     st.down()
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..hashing import file_sha256
 from .batching import as_texts
 from .cache import default_cache_dir
 from .models import default_model_path, fingerprint
@@ -74,14 +75,6 @@ def _model2vec_version() -> str:
         return version("model2vec")
     except PackageNotFoundError:  # pragma: no cover - a dependency of the project
         return "unknown"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class StaticEncoder:
@@ -175,7 +168,7 @@ class StaticEncoder:
                 vpath = Path(self.vocabulary).expanduser()
                 if not vpath.is_file():
                     raise InvalidParameterError(f"vocabulary file {self.vocabulary!r} does not exist")
-                vocab = {"name": vpath.name, "sha256": _file_sha256(vpath)}
+                vocab = {"name": vpath.name, "sha256": file_sha256(vpath)}
             self._recipe = {
                 "format": FORMAT,
                 "source": self.source_name,
@@ -232,7 +225,7 @@ class StaticEncoder:
         try:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
             return (manifest.get("recipe") == self.recipe()
-                    and manifest.get("model_sha256") == _file_sha256(folder / "model.safetensors"))
+                    and manifest.get("model_sha256") == file_sha256(folder / "model.safetensors"))
         except (OSError, ValueError):
             return False
 
@@ -272,7 +265,7 @@ class StaticEncoder:
             tmp.chmod(0o755)  # mkdtemp's 0700 would keep a shared cache's other users out
             model.save_pretrained(tmp)
             manifest = {"key": self.key, "recipe": self.recipe(),
-                        "model_sha256": _file_sha256(tmp / "model.safetensors"),
+                        "model_sha256": file_sha256(tmp / "model.safetensors"),
                         "distill_seconds": round(seconds, 1), "cpu_model": cpu_model(),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

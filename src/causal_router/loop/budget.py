@@ -133,7 +133,6 @@ class Budget:
         self.trace: list = []
         self.control = None
         self.lam0, self.met = None, None
-        self.rebased: list = []  # the lambdas calibrated at each later deployment
 
     def methods(self, method: str) -> list[str]:
         return TRAIN_WITH.get(method, [method])
@@ -153,7 +152,6 @@ class Budget:
             return
         lam, _ = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices, ("holdout",))
         self.control.rebase(lam)
-        self.rebased.append(lam)
 
     def record(self, stream, actions, r: int) -> dict:
         """The round's budget columns: the target, the mean cost of its decisions (None for round 0,

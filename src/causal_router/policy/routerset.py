@@ -10,7 +10,6 @@ can rewrite the manifest too: load router folders only from places you control (
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import pickle
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
+
+from ..hashing import file_sha256
 
 MANIFEST = "manifest.json"
 PAYLOAD = "routers.joblib"
@@ -43,14 +44,6 @@ def _tensor(array, dtype: str, parameter: bool, requires_grad: bool):
 
 class UntrustedArtifactError(ValueError):
     """A router payload whose recorded sha256 does not match, or that has none and was not trusted."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _CanonicalPickler(pickle.Pickler):
@@ -102,7 +95,7 @@ class RouterSet:
             _CanonicalPickler(f, protocol=5).dump(self.routers)
         meta = {k: v for k, v in self.meta.items() if k not in TIMING_KEYS}
         manifest = {"models": self.models, "lambdas": self.lambdas, "methods": list(self.routers),
-                    "encoder_key": self.encoder_key, "meta": meta, "payload_sha256": _sha256(d / PAYLOAD)}
+                    "encoder_key": self.encoder_key, "meta": meta, "payload_sha256": file_sha256(d / PAYLOAD)}
         (d / MANIFEST).write_text(json.dumps(manifest, indent=2, default=float))
         timings = {k: v for k, v in self.meta.items() if k in TIMING_KEYS}
         (d / TIMINGS).write_text(json.dumps(timings, indent=2, default=float))
@@ -124,7 +117,7 @@ class RouterSet:
                 f"{d / PAYLOAD} has no recorded sha256 in {MANIFEST}: it is a pickle, and loading it runs whatever "
                 "code it holds; load router sets from the registry (models:/...) or pass --trust for a folder "
                 "you made yourself")
-        if recorded is not None and _sha256(d / PAYLOAD) != recorded:
+        if recorded is not None and file_sha256(d / PAYLOAD) != recorded:
             if not trust:
                 raise UntrustedArtifactError(
                     f"{d / PAYLOAD} does not match the sha256 recorded in {MANIFEST}: it was changed after it was "

@@ -193,7 +193,7 @@ class ServingSteps:
         ids = list(self.gateway_expect)
         recorded = dict(self.pg_rows("decisions", "SELECT decision_id, cost FROM outcomes WHERE status = 'ok' "
                                      "AND decision_id = ANY(%s)", ids))
-        fed = self.pg_rows("decisions", "SELECT count(*) FROM feedback WHERE decision_id = ANY(%s)", ids)[0][0]
+        fed = self.pg_count("decisions", "SELECT count(*) FROM feedback WHERE decision_id = ANY(%s)", ids)
         off = [d for d, e in self.gateway_expect.items() if not _close(recorded.get(d), e["cost"])]
         if off or fed != len(ids):
             raise AssertionError(f"decision log: {len(recorded)}/{len(ids)} outcomes, {fed} feedbacks; cost differs "
