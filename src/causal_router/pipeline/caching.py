@@ -27,13 +27,14 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "validate": ("pipeline/stages.py", "pipeline/layout.py", "data", "validation", "settings/prices.py", "errors.py",
                  "jsonable.py"),
     "embed": ("pipeline/stages.py", "pipeline/layout.py", "pipeline/runners.py", "data", "validation", "features",
-              "errors.py"),
+              "errors.py", "hashing.py"),
     "crossfit": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "validation", "features",
-                 "settings/prices.py", "errors.py"),
-    "train": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "features", "errors.py"),
+                 "settings/prices.py", "errors.py", "hashing.py"),
+    "train": ("pipeline/stages.py", "pipeline/layout.py", "causal", "policy", "data", "features", "errors.py",
+              "hashing.py"),
     # the routers are unpickled: their classes' code (policy, causal, features) predicts
     "evaluate": ("pipeline/stages.py", "pipeline/layout.py", "evaluation", "policy", "causal", "data", "validation",
-                 "features", "errors.py"),
+                 "features", "errors.py", "hashing.py"),
 }
 
 
