@@ -36,3 +36,23 @@ def test_a_crafted_payload_is_never_unpickled(tmp_path):
     (d / MANIFEST).write_text(json.dumps(manifest))
     out = CliRunner().invoke(app, ["route", str(d), "hello", "--lam", "1"])
     assert out.exit_code == 1 and "--trust" in out.output and not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["route", "evaluate", "calibrate"])
+def test_every_command_that_says_pass_trust_takes_it(command):
+    # the refusal tells the user to pass --trust: each command that loads a folder must accept it
+    out = CliRunner().invoke(app, [command, "--help"])
+    assert out.exit_code == 0 and "--trust" in out.output
+
+
+def test_calibrate_loads_an_unhashed_folder_with_trust(tmp_path):
+    d = routerset(1).save(tmp_path / "set")
+    manifest = json.loads((d / MANIFEST).read_text())
+    del manifest["payload_sha256"]
+    (d / MANIFEST).write_text(json.dumps(manifest))
+    args = ["calibrate", str(d), "--logs", str(tmp_path / "missing.parquet"), "--budget", "0.001"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and "--trust" in refused.output
+    trusted = CliRunner().invoke(app, [*args, "--trust"])
+    # past the folder: the loaded set's encoder is what the error names now
+    assert trusted.exit_code == 1 and "was trained on features of encoder 'tiny-d4'" in trusted.output

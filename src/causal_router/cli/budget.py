@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import CacheDir, Encoder, fail
+from .common import CacheDir, Encoder, Trust, fail
 
 app = typer.Typer()
 
@@ -44,6 +44,7 @@ def calibrate(
     alpha: float = typer.Option(0.05, help="The estimates' intervals are (1 - alpha)."),
     cache_dir: Optional[Path] = CacheDir,
     encoder: Optional[str] = Encoder,
+    trust: bool = Trust,
 ):
     """Print the smallest lambda at which the router meets the target on these prompts (the search's rule:
     causal_router.policy.budget) and the doubly robust quality and cost there, with their intervals."""
@@ -65,7 +66,7 @@ def calibrate(
     if model_uri.startswith("models:/"):
         rs, enc, default_method = _load_registered(model_uri, encoder)
     else:
-        (rs, enc), default_method = _load_set(Path(model_uri), encoder), "rm-interval"
+        (rs, enc), default_method = _load_set(Path(model_uri), encoder, trust), "rm-interval"
     method = method or default_method
     try:
         router = rs.get(method)

@@ -13,6 +13,8 @@ from ..features.encoders import resolve_encoder
 
 CacheDir = typer.Option(None, "--cache-dir", help="Embedding cache folder (default: $CAUSAL_ROUTER_CACHE_DIR "
                         "or ~/.cache/causal-router/embeddings).")
+Trust = typer.Option(False, "--trust", help="Load a router folder without a recorded sha256 (or whose "
+                     "payload does not match it): routers.joblib is a pickle and runs whatever code it holds.")
 Encoder = typer.Option(None, "--encoder", help="static (the fast static encoder distilled locally from the "
                        "default one), static:DIMS, or a local Hugging Face model folder (default: offline "
                        "all-MiniLM-L6-v2).")

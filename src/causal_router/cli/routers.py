@@ -22,7 +22,7 @@ from ..policy.routerset import RouterSet
 from ..policy.training import check_methods, fit_routing_data, train_routerset
 from ..settings.prices import load_prices
 from ..validation.loaders import load_full_feedback, load_logs
-from .common import CacheDir, Encoder, fail, floats, names, print_table
+from .common import CacheDir, Encoder, Trust, fail, floats, names, print_table
 from .common import embed as embed_prompts
 from .common import encoder as make_encoder
 
@@ -85,10 +85,6 @@ def train(
                           **({"eval_set": str(eval_set)} if eval_set else {})}, out_dir=out)
     typer.echo(f"trained {', '.join(method_list)} on {len(train_df)} logs in {time.perf_counter() - start:.1f}s "
                f"-> {out}")
-
-
-Trust = typer.Option(False, "--trust", help="Load a router folder without a recorded sha256 (or whose "
-                     "payload does not match it): routers.joblib is a pickle and runs whatever code it holds.")
 
 
 def _load_set(path: Path, encoder: Optional[str], trust: bool = False):
