@@ -89,6 +89,7 @@ def test_token_is_required_when_set(live, monkeypatch):
         for path, payload in (("/v1/route", body), ("/v1/feedback", {"decision_id": "x", "score": 0.5})):
             r = httpx.post(srv.url + path, json=payload, headers=headers)
             assert r.status_code == 401 and "token" in _no_traceback(r)
+            assert r.headers["www-authenticate"] == "Bearer" and r.json()["request_id"] == r.headers["x-request-id"]
     r = httpx.post(srv.url + "/v1/route", json=body, headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200
 

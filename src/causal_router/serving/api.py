@@ -80,9 +80,14 @@ bearer = HTTPBearer(auto_error=False, description=f"Required when {TOKEN_ENV} is
 Auth = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+def _error(status: int, message: str, rid: str, headers: dict | None = None) -> JSONResponse:
+    """The one error body every refusal has: ``{"message", "request_id"}``."""
+    return JSONResponse({"message": message, "request_id": rid}, status_code=status,
+                        headers={"x-request-id": rid, **(headers or {})})
+
+
 def _message(status: int, message: str, request: Request) -> JSONResponse:
-    rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-    return JSONResponse({"message": message, "request_id": rid}, status_code=status, headers={"x-request-id": rid})
+    return _error(status, message, getattr(request.state, "request_id", None) or uuid.uuid4().hex)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -119,12 +124,8 @@ class GuardMiddleware:
         rid = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
 
-        async def reply(status: int, message: str, extra=()):
-            body = JSONResponse({"message": message, "request_id": rid}).body
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"), (b"x-request-id", rid.encode()),
-                                    (b"content-length", str(len(body)).encode()), *extra]})
-            await send({"type": "http.response.body", "body": body})
+        async def reply(status: int, message: str, headers: dict | None = None):
+            await _error(status, message, rid, headers)(scope, receive, send)
 
         if sum(k.lower() == b"authorization" for k, _ in scope.get("headers", [])) > 1:
             return await reply(400, "more than one Authorization header")
@@ -133,7 +134,7 @@ class GuardMiddleware:
             scheme, _, given = auth.partition(" ")
             if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), self.token):
                 return await reply(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
-                                   [(b"www-authenticate", b"Bearer")])
+                                   {"www-authenticate": "Bearer"})
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return await reply(413, f"request body of {length} bytes exceeds the limit of {self.max_body} bytes")
