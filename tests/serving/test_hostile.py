@@ -255,12 +255,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 FIELD = st.one_of(JSON, st.text(), st.integers(min_value=-2**70, max_value=2**70), st.floats(), st.booleans())
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_no_input_to_route_or_feedback_gives_a_5xx(make_app, settings, request, kind):
-    if kind == "postgresql":
-        pg = request.getfixturevalue("postgres")
-        clean(pg.uri)
-        settings.decisions_uri = pg.uri
+def test_no_input_to_route_or_feedback_gives_a_5xx(make_app, backend):
+    kind = "sqlite" if backend.decisions_uri.startswith("sqlite") else "postgresql"
     with TestClient(make_app(), raise_server_exceptions=False) as c:
         known = c.post("/v1/route", json={"prompts": ["seed"], "lam": 5}).json()["decisions"][0]["decision_id"]
 
