@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .budget_study import SPEND_TOL, WARMUP, WINDOW
 from .common import result_stem, results_dir, shown
 
-SPEND_TOL, WINDOW_TOL, QUALITY_TOL = 0.02, 0.10, 0.005
-ARMS = ["causal", "causal-fixed", "explore-naive", "cheapest", "hindsight"]
+WINDOW_TOL, QUALITY_TOL = 0.10, 0.005
 
 
 def arm_table(df: pd.DataFrame) -> list[str]:
@@ -97,7 +97,7 @@ def floor_shares(trace_dir: Path, df: pd.DataFrame) -> pd.Series:
     for r in df[df["arm"] == "causal"].itertuples():
         f = trace_dir / f"{r.dataset}_{r.scenario}_s{r.seed}_b{r.budget_fraction:g}_causal.parquet"
         if f.exists():
-            lam = pd.read_parquet(f)["lam"].to_numpy()[200:]
+            lam = pd.read_parquet(f)["lam"].to_numpy()[WARMUP:]
             low = 0.01 * LOOP_SETTINGS[r.dataset][0]
             out[(r.dataset, r.scenario, r.seed, r.budget_fraction)] = float(np.mean(lam <= low)) if len(lam) else 0.0
     return pd.Series(out, dtype=float)
@@ -125,14 +125,14 @@ def plot(trace_dir: Path, png: Path, seed: int = 0, fraction: float = 0.4) -> li
                 continue
             t = pd.read_parquet(g)
             b = budget or float(np.mean(t["cost"]))
-            roll = t["cost"].rolling(500, min_periods=50).mean() / b
+            roll = t["cost"].rolling(WINDOW, min_periods=50).mean() / b
             axes[0, j].plot(roll.to_numpy(), style, label=arm)
             axes[1, j].plot(t["lam"].to_numpy(), style, label=arm)
             used.append(shown(g))
         axes[0, j].axhline(1.0, color="grey", lw=0.8)
-        axes[0, j].axvline(200, color="grey", lw=0.5, ls=":")
+        axes[0, j].axvline(WARMUP, color="grey", lw=0.5, ls=":")
         axes[0, j].set_title(f.name.split(f"_s{seed}")[0], fontsize=9)
-        axes[0, j].set_ylabel("spend / budget (last 500)")
+        axes[0, j].set_ylabel(f"spend / budget (last {WINDOW})")
         axes[1, j].set_ylabel("lambda")
         axes[1, j].set_xlabel("budgeted decision (rounds 1 on)")
         axes[0, j].legend(fontsize=7)
