@@ -27,3 +27,11 @@ def one_thread():
     with torch_threads(1):
         yield
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prefect_logging_on_the_session_streams():
+    """Prefect binds its console handler to ``sys.stderr`` when first imported. Imported first inside a
+    ``CliRunner.invoke``, it would bind to the runner's stream, closed when the invoke returns, and a later
+    test's flow logs would fail on it (a RecursionError, in some test orders): import it here, first."""
+    import prefect.main  # noqa: F401
