@@ -87,3 +87,34 @@ def test_the_search_finds_a_step_to_its_precision():
     lam, met = smallest_meeting(lambda x: 1.0 if x < step else 0.0, 0.0, 10000.0, 0.5)
     assert met and step <= lam <= step + 10000.0 / 2**29
     assert search_grid(0.0, 100.0, own=[0.0, 50.0, 500.0])[-1] == 100.0
+
+
+class FallbackAtSmallLambda(KnownRouter):
+    """A trained router's shape: below ``DIP`` its heads fell back to the cheapest model, above it they
+    route as :class:`KnownRouter`; so its spend rises with lambda up to ``DIP``, then falls."""
+
+    DIP = 100.0
+
+    def scores(self, X, lam, input_tokens=None):
+        s = super().scores(X, lam)
+        if lam < self.DIP:
+            s = np.zeros_like(s)
+            s[:, 0] = 1.0
+        return s
+
+
+def test_a_budget_is_searched_and_held_from_the_spend_peak_up(halves):
+    cal_half, test_half = halves
+    router = FallbackAtSmallLambda()
+    cheap, peak = true_cost(cal_half, router, 0.0), true_cost(cal_half, router, router.DIP)
+    assert peak > 1.5 * cheap
+    ev = holdout_evidence(cal_half.logs, cal_half.X, cal_half.models, NuisanceConfig(cv=3))
+    cal = BudgetCalibrator(router, cal_half.models, ev, LAM_RANGE)
+    budget = 0.5 * (cheap + peak)
+    c = cal.calibrate(budget=budget)
+    # lambda 0 meets the budget by spending `cheap`; the floor finds the lambdas that spend it
+    assert c.lam_floor >= router.DIP and c.met and c.lam >= c.lam_floor
+    assert true_cost(test_half, router, c.lam) / budget == pytest.approx(1.0, abs=0.05)
+    loose = cal.calibrate(budget=2 * peak)
+    assert loose.met and loose.lam == loose.lam_floor and "without spending it" in loose.message
+    assert loose.to_dict()["lam_floor"] == loose.lam_floor  # calibrate --out carries it to serve

@@ -184,3 +184,17 @@ def test_calibrate_refuses_bad_values_in_one_line(registry, tiny_encoder, tiny_l
     out = CliRunner().invoke(app, ["calibrate", URI, "--logs", str(tiny_logs), *args])
     assert out.exit_code != 0 and words in out.output, out.output
     assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
+
+
+def test_a_calibration_files_spend_peak_is_the_controllers_floor(make_app, tmp_path):
+    import json
+
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"lam": 40.0, "lam_floor": 25.0}))
+    a = make_app(budget=0.002, budget_calibration=str(cal))
+    gov = _governor(a)
+    assert gov.lam0 == 40.0 and gov.controller.lo == 25.0 and gov.controller.lam == pytest.approx(40.0)
+    for _ in range(5000):
+        gov.controller.observe(0.0)  # nothing spent: lambda falls, to the floor and no lower
+    assert gov.controller.lam == pytest.approx(25.0)
+    assert gov.report()["lam_range"][0] == 25.0

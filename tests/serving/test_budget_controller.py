@@ -14,12 +14,16 @@ QUALITY = np.array([0.4, 0.55, 0.7, 0.78])
 WARMUP, WINDOW = 200, 500
 
 
-def simulate(seed, fraction, n=5000, lam_range=(0.0, 74000.0), lam0=None, delay=20, drift=False, gain=0.005):
+def simulate(seed, fraction, n=5000, lam_range=(0.0, 74000.0), lam0=None, delay=20, drift=False, gain=0.005,
+             dip=None, floor=None):
     """Each decision: per-model quality and cost drawn, the router's choice argmax(q - lam c) at the
-    controller's lambda, its cost observed ``delay`` decisions later. Returns (costs, lambdas, budget)."""
+    controller's lambda (below ``dip``: the cheapest model, as a head that fell back), its cost observed
+    ``delay`` decisions later; ``floor``: the calibrated spend peak. Returns (costs, lambdas, budget)."""
     rng = np.random.default_rng(seed)
     budget = fraction * SCALE[-1] * math.exp(0.125)  # a fraction of the strongest model's mean cost
     ctl = BudgetController(budget, lam_range, lam0, gain)
+    if floor is not None:
+        ctl.rebase(ctl.lam if lam0 is None else lam0, floor)
     costs, lams, pending = [], [], []
     for t in range(n):
         q = np.clip(QUALITY + 0.15 * rng.normal(size=4), 0, 1)
@@ -27,7 +31,7 @@ def simulate(seed, fraction, n=5000, lam_range=(0.0, 74000.0), lam0=None, delay=
         if drift and t > n // 2:  # the prompt mix shifts: the strong models' prompts get longer
             c = c * np.array([1.0, 1.0, 1.5, 1.5])
         lam = ctl.lam
-        k = int(np.argmax(q - lam * c))
+        k = 0 if dip is not None and lam < dip else int(np.argmax(q - lam * c))
         costs.append(c[k])
         lams.append(lam)
         pending.append(c[k])
@@ -80,3 +84,16 @@ def test_overspending_raises_lambda_within_its_bounds():
 def test_bad_budgets_are_refused(bad):
     with pytest.raises(ValueError, match="budget must be a finite number"):
         BudgetController(bad, (0.0, 1.0))
+
+
+def test_below_a_spend_peak_the_floor_keeps_the_controller_from_winding_down():
+    # a router whose small-lambda heads fell back to the cheapest model spends most at lambda `dip`
+    # (0.55 of the strongest model's cost: a budget that only lambdas near the peak spend)
+    dip = 50.0
+    costs, lams, budget = simulate(0, 0.55, dip=dip, lam0=500.0)
+    mean, _, _ = ratios(costs, budget)
+    assert mean < 0.5 and np.mean(lams[WARMUP:] < dip) > 0.5  # without a floor: wound to the bottom
+    costs, lams, budget = simulate(0, 0.55, dip=dip, lam0=500.0, floor=dip)
+    mean, low, high = ratios(costs, budget)
+    assert abs(mean - 1) <= 0.02 and 0.9 <= low and high <= 1.1, (mean, low, high)
+    assert lams.min() >= dip

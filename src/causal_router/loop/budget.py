@@ -81,9 +81,10 @@ class FixedLam:
 
 
 def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances, prices=None,
-              splits=("val", "holdout")) -> tuple[float, bool]:
+              splits=("val", "holdout")) -> tuple[float, bool, float]:
     """The lambda at which router ``method`` of ``rs`` meets ``budget`` (USD per decision) by the DR mean
-    cost on the logs ``splits`` of ``data_dir`` (rows its heads were not fitted on): (lambda, met)."""
+    cost on the logs ``splits`` of ``data_dir`` (rows its heads were not fitted on): (lambda, met, the
+    spend peak ``lam_floor``: the controller's lower bound)."""
     import pandas as pd
 
     from ..policy.budget import BudgetCalibrator
@@ -95,19 +96,22 @@ def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances
     X = np.concatenate([logs[k][1] for k in splits])
     ev = holdout_evidence(rows, X, list(rs.models), nuisances, prices)
     cal = BudgetCalibrator(rs.get(method), rs.models, ev, (grid[0], grid[-1]), grid).calibrate(budget=budget)
-    return cal.lam, cal.met
+    return cal.lam, cal.met, cal.lam_floor
 
 
-def make_control(kind: str, budget: float, grid, lam0: float, gain: float | None = None):
-    """The ``online`` controller (the service's; bounds: ``grid``'s ends; cold start ``lam0``), or ``fixed`` at
-    ``lam0``."""
+def make_control(kind: str, budget: float, grid, lam0: float, gain: float | None = None, floor: float | None = None):
+    """The ``online`` controller (the service's; bounds: ``grid``'s ends, the lower raised to the spend peak
+    ``floor`` when given; cold start ``lam0``), or ``fixed`` at ``lam0``."""
     from ..serving.budget import BudgetController
 
     if kind not in CONTROLS:
         raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {kind!r}")
     if kind == "fixed":
         return FixedLam(lam0)
-    return BudgetController(budget, (grid[0], grid[-1]), lam0, LOOP_GAIN if gain is None else gain)
+    control = BudgetController(budget, (grid[0], grid[-1]), lam0, LOOP_GAIN if gain is None else gain)
+    if floor is not None:
+        control.rebase(lam0, floor)
+    return control
 
 
 class Budget:
@@ -139,9 +143,9 @@ class Budget:
 
     def start(self, rs, method, data_dir, encoder, nuisances, prices=None) -> None:
         """After round 0's training: the calibrated lambda, then the control starting there."""
-        self.lam0, self.met = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices)
+        self.lam0, self.met, floor = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices)
         lam = self.lam0 if self.fixed is None else float(self.fixed)
-        self.control = make_control(self.kind, self.usd, self.grid, lam, self.gain)
+        self.control = make_control(self.kind, self.usd, self.grid, lam, self.gain, floor)
 
     def redeploy(self, rs, method, data_dir, encoder, nuisances, prices=None) -> None:
         """A new router is deployed after round 1 or later: the online controller moves its operating point
@@ -150,8 +154,8 @@ class Budget:
         over- or underspending while the integral catches up. A fixed lambda stays where it is."""
         if self.kind != "online":
             return
-        lam, _ = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices, ("holdout",))
-        self.control.rebase(lam)
+        lam, _, floor = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices, ("holdout",))
+        self.control.rebase(lam, floor)
 
     def record(self, stream, actions, r: int) -> dict:
         """The round's budget columns: the target, the mean cost of its decisions (None for round 0,

@@ -13,12 +13,20 @@ Two targets:
   most ``F``. This needs no DR: the router's choices on the prompts are known.
 
 The search (:func:`smallest_meeting`), the same for both: the target's function ``f(lambda)`` (DR mean
-cost, or the share) is non-increasing in lambda in expectation, but an estimate need not be.
+cost, or the share) is non-increasing in lambda in expectation, but an estimate need not be, nor need a
+trained router's spend: a head that fell back to a cheap default at small lambda spends less there than
+the heads above it. So a budget is searched (and held online) only from the **spend peak** up:
+``lam_floor``, the smallest search-grid lambda whose DR mean cost is within one standard error of the
+grid's highest (a router whose spend falls with lambda keeps ``lam_floor = lo``). Below it the router
+spends no more, and a controller that went there to spend more would find less and wind to
+the bottom (RouterBench, budget 0.2, seed 0: 69% of decisions at lambda 0, spending 0.6 of the budget).
+A budget above the peak's cost cannot be spent: the answer is ``lam_floor`` with ``met`` True (the
+target is a ceiling), and the message says what the router spends at most.
 
 1. ``f`` is evaluated on a grid over the router's lambda range ``[lo, hi]``: the router's own grid,
    :data:`GRID` evenly spaced points and :data:`GRID` geometrically spaced ones above ``lo``.
 2. If ``f(lo) <= target`` the answer is ``lo``: the target does not bind (the router's most
-   quality-minded lambda already meets it).
+   quality-minded lambda already meets it). For a budget, ``lo`` is ``lam_floor``.
 3. Else the first grid lambda (ascending) with ``f <= target`` brackets the answer with the grid point
    before it; bisection (:data:`BISECTIONS` halvings) narrows the bracket, keeping its upper end
    meeting the target, and the answer is that upper end: the smallest lambda of the bracket that
@@ -91,6 +99,8 @@ class Calibration:
     model: str | None = None  # the strong-share target's model
     message: str = ""
     curve: list = field(default_factory=list)  # [{lam, cost, quality}] on the router's own grid
+    lam_floor: float | None = None  # the spend peak: a budget's search and controller stay at or above it
+    peak_cost: float | None = None  # the DR mean cost there (the most the router spends)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -135,6 +145,17 @@ class BudgetCalibrator:
     def share(self, lam: float, k: int) -> float:
         return float(np.mean(self.choices(lam) == k))
 
+    def spend_peak(self) -> tuple[float, float]:
+        """(``lam_floor``: the smallest search-grid lambda whose DR mean cost is within one standard error
+        of the grid's highest, that cost)."""
+        grid = search_grid(self.lo, self.hi, self.own)
+        per_row = [self.dr(x)[1] for x in grid]
+        costs = np.array([float(np.mean(c)) for c in per_row])
+        top = int(np.argmax(costs))
+        se = float(np.std(per_row[top], ddof=1) / np.sqrt(len(per_row[top]))) if len(per_row[top]) > 1 else 0.0
+        k = int(np.flatnonzero(costs >= costs[top] - se)[0])
+        return float(grid[k]), float(costs[k])
+
     def calibrate(self, budget: float | None = None, strong_share: tuple[str, float] | None = None) -> Calibration:
         """The lambda for ``budget`` (USD per decision) or ``strong_share`` ((model, fraction)); exactly one."""
         if (budget is None) == (strong_share is None):
@@ -142,7 +163,8 @@ class BudgetCalibrator:
         if budget is not None:
             if not (math.isfinite(budget) and budget > 0):
                 raise ValueError(f"the budget must be a finite number of USD per decision > 0, got {budget!r}")
-            lam, met = smallest_meeting(self.mean_cost, self.lo, self.hi, budget, self.own)
+            floor, peak = self.spend_peak()
+            lam, met = smallest_meeting(self.mean_cost, floor, self.hi, budget, self.own)
             target, value, model = "budget", float(budget), None
         else:
             model, value = strong_share
@@ -152,11 +174,12 @@ class BudgetCalibrator:
                 raise ValueError(f"the strong share must be a fraction in (0, 1], got {value!r}")
             k = self.models.index(model)
             lam, met = smallest_meeting(lambda x: self.share(x, k), self.lo, self.hi, value, self.own)
-            target = "strong_share"
+            target, floor, peak = "strong_share", None, None
         q, c = self.dr(lam)
         cal = Calibration(target, float(value), float(lam), bool(met), (self.lo, self.hi),
                           summarize(c, self.alpha, "dr-cost"), summarize(q, self.alpha, "dr-quality"),
                           {m: self.share(lam, k) for k, m in enumerate(self.models)}, len(q), model)
+        cal.lam_floor, cal.peak_cost = floor, peak
         cal.curve = [{"lam": x, "cost": float(np.mean(cx)), "quality": float(np.mean(qx))}
                      for x in sorted({self.lo, self.hi, *self.own}) for qx, cx in [self.dr(x)]]
         cal.message = _message(cal)
@@ -171,4 +194,7 @@ def _message(c: Calibration) -> str:
                else f"{c.shares[c.model]:.1%} to {c.model}")
         return (f"no lambda in [{c.lam_range[0]:g}, {c.lam_range[1]:g}] meets {what}: the closest is lambda "
                 f"{c.lam:g} ({got})")
+    if c.target == "budget" and c.peak_cost is not None and c.peak_cost < c.value:
+        return (f"lambda {c.lam:.6g} meets {what} on {c.n} prompts without spending it: the router spends at "
+                f"most {c.peak_cost:.6g} USD per decision (DR), at lambda {c.lam_floor:g}")
     return f"lambda {c.lam:.6g} meets {what} on {c.n} prompts"

@@ -24,6 +24,10 @@ else ``lam`` of the ``causal-router calibrate --out`` file ``serve.budget_calibr
 (``serve --budget-calibration FILE``), else the middle of ``[lo, hi]`` in ``u``, with a warning) and stays
 there until costs are recorded; when costs stop arriving it holds its last lambda.
 
+The floor: a calibration file's ``lam_floor`` (the router's spend peak, :mod:`causal_router.policy.budget`)
+raises ``lo``: below it the router spends no more, so a controller that went lower to spend more would
+find less and wind to the bottom. A budget the router cannot spend is then served at the floor.
+
 Where the costs come from (:class:`BudgetGovernor`): the decision log, polled at most every
 :data:`POLL_S` seconds from the batcher's thread: a gateway call's outcome cost (``outcomes``), else the
 decision's feedback cost (``feedback``), once per decision, for the decisions made since this service
@@ -84,6 +88,7 @@ class BudgetController:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ValueError(f"a budget needs a router with a finite lambda interval, got [{lo:g}, {hi:g}]")
         self.budget, self.lo, self.hi, self.gain, self.kp = float(budget), lo, hi, float(gain), float(kp)
+        self.base_lo = lo  # the router's own bound: rebase may raise lo to a spend peak, never below this
         self.scale = (hi - lo) / _WARP if hi > lo else 1.0
         self.u0 = 0.5 if lam0 is None else self.to_u(min(max(float(lam0), lo), hi))
         self.integral = 0.0
@@ -109,9 +114,13 @@ class BudgetController:
         self.n += 1
         self.total += float(cost)
 
-    def rebase(self, lam: float) -> None:
-        """A new router is deployed whose calibrated lambda is ``lam``: move the operating point so the
-        controller's lambda is ``lam`` now, keeping the integral (the spend's memory) and the window."""
+    def rebase(self, lam: float, floor: float | None = None) -> None:
+        """A new router is deployed whose calibrated lambda is ``lam`` (and spend peak ``floor``, the new
+        lower bound, when given): move the operating point so the controller's lambda is ``lam`` now,
+        keeping the integral (the spend's memory) and the window."""
+        if floor is not None:
+            self.lo = min(max(float(floor), self.base_lo), self.hi)
+            self.scale = (self.hi - self.lo) / _WARP if self.hi > self.lo else 1.0
         self.u0 = self.to_u(min(max(float(lam), self.lo), self.hi)) - self.integral - self._p()
 
     def _p(self) -> float:
@@ -126,15 +135,18 @@ class BudgetController:
         return self.to_lam(self.u)
 
 
-def calibrated_lam(path) -> float:
-    """``lam`` of a ``causal-router calibrate --out`` file (ValueError naming the file otherwise)."""
+def calibrated_lam(path) -> tuple[float, float | None]:
+    """(``lam``, ``lam_floor`` or None) of a ``causal-router calibrate --out`` file (ValueError naming the
+    file otherwise)."""
     try:
-        lam = float(json.loads(Path(path).read_text())["lam"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        data = json.loads(Path(path).read_text())
+        lam = float(data["lam"])
+        floor = None if data.get("lam_floor") is None else float(data["lam_floor"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: not a calibrate --out file with a lambda ({type(err).__name__}: {err})") from None
-    if not math.isfinite(lam):
-        raise ValueError(f"{path}: its lambda {lam!r} is not finite")
-    return lam
+    if not math.isfinite(lam) or (floor is not None and not math.isfinite(floor)):
+        raise ValueError(f"{path}: its lambda {lam!r} (floor {floor!r}) is not finite")
+    return lam, floor
 
 
 class BudgetGovernor:
@@ -146,14 +158,18 @@ class BudgetGovernor:
     """
 
     def __init__(self, settings, store, lam_range, prices=None, clock=time.time):
-        lam0 = settings.budget_lam0
-        if lam0 is None and settings.budget_calibration:
-            lam0 = calibrated_lam(settings.budget_calibration)
+        lam0, floor = settings.budget_lam0, None
+        if settings.budget_calibration:
+            cal_lam, floor = calibrated_lam(settings.budget_calibration)
+            lam0 = cal_lam if lam0 is None else lam0
         if lam0 is None:
             log.warning("serve.budget without a calibrated lambda (serve.budget_lam0 or --budget-calibration): "
                         "the controller starts in the middle of the lambda interval")
         self.lam0 = lam0
-        self.controller = BudgetController(settings.budget, lam_range, lam0, settings.budget_gain,
+        lo, hi = (float(x) for x in lam_range)
+        if floor is not None:
+            lo = min(max(lo, floor), hi)
+        self.controller = BudgetController(settings.budget, (lo, hi), lam0, settings.budget_gain,
                                            settings.budget_window)
         self.store, self.prices, self.hard, self.clock = store, prices or {}, settings.budget_hard, clock
         self.started = now()
