@@ -9,6 +9,13 @@ only when its embeddings stay within cosine :data:`MIN_COSINE` of fp32 on every 
 and it is at least :data:`BF16_MIN_GAIN` faster over the thread counts measured (fp32 is the
 reference, so a near tie goes to it).
 
+A moment's load must not become a property of the machine. More threads are never much slower than
+one on an idle machine, so times that say so (:func:`contended`: the most threads over
+:data:`CONTENDED_SLOWDOWN` x one thread's time, for either precision) mean other jobs shared the cores:
+up to :data:`RETRY_ROUNDS` more rounds are measured (minima kept), and a result still contended is
+stored with ``contended: true`` and measured again by the first use after :data:`REVALIDATE_S`
+(a file of the earlier format, which did not check, is measured again once).
+
 The result is a small JSON under ``<embedding cache>/calibration/``, named by a hash of the
 machine (:func:`~.hardware.machine_identity`: CPU model, flags, cores, torch) and the encoder's
 :attr:`~.encoder.TransformerEncoder.base_key`; later processes read it without importing torch.
@@ -41,7 +48,13 @@ MIN_COSINE = 0.9999  # smallest cosine of a bf16 embedding to its fp32 one that 
 BF16_MIN_GAIN = 0.05  # bf16 must save at least this fraction of fp32's time
 TIME_BUDGET_S = 4.0  # after one round of measurements, further rounds only while under this
 ROUNDS = 3
-FORMAT = 1
+#: The most threads taking over this many times one thread's time means the cores were shared.
+CONTENDED_SLOWDOWN = 1.25
+#: Extra rounds measured while the times look contended.
+RETRY_ROUNDS = 3
+#: A calibration stored while contended is measured again by the first use after this many seconds.
+REVALIDATE_S = 3600.0
+FORMAT = 2
 CALIBRATION_DIR_ENV = "CAUSAL_ROUTER_CALIBRATION_DIR"
 # a fixed batch with the spread of lengths of real prompts (short questions to past the 256-token cap)
 _BASE = [
@@ -90,6 +103,18 @@ class Calibration:
     n_texts: int = len(CALIBRATION_TEXTS)
     created: str = ""
     format: int = FORMAT
+    contended: bool = False  # the times still showed shared cores after the retries (see the module)
+
+
+def contended(seconds: dict) -> bool:
+    """Whether ``{precision: {threads: seconds}}`` shows the most threads over :data:`CONTENDED_SLOWDOWN`
+    x one thread's time for some precision: other jobs were sharing the cores."""
+    for times in seconds.values():
+        if "1" in times and len(times) > 1:
+            most = max(times, key=int)
+            if times[most] > CONTENDED_SLOWDOWN * times["1"]:
+                return True
+    return False
 
 
 def choose(seconds: dict, min_cosine: float | None, min_cos: float = MIN_COSINE,
@@ -151,7 +176,16 @@ def load(path: Path, base_key: str, identity: dict) -> Calibration | None:
         return None  # made for another encoder, machine or file format
     if cal.precision not in ("fp32", "bf16"):
         return None
+    if cal.contended and _age_s(cal.created) > REVALIDATE_S:
+        return None  # measured under load: measure again
     return cal
+
+
+def _age_s(created: str) -> float:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(created)).total_seconds()
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def _save(path: Path, cal: Calibration) -> None:
@@ -165,8 +199,9 @@ def _save(path: Path, cal: Calibration) -> None:
 
 def measure_all(measure: Measure, precisions: Sequence[str], thread_counts: Sequence[int],
                 texts: Sequence[str] = CALIBRATION_TEXTS, rounds: int = ROUNDS,
-                budget_s: float = TIME_BUDGET_S) -> tuple[dict, float | None]:
-    """Time every (precision, threads) pair, interleaved, best of up to ``rounds``.
+                budget_s: float = TIME_BUDGET_S, retries: int = RETRY_ROUNDS) -> tuple[dict, float | None]:
+    """Time every (precision, threads) pair, interleaved, best of up to ``rounds`` (and up to ``retries``
+    more while the times look :func:`contended`).
 
     Returns
     -------
@@ -178,9 +213,11 @@ def measure_all(measure: Measure, precisions: Sequence[str], thread_counts: Sequ
     start = time.perf_counter()
     seconds: dict = {p: {} for p in precisions}
     vectors: dict = {}
-    for r in range(rounds):
-        if r and time.perf_counter() - start > budget_s:
+    for r in range(rounds + retries):
+        if r >= rounds and not contended(seconds):
             break
+        if 0 < r < rounds and time.perf_counter() - start > budget_s:
+            continue  # over the time budget: only a contended result earns more rounds
         for threads in thread_counts:
             for p in precisions:
                 t, X = measure(p, threads, texts)
@@ -206,7 +243,10 @@ def calibrate(base_key: str, measure: Measure | None, bf16_available: bool, thre
     counts = sorted(set(thread_counts or (1, physical_cores())))
     seconds, min_cos = measure_all(measure, ("fp32", "bf16"), counts)
     precision, reason = choose(seconds, min_cos)
-    return Calibration(precision, reason, seconds, min_cos, base_key, identity, created=now)
+    busy = contended(seconds)
+    if busy:
+        reason += f"; measured while the cores were shared (measured again after {REVALIDATE_S:.0f} s)"
+    return Calibration(precision, reason, seconds, min_cos, base_key, identity, created=now, contended=busy)
 
 
 def cpu_precision(base_key: str, make_measure: Callable[[], Measure], bf16_available: Callable[[], bool],
