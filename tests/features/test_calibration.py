@@ -217,7 +217,7 @@ def test_a_moments_load_is_measured_again_not_stored_as_the_machine():
     # the record: fp32 5.0 s at 2 threads against 0.67 s at 1, while other jobs ran
     loaded = {"fp32": {1: 0.67, 2: 5.0}, "bf16": {1: 0.8, 2: 5.5}}
     idle = {"fp32": {1: 0.67, 2: 0.40}, "bf16": {1: 0.8, 2: 0.45}}
-    rounds = iter([loaded] * 4 + [idle] * 10)  # the load passes during the retries
+    rounds = iter([loaded] * 3 + [idle] * 10)  # the load passes before the retry
     current = {}
 
     def measure(precision, threads, texts):

@@ -51,7 +51,7 @@ ROUNDS = 3
 #: The most threads taking over this many times one thread's time means the cores were shared.
 CONTENDED_SLOWDOWN = 1.25
 #: Extra rounds measured while the times look contended.
-RETRY_ROUNDS = 3
+RETRY_ROUNDS = 1
 #: A calibration stored while contended is measured again by the first use after this many seconds.
 REVALIDATE_S = 3600.0
 FORMAT = 2
