@@ -43,6 +43,20 @@ def anchored(default: str, z: float, cands=SERVABLE):
     return rule
 
 
+def anchored_split(default: str, z_simple: float, z_other: float, simple=("best-arm", "dr-regress"),
+                   cands=SERVABLE):
+    """As :func:`anchored`, with ``z_simple`` standard errors for the simple candidates (a constant arm,
+    DR regress-and-compare: few degrees of freedom, no early-stopping winner's curse) and ``z_other``
+    for the others."""
+    def rule(g: pd.DataFrame) -> str:
+        g = g[g.candidate.isin(cands)]
+        z = np.where(g.candidate.isin(simple), z_simple, z_other)
+        lb = (g[f"est_{default}"] - z * g[f"se_{default}"]).where(g.candidate != default, 0.0)
+        return g.candidate.iloc[int(np.argmax(lb.to_numpy()))]
+    rule.__name__ = f"anchor={default} z_simple={z_simple:g} z_other={z_other:g}"
+    return rule
+
+
 def own_value(z: float, cands=SERVABLE):
     """The candidate with the largest lower bound of its own value (pessimistic selection, no default)."""
     def rule(g: pd.DataFrame) -> str:
@@ -81,6 +95,9 @@ def rules() -> list:
         out += [anchored("dm", z), anchored("logging", z), anchored("best-arm", z), anchored("logging-prob", z),
                 own_value(z), best_anchor(z), best_anchor(z, ("dm", "best-arm")),
                 all_anchors(z), all_anchors(z, fallback="dm"), all_anchors(z, ("dm", "best-arm"))]
+    for zs in (0.0, 0.25, 0.5, 1.0):
+        for zo in (1.0, 2.0, 3.0):
+            out.append(anchored_split("dm", zs, zo))
     return out
 
 
