@@ -160,8 +160,32 @@ def cells(tables, names, sizes) -> list[tuple[str, str, int]]:
 
 
 # --------------------------------------------------------------------------- aggregation
-def load_cells(cache: str) -> list[dict]:
-    return [pickle.loads(p.read_bytes()) for p in sorted(Path(cache).glob("*.pkl"))]
+def load_cells(caches: str, trained: str = "") -> list[dict]:
+    """The cells of the comma-separated ``caches`` (a later cache's cell replaces an earlier one's), each
+    tagged ``trained_with`` (the matching item of the comma-separated ``trained``: the rule it ran with)."""
+    labels = trained.split(",") if trained else []
+    out = {}
+    for i, cache in enumerate(caches.split(",")):
+        for p in sorted(Path(cache).glob("*.pkl")):
+            c = pickle.loads(p.read_bytes())
+            c["trained_with"] = labels[i] if i < len(labels) else ""
+            c["finished"] = p.stat().st_mtime
+            out[(c["dataset"], c["logger"], c["eval_set"])] = c
+    return list(out.values())
+
+
+def replayed(cand: pd.DataFrame, pessimism: float) -> pd.DataFrame:
+    """Per (dataset, logger, eval_set, lam): the RM head's test utility under the dm-anchored rule at
+    ``pessimism`` (the training path's :func:`~causal_router.causal.selection.select_policy`), replayed from
+    the stored estimates: the candidate whose improvement over dm has the largest positive lower bound."""
+    c = cand[cand.candidate.isin(["network", "dm", "logging", "dr-regress", "best-arm"])].copy()
+    c["lb"] = np.where(c.candidate == "dm", 0.0, c["est_dm"] - pessimism * c["se_dm"])
+    # ties resolve to the first candidate in _choose's order (network, dm, logging, dr-regress, best arm)
+    order = {"network": 0, "dm": 1, "logging": 2, "dr-regress": 3, "best-arm": 4}
+    c["order"] = c.candidate.map(order)
+    c = c.sort_values(["dataset", "logger", "eval_set", "lam", "lb", "order"], ascending=[1, 1, 1, 1, 0, 1])
+    best = c.groupby(["dataset", "logger", "eval_set", "lam"], sort=False).head(1)
+    return best[["dataset", "logger", "eval_set", "lam", "candidate", "test_utility"]]
 
 
 def frames(cells_: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -222,8 +246,14 @@ def summary_lines(s: pd.DataFrame) -> list[str]:
     return lines
 
 
-def aggregate(cache: str, command: str, seconds: float | None) -> None:
-    df, cand = frames(load_cells(cache))
+def aggregate(cache: str, command: str, trained: str = "") -> None:
+    cells_ = load_cells(cache, trained)
+    df, cand = frames(cells_)
+    by = {(c["dataset"], c["logger"], c["eval_set"]): c["trained_with"] for c in cells_}
+    df["trained_with"] = [by[k] for k in zip(df.dataset, df.logger, df.eval_set)]
+    for z in (1.0, 2.0):
+        r = replayed(cand, z).rename(columns={"candidate": f"pick_z{z:g}", "test_utility": f"replay_z{z:g}"})
+        df = df.merge(r, on=["dataset", "logger", "eval_set", "lam"], how="left")
     RESULTS.mkdir(parents=True, exist_ok=True)
     df["cpu_model"] = cpu_model()
     df.to_csv(RESULTS / "loggers.csv", index=False)
@@ -236,17 +266,42 @@ def aggregate(cache: str, command: str, seconds: float | None) -> None:
              "of (logger, lambda) cells where the router is at least the best simple alternative minus 0.005; "
              "*moonshot*: (router mean - best simple mean) / (uniform level - best simple mean), 0.5 is the "
              f"issue's moonshot. CPU: {cpu_model()}. Loggers and the frozen split: `benchmarks/loggers.py`.", "",
-             "## Report half (the headline)", "", *summary_lines(s[s.split == "report"]), "",
-             "## Tune half (used to choose the selection rule)", "", *summary_lines(s[s.split == "tune"]), "",
+             "## Report half (the headline)", "",
+             f"Trained with: {', '.join(sorted(set(df[df.split == 'report'].trained_with)))}. Loggers run: "
+             f"{', '.join(sorted(df[df.split == 'report'].logger.unique()))}.", "",
+             *summary_lines(s[s.split == "report"]), "",
+             "## Tune half (used to choose the selection rule)", "",
+             f"Trained with: {', '.join(sorted(set(df[df.split == 'tune'].trained_with)))}. Loggers run: "
+             f"{', '.join(sorted(df[df.split == 'tune'].logger.unique()))}.", "",
+             *summary_lines(s[s.split == "tune"]), "",
+             "The RM head replayed from the stored estimates (`replayed`), dm-anchored at pessimism 1 (the "
+             "new default) and 2 (the old), every cell of both halves; where a cell was trained with the "
+             "rule, its replay equals its RM-Softmax utility (checked: largest difference "
+             f"{_replay_gap(df):.2g}).", "",
+             *summary_lines(summary(df, "replay_z1").assign(split=lambda x: x["split"] + " replay z=1")), "",
+             *summary_lines(summary(df, "replay_z2").assign(split=lambda x: x["split"] + " replay z=2"))[2:], "",
              "## Which simple alternative is best (cells, both halves)", "",
              df.groupby(["dataset", "best_simple_name"]).size().unstack(fill_value=0).to_markdown(), "",
              f"Training (nuisances + RM-Softmax + RM-Interval) on RouterBench, mean over cells: "
              f"{rb.groupby(['logger', 'eval_set']).train_seconds.first().mean():.1f} s (one process, one thread)."]
     (RESULTS / "loggers.md").write_text("\n".join(lines) + "\n")
-    meta = {"cpu_model": cpu_model(), "command": command, "wall_seconds": seconds, "cells": int(len(df)),
+    done = [c["finished"] for c in cells_]
+    meta = {"cpu_model": cpu_model(), "command": command, "caches": cache, "trained_with": trained,
+            "cells": int(len(cells_)), "cell_seconds_sum": float(sum(c["cell_seconds"] for c in cells_)),
+            "wall_seconds_first_to_last_cell": float(max(done) - min(done)),
+            "note": "two processes (--jobs 2) on 2 cores shared with another job; cells ran in two invocations "
+                    "(tune before the selection fix, report after)",
             "loggers": sorted(df.logger.unique())}
     (RESULTS / "loggers_meta.json").write_text(json.dumps(meta, indent=1))
     print("\n".join(lines))
+
+
+def _replay_gap(df: pd.DataFrame) -> float:
+    """Largest |replay - RM-Softmax as trained| over cells trained with a rule the replay covers."""
+    gaps = [(df.loc[df.trained_with == f"dm z={z:g}", f"replay_z{z:g}"]
+             - df.loc[df.trained_with == f"dm z={z:g}", "rm_softmax_utility"]).abs().max() for z in (1.0, 2.0)]
+    gaps = [g for g in gaps if np.isfinite(g)]
+    return float(max(gaps)) if gaps else float("nan")
 
 
 def main() -> None:
@@ -258,12 +313,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", default="/tmp/loggers_cells", help="folder of the cells' pickles (resumable)")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
-    ap.add_argument("--aggregate", action="store_true", help="only write the results from the cached cells")
+    ap.add_argument("--aggregate", action="store_true", help="only write the results from the cached cells "
+                    "(--cache may then name several folders, comma-separated)")
+    ap.add_argument("--trained-with", default="", help="with --aggregate: the rule each cache's cells were "
+                    "trained with, comma-separated (e.g. 'dm z=2,dm z=1')")
     args = ap.parse_args()
     command = "python -m benchmarks.loggers_study " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("aggregate", "data_root"))
     if args.aggregate:
-        aggregate(args.cache, command, None)
+        aggregate(args.cache, command, args.trained_with)
         return
     names = args.loggers.split(",") if args.loggers else [s.name for s in
                                                            L.loggers(None if args.split == "all" else args.split)]
