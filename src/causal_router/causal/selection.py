@@ -24,13 +24,11 @@ from .checks import check_treatment, check_vector
 from .crossfit import Nuisances
 from .ope import Estimate, as_policy
 
-#: Standard errors subtracted from an improvement's estimate before it may replace the default. One,
-#: not two: the direct-method default maximises the outcome model, so the model-based part of every
-#: other candidate's improvement over it is <= 0 by construction, and with two standard errors a biased
-#: outcome model was never left even where the best single model or DR regress-and-compare gained
-#: 0.05-0.19 (issue 32's tune half of confounded loggers: worst cell -0.187 at 2, -0.087 at 1, mean
-#: -0.0079 at 2, -0.0064 at 1; ``benchmarks/results/loggers/rules_tune.md``).
-DEFAULT_PESSIMISM = 1.0
+#: Standard errors subtracted from an improvement's estimate before it may replace the default. Two: one
+#: did better on issue 32's tune half of confounded loggers, but not on its report half, and it lost issue
+#: 13's per-lambda guarantee on the paper protocol (RouterBench, cost-biased beta=3, seed 0: worst lambda
+#: -0.248 against -0.086; ``benchmarks/results/loggers/pessimism_check.md``).
+DEFAULT_PESSIMISM = 2.0
 
 #: Prior pseudo-rows behind the outcome model's prediction for an arm (shrinks a thin arm's
 #: residual mean towards zero and keeps its variance finite when no logged row supports it).
