@@ -221,6 +221,9 @@ def main() -> None:
         out += [f"| {r.ablation} | {r.setting} | {r.method} | {r['mean']:.4f} ({r['std']:.4f}) |"
                 for _, r in t.iterrows()]
         out.append("")
+    loggers = results_dir("loggers") / "results_section.md"
+    if loggers.exists():  # issue 32's study: hand-written summary of benchmarks/results/loggers
+        out += [loggers.read_text()]
     (DOCS / "results.md").write_text("\n".join(out))
     readme = ROOT / "README.md"
     text = readme.read_text()

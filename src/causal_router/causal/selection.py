@@ -24,7 +24,10 @@ from .checks import check_treatment, check_vector
 from .crossfit import Nuisances
 from .ope import Estimate, as_policy
 
-#: Standard errors subtracted from an improvement's estimate before it may replace the default.
+#: Standard errors subtracted from an improvement's estimate before it may replace the default. Two: one
+#: did better on issue 32's tune half of confounded loggers, but not on its report half, and it lost issue
+#: 13's per-lambda guarantee on the paper protocol (RouterBench, cost-biased beta=3, seed 0: worst lambda
+#: -0.248 against -0.086; ``benchmarks/results/loggers/pessimism_check.md``).
 DEFAULT_PESSIMISM = 2.0
 
 #: Prior pseudo-rows behind the outcome model's prediction for an arm (shrinks a thin arm's

@@ -39,8 +39,8 @@ class _EndpointRouter(Router):
     network, the direct-method policy (the naive router, the trusted default), the logging
     policy's mode, the best single model and DR regress-and-compare: the default is left only for a
     candidate whose improvement over it on the validation logs has a positive lower bound
-    (estimate minus ``pessimism`` standard errors, the standard error counting the logged rows of
-    each arm the candidate switches to; :func:`causal_router.causal.selection.select_policy`).
+    (estimate minus ``pessimism`` standard errors, default two, the standard error counting the logged
+    rows of each arm the candidate switches to; :func:`causal_router.causal.selection.select_policy`).
     ``select="best-single"`` is the earlier rule: the head falls back to the best single model
     unless a held-back part of the validation logs confirms the gain by ``margin`` standard errors.
     """
