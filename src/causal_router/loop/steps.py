@@ -71,7 +71,7 @@ def served_model(routerset, method: str, lam: float, version: str, name: str = "
     def make(rs, v):
         return ServedModel(name=name, version=str(v), models=list(rs.models), router=rs.get(method),
                            lam_range=(float(lo), float(hi)), tokens_per_char=rs.meta.get("tokens_per_char"),
-                           encoder_key="")
+                           encoder_key="", rows_per_model=rs.meta.get("rows_per_model"))
 
     return make(routerset, version).with_challenger(
         None if challenger is None else make(challenger, challenger_version))
