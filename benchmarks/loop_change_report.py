@@ -126,13 +126,32 @@ def plot(df: pd.DataFrame, scenario: str, path: Path, change_round: int) -> None
     plt.close(fig)
 
 
+def merge(out: Path, parts, stem: str) -> None:
+    """Join the runs ``parts`` (their CSVs and metas) into ``stem``'s: per-row metrics are per
+    (dataset, seed, scenario, arm), so runs on other seeds or scenarios join as they are."""
+    metas = [json.loads((out / f"{p}_meta.json").read_text()) for p in parts]
+    df = pd.concat([pd.read_csv(out / f"{p}.csv") for p in parts], ignore_index=True)
+    df.to_csv(out / f"{stem}.csv", index=False)
+    meta = {**metas[0], "reduced": any(m["reduced"] for m in metas), "tag": stem,
+            "command": " ; ".join(m["command"] for m in metas) + f" ; python -m benchmarks.loop_change_report "
+            f"--merge {','.join(parts)} --tag {stem}",
+            "seeds": sorted({s for m in metas for s in m["seeds"]}),
+            "wall_seconds": sum(m["wall_seconds"] for m in metas),
+            "per_job": {k: v for m in metas for k, v in m["per_job"].items()}, "parts": list(parts)}
+    (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", default=str(results_dir("loop_change")))
+    ap.add_argument("--merge", default="", help="comma-separated tags of runs (e.g. one seed each) to join "
+                    "into --tag first")
     args = ap.parse_args()
     out = Path(args.out)
     stem = result_stem("loop_change", args.tag)
+    if args.merge:
+        merge(out, args.merge.split(","), stem)
     df = pd.read_csv(out / f"{stem}.csv")
     meta = json.loads((out / f"{stem}_meta.json").read_text())
     fin = final(df)
