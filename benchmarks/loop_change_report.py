@@ -46,7 +46,7 @@ def scenario_table(fin: pd.DataFrame, dataset: str, scenario: str) -> list[str]:
 def goals(df: pd.DataFrame, fin: pd.DataFrame, dataset: str) -> list[str]:
     """The issue's goals for ``causal`` on one dataset, each in one line."""
     out = []
-    f = fin[fin["dataset"] == dataset].set_index(["scenario", "arm", "seed"])
+    f = fin[fin["dataset"] == dataset].set_index(["scenario", "arm", "seed"]).sort_index()
     scenarios = list(dict.fromkeys(fin[fin["dataset"] == dataset]["scenario"]))
 
     def col(sc, arm, c):
