@@ -126,6 +126,70 @@ def plot(df: pd.DataFrame, scenario: str, path: Path, change_round: int) -> None
     plt.close(fig)
 
 
+SECTION = "## The loop under change"
+#: What the section says before the run's own report (the scenarios and arms are defined in the code's docstrings).
+INTRO = [
+    "`python -m benchmarks.loop_change` runs every arm on every scenario of `causal-router loop --scenario` "
+    "(`causal_router/loop/scenarios.py`) on the loop study's streams, exploration 0.05, the change at round 3: "
+    "`new-model` (the model with the highest mean utility at the study's lambda is out of the pool in rounds 0-2 "
+    "and joins at round 3 through the service's cold-start share, `serve.cold_start_share` 0.05 until "
+    "`serve.cold_start_outcomes` 50 outcomes), `degrade` (from round 3 the model `causal`'s champion served most "
+    "in round 2 answers every prompt as the table's weakest model, the lowest mean score, answers it; its costs "
+    "stay its own), `price` (the dearest model costs a third from round 3), `partial-feedback-a` / `-b` (30% of "
+    "decisions get a score, at random / a score below 0.5 three times as likely to be reported; a decision "
+    "without a score never becomes a training row, the gateway's rule in `serving/ingest.py`), `none`.",
+    "",
+    "`litellm-adaptive` is LiteLLM's adaptive router's own bandit (`bandit.py`: a Beta cell per (request type, "
+    "model), Thompson sampling, `quality_weight * sample + cost_weight * normalised cost`) driven offline with "
+    "its own classifier (`classifier.py`, regular expressions, runs offline), tiers declared from price, and "
+    "every cost weight of 0-0.8 tried: the records are those of the weight with the best final test utility "
+    "(`benchmarks/litellm_adaptive.py`). The skyline is trained on the world as it is (every seen prompt's "
+    "current outcomes among the served models) and routes each round knowing that round's world.",
+    "",
+    "Rounds to adapt: the first round of the changed world (1 = round 3) where the arm's share of decisions "
+    "to the changed model (`degrade`: away from it) reaches 80% of the skyline's. Cumulative regret after the "
+    "change: summed per-prompt regret over rounds 3.. in each round's world.",
+]
+
+
+def docs_section(out: Path, stem: str, meta: dict) -> list[str]:
+    """docs/loop.md's section on the change study: the intro, then ``<stem>.md``'s body with its links
+    made relative to docs/."""
+    body = (out / f"{stem}.md").read_text().splitlines()[1:]
+    rel = "../benchmarks/results/loop_change/"
+    body = [("#" + line) if line.startswith("#") else line.replace("](" + stem + "_", "](" + rel + stem + "_")
+            for line in body]
+    note = ([f"> **REDUCED RUN** ({', '.join(meta['datasets'])}, seeds {meta['seeds']}): the full study "
+             "(both tables, seeds 0-2) was not run in the time this work had.", ""] if meta.get("reduced") else [])
+    return ["", SECTION, "", *INTRO, "", *note, *body]
+
+
+def committed_section() -> list[str]:
+    """The section from the committed results (the full run's, else the reduced run's), or nothing."""
+    out = results_dir("loop_change")
+    for stem in ("loop_change", "reduced"):
+        if (out / f"{stem}.md").exists() and (out / f"{stem}_meta.json").exists():
+            return docs_section(out, stem, json.loads((out / f"{stem}_meta.json").read_text()))
+    return []
+
+
+def write_docs(lines: list[str], path: Path) -> None:
+    """Put ``lines`` in docs/loop.md: in place of the section, else before the budget section, else at the end."""
+    text = path.read_text()
+    new = "\n".join(lines).strip("\n") + "\n"
+    budget = "\n## Holding a budget in the loop"
+    if "\n" + SECTION in text:
+        head, rest = text.split("\n" + SECTION, 1)
+        tail = rest[rest.index(budget):] if budget in rest else ""
+        text = head.rstrip("\n") + "\n\n" + new + tail
+    elif budget in text:
+        head, tail = text.split(budget, 1)
+        text = head.rstrip("\n") + "\n\n" + new + budget + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + new
+    path.write_text(text)
+
+
 def merge(out: Path, parts, stem: str) -> None:
     """Join the runs ``parts`` (their CSVs and metas) into ``stem``'s: per-row metrics are per
     (dataset, seed, scenario, arm), so runs on other seeds or scenarios join as they are."""
@@ -145,6 +209,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", default=str(results_dir("loop_change")))
+    ap.add_argument("--docs", action="store_true", help="also write docs/loop.md's section")
     ap.add_argument("--merge", default="", help="comma-separated tags of runs (e.g. one seed each) to join "
                     "into --tag first")
     args = ap.parse_args()
@@ -176,6 +241,11 @@ def main() -> None:
         plot(df, sc, out / f"{stem}_{sc}.png", meta["change_round"])
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"{stem}.md written")
+    if args.docs:
+        from .common import ROOT
+
+        write_docs(docs_section(out, stem, meta), ROOT / "docs" / "loop.md")
+        print("docs/loop.md: section written")
 
 
 if __name__ == "__main__":
