@@ -92,3 +92,25 @@ def test_cli_refuses_an_unknown_scenario_in_one_line(tmp_path):
                                    "--lam", "1", "--out", str(tmp_path / "o"), "--scenario", "meteor"])
     assert res.exit_code != 0 and "unknown scenario 'meteor'" in res.output and "new-model" in res.output
     assert "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_cli_loop_with_a_new_model_end_to_end(tmp_path, monkeypatch, prefect_harness):
+    """``causal-router loop --scenario new-model`` through the flow and the registry: the new model is
+    absent from rounds 0-2 and served from round 3; the records name it."""
+    from pathlib import Path
+
+    from causal_router.cli import app
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.chdir(root)  # params.yaml's price sheet prices the sample's models
+    out = tmp_path / "loop"
+    res = CliRunner().invoke(app, ["loop", str(root / "samples" / "llmrouter_9models_sample.parquet"), "--rounds", "4",
+                                   "--batch", "100", "--explore", "0.1", "--lam", "7400", "--out", str(out),
+                                   "--encoder", "tests.serving.tiny:TinyEncoder", "--scenario", "new-model"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out / "loop.csv")
+    assert list(df["round"]) == [0, 1, 2, 3] and set(df["scenario"]) == {"new-model"}
+    assert list(df["changed_model_share"][:3]) == [0.0, 0.0, 0.0] and df["changed_model_share"].iloc[3] > 0
