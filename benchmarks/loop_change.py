@@ -124,6 +124,30 @@ def metrics(df: pd.DataFrame, change_round: int) -> pd.DataFrame:
     return df
 
 
+def finish_partial(out: Path, stem: str, args, change_round: int) -> None:
+    """The jobs a stopped run completed (every arm of each), as a run of their own, marked partial."""
+    from causal_router.features.hardware import cpu_model
+
+    raw = pd.read_csv(partial(stem))
+    df = metrics(raw, change_round)
+    for c in COLUMNS:
+        if c not in df:
+            df[c] = None
+    df[COLUMNS].to_csv(out / f"{stem}.csv", index=False)
+    jobs = raw.groupby(["dataset", "seed", "scenario"])["changed_model"].first()
+    given = " ".join(a for a in sys.argv[1:] if a != "--finish-partial")
+    meta = {"reduced": True, "partial": True, "tag": args.tag,
+            "command": f"python -m benchmarks.loop_change {given} (stopped; the jobs it completed: --finish-partial)",
+            "datasets": sorted(set(raw["dataset"])), "seeds": sorted(int(x) for x in set(raw["seed"])),
+            "scenarios": sorted(set(raw["scenario"])), "arms": sorted(set(raw["arm"])), "explore": EXPLORE,
+            "cv": args.cv, "jobs": args.jobs, "cpu_model": cpu_model(), "incumbent": "cost-biased:3",
+            "change_round": change_round, "adapt_share": ADAPT_SHARE, "wall_seconds": float("nan"),
+            "per_job": {f"{d}/{s}/{sc}": {"changed_model": None if pd.isna(m) else m, "weaker_model": None}
+                        for (d, s, sc), m in jobs.items()}}
+    (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=2))
+    print(f"{stem}.csv: {len(df)} records of {len(jobs)} completed jobs (partial)")
+
+
 def main() -> None:
     from causal_router.loop.scenarios import CHANGE_ROUND, SCENARIOS
 
@@ -137,6 +161,8 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="non-empty for a reduced run: TAG.csv, never loop_change.csv")
     ap.add_argument("--cv", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=1, help="(dataset, seed, scenario) jobs in parallel processes")
+    ap.add_argument("--finish-partial", action="store_true",
+                    help="write the records a stopped run finished (its partial file) as TAG.csv, marked partial")
     args = ap.parse_args()
     from causal_router.features.hardware import cpu_model
 
@@ -149,6 +175,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = result_stem("loop_change", args.tag)
+    if args.finish_partial:
+        return finish_partial(out, stem, args, CHANGE_ROUND)
     jobs = [(n, args.data_root, s, sc, arms, args.cv) for n in names for s in seeds for sc in scenarios]
     start = time.perf_counter()
     results, done = [], {}

@@ -67,7 +67,7 @@ def goals(df: pd.DataFrame, fin: pd.DataFrame, dataset: str) -> list[str]:
             p = col(sc, peer, "cumulative_regret_after_change")
             if p is None:
                 continue
-            d = (c - p).to_numpy(float)  # paired over seeds: negative is less regret for causal
+            d = (c - p).dropna().to_numpy(float)  # paired over seeds: negative is less regret for causal
             se = _sem(d)
             ok &= bool(d.mean() < 0 and (np.isfinite(se) and -d.mean() > se))
             parts.append(f"{peer} {d.mean():+.1f} ({'n/a' if not np.isfinite(se) else f'{se:.1f}'})")
@@ -77,7 +77,7 @@ def goals(df: pd.DataFrame, fin: pd.DataFrame, dataset: str) -> list[str]:
         c, lt = col(sc, "causal", "test_utility"), col(sc, "litellm-adaptive", "test_utility")
         if c is None or lt is None:
             continue
-        d = float((c - lt).mean())
+        d = float((c - lt).dropna().mean())
         out.append(f"- **Against LiteLLM**, {sc}: final test utility causal {c.mean():.4f}, litellm-adaptive "
                    f"{lt.mean():.4f} (cost weight {col(sc, 'litellm-adaptive', 'cost_weight').tolist()}): "
                    f"{d:+.4f}: {'yes' if d >= 0.01 else 'NO'}")
