@@ -161,7 +161,9 @@ def docs_section(out: Path, stem: str, meta: dict) -> list[str]:
             for line in body]
     note = ([f"> **REDUCED RUN** ({', '.join(meta['datasets'])}, seeds {meta['seeds']}): the full study "
              "(both tables, seeds 0-2) was not run in the time this work had.", ""] if meta.get("reduced") else [])
-    return ["", SECTION, "", *INTRO, "", *note, *body]
+    reading = out / "reading.md"  # the findings in words, written by hand beside the generated report
+    words = reading.read_text().splitlines() + [""] if reading.exists() else []
+    return ["", SECTION, "", *INTRO, "", *note, *words, *body]
 
 
 def committed_section() -> list[str]:
