@@ -169,7 +169,7 @@ def docs_section(out: Path, stem: str, meta: dict) -> list[str]:
 def committed_section() -> list[str]:
     """The section from the committed results (the full run's, else the reduced run's), or nothing."""
     out = results_dir("loop_change")
-    for stem in ("loop_change", "reduced"):
+    for stem in ("loop_change", "reduced_all", "reduced"):
         if (out / f"{stem}.md").exists() and (out / f"{stem}_meta.json").exists():
             return docs_section(out, stem, json.loads((out / f"{stem}_meta.json").read_text()))
     return []
