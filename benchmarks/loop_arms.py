@@ -7,7 +7,13 @@
 - ``incumbent``: the round-0 logging policy throughout;
 - ``skyline``: the ``causal`` arm's learner (RM-Softmax from the direct method) trained on full
   feedback for every prompt streamed so far;
-- ``vw``: Vowpal Wabbit's online contextual bandit (:mod:`benchmarks.vw`).
+- ``vw``: Vowpal Wabbit's online contextual bandit (:mod:`benchmarks.vw`);
+- ``litellm-adaptive``: LiteLLM's adaptive router's bandit driven offline at its best cost weight in
+  hindsight (:mod:`benchmarks.litellm_adaptive`).
+
+Under a scenario (:mod:`causal_router.loop.scenarios`) every arm but ``incumbent`` serves the round's pool,
+learns only the reported outcomes and is scored in the round's world; the skyline is trained on the
+world as it is at each round (every seen prompt's current outcomes, among the served models).
 
 Every arm's round 0 is the incumbent routing the first batch (the same draws for every arm).
 Each arm trains only the router it deploys. :func:`uniform_reference` is the static level of the
@@ -26,7 +32,7 @@ from causal_router.loop.steps import greedy_actions
 from causal_router.loop.stream import Stream
 from causal_router.policy.catalog import get_router
 
-ARMS = ("causal", "greedy", "explore-naive", "vw", "incumbent", "skyline")
+ARMS = ("causal", "greedy", "explore-naive", "vw", "incumbent", "skyline", "litellm-adaptive")
 #: The router each retraining arm deploys, whether it explores, whether the gate decides.
 SPECS = {
     "causal": ("rm-softmax", True, True),
@@ -39,29 +45,37 @@ UNIFORM_KEY = 300
 
 def run_arm(stream: Stream, arm: str, explore: float = 0.0, *, nuisances: NuisanceConfig | None = None,
             prices=None, workdir=None, hooks=None, params: dict | None = None,
-            store_uri: str | None = MEMORY_STORE, stage=None) -> list[dict]:
+            store_uri: str | None = MEMORY_STORE, stage=None, scenario=None) -> list[dict]:
     """One arm over every round of ``stream``; one record per round
     (:data:`causal_router.loop.rounds.RECORD_COLUMNS` less ``dataset``).
 
     The retraining arms run :func:`causal_router.loop.rounds.run_rounds` (its docstring gives the
-    records and the keyword arguments); ``promoted`` is None for ``incumbent``, ``skyline`` and ``vw``.
-    ``params``: router parameters of the skyline (``{"rm-softmax": {...}}``).
+    records and the keyword arguments); ``promoted`` is None for ``incumbent``, ``skyline``, ``vw`` and
+    ``litellm-adaptive``. ``params``: router parameters of the skyline (``{"rm-softmax": {...}}``).
+    ``scenario``: a :class:`causal_router.loop.scenarios.Scenario` (a fresh one per arm: ``degrade`` fixes
+    its model as it goes unless given), or a function making one (``litellm-adaptive`` runs several).
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
+    make = scenario if callable(scenario) else (lambda: scenario)
+    if arm == "litellm-adaptive":
+        from .litellm_adaptive import best_in_hindsight
+
+        if prices is None:
+            raise ValueError("the litellm-adaptive arm needs the table's price sheet (its costs)")
+        return best_in_hindsight(stream, prices, make)
     if arm == "vw":
         from .vw import run_vw
 
-        return run_vw(stream, explore)
+        return run_vw(stream, explore, scenario=make())
     if arm == "incumbent":
         return _incumbent(stream)
     if arm == "skyline":
-        _, _, _, regret, deployed0 = round0(stream)
-        return _skyline(stream, deployed0, regret, params, prices)
+        return _skyline(stream, params, prices, make())
     method, explores, gated = SPECS[arm]
     return run_rounds(stream, float(explore) if explores else 0.0, method=method, gated=gated, arm=arm,
                       nuisances=nuisances, prices=prices, workdir=workdir, hooks=hooks, store_uri=store_uri,
-                      stage=stage)
+                      stage=stage, scenario=make())
 
 
 def _incumbent(stream: Stream) -> list[dict]:
@@ -148,19 +162,39 @@ def full_feedback_router(stream: Stream, idx, params: dict | None = None, val_sh
         return get_router("rm-softmax", **(params or {}).get("rm-softmax", {})).fit(data, [stream.lam])
 
 
-def _skyline(stream: Stream, deployed0: float, regret: float, params, prices=None) -> list[dict]:
-    out, router = [], None
+def _skyline(stream: Stream, params, prices=None, scenario=None) -> list[dict]:
+    from dataclasses import replace
+
+    from causal_router.loop.scenarios import Scenario
+
+    given, sc = scenario is not None, scenario or Scenario()
+    _, _, chosen, regret, deployed0 = round0(sc.start(stream))
+    out, router, cols = [], None, None
     for r in range(stream.rounds):
         idx = stream.round_prompts(r)
+        world = sc.world(stream, r)
         if r == 0:
             deployed = deployed0
-        else:  # the router trained on rounds 0..r-1 routes round r (greedy)
-            chosen = router.predict(stream.X[idx], stream.lam, stream.input_tokens(idx))
-            regret += stream.regret(idx, chosen)
-            deployed = float(stream.realised(idx, chosen).mean())
-        router = full_feedback_router(stream, stream.seen(r), params, prices=prices)
-        test = stream.test_utility(router.predict(stream.X[stream.test], stream.lam, stream.input_tokens(stream.test)))
+        else:  # the router trained on rounds 0..r-1 routes round r (greedy), among the models served then
+            chosen = cols[router.predict(stream.X[idx], stream.lam, stream.input_tokens(idx))]
+            regret += world.regret(idx, chosen)
+            deployed = float(world.realised(idx, chosen).mean())
+        sc.after_round(stream, r, chosen)
+        pool = sc.pool(stream, r + 1 if r + 1 < stream.rounds else r)  # it routes the next round
+        cols = np.array([stream.models.index(m) for m in pool])
+        ahead = sc.world(stream, r + 1) if sc.name in ("degrade", "price") and r + 1 < stream.rounds else world
+        ff = ahead.ff
+        pick = lambda a, c=cols: None if a is None else a[:, c]  # noqa: E731
+        sub = replace(ahead, ff=replace(ff, models=ff.models[cols], scores=ff.scores[:, cols], costs=ff.costs[:, cols],
+                                        output_tokens=pick(ff.output_tokens), propensities=pick(ff.propensities)))
+        router = full_feedback_router(sub, stream.seen(r), params,
+                                      prices=sc.prices(prices, min(r + 1, stream.rounds - 1)))
+        test = world.test_utility(cols[router.predict(stream.X[stream.test], stream.lam,
+                                                      stream.input_tokens(stream.test))])
         out.append(record("skyline", 0.0, r, stream, (r + 1) * stream.batch, deployed, test, regret, None))
+        if given:
+            out[-1]["changed_model_share"] = (None if sc.changed is None
+                                              else float(np.mean(chosen == stream.models.index(sc.changed))))
     return out
 
 

@@ -284,7 +284,9 @@ def main() -> None:
                 per_round(df, "test_utility"), "", "### Realised utility per round (mean over seeds)", "",
                 per_round(df, "deployed_utility")]
     if not args.tag:
-        out += more_seeds(records) + gate_evidence() + gate_strictness() + budget_section()
+        from .loop_change_report import committed_section
+
+        out += more_seeds(records) + gate_evidence() + gate_strictness() + committed_section() + budget_section()
     (DOCS / "loop.md").write_text("\n".join(out) + "\n")
     print(f"wrote {DOCS / 'loop.md'}")
 

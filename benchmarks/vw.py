@@ -62,33 +62,55 @@ class VWRouter:
         self.ws.finish()
 
 
-def run_vw(stream: Stream, explore: float, test_every_round: bool = True) -> list[dict]:
-    """The VW arm's records, one per round (as :func:`benchmarks.loop_arms.run_arm`)."""
+def run_vw(stream: Stream, explore: float, test_every_round: bool = True, scenario=None) -> list[dict]:
+    """The VW arm's records, one per round (as :func:`benchmarks.loop_arms.run_arm`). Under a
+    ``scenario`` (:class:`causal_router.loop.scenarios.Scenario`), VW's pmf is renormalised over the
+    served pool (the probability it learns with is the one it drew with), it learns only the reported
+    outcomes, and utilities are the round's world's."""
+    from causal_router.loop.scenarios import LOW_SCORE, Scenario
+
+    given, sc = scenario is not None, scenario or Scenario()
     K = len(stream.models)
     vw = VWRouter(K, explore, stream.seed)
-    U = stream.utility
-    idx0, _, chosen0, regret, _ = round0(stream)
+    start = sc.start(stream)
+    idx0, _, chosen0, regret, _ = round0(start)
     out = []
     rng = np.random.default_rng(np.random.SeedSequence(stream.seed, spawn_key=(202,)))
+    fb = np.random.default_rng(np.random.SeedSequence(stream.seed, spawn_key=(203,)))
     try:
         for i, k in zip(idx0, chosen0):  # the incumbent's logs, with their propensities
-            vw.learn(stream.X[i], int(k), U[i, k], stream.incumbent[i, k])
+            vw.learn(stream.X[i], int(k), start.utility[i, k], start.incumbent[i, k])
         for r in range(stream.rounds):
+            world = sc.world(stream, r)
+            U = world.utility
+            served = np.isin(stream.models, sc.pool(stream, r)).astype(float)
             idx = stream.round_prompts(r)
             if r == 0:
                 chosen = chosen0
             else:
+                low = float((world.ff.scores[idx] < LOW_SCORE).mean())
                 chosen = np.empty(len(idx), dtype=int)
                 for j, i in enumerate(idx):
-                    p = vw.pmf(stream.X[i])
+                    p = vw.pmf(stream.X[i]) * served
+                    p = p / p.sum() if p.sum() > 0 else served / served.sum()
                     k = int(rng.choice(K, p=p))
-                    vw.learn(stream.X[i], k, U[i, k], p[k])
+                    if sc.reported(np.array([world.ff.scores[i, k]]), fb, low)[0]:
+                        vw.learn(stream.X[i], k, U[i, k], p[k])
                     chosen[j] = k
-                regret += stream.regret(idx, chosen)
-            test = stream.test_utility(vw.predict(stream.X[stream.test])) if test_every_round or \
+                regret += world.regret(idx, chosen)
+            sc.after_round(stream, r, chosen)
+            test = world.test_utility(_served_choice(vw, stream.X[stream.test], served)) if test_every_round or \
                 r == stream.rounds - 1 else float("nan")
             out.append(record("vw", explore, r, stream, (r + 1) * stream.batch,
-                               stream.realised(idx, chosen).mean(), test, regret, None))
+                              world.realised(idx, chosen).mean(), test, regret, None))
+            if given:
+                out[-1]["changed_model_share"] = (None if sc.changed is None
+                                                  else float(np.mean(chosen == stream.models.index(sc.changed))))
     finally:
         vw.close()
     return out
+
+
+def _served_choice(vw: VWRouter, X: np.ndarray, served: np.ndarray) -> np.ndarray:
+    """VW's greedy choices (n,) among the served models (``served``: (K,) 0/1)."""
+    return np.array([int(np.argmax(vw.pmf(x) * served + served * 1e-12)) for x in X], dtype=int)

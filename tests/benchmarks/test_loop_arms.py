@@ -25,7 +25,7 @@ def test_incumbent_and_unknown_arm(world):
     assert np.all(np.diff([r["cumulative_regret"] for r in recs]) > 0)
     with pytest.raises(ValueError, match="unknown arm"):
         run_arm(s, "bandit")
-    assert set(ARMS) == {"causal", "greedy", "explore-naive", "vw", "incumbent", "skyline"}
+    assert set(ARMS) == {"causal", "greedy", "explore-naive", "vw", "incumbent", "skyline", "litellm-adaptive"}
 
 
 def test_vw_peer_on_a_tiny_stream(world):
@@ -97,3 +97,32 @@ def test_skyline_is_the_causal_learner_given_full_feedback(world):
     recs = run_arm(s, "skyline", prices=prices)
     assert [r["round"] for r in recs] == [0, 1, 2] and all(r["promoted"] is None for r in recs)
     assert recs[-1]["test_utility"] > float((s.incumbent[s.test] * s.utility[s.test]).sum(1).mean())
+
+
+def test_litellm_adaptive_arm_runs_litellms_bandit_at_its_best_cost_weight(world):
+    """LiteLLM's own bandit functions, offline: every cost weight is run and the best final test
+    utility kept; under new-model it never routes to the absent model before round 3."""
+    from benchmarks.litellm_adaptive import WEIGHTS, run_litellm, tiers
+    from causal_router.loop.scenarios import make_scenario
+
+    ff, X, prices = world
+    s = make_stream(ff, X, rounds=4, batch=60, lam=LAM, seed=0)
+    assert tiers(prices, s.models)[s.models[-1]] == 3 and min(tiers(prices, s.models).values()) == 1
+    recs = run_arm(s, "litellm-adaptive", prices=prices)
+    finals = [run_litellm(s, prices, w)[-1]["test_utility"] for w in WEIGHTS]
+    assert recs[-1]["test_utility"] == max(finals) and recs[-1]["cost_weight"] in WEIGHTS
+    assert [r["round"] for r in recs] == [0, 1, 2, 3] and np.all(np.diff([r["cumulative_regret"] for r in recs]) > 0)
+    new = run_litellm(s, prices, 0.1, make_scenario("new-model", s))
+    assert [r["changed_model_share"] for r in new[:3]] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="price sheet"):
+        run_arm(s, "litellm-adaptive")
+
+
+def test_skyline_and_vw_serve_only_the_pool_under_new_model(world):
+    from causal_router.loop.scenarios import make_scenario
+
+    ff, X, prices = world
+    s = make_stream(ff, X, rounds=4, batch=60, lam=LAM, seed=0)
+    for arm in ("skyline", "vw"):
+        recs = run_arm(s, arm, 0.2, prices=prices, scenario=lambda: make_scenario("new-model", s))
+        assert [r["changed_model_share"] for r in recs[:3]] == [0.0, 0.0, 0.0], arm

@@ -155,3 +155,21 @@ def test_bad_thompson_settings_are_refused(kwargs, match):
 def test_a_posterior_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="posterior mean"):
         _thompson().probabilities(SCORES, posterior=(np.zeros((2, 4)), np.ones(4)))
+
+
+def test_pool_probabilities_move_the_policy_onto_the_served_pool():
+    """policy/exploration.py:pool_probabilities: a removed model's mass renormalised over the others,
+    new models at exactly the cold-start share (lowered to 1/c when c shares exceed 1), rows sum to 1."""
+    from causal_router.policy.exploration import pool_probabilities
+
+    P = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    Q = pool_probabilities(P, ["a", "b", "c"], ["a", "b", "new"], {"a": 99, "b": 99}, 0.05, 10)
+    np.testing.assert_allclose(Q[:, 2], 0.05)
+    np.testing.assert_allclose(Q[:, :2], 0.95 * P[:, :2] / P[:, :2].sum(1, keepdims=True))
+    np.testing.assert_allclose(Q.sum(1), 1.0)
+    warm = pool_probabilities(P, ["a", "b", "c"], ["a", "b", "new"], {"a": 99, "b": 99, "new": 10}, 0.05, 10)
+    np.testing.assert_allclose(warm[:, 2], 0.0)  # enough outcomes: only what the router gives it
+    many = pool_probabilities(P, ["a", "b", "c"], ["x", "y", "z"], {}, 0.5, 10)
+    np.testing.assert_allclose(many, 1 / 3)  # three cold models at 0.5 each: 1/3 each
+    with pytest.raises(ValueError, match="served pool"):
+        pool_probabilities(P, ["a", "b", "c"], [])

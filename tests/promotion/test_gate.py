@@ -174,3 +174,33 @@ def test_the_summary_names_a_missing_champion_in_words():
     assert "no champion before" in first.summary() and "vNone" not in first.summary()
     later = GateDecision(name="r", decision="rejected", challenger_version="2", champion_version="1")
     assert "champion before v1" in later.summary()
+
+
+def test_a_challenger_with_a_new_model_of_few_rows_is_judged_and_the_evidence_counts_its_rows():
+    """A model new to the pool has only its cold-start rows in the holdout (3 here): the gate still
+    weighs the challenger that routes to it, and the decision records the rows of every model."""
+    ev = evidence()
+    n = len(ev.X)
+    t = ev.treatment.copy()
+    t[:3] = 3  # three rows of the new model
+    P = np.column_stack([ev.logging * 0.99, np.full(n, 0.01)])
+    mean = np.column_stack([ev.nuisances.quality, np.full(n, 0.9)])
+    rows = np.arange(n)
+    ev4 = HoldoutEvidence(ev.X, t, ev.quality, ev.cost, None, Nuisances(P, P[rows, t], mean, np.zeros((n, 4))),
+                          "logged", 0.01, logging=P)
+    four = MODELS + ["new"]
+
+    class Four(Choose):
+        def predict_proba(self, X, lam, input_tokens=None):
+            out = np.zeros((len(X), 4))
+            out[np.arange(len(X)), self.choice(X)] = 1.0
+            return out
+
+    ch = Policy.of(Set(Four(lambda X: np.where(X[:, 0] > 0, 3, 0)), models=four), "rm-interval")
+    d = decide(ch, policy(champion_choice), lambda models: ev4, GateSettings(overlap=0.0, lambdas=0.0))
+    assert d.decision in ("promoted", "rejected") and d.difference is not None
+    assert d.rows_per_model == {"cheap": int((t == 0).sum()), "mid": int((t == 1).sum()),
+                                "strong": int((t == 2).sum()), "new": 3}
+    assert d.to_dict()["rows_per_model"]["new"] == 3
+    first = decide(ch, None, ev4, GateSettings(lambdas=[0.0]))
+    assert first.rows_per_model["new"] == 3

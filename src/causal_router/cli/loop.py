@@ -28,6 +28,8 @@ def loop(
     encoder: Optional[str] = typer.Option(None, help="module:callable returning the prompt encoder "
                                           "(default: the offline MiniLM through the embedding cache)."),
     cache_dir: Optional[Path] = CacheDir,
+    scenario: str = typer.Option("none", help="A change from round 3 on: none, new-model, degrade, price, "
+                                 "partial-feedback-a or partial-feedback-b (docs/loop.md)."),
     budget: Optional[float] = typer.Option(
         None, help="Hold a spend target: a fraction of the mean cost per decision of the table's best model (the "
         "one with the highest mean quality), e.g. 0.4. The loop then deploys the interval router, trained on "
@@ -40,13 +42,17 @@ def loop(
     if prices is not None and not prices.is_file():
         fail(f"price sheet not found: {prices}")
     try:
+        from ..loop.scenarios import check_scenario
+
+        check_scenario(scenario)  # refused before any work
         if budget is not None:  # a bad budget is refused before any work
             from ..loop.budget import budget_grid, check_fraction
 
             check_fraction(budget)
             budget_grid(lam)
         df = run_loop(table, rounds=rounds, batch=batch, incumbent=incumbent, explore=explore, lam=lam, seed=seed,
-                      out=out, prices=prices, encoder=encoder, cache_dir=cache_dir, budget=budget)
+                      out=out, prices=prices, encoder=encoder, cache_dir=cache_dir, budget=budget,
+                      scenario=scenario)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     typer.echo(df.round(4).to_string(index=False))

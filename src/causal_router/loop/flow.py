@@ -21,7 +21,7 @@ def as_task(fn):
 
 @flow(name="causal-router-loop", log_prints=True)
 def loop_flow(stream, out: str, explore: float, nuisances, prices=None, params: dict | None = None,
-              budget=None) -> dict:
+              budget=None, scenario=None) -> dict:
     """The ``causal`` deployment (:func:`causal_router.loop.rounds.run_rounds`) on ``stream``, with the registry
     (``budget``: a :class:`causal_router.loop.budget.Budget`, the interval router under the controller)."""
     from pathlib import Path
@@ -34,5 +34,5 @@ def loop_flow(stream, out: str, explore: float, nuisances, prices=None, params: 
                           interval=budget is not None)
     records = run_rounds(stream, explore, method="rm-interval" if budget is not None else METHOD,
                          nuisances=nuisances, prices=prices, workdir=Path(out), hooks=hooks, store_uri=None,
-                         stage=as_task, budget=budget)
+                         stage=as_task, budget=budget, scenario=scenario)
     return {"records": records, "decisions": hooks.decisions, "registered_name": hooks.name}

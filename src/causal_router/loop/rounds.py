@@ -46,6 +46,8 @@ METHOD = "rm-softmax"
 MEMORY_STORE = "sqlite://"
 #: Spawn keys: the incumbent's round-0 draws (shared by every run on a stream), the service's draws.
 ROUND0_KEY, SERVE_KEY = 200, 201
+#: Spawn key of the draws of which decisions get feedback (partial-feedback scenarios).
+FEEDBACK_KEY = 202
 
 #: Ingest settings of every round: params.yaml's ``ingest`` defaults (the holdout accumulates).
 INGEST = IngestSettings().model_dump()
@@ -81,7 +83,8 @@ def round0(stream: Stream):
 
 def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, gated: bool = True,
                arm: str = "causal", nuisances: NuisanceConfig | None = None, prices=None, workdir=None,
-               hooks=None, store_uri: str | None = MEMORY_STORE, stage=None, budget=None) -> list[dict]:
+               hooks=None, store_uri: str | None = MEMORY_STORE, stage=None, budget=None,
+               scenario=None) -> list[dict]:
     """Every round of ``stream``, retraining ``method`` each round; one record per round
     (:data:`RECORD_COLUMNS` less ``dataset``, labelled ``arm``).
 
@@ -102,13 +105,21 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
     is then trained on the budget's grid and each decision served at its control's lambda (the
     records gain :data:`BUDGET_COLUMNS`; ``lam`` is the control's lambda after the round, the test
     choices are made there and scored at ``stream.lam``).
+
+    ``scenario`` (optional, a :class:`causal_router.loop.scenarios.Scenario`): the world changes
+    (outcomes, prices, the served pool, which feedback comes back); regret, realised and test utility are
+    measured in each round's world, and the records gain ``changed_model_share`` (the round's share of
+    decisions to the scenario's model).
     """
     from ..serving.ingest import ingest
     from ..serving.store import DecisionStore
+    from .scenarios import Scenario
 
     nuisances = nuisances or loop_nuisances(stream.seed)
     stage = stage or (lambda fn: fn)
-    _, logs0, _, regret, deployed0 = round0(stream)
+    given, scenario = scenario is not None, scenario or Scenario()
+    _, logs0, chosen0, regret, deployed0 = round0(scenario.start(stream))
+    feedback_rng = rng(stream.seed, FEEDBACK_KEY)
     grid = [stream.lam] if budget is None else budget.grid
     methods = [method] if budget is None else budget.methods(method)
     explore = float(explore)
@@ -126,24 +137,31 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
         champion, champion_version, out = None, None, []
         for r in range(stream.rounds):
             start = time.perf_counter()
+            world, pool, round_prices = scenario.world(stream, r), scenario.pool(stream, r), scenario.prices(prices, r)
+            service.pool = pool
             if r == 0:
-                deployed = deployed0
+                deployed, chosen = deployed0, chosen0
             else:
                 idx = stream.round_prompts(r)
                 if budget is None:
-                    chosen = stage(serve_round)(service, stream, idx, explore)
+                    reported = (lambda sc: scenario.reported(sc, feedback_rng)) if scenario.partial else None
+                    chosen = stage(serve_round)(service, world, idx, explore, reported)
                 else:
-                    chosen = stage(serve_controlled)(service, stream, idx, explore, budget.control, r, budget.trace)
-                regret += stream.regret(idx, chosen)
-                deployed = float(stream.realised(idx, chosen).mean())
+                    chosen = stage(serve_controlled)(service, world, idx, explore, budget.control, r, budget.trace)
+                regret += world.regret(idx, chosen)
+                deployed = float(world.realised(idx, chosen).mean())
                 stage(ingest)(store, data_dir, INGEST["holdout_fraction"], root=workdir, dvc=False,
                               holdout_max_rows=INGEST["holdout_max_rows"])
-            rs = stage(train_round)(data_dir, encoder, stream.models, grid, methods, nuisances, prices,
-                                    workdir / "routers" / f"round-{r}")
+            scenario.after_round(stream, r, chosen)
+            share = (None if scenario.changed is None
+                     else float(np.mean(chosen == stream.models.index(scenario.changed))))
+            rs = stage(train_round)(data_dir, encoder, stream.models, grid, methods, nuisances, round_prices,
+                                    workdir / "routers" / f"round-{r}", pool)
             if budget is not None and r == 0:
-                budget.start(rs, method, data_dir, encoder, nuisances, prices)
+                budget.start(rs, method, data_dir, encoder, nuisances, round_prices)
             lam = stream.lam if budget is None else budget.control.lam  # the gate compares at the served lambda
             if hooks is not None:
+                hooks.prices = round_prices  # the registry's gate costs with this round's price sheet
                 version = hooks.register(rs, r, data_dir)
                 promoted = (bool(hooks.promote(rs, version, r, data_dir, **({} if budget is None else {"lam": lam})))
                             if gated else True)
@@ -151,7 +169,7 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
                 version = str(r)
                 if gated:
                     holdout, Xh = read_logs(data_dir, encoder)["holdout"]
-                    decision = gate(rs, champion, holdout, Xh, lam, method, nuisances, prices, **GATE)
+                    decision = gate(rs, champion, holdout, Xh, lam, method, nuisances, round_prices, **GATE)
                     log.info("gate, round %d: %s", r, decision.reason)
                     promoted = decision.promoted
                 else:
@@ -159,7 +177,7 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
             if promoted:
                 champion, champion_version = rs, version
                 if budget is not None and r > 0:
-                    budget.redeploy(rs, method, data_dir, encoder, nuisances, prices)
+                    budget.redeploy(rs, method, data_dir, encoder, nuisances, round_prices)
             if promoted or (gated and explore > 0):  # a rejected challenger is served as the canary
                 service.holder.current = hooks.served() if hooks is not None else \
                     served_model(champion, method, stream.lam, champion_version,
@@ -167,8 +185,10 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
                                  lam_range=(grid[0], grid[-1]))
             actions = greedy_actions(champion, method, stream, stream.test,
                                      stream.lam if budget is None else budget.control.lam)
-            test = stream.test_utility(actions)
+            test = world.test_utility(actions)
             out.append(record(arm, explore, r, stream, n_logged(data_dir), deployed, test, regret, promoted))
+            if given:
+                out[-1]["changed_model_share"] = share
             if budget is not None:
                 out[-1].update(budget.record(stream, actions, r))
             log.info("%s explore %g round %d: deployed %.4f test %.4f promoted %s (%.1fs)", arm, explore, r,

@@ -9,6 +9,9 @@ import pandas as pd
 
 from .rounds import BUDGET_COLUMNS, RECORD_COLUMNS, loop_nuisances
 
+#: Extra columns of a loop under a scenario.
+SCENARIO_COLUMNS = ("scenario", "changed_model", "changed_model_share")
+
 
 def load_encoder(spec: str | None):
     """The encoder ``spec`` names (``module:callable`` returning one with ``encode(texts) -> (n, d)``, or a
@@ -46,17 +49,24 @@ def default_prices(models, params_path="params.yaml"):
 
 def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, lam: float, seed: int, out,
              prices=None, encoder: str | None = None, cache_dir=None, cv: int = 5,
-             budget: float | None = None) -> pd.DataFrame:
+             budget: float | None = None, scenario: str = "none") -> pd.DataFrame:
     """Run the loop flow; writes ``OUT/loop.csv`` (records) and ``OUT/loop.json`` (gate decisions).
+
+    ``scenario``: a change of the world from round 3 (:mod:`causal_router.loop.scenarios`); other than
+    ``none``, the records gain :data:`SCENARIO_COLUMNS`.
 
     ``budget``: a fraction of the best model's mean cost (:mod:`causal_router.loop.budget`) to hold
     with the service's controller; also writes ``OUT/budget_trace.csv`` (one row per budgeted decision)."""
     from ..policy.exploration import check_explore
     from ..settings.prices import load_prices
     from ..validation.loaders import load_full_feedback
+    from .scenarios import check_scenario, make_scenario
     from .stream import make_stream
 
     check_explore(explore)
+    check_scenario(scenario)
+    if budget is not None and scenario != "none":
+        raise ValueError("--budget runs without a scenario: give one or the other")
     ff = load_full_feedback(table)
     sheet = load_prices(prices) if prices else default_prices([str(m) for m in ff.models])
     X = features(ff.prompts, load_encoder(encoder), cache_dir)
@@ -68,8 +78,9 @@ def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, 
     stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent=incumbent)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    change = make_scenario(scenario, stream)
     params = {"table": str(table), "rounds": rounds, "batch": batch, "incumbent": incumbent, "explore": explore,
-              "lam": lam, "seed": seed}
+              "lam": lam, "seed": seed, "scenario": scenario}
     if spend is not None:
         name, cost = best_model(ff)
         params |= {"budget_fraction": budget, "budget_usd": spend.usd, "best_model": name, "best_model_cost": cost,
@@ -78,10 +89,14 @@ def run_loop(table, *, rounds: int, batch: int, incumbent: str, explore: float, 
     from .flow import loop_flow
 
     with temporary_server():  # without PREFECT_API_URL: stops with this process, even after kill -9
-        result = loop_flow(stream, str(out), explore, loop_nuisances(seed, cv), sheet, params, spend)
+        result = loop_flow(stream, str(out), explore, loop_nuisances(seed, cv), sheet, params, spend, change)
     df = pd.DataFrame(result["records"])
     df.insert(0, "dataset", Path(table).name.split(".")[0])
-    df = df[list(RECORD_COLUMNS) + ([] if spend is None else list(BUDGET_COLUMNS))]
+    if scenario != "none":
+        df["scenario"], df["changed_model"] = scenario, change.changed
+        params |= {"changed_model": change.changed, "weaker_model": change.weaker}
+    df = df[list(RECORD_COLUMNS) + ([] if spend is None else list(BUDGET_COLUMNS))
+            + ([] if scenario == "none" else list(SCENARIO_COLUMNS))]
     df.to_csv(out / "loop.csv", index=False)
     if spend is not None:
         pd.DataFrame(spend.trace).to_csv(out / "budget_trace.csv", index=False)

@@ -71,7 +71,7 @@ def served_model(routerset, method: str, lam: float, version: str, name: str = "
     def make(rs, v):
         return ServedModel(name=name, version=str(v), models=list(rs.models), router=rs.get(method),
                            lam_range=(float(lo), float(hi)), tokens_per_char=rs.meta.get("tokens_per_char"),
-                           encoder_key="")
+                           encoder_key="", rows_per_model=rs.meta.get("rows_per_model"))
 
     return make(routerset, version).with_challenger(
         None if challenger is None else make(challenger, challenger_version))
@@ -92,14 +92,16 @@ def make_service(stream: Stream, holder, store, explore: float, seed: int, floor
     K = len(stream.models)
     floor = explore / (2 * max(K - 1, 1)) if floor is None else floor
     extra = {k: v for k, v in overrides.items() if v is not None}
+    extra.setdefault("poll_seconds", 0)  # the cold start reads the outcomes each round (deterministic)
     settings = ServeSettings(explore=float(explore), floor=float(floor), seed=seed, **extra)
     return RouteService(settings, holder, store, LookupEncoder(stream.ff.prompts, stream.X),
                         np.random.default_rng(seed))
 
 
-def serve_round(service, stream: Stream, idx: np.ndarray, explore: float) -> np.ndarray:
+def serve_round(service, stream: Stream, idx: np.ndarray, explore: float, reported=None) -> np.ndarray:
     """The service routes prompts ``idx`` (m,) and logs each decision; each outcome, read from the
-    table, goes back as feedback. Returns the chosen model indices (m,)."""
+    table, goes back as feedback (``reported(scores (m,)) -> bool (m,)``: only to those decisions; the
+    others stay without feedback, never training rows). Returns the chosen model indices (m,)."""
     from ..serving.service import RouteItem
 
     ff = stream.ff
@@ -109,7 +111,10 @@ def serve_round(service, stream: Stream, idx: np.ndarray, explore: float) -> np.
         raise out
     index = {m: k for k, m in enumerate(stream.models)}
     chosen = np.array([index[d["model"]] for d in out], dtype=int)
-    for i, k, d in zip(idx, chosen, out):
+    keep = np.ones(len(idx), bool) if reported is None else reported(ff.scores[idx, chosen])
+    for i, k, d, fed in zip(idx, chosen, out, keep):
+        if not fed:
+            continue
         tokens = None
         if ff.output_tokens is not None and np.isfinite(ff.output_tokens[i, k]):
             tokens = int(ff.output_tokens[i, k])
@@ -133,14 +138,18 @@ def n_logged(data_dir) -> int:
 
 
 def train_round(data_dir, encoder: LookupEncoder, models, lam, methods, nuisances: NuisanceConfig,
-                prices=None, out_dir=None):
+                prices=None, out_dir=None, pool=None):
     """Retrain on the logs under ``data_dir`` through the one training path (``lam``: a lambda, or a
-    grid); returns the RouterSet."""
+    grid); returns the RouterSet. ``pool`` (optional): the models served now; the arms are then those of
+    ``models`` in the pool or in the logs (a model not served yet is no arm)."""
     from ..policy.training import fit_routing_data, train_routerset
 
     logs = read_logs(data_dir, encoder)
     train, X = logs["train"]
     val, X_val = logs["val"]
+    if pool is not None:
+        logged = set(train[S.MODEL]) | set(val[S.MODEL])
+        models = [m for m in models if m in set(pool) | logged]
     data, meta = fit_routing_data(train, X, val, X_val, models=list(models), prices=prices, nuisances=nuisances)
     grid = [float(x) for x in np.atleast_1d(lam)]
     return train_routerset(data, grid, list(methods), meta=meta, out_dir=out_dir)
@@ -163,7 +172,9 @@ def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float,
 
 
 def greedy_actions(routerset, method: str, stream: Stream, idx, lam: float | None = None) -> np.ndarray:
-    """The router's choice (explore 0) on prompts ``idx`` at ``lam`` (default ``stream.lam``)."""
+    """The router's choice (explore 0) on prompts ``idx`` at ``lam`` (default ``stream.lam``), as indices
+    into the stream's models (the router's may be fewer)."""
     idx = np.asarray(idx)
     lam = stream.lam if lam is None else lam
-    return np.asarray(routerset.get(method).predict(stream.X[idx], lam, stream.input_tokens(idx)), dtype=int)
+    k = np.asarray(routerset.get(method).predict(stream.X[idx], lam, stream.input_tokens(idx)), dtype=int)
+    return np.array([stream.models.index(m) for m in routerset.models], dtype=int)[k]

@@ -43,7 +43,7 @@ import numpy as np
 from ..settings.params import EXPLORE, FLOOR, POSTERIOR_SCALE, STRATEGIES, TEMPERATURE
 from .posterior import prob_best
 
-__all__ = ["STRATEGIES", "ExplorationPolicy", "check_explore"]
+__all__ = ["STRATEGIES", "ExplorationPolicy", "check_explore", "pool_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,49 @@ def check_explore(explore) -> float:
     if not (np.isfinite(e) and 0.0 <= e <= 1.0):
         raise ValueError(f"explore must be a number in [0, 1], got {explore!r}")
     return e
+
+
+def pool_probabilities(P, models, pool, outcomes=None, share: float = 0.0, min_outcomes: int = 0) -> np.ndarray:
+    """The served probabilities over the pool: the router's ``P`` moved onto the models served now,
+    with a cold-start share for models with few outcomes. The draw is made from the result, so the
+    logged propensity is still exactly the probability the chosen model was drawn with.
+
+    Parameters
+    ----------
+    P : array (n, K)            the router's policy over its own ``models`` (rows sum to 1)
+    models : list of str (K,)   the router's models
+    pool : list of str (M,)     the models served now: a router model outside it gets 0 (its mass
+                                renormalised over the others, uniform over the pool when none is left);
+                                a pool model outside the router (a new model) gets only the cold-start share
+    outcomes : mapping model -> int or None   outcomes (feedback rows) per model so far (None: none)
+    share : float in [0, 1]     each pool model with fewer than ``min_outcomes`` outcomes gets at least
+                                this probability: ``P' = (1 - c * share) P + share`` on those ``c`` models
+                                (``share`` lowered to ``1 / c`` when ``c * share > 1``)
+    min_outcomes : int >= 0
+
+    Returns
+    -------
+    ndarray (n, M): rows sum to 1, columns in ``pool`` order.
+    """
+    P = np.atleast_2d(np.asarray(P, dtype=float))
+    models, pool = [str(m) for m in models], [str(m) for m in pool]
+    if P.shape[1] != len(models):
+        raise ValueError(f"P must have one column per router model ({len(models)}), got {P.shape}")
+    if not pool or len(set(pool)) != len(pool):
+        raise ValueError(f"the served pool must name at least one model, each once, got {pool}")
+    if not (np.isfinite(share) and 0.0 <= share <= 1.0):
+        raise ValueError(f"cold_start_share must be a number in [0, 1], got {share!r}")
+    col = {m: k for k, m in enumerate(models)}
+    Q = np.zeros((len(P), len(pool)))
+    for j, m in enumerate(pool):
+        if m in col:
+            Q[:, j] = P[:, col[m]]
+    total = Q.sum(1, keepdims=True)
+    # renormalised exactly: a removed model's mass goes to the others in proportion
+    Q = np.where(total > 0, Q / np.where(total > 0, total, 1.0), 1.0 / len(pool))
+    outcomes = outcomes or {}
+    cold = np.array([outcomes.get(m, 0) < min_outcomes for m in pool]) if share > 0 else np.zeros(len(pool), bool)
+    if cold.any():
+        s = min(float(share), 1.0 / cold.sum())
+        Q = (1.0 - s * cold.sum()) * Q + s * cold[None, :]
+    return Q

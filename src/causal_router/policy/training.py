@@ -36,12 +36,14 @@ ENDPOINT_METHODS = ("rm-classification", "rm-softmax")
 
 def served_models(models=None, prices=None, *logs: pd.DataFrame) -> list[str]:
     """The arms, in index order: ``models`` as configured, else the price sheet's models sorted
-    (some may have no logged rows yet), else the models named in ``logs``, sorted."""
-    if models:
-        return list(models)
-    if prices:
-        return sorted(prices)
-    return sorted(set().union(*(set(df[S.MODEL]) for df in logs)))
+    (some may have no logged rows yet), else the models named in ``logs``, sorted. Models the logs
+    name beyond the list (one removed from the served pool) follow, sorted: their rows stay valid
+    training data (the service gives such a model probability 0)."""
+    logged = set().union(*(set(df[S.MODEL]) for df in logs)) if logs else set()
+    if models or prices:
+        out = list(models) if models else sorted(prices)
+        return out + sorted(logged - set(out))
+    return sorted(logged)
 
 
 def check_methods(methods) -> list[str]:
@@ -90,7 +92,10 @@ def fit_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame, X_va
             "propensity": cfg.propensity, "clip": cfg.clip, "seed": cfg.seed,
             "seconds": time.perf_counter() - start,
             # for routing new prompts whose token counts are unknown
-            "tokens_per_char": S.tokens_per_char(train)}
+            "tokens_per_char": S.tokens_per_char(train),
+            # a model's cold start in the service ends with enough rows (serve.cold_start_outcomes)
+            "rows_per_model": {m: int(n) for m, n in pd.concat([train[S.MODEL], val[S.MODEL]]).value_counts().items()
+                               if m in models}}
     return data, meta
 
 

@@ -143,6 +143,7 @@ class GateDecision:
     decision: str = ""  # promoted | rejected | error | skipped
     timestamp: str = ""
     coverage: str = ""  # "" not checked (no champion); "covered"; else what the challenger fails to cover
+    rows_per_model: dict = field(default_factory=dict)  # held-out rows per model in the evidence (a new one: few)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -280,6 +281,7 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     if champion is None:
         ev = evidence(challenger.models) if callable(evidence) else evidence
         if ev is not None:
+            d.rows_per_model = rows_per_model(ev, challenger.models)
             d.challenger = summarize(policy_contributions(challenger, ev, lams, challenger.models), s.alpha)
         d.promoted, d.decision = True, "promoted"
         d.reason = "no champion: the challenger becomes the first champion"
@@ -294,12 +296,19 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     ev = evidence(challenger.models) if callable(evidence) else evidence
     if ev is None:
         raise ValueError("a champion exists: held-out logs and their features are needed to compare")
+    d.rows_per_model = rows_per_model(ev, challenger.models)
     c_ch, k_gate, c_cp, d.without_overlap = gate_contributions(challenger, champion, ev, lams, challenger.models,
                                                                s.overlap)
     d.challenger, d.champion = summarize(c_ch, s.alpha), summarize(c_cp, s.alpha)
     d.promoted, d.difference, d.reason = gate_rule(k_gate, c_cp, s.alpha, s.margin, d.without_overlap, s.rule)
     d.decision = "promoted" if d.promoted else "rejected"
     return d
+
+
+def rows_per_model(ev: HoldoutEvidence, models) -> dict:
+    """Held-out rows logged for each of ``models`` (a model new to the pool may have few or none)."""
+    counts = np.bincount(np.asarray(ev.treatment, dtype=int), minlength=len(models))
+    return {str(m): int(counts[k]) for k, m in enumerate(models)}
 
 
 def evaluation_lambdas(challenger: Policy, settings: GateSettings) -> list[float]:

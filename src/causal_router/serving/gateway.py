@@ -366,7 +366,7 @@ def mount_gateway(app, settings, service, batcher) -> Gateway:
     if not path.is_absolute():
         path = Path(settings.root) if settings.root else (find_project_root() or Path("."))
         path = path / settings.gateway
-    config = load_gateway(path, service.holder.current.models, service.prices)
+    config = load_gateway(path, service.pool or service.holder.current.models, service.prices)  # the served pool
     gateway = Gateway(config, settings, service, batcher)
     app.include_router(gateway_routes(gateway))
     log.warning("gateway: %s answers model %r with %s", path, settings.gateway_model, sorted(config.models))

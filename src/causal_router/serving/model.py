@@ -38,6 +38,7 @@ class ServedModel:
     encoder_path : str      local encoder folder of the model config ('' = default encoder)
     challenger : fitted router or None   a challenger whose choices the exploration favours
     challenger_version : str             its registered version ('' = none)
+    rows_per_model : dict or None        logged rows per model it was trained on (None: not recorded)
     """
 
     name: str
@@ -50,6 +51,7 @@ class ServedModel:
     encoder_path: str = ""
     challenger: object = None
     challenger_version: str = ""
+    rows_per_model: dict | None = None
 
     def scores(self, X: np.ndarray, lam: float, input_tokens=None) -> np.ndarray:
         """Router scores, shape (n, K), for features X (n, d)."""
@@ -98,7 +100,8 @@ def load_served(uri: str, version: str | None = None) -> ServedModel:
         lam_range = (lam, lam)
     return ServedModel(name=name, version=str(version), models=list(rs.models), router=rs.get(method),
                        lam_range=lam_range, tokens_per_char=rs.meta.get("tokens_per_char"),
-                       encoder_key=rs.encoder_key or "", encoder_path=str(cfg.get("encoder_path") or ""))
+                       encoder_key=rs.encoder_key or "", encoder_path=str(cfg.get("encoder_path") or ""),
+                       rows_per_model=rs.meta.get("rows_per_model"))
 
 
 class ModelHolder:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.schema import propensities_json
 from ..features.encoders import check_features, encoder_for, resolve_encoder
-from ..policy.exploration import ExplorationPolicy
+from ..policy.exploration import ExplorationPolicy, pool_probabilities
 from ..validation.plausibility import limits_from
 from .model import ModelHolder, ServedModel
 from .settings import ServeSettings
@@ -74,22 +74,69 @@ def decision_id(stamp_ns: int, index: int) -> str:
     return f"{stamp_ns:016x}{index:04x}{uuid.uuid4().hex[:12]}"
 
 
+def _stamp(path) -> tuple | None:
+    """(mtime, size) of ``path``, None when absent: what says a file changed."""
+    try:
+        st = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_mtime_ns, st.st_size)
+
+
 class RouteService:
     """Routes batches of requests with the current model and logs the decisions."""
 
     def __init__(self, settings: ServeSettings, holder: ModelHolder, store: DecisionStore, encoder,
-                 rng: np.random.Generator, prices: dict | None = None):
+                 rng: np.random.Generator, prices: dict | None = None, price_path: Path | None = None):
         self.settings = settings
         self.holder = holder
         self.store = store
         self.encoder = encoder
         self.rng = rng
         self.prices = prices or {}
+        # the price sheet is read again when its file changes: a new price holds from the next request
+        self.price_path = price_path
+        self._price_stamp = _stamp(price_path)
+        #: the models served now (serve.models; None: the router's). The loop sets it per round.
+        self.pool = list(settings.models) if settings.models else None
+        self._outcomes, self._outcomes_at = {}, float("-inf")
         self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
                                         settings.challenger_share, settings.strategy, settings.posterior_scale)
         self.counts = store.counts_by_model()
         self.limits = limits_from(self.prices, settings.max_tokens, settings.max_cost, settings.cost_factor)
         self.budget = None  # a BudgetGovernor with serve.budget (build_service)
+
+    def refresh_prices(self) -> None:
+        """Read the price sheet again if its file changed (a bad sheet keeps the old prices, logged)."""
+        stamp = _stamp(self.price_path)
+        if stamp == self._price_stamp:
+            return
+        from ..settings.prices import load_prices
+
+        try:
+            prices = load_prices(self.price_path)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.error("price sheet %s changed but could not be read (%s): keeping the old prices", self.price_path, err)
+            self._price_stamp = stamp
+            return
+        self.prices, self._price_stamp = prices, stamp
+        self.limits = limits_from(self.prices, self.settings.max_tokens, self.settings.max_cost,
+                                  self.settings.cost_factor)
+        if self.budget is not None and hasattr(self.budget, "prices"):
+            self.budget.prices = prices
+        log.warning("price sheet %s changed: new prices from this request on", self.price_path)
+
+    def outcomes(self, model: ServedModel, pool) -> dict:
+        """Outcomes per pool model (what ends its cold start): the rows the router was trained on, or the
+        decision log's ingested feedback rows when more (re-read every ``poll_seconds``). A router model
+        whose rows were not recorded counts as warm."""
+        if time.monotonic() - self._outcomes_at >= self.settings.poll_seconds:
+            self._outcomes, self._outcomes_at = self.store.outcomes_by_model(), time.monotonic()
+        rows = model.rows_per_model
+        warm = float("inf")
+        return {m: max(self._outcomes.get(m, 0),
+                       (rows.get(m, 0) if rows is not None else (warm if m in model.models else 0)))
+                for m in pool}
 
     def lam_error(self, model: ServedModel, lam: float) -> str | None:
         lo, hi = model.lam_range
@@ -111,7 +158,10 @@ class RouteService:
         ``scores`` carry a fixed per-call cost, e.g. sklearn's input validation). Probabilities are
         row-wise, so grouping changes no propensity; the draws take the random stream in request order
         as one call per request did."""
+        self.refresh_prices()
         model = self.holder.current
+        pool = self.pool or list(model.models)
+        outcomes = self.outcomes(model, pool) if self.settings.cold_start_share > 0 else None
         texts = [p for it in items for p in it.prompts]
         X = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         counts = np.array([self.counts.get(m, 0) for m in model.models], dtype=float)
@@ -131,7 +181,7 @@ class RouteService:
             # capped requests get the cap's probabilities, whatever their lambda: one group
             key = ("capped",) if it.budget == "capped" else (float(it.lam), float(it.explore))
             groups.setdefault(key, []).append(i)
-        P_all = np.zeros((len(texts), len(model.models)))
+        P_all = np.zeros((len(texts), len(pool)))
         toks = self.tokens(model, texts)
         for members in groups.values():
             it = items[members[0]]
@@ -143,7 +193,10 @@ class RouteService:
             if it.budget == "capped":  # the hard cap: the cheapest model, propensity 1
                 P = self.budget.cap(P, model.models,
                                     lambda X=Xg, t=tok: model.scores(X, model.lam_range[1], t))
-            P_all[rows_of] = P
+            # onto the served pool: removed models 0, new ones their cold-start share while exploring
+            cold = self.settings.cold_start_share if it.explore > 0 and it.budget != "capped" else 0.0
+            P_all[rows_of] = pool_probabilities(P, model.models, pool, outcomes, cold,
+                                                self.settings.cold_start_outcomes)
         served = [i for i in range(len(items)) if results[i] is None]
         order = np.concatenate([np.arange(*spans[i]) for i in served]) if served else np.zeros(0, dtype=int)
         idx, prop = self.policy.draw(P_all[order], self.rng) if len(order) else ((), ())
@@ -154,12 +207,12 @@ class RouteService:
                 r, k, p = next(drawn)
                 did = decision_id(stamp, len(rows))
                 row = {"decision_id": did, "created_at": created, "request_id": it.request_id,
-                       "prompt": it.prompts[j], "model": model.models[k], "propensity": float(p),
+                       "prompt": it.prompts[j], "model": pool[k], "propensity": float(p),
                        "lam": float(it.lam), "explore": float(it.explore), "router_name": model.name,
                        "router_version": model.version,
                        # a count: whole tokens, as logs and price sheets have them
                        "input_tokens": None if toks is None else int(round(toks[r])),
-                       "propensities": propensities_json(model.models, P_all[r])}
+                       "propensities": propensities_json(pool, P_all[r])}
                 rows.append(row)
                 out.append({"decision_id": did, "model": row["model"], "propensity": row["propensity"],
                             "router_version": model.version, "lam": row["lam"],
@@ -179,7 +232,8 @@ class RouteService:
         return cost
 
     def cost(self, decision: dict, output_tokens: int | None) -> float:
-        """USD cost of a decision from the price sheet and its token counts."""
+        """USD cost of a decision from the price sheet (as it is now) and its token counts."""
+        self.refresh_prices()
         if output_tokens is None:
             raise ValueError("cost is missing: send cost, or output_tokens so that it can be computed "
                              "from the price sheet")
@@ -218,7 +272,7 @@ def build_service(settings: ServeSettings, holder: ModelHolder | None = None, st
     else:
         check_encoder(holder.current, encoder)
     holder._on_change = lambda m: check_encoder(m, encoder)
-    prices = None
+    prices, path = None, None
     if settings.prices:
         path = Path(settings.prices)
         path = path if path.is_absolute() else root / path
@@ -228,7 +282,7 @@ def build_service(settings: ServeSettings, holder: ModelHolder | None = None, st
     seed = settings.seed
     rng = np.random.default_rng(None if seed is None else [int(seed), *(
         [os.getpid()] if os.environ.get("CAUSAL_ROUTER_SERVE_MULTIWORKER") else [])])
-    service = RouteService(settings, holder, store, encoder, rng, prices)
+    service = RouteService(settings, holder, store, encoder, rng, prices, path)
     if settings.budget is not None:
         from .budget import BudgetGovernor
 

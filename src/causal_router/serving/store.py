@@ -282,6 +282,14 @@ class DecisionStore:
             q = sa.select(decisions.c.model, sa.func.count()).group_by(decisions.c.model)
             return {m: int(n) for m, n in conn.execute(q)}
 
+    def outcomes_by_model(self) -> dict[str, int]:
+        """Ingested feedback rows per model (the outcomes that end a model's cold start)."""
+        with self.engine.connect() as conn:
+            q = (sa.select(decisions.c.model, sa.func.count())
+                 .join(ingested, ingested.c.decision_id == decisions.c.decision_id)
+                 .where(ingested.c.outcome == "added").group_by(decisions.c.model))
+            return {m: int(n) for m, n in conn.execute(q)}
+
     def pending(self):
         """Decisions with feedback that were never ingested, oldest first, as a DataFrame."""
         import pandas as pd

@@ -27,7 +27,8 @@ from ..errors import MissingFileError, SettingsError
 
 __all__ = ["CrossfitSettings", "DataSettings", "EmbedSettings", "EvaluateSettings", "IngestSettings",
            "PromoteSettings", "ServeSettings", "Settings", "TrainSettings", "ValidateSettings", "load_settings",
-           "EXPLORE", "FLOOR", "TEMPERATURE", "CHALLENGER_SHARE", "STRATEGY", "STRATEGIES", "POSTERIOR_SCALE"]
+           "EXPLORE", "FLOOR", "TEMPERATURE", "CHALLENGER_SHARE", "STRATEGY", "STRATEGIES", "POSTERIOR_SCALE",
+           "COLD_START_SHARE", "COLD_START_OUTCOMES"]
 
 #: The served policy's exploration defaults (``serve`` in params.yaml; see :mod:`causal_router.policy.exploration`).
 EXPLORE = 0.1
@@ -36,6 +37,9 @@ TEMPERATURE = 1.0
 CHALLENGER_SHARE = 1.0
 STRATEGY = "thompson"
 POSTERIOR_SCALE = 0.3
+#: Cold start of a model new to the served pool (``serve.cold_start_share``, ``serve.cold_start_outcomes``).
+COLD_START_SHARE = 0.05
+COLD_START_OUTCOMES = 50
 #: Exploration strategies (see :mod:`causal_router.policy.exploration`).
 STRATEGIES = ("spread", "thompson")
 
@@ -195,6 +199,14 @@ class ServeSettings(_Section):
         Decisions in the controller's window (its proportional term; ``GET /v1/budget``'s window).
     budget_gain : float
         The controller's integral gain per recorded cost.
+    models : list of str or None
+        The served pool (None: the router's models). A router model left out gets probability 0 (its rows
+        stay valid in the logs); a model the router lacks (a new one) gets the cold-start share.
+    cold_start_share : float
+        Least probability of each pool model with fewer than ``cold_start_outcomes`` outcomes (feedback
+        rows), mixed into the served probabilities (the logged propensity stays exact); 0: off.
+    cold_start_outcomes : int
+        Outcomes a model needs before its cold-start share ends.
     """
 
     model_uri: str = "models:/causal-router-interval@champion"
@@ -236,6 +248,9 @@ class ServeSettings(_Section):
     budget_hard: float | None = Field(None, gt=0, allow_inf_nan=False)
     budget_window: int = Field(500, ge=1)
     budget_gain: float = Field(0.005, gt=0, le=1, allow_inf_nan=False)
+    models: list[str] | None = Field(None, min_length=1)
+    cold_start_share: float = Field(COLD_START_SHARE, ge=0, le=1, allow_inf_nan=False)
+    cold_start_outcomes: int = Field(COLD_START_OUTCOMES, ge=0)
 
     @classmethod
     def from_params(cls, path="params.yaml", **overrides) -> ServeSettings:
