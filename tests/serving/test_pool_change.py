@@ -119,21 +119,3 @@ def test_a_price_change_holds_from_the_next_request(tmp_path):
         assert service.cost(d, 1000) == (1000 * 0.5 + 1000 * 1) / 1e6
     finally:
         store.close()
-
-
-def test_models_the_router_was_trained_on_are_warm_however_rare(tmp_path):
-    """The cold start is for models new to the router: a model it was trained on with 3 rows explores by
-    the policy alone (a share for every rare model cost the stationary loop); one with 0 rows is cold."""
-    service, store = _service(tmp_path, explore=0.1, floor=0.01, cold_start_share=0.2, cold_start_outcomes=50)
-    try:
-        model = service.holder.current
-        model.rows_per_model = {"model-a": 500, "model-b": 3, "model-c": 0}
-        out = service.outcomes(model, list(MODELS))
-        assert out["model-a"] == out["model-b"] == float("inf") and out["model-c"] == 0
-        routed = _route(service, 3000)
-        share_c = np.mean([d["model"] == "model-c" for d in routed])
-        assert share_c >= 0.18  # at least its cold-start share, propensities exact as above
-        model.rows_per_model = None  # rows not recorded (an older router): every router model is warm
-        assert all(v == float("inf") for v in service.outcomes(model, list(MODELS)).values())
-    finally:
-        store.close()

@@ -127,18 +127,16 @@ class RouteService:
         log.warning("price sheet %s changed: new prices from this request on", self.price_path)
 
     def outcomes(self, model: ServedModel, pool) -> dict:
-        """Outcomes per pool model (what ends its cold start): the decision log's ingested feedback rows
-        (re-read every ``poll_seconds``). A model the router was trained on (any rows, or rows not
-        recorded) counts as warm: the cold start is for models new to the router, not rare ones, whose
-        exploration is the policy's (a share for every model under 50 rows cost the stationary loop)."""
+        """Outcomes per pool model (what ends its cold start): the rows the router was trained on, or the
+        decision log's ingested feedback rows when more (re-read every ``poll_seconds``). A router model
+        whose rows were not recorded counts as warm."""
         if time.monotonic() - self._outcomes_at >= self.settings.poll_seconds:
             self._outcomes, self._outcomes_at = self.store.outcomes_by_model(), time.monotonic()
         rows = model.rows_per_model
-
-        def trained(m) -> bool:
-            return m in model.models and (rows is None or rows.get(m, 0) > 0)
-
-        return {m: float("inf") if trained(m) else self._outcomes.get(m, 0) for m in pool}
+        warm = float("inf")
+        return {m: max(self._outcomes.get(m, 0),
+                       (rows.get(m, 0) if rows is not None else (warm if m in model.models else 0)))
+                for m in pool}
 
     def lam_error(self, model: ServedModel, lam: float) -> str | None:
         lo, hi = model.lam_range
