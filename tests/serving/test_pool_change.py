@@ -119,3 +119,22 @@ def test_a_price_change_holds_from_the_next_request(tmp_path):
         assert service.cost(d, 1000) == (1000 * 0.5 + 1000 * 1) / 1e6
     finally:
         store.close()
+
+
+def test_models_the_router_routes_among_are_warm_however_rare(tmp_path):
+    """The cold start is for models new to the router: one it routes among explores by the policy alone,
+    even with 0 or 3 training rows (a share for every rare model changed the stationary loop)."""
+    service, store = _service(tmp_path, explore=0.1, floor=0.01, models=[*MODELS, "model-d"],
+                              cold_start_share=0.2, cold_start_outcomes=50)
+    try:
+        model = service.holder.current
+        model.rows_per_model = {"model-a": 500, "model-b": 3, "model-c": 0}
+        out = service.outcomes(model, [*MODELS, "model-d"])
+        assert all(out[m] == float("inf") for m in MODELS) and out["model-d"] == 0
+        routed = _route(service, 3000)
+        shares = {m: np.mean([d["model"] == m for d in routed]) for m in (*MODELS, "model-d")}
+        # the new model has its share; the router's least chosen model has no forced share
+        assert shares["model-d"] >= 0.18 and min(shares[m] for m in MODELS) < 0.1, shares
+    finally:
+        model.rows_per_model = None
+        store.close()

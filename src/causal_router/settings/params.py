@@ -203,8 +203,10 @@ class ServeSettings(_Section):
         The served pool (None: the router's models). A router model left out gets probability 0 (its rows
         stay valid in the logs); a model the router lacks (a new one) gets the cold-start share.
     cold_start_share : float
-        Least probability of each pool model with fewer than ``cold_start_outcomes`` outcomes (feedback
-        rows), mixed into the served probabilities (the logged propensity stays exact); 0: off.
+        Least probability of each pool model the served router does not route among (a new one), while it
+        has fewer than ``cold_start_outcomes`` outcomes (feedback rows), mixed into the served
+        probabilities (the logged propensity stays exact); 0: off. Models the router knows explore by the
+        policy, however rare.
     cold_start_outcomes : int
         Outcomes a model needs before its cold-start share ends.
     """
