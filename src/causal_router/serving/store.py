@@ -283,12 +283,16 @@ class DecisionStore:
             return {m: int(n) for m, n in conn.execute(q)}
 
     def outcomes_by_model(self) -> dict[str, int]:
-        """Ingested feedback rows per model (the outcomes that end a model's cold start)."""
-        with self.engine.connect() as conn:
-            q = (sa.select(decisions.c.model, sa.func.count())
-                 .join(ingested, ingested.c.decision_id == decisions.c.decision_id)
-                 .where(ingested.c.outcome == "added").group_by(decisions.c.model))
-            return {m: int(n) for m, n in conn.execute(q)}
+        """Ingested feedback rows per model (the outcomes that end a model's cold start). Read on the
+        routing path: a log that cannot be read raises :class:`StoreUnavailable` (503), as a write does."""
+        q = (sa.select(decisions.c.model, sa.func.count())
+             .join(ingested, ingested.c.decision_id == decisions.c.decision_id)
+             .where(ingested.c.outcome == "added").group_by(decisions.c.model))
+        try:
+            with self.engine.connect() as conn:
+                return {m: int(n) for m, n in conn.execute(q)}
+        except sa.exc.DBAPIError as err:
+            raise StoreUnavailable(f"the decision log cannot be read: {_first_line(err)}") from None
 
     def pending(self):
         """Decisions with feedback that were never ingested, oldest first, as a DataFrame."""
