@@ -77,6 +77,29 @@ def test_router_routes_through_the_plugin_in_process_and_the_callback_fills_the_
     _check(service.store, logger, responses, upstreams)
 
 
+def test_concurrent_calls_sharing_one_metadata_dict_each_record_their_own_decision(registry, settings, upstreams):
+    """LiteLLM stamps routing signals on the caller's metadata dict in place: with one dict shared by
+    concurrent calls, every callback read the last call's decision id (1 outcome of 10 recorded)."""
+    from causal_router.serving.service import build_service
+
+    service = build_service(settings, encoder=TinyEncoder())
+    logger = CausalRouterLogger(service.store)
+    litellm.callbacks = [logger]
+    router = litellm.Router(model_list=model_list(upstreams), plugins=[CausalRouterPlugin(service, lam=50.0)])
+    shared = {"causal_router": {"explore": 0.6}}
+
+    async def calls():
+        out = await asyncio.gather(*[router.acompletion(
+            model="causal-router", messages=[{"role": "user", "content": f"p {i % 4}"}], metadata=shared)
+            for i in range(10)])  # repeated texts too: equal texts to one deployment are exchangeable
+        for _ in range(1200):
+            if len(logger.recorded) >= 10:
+                break
+            await asyncio.sleep(0.05)
+        return out
+    _check(service.store, logger, asyncio.run(calls()), upstreams)
+
+
 def test_plugin_over_http_and_feedback_keeps_the_callbacks_cost(registry, settings, upstreams, tmp_path):
     from causal_router.serving.api import create_app
 
@@ -131,3 +154,17 @@ def test_a_failed_call_is_recorded_by_the_callback_with_the_failed_score(registr
     assert o["source"] == "litellm" and o["status"] == "error" and o["upstream_status"] == 500 and o["cost"] == 0.0
     fb = service.store.frame("feedback").set_index("decision_id")
     assert fb.loc[did, "score"] == 0.0  # the failed-call rule: the decision reaches the logs with its propensity
+
+
+def test_pending_decisions_are_bounded_and_a_retry_keeps_its_first_decision():
+    from causal_router.integrations.litellm import _Pending
+
+    p = _Pending(limit=3)
+    for i in range(5):
+        p.put(f"t{i}", "openai/a", f"d{i}")
+    assert p.take("t0", {"a"}, None) is None and p.take("t1", {"a"}, None) is None  # the oldest went first
+    p.put("t2", "openai/b", "d2b")
+    assert p.take("t2", {"b", "openai/b"}, "call-1") == "d2b"  # the served deployment's entry
+    assert p.take("t2", {"b", "openai/b"}, "call-1") == "d2b"  # a retry of the same call: the same decision
+    assert p.take("t2", {"x"}, "call-2") == "d2"  # no deployment matches: the text's first entry
+    assert p.take("t2", {"a"}, "call-3") is None

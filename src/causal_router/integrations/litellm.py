@@ -5,8 +5,9 @@ run LiteLLM's ``Router`` or proxy (README: "Two ways in").
 (in process through a :class:`~causal_router.serving.service.RouteService`, or over HTTP through
 ``causal-router serve``'s ``POST /v1/route``), narrows ``context.candidate_models`` to the drawn model's
 deployment and puts the decision (id, model, propensity, lambda) in ``context.signals["causal_router"]``
-(LiteLLM copies the signals into the call's metadata as ``routing_plugin_signals``, where the callback
-finds the decision id). The model group's deployments are the router's models: a
+(LiteLLM copies the signals into the call's metadata as ``routing_plugin_signals``). The callback takes
+the decision by the call's text and deployment from the plugin's pending decisions, since LiteLLM writes
+those signals into the caller's own metadata dict, which concurrent calls may share. The model group's deployments are the router's models: a
 deployment serves router model ``m`` when its ``litellm_params.model`` is ``m`` or ends in ``/m``, or as
 ``model_map`` says.
 
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
+from collections import OrderedDict
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before LiteLLM is imported: never fetch
 
@@ -38,6 +41,52 @@ __all__ = ["DECISION_KEY", "CausalRouterLogger", "CausalRouterPlugin", "RoutingE
 #: The request-metadata key holding the decision id (read by :class:`CausalRouterLogger`).
 DECISION_KEY = "causal_router_decision_id"
 TOKEN_ENV = "CAUSAL_ROUTER_API_TOKEN"
+
+
+class _Pending:
+    """The plugin's decisions whose outcome the callback has not recorded yet, by routing text.
+
+    LiteLLM stamps the routing signals on the caller's own metadata dict, in place: calls that share one
+    dict (concurrent calls, or a callback that runs after the next call was routed) read each other's
+    decision id there, and an outcome went to the wrong decision while another was lost. A decision is
+    taken here by its call's routing text and served deployment; equal texts to the same deployment are
+    exchangeable (the router saw the same context). ``litellm_call_id`` keeps a retry or fallback of a call
+    on the decision its first event took. Bounded: the oldest entries go first."""
+
+    def __init__(self, limit: int = 100_000):
+        self.limit, self._lock = limit, threading.Lock()
+        self._by_text: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # text -> [(deployment, id)]
+        self._by_call: OrderedDict[str, str] = OrderedDict()  # litellm_call_id -> decision id
+        self._size = 0
+
+    def put(self, text: str, deployment: str, did: str) -> None:
+        with self._lock:
+            self._by_text.setdefault(text, []).append((deployment, did))
+            self._by_text.move_to_end(text)
+            self._size += 1
+            while self._size > self.limit:
+                self._size -= len(self._by_text.popitem(last=False)[1])
+
+    def take(self, text: str | None, served: set[str], call_id: str | None) -> str | None:
+        with self._lock:
+            if call_id is not None and call_id in self._by_call:
+                return self._by_call[call_id]
+            entries = self._by_text.get(text) if text is not None else None
+            if not entries:
+                return None
+            i = next((k for k, (dep, _) in enumerate(entries) if dep in served), 0)
+            did = entries.pop(i)[1]
+            self._size -= 1
+            if not entries:
+                del self._by_text[text]
+            if call_id is not None:
+                self._by_call[call_id] = did
+                if len(self._by_call) > self.limit:
+                    self._by_call.popitem(last=False)
+            return did
+
+
+_PENDING = _Pending()
 
 
 class RoutingError(RuntimeError):
@@ -108,7 +157,9 @@ class CausalRouterPlugin:
                                'CausalRouterPlugin(lam=...)')
         text = routing_text(context.structured_messages)
         d = await self._route(text, float(lam), own.get("explore", self.explore))
-        context.candidate_models = [self._deployment(d["model"], list(context.candidate_models))]
+        deployment = self._deployment(d["model"], list(context.candidate_models))
+        context.candidate_models = [deployment]
+        _PENDING.put(text, deployment, d["decision_id"])
         context.metadata[DECISION_KEY] = d["decision_id"]
         context.signals["causal_router"] = {"decision_id": d["decision_id"], "model": d["model"],
                                             "propensity": d["propensity"], "lam": d["lam"]}
@@ -116,8 +167,18 @@ class CausalRouterPlugin:
 
 
 def _decision_id(kwargs) -> str | None:
-    """The plugin's decision id: LiteLLM copies the routing signals into the call's metadata
-    (``routing_plugin_signals``); the metadata key itself is checked too."""
+    """The plugin's decision id: the pending decision of this call's text and deployment (see
+    :class:`_Pending`), else the call's metadata: LiteLLM copies the routing signals there
+    (``routing_plugin_signals``; a plugin in another process), or the metadata key itself."""
+    try:
+        text = routing_text(kwargs.get("messages"))
+    except BadRequest:
+        text = None
+    model, provider = str(kwargs.get("model") or ""), kwargs.get("custom_llm_provider")
+    served = {model, f"{provider}/{model}"} if provider else {model}
+    found = _PENDING.take(text, served, kwargs.get("litellm_call_id"))
+    if found is not None:
+        return found
     for meta in ((kwargs.get("litellm_params") or {}).get("metadata"), kwargs.get("metadata")):
         if not isinstance(meta, dict):
             continue
