@@ -7,7 +7,9 @@ run LiteLLM's ``Router`` or proxy (README: "Two ways in").
 deployment and puts the decision (id, model, propensity, lambda) in ``context.signals["causal_router"]``
 (LiteLLM copies the signals into the call's metadata as ``routing_plugin_signals``). The callback takes
 the decision by the call's text and deployment from the plugin's pending decisions, since LiteLLM writes
-those signals into the caller's own metadata dict, which concurrent calls may share. The model group's deployments are the router's models: a
+those signals into the caller's own metadata dict, which concurrent calls may share.
+
+The model group's deployments are the router's models: a
 deployment serves router model ``m`` when its ``litellm_params.model`` is ``m`` or ends in ``/m``, or as
 ``model_map`` says.
 
