@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from causal_router.serving.store import DecisionStore, DuplicateFeedback, UnknownDecision
+from causal_router.serving.store import DecisionStore, DuplicateFeedback, StoreUnavailable, UnknownDecision
 from causal_router.serving.tables import SCHEMA_VERSION
 from tests.serving.pg import PostgresServer, why_unavailable
 
@@ -104,6 +104,24 @@ def test_feedback_once_per_known_decision(store):
     assert pending["decision_id"].tolist() == ["d00001"] and pending["score"].tolist() == [0.5]
     store.mark_ingested({"d00001": ("added", None)})
     assert store.pending().empty
+
+
+def test_a_read_only_sqlite_log_refuses_every_write_as_unavailable(tmp_path):
+    """Each write path (decisions, feedback, outcomes, heartbeat) maps a database error to
+    StoreUnavailable (503 / a callback's logged error), never a raw SQLAlchemy error."""
+    s = DecisionStore(f"sqlite:///{tmp_path / 'decisions.db'}")
+    s.add_decisions([decision(1)])
+    sa.event.listen(s.engine, "connect", lambda conn, _r: conn.execute("PRAGMA query_only=ON"))
+    s.engine.dispose()
+    writes = [lambda: s.add_decisions([decision(2)]), lambda: s.add_feedback("d00001", 0.5, 0.1, None),
+              lambda: s.add_outcome({"decision_id": "d00001", "source": "litellm", "status": "ok"}), s.check]
+    for write in writes:
+        with pytest.raises(StoreUnavailable, match="cannot be written"):
+            write()
+    s.close()
+    again = DecisionStore(f"sqlite:///{tmp_path / 'decisions.db'}")
+    assert again.count("decisions") == 1 and again.count("outcomes") == 0 and again.count("feedback") == 0
+    again.close()
 
 
 def test_concurrent_writers_lose_nothing_and_duplicates_lose_the_race(store):

@@ -35,6 +35,7 @@ beside it; opening a missing or empty log while that marker exists raises :class
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,12 +125,9 @@ class DecisionStore:
     def check(self) -> None:
         """Prove that the log can be written (a heartbeat write); :class:`StoreUnavailable` if not."""
         self.check_identity()
-        try:
-            with self._writing(), self.engine.begin() as conn:
-                conn.execute(heartbeat.delete())
-                conn.execute(heartbeat.insert().values(id=1, at=now()))
-        except sa.exc.DBAPIError as err:
-            raise StoreUnavailable(f"the decision log cannot be written: {_first_line(err)}") from None
+        with _unavailable("written", sa.exc.DBAPIError), self._writing(), self.engine.begin() as conn:
+            conn.execute(heartbeat.delete())
+            conn.execute(heartbeat.insert().values(id=1, at=now()))
         self.check_identity()
 
     def __repr__(self) -> str:
@@ -185,11 +183,8 @@ class DecisionStore:
                 if why:
                     raise BadText(f"{'prompt' if key == 'prompt' else key} {why}")
         self.check_identity()
-        try:
-            with self._writing(), self.engine.begin() as conn:
-                conn.execute(decisions.insert(), rows)
-        except sa.exc.OperationalError as err:  # locked for too long, read-only, disk full, gone
-            raise StoreUnavailable(f"the decision log cannot be written: {_first_line(err)}") from None
+        with _unavailable("written"), self._writing(), self.engine.begin() as conn:
+            conn.execute(decisions.insert(), rows)
         self.check_identity()  # deleted meanwhile: the rows went into an unlinked file; acknowledge nothing
         if self.file is not None:
             self.file.write_marker()
@@ -208,10 +203,8 @@ class DecisionStore:
         if why:
             raise BadText(f"decision_id {why}")
         self.check_identity()
-        try:
+        with _unavailable("written"):
             row = self._add_feedback(decision_id, score, cost, output_tokens, cost_fn)
-        except sa.exc.OperationalError as err:
-            raise StoreUnavailable(f"the decision log cannot be written: {_first_line(err)}") from None
         self.check_identity()
         return row
 
@@ -238,7 +231,7 @@ class DecisionStore:
         defaults to now). A second outcome for the same decision raises :class:`DuplicateFeedback`."""
         row = {"created_at": now(), **row}
         try:
-            with self._writing(), self.engine.begin() as conn:
+            with _unavailable("written"), self._writing(), self.engine.begin() as conn:
                 conn.execute(outcomes.insert().values(**row))
         except IntegrityError:
             raise DuplicateFeedback(row["decision_id"]) from None
@@ -288,11 +281,8 @@ class DecisionStore:
         q = (sa.select(decisions.c.model, sa.func.count())
              .join(ingested, ingested.c.decision_id == decisions.c.decision_id)
              .where(ingested.c.outcome == "added").group_by(decisions.c.model))
-        try:
-            with self.engine.connect() as conn:
-                return {m: int(n) for m, n in conn.execute(q)}
-        except sa.exc.DBAPIError as err:
-            raise StoreUnavailable(f"the decision log cannot be read: {_first_line(err)}") from None
+        with _unavailable("read", sa.exc.DBAPIError), self.engine.connect() as conn:
+            return {m: int(n) for m, n in conn.execute(q)}
 
     def pending(self):
         """Decisions with feedback that were never ingested, oldest first, as a DataFrame."""
@@ -370,6 +360,15 @@ class DecisionStore:
         t = metadata.tables[table]
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(sa.select(t)).mappings().all(), columns=[c.name for c in t.columns])
+
+
+@contextlib.contextmanager
+def _unavailable(verb: str, errors=sa.exc.OperationalError):
+    """Database errors (locked for too long, read-only, disk full, gone) as :class:`StoreUnavailable` (503)."""
+    try:
+        yield
+    except errors as err:
+        raise StoreUnavailable(f"the decision log cannot be {verb}: {_first_line(err)}") from None
 
 
 def _first_line(err: Exception) -> str:
