@@ -261,9 +261,7 @@ def limits_for(root=".", params=None):
     if not path.is_file():
         return limits_from(None)
     s = ServeSettings.from_params(path)
-    sheet = Path(s.prices) if s.prices else None
-    if sheet is not None and not sheet.is_absolute():
-        sheet = Path(root) / sheet
+    sheet = s.price_sheet(root)
     prices = load_prices(sheet) if sheet is not None and sheet.is_file() else None
     return limits_from(prices, s.max_tokens, s.max_cost, s.cost_factor)
 

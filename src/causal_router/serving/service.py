@@ -271,13 +271,10 @@ def build_service(settings: ServeSettings, holder: ModelHolder | None = None, st
     else:
         check_encoder(holder.current, encoder)
     holder._on_change = lambda m: check_encoder(m, encoder)
-    prices, path = None, None
-    if settings.prices:
-        path = Path(settings.prices)
-        path = path if path.is_absolute() else root / path
-        prices = load_prices(path) if path.is_file() else None
-        if prices is None:
-            log.warning("price sheet %s not found: feedback must carry its cost", path)
+    path = settings.price_sheet(root)
+    prices = load_prices(path) if path is not None and path.is_file() else None
+    if path is not None and prices is None:
+        log.warning("price sheet %s not found: feedback must carry its cost", path)
     seed = settings.seed
     rng = np.random.default_rng(None if seed is None else [int(seed), *(
         [os.getpid()] if os.environ.get("CAUSAL_ROUTER_SERVE_MULTIWORKER") else [])])

@@ -265,6 +265,13 @@ class ServeSettings(_Section):
         serve.update({k: v for k, v in overrides.items() if v is not None})
         return _validated(cls, serve, f"{path}: serve")
 
+    def price_sheet(self, root) -> Path | None:
+        """The price sheet's path (a relative one is under the project ``root``); None when none is set."""
+        if not self.prices:
+            return None
+        path = Path(self.prices)
+        return path if path.is_absolute() else Path(root) / path
+
     def to_env(self) -> str:
         """JSON for ``$CAUSAL_ROUTER_SERVE_SETTINGS`` (how ``serve --workers N`` hands settings to each worker)."""
         return self.model_dump_json()
