@@ -33,12 +33,12 @@ def stubs(upstreams, monkeypatch):
     return {m: b for m, (b, _) in upstreams.items()}
 
 
-def write_gateway(path, upstreams, fallbacks=None, timeout=None, models=MODELS, prices=True):
+def write_gateway(path, upstreams, fallbacks=None, timeout=None, models=MODELS, prices=True, factor=1.0):
     entries = []
     for m in models:
         params = {"model": f"openai/{m}", "api_base": upstreams[m][1] + "/v1", "api_key": f"os.environ/{KEY_ENV}"}
         if prices:
-            params.update(input_cost_per_token=PRICES[m][0], output_cost_per_token=PRICES[m][1])
+            params.update(input_cost_per_token=PRICES[m][0] * factor, output_cost_per_token=PRICES[m][1] * factor)
         entries.append({"model_name": m, "litellm_params": params})
     rs = {k: v for k, v in (("fallbacks", fallbacks), ("timeout", timeout)) if v is not None}
     path.write_text(yaml.safe_dump({"model_list": entries, **({"router_settings": rs} if rs else {})}))
@@ -92,6 +92,30 @@ def test_openai_client_gets_routed_answers_with_headers_and_recorded_cost(gw, st
     assert len(seen) > 1
     dump = json.dumps(DecisionStore(settings.decisions_uri).frame("outcomes").astype(str).to_dict())
     assert KEY not in dump
+
+
+def test_a_gateway_file_edited_while_serving_prices_the_next_call(gw, stubs, settings, upstreams, tmp_path):
+    srv = gw()
+    c = client(srv)
+
+    def cost_of_a_call(i):
+        raw = c.chat.completions.with_raw_response.create(
+            model="causal-router", messages=[{"role": "user", "content": f"q {i}"}],
+            extra_body={"causal_router": {"lam": 50.0}})
+        model = raw.headers["x-causal-router-model"]
+        base = USAGE[model][0] * PRICES[model][0] + USAGE[model][1] * PRICES[model][1]
+        return DecisionStore(settings.decisions_uri).outcome(raw.headers["x-causal-router-decision-id"])["cost"] / base
+
+    file = tmp_path / "gateway.yaml"
+    assert cost_of_a_call(0) == pytest.approx(1.0)
+    write_gateway(file, upstreams, factor=3.0)
+    assert cost_of_a_call(1) == pytest.approx(3.0)  # no restart
+    write_gateway(file, upstreams, models=MODELS[:2], factor=5.0)  # removes a model: needs a restart
+    assert cost_of_a_call(2) == pytest.approx(3.0)
+    file.write_text("model_list: [")  # half-written
+    assert cost_of_a_call(3) == pytest.approx(3.0)
+    assert c.chat.completions.create(model="causal-router", messages=[{"role": "user", "content": "still up"}],
+                                     extra_body={"causal_router": {"lam": 50.0}}).choices[0].message.content
 
 
 @pytest.mark.parametrize("client_usage", [True, False])

@@ -57,7 +57,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .gateway_config import GatewayConfig
-from .service import BadRequest, RouteItem
+from .service import BadRequest, RouteItem, file_stamp
 
 log = logging.getLogger("causal_router.serving.gateway")
 
@@ -130,7 +130,7 @@ class Call:
 class Gateway:
     """The chat-completions endpoint's work: decide (via the service's batcher), call, record."""
 
-    def __init__(self, config: GatewayConfig, settings, service, batcher):
+    def __init__(self, config: GatewayConfig, settings, service, batcher, path=None):
         self.config, self.settings, self.service, self.batcher = config, settings, service, batcher
         self.store = service.store
         # one deployment per model name: LiteLLM's SDK call with the file's parameters (its Router adds
@@ -138,6 +138,38 @@ class Gateway:
         # benchmarks/results/gateway_overhead)
         self.litellm = litellm_module()
         self.params = {m["model_name"]: m["litellm_params"] for m in config.model_list()}
+        self.path = path
+        self._seen = self._version()
+
+    def _version(self) -> tuple:
+        # the service replaces its prices dict when the price sheet changes (RouteService.refresh_prices)
+        return file_stamp(self.path), id(self.service.prices)
+
+    def refresh(self) -> None:
+        """Read the gateway file again when it or the price sheet changed: new prices and parameters hold
+        from the next request. A file that no longer loads, or that adds or removes a model (a restart
+        of ``serve`` does that), keeps the old one, logged."""
+        if self.path is None:
+            return
+        self.service.refresh_prices()
+        seen = self._version()
+        if seen == self._seen:
+            return
+        self._seen = seen
+        from .gateway_config import load_gateway
+
+        try:
+            config = load_gateway(self.path, self.service.pool or self.service.holder.current.models,
+                                  self.service.prices)
+        except Exception as err:  # GatewayConfigError, an unreadable or half-written file
+            log.error("gateway file %s changed but cannot be served (%s): keeping the old one", self.path, err)
+            return
+        if set(config.models) != set(self.config.models):
+            log.error("gateway file %s changed its models (%s): restart serve to add or remove a model; keeping "
+                      "the old file", self.path, sorted(set(config.models) ^ set(self.config.models)))
+            return
+        self.config, self.params = config, {m["model_name"]: m["litellm_params"] for m in config.model_list()}
+        log.warning("gateway file %s re-read: its prices and parameters hold from this request on", self.path)
 
     async def call(self, model: str, rest: dict):
         """The chosen model's answer: ``litellm.acompletion`` with the file's parameters (its key from
@@ -239,6 +271,7 @@ class Gateway:
 
     # -- the endpoint -----------------------------------------------------------------------
     async def handle(self, request: Request):
+        self.refresh()
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -367,7 +400,7 @@ def mount_gateway(app, settings, service, batcher) -> Gateway:
         path = Path(settings.root) if settings.root else (find_project_root() or Path("."))
         path = path / settings.gateway
     config = load_gateway(path, service.pool or service.holder.current.models, service.prices)  # the served pool
-    gateway = Gateway(config, settings, service, batcher)
+    gateway = Gateway(config, settings, service, batcher, path)
     app.include_router(gateway_routes(gateway))
     log.warning("gateway: %s answers model %r with %s", path, settings.gateway_model, sorted(config.models))
     return gateway

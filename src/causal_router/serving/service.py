@@ -28,7 +28,7 @@ from .store import DecisionStore, now
 
 log = logging.getLogger("causal_router.serving")
 
-__all__ = ["BadRequest", "RouteItem", "RouteService", "build_service", "check_encoder", "decision_id",
+__all__ = ["BadRequest", "RouteItem", "RouteService", "build_service", "check_encoder", "decision_id", "file_stamp",
            "load_encoder"]
 
 
@@ -74,7 +74,7 @@ def decision_id(stamp_ns: int, index: int) -> str:
     return f"{stamp_ns:016x}{index:04x}{uuid.uuid4().hex[:12]}"
 
 
-def _stamp(path) -> tuple | None:
+def file_stamp(path) -> tuple | None:
     """(mtime, size) of ``path``, None when absent: what says a file changed."""
     try:
         st = os.stat(path) if path is not None else None
@@ -96,7 +96,7 @@ class RouteService:
         self.prices = prices or {}
         # the price sheet is read again when its file changes: a new price holds from the next request
         self.price_path = price_path
-        self._price_stamp = _stamp(price_path)
+        self._price_stamp = file_stamp(price_path)
         #: the models served now (serve.models; None: the router's). The loop sets it per round.
         self.pool = list(settings.models) if settings.models else None
         self._outcomes, self._outcomes_at = {}, float("-inf")
@@ -108,7 +108,7 @@ class RouteService:
 
     def refresh_prices(self) -> None:
         """Read the price sheet again if its file changed (a bad sheet keeps the old prices, logged)."""
-        stamp = _stamp(self.price_path)
+        stamp = file_stamp(self.price_path)
         if stamp == self._price_stamp:
             return
         from ..settings.prices import load_prices
