@@ -2,28 +2,33 @@
 
 The promotion gate scores challengers on the holdout (``serving/ingest.py``), which accumulates so that the
 gate has rows where two routers disagree. After a provider changes a model behind the same name, the
-accumulated rows describe a world that is gone: a challenger fitted to the new world is judged mostly on
-old rows, and the champion keeps serving the changed model (the loop-change study's ``degrade``).
+accumulated rows describe a world that is gone: a challenger fitted to the new world is judged mostly on old
+rows, and the champion keeps serving the changed model (the loop-change study's ``degrade``).
 
 Each ingest therefore compares, model by model, the mean score of the newly ingested rows with that of the
-holdout. Both means are inverse-propensity weighted (self-normalised, each row weighted ``1 / propensity``,
-the probability the served policy drew that model with), so each estimates the model's mean score over the
-whole prompt distribution, whatever policy logged the rows: in a stationary world the two agree up to
-noise, however the router changed between them. When a model's two means differ by more than ``z``
-standard errors (delta-method variance of the self-normalised estimates, at least ``min_rows`` rows of the
-model on each side), the holdout restarts: its old rows train, and the gate judges on rows logged since
-the change only. Every holdout row keeps its logged propensities, so the doubly robust evidence on that
-subset is still unbiased for the world as it is now.
+logs of the holdout's period (every row, training or held out, logged since the holdout's oldest row: the
+holdout is the newest slice of each ingest, so the rows of its period are several times its size and the test
+has that much more power; after a restart the period begins at the change). Both means are inverse-propensity
+weighted (self-normalised, each row weighted ``1 / propensity``, the probability the served policy drew that
+model with), so each estimates the model's mean score over the whole prompt distribution, whatever policy
+logged the rows: in a stationary world the two agree up to noise, however the router changed between them.
+When a model's two means differ by more than ``z`` standard errors (delta-method variance of the self-
+normalised estimates, at least ``min_rows`` rows of the model on each side), the holdout restarts: its old
+rows train, and the gate judges on rows logged since the change only. Every holdout row keeps its logged
+propensities, so the doubly robust evidence on that subset is still unbiased for the world as it is now.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..data import schema as S
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,23 @@ def weighted_mean(rows: pd.DataFrame) -> tuple[float, float, int]:
     return mu, float((w ** 2 * (r - mu) ** 2).sum() / w.sum() ** 2), len(rows)
 
 
+def period(holdout: pd.DataFrame | None, *others: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The logs of the holdout's period: its rows and those of ``others`` (train, val) logged at or after its
+    oldest row (the holdout alone when a frame lacks timestamps)."""
+    if holdout is None or not len(holdout) or S.TIMESTAMP not in holdout:
+        return holdout
+    start = pd.to_datetime(holdout[S.TIMESTAMP], utc=True).min()
+    parts = [holdout]
+    for f in others:
+        if f is not None and len(f) and S.TIMESTAMP in f:
+            parts.append(f.loc[(pd.to_datetime(f[S.TIMESTAMP], utc=True) >= start).to_numpy()])
+    return pd.concat(parts, ignore_index=True)
+
+
 def shifts(holdout: pd.DataFrame | None, new: pd.DataFrame, z: float, min_rows: int) -> list[Shift]:
-    """The models whose mean score differs between ``holdout`` and ``new`` rows by more than ``z`` standard
-    errors (both sides with at least ``min_rows`` rows of the model and logged propensities in (0, 1])."""
+    """The models whose mean score differs between ``holdout`` (the logs of its period, :func:`period`) and
+    ``new`` rows by more than ``z`` standard errors (both sides with at least ``min_rows`` rows of the model
+    and logged propensities in (0, 1])."""
     if holdout is None or not len(holdout) or not len(new):
         return []
     if any(S.PROPENSITY not in f for f in (holdout, new)):
@@ -67,6 +86,8 @@ def shifts(holdout: pd.DataFrame | None, new: pd.DataFrame, z: float, min_rows: 
             continue
         (mu_a, v_a, _), (mu_b, v_b, _) = weighted_mean(a), weighted_mean(b)
         se, d = float(np.sqrt(v_a + v_b)), mu_b - mu_a
-        if abs(d) > z * se and d != 0:  # se 0: constant scores on each side, different means
-            out.append(Shift(m, mu_a, mu_b, d / se if se > 0 else float(np.sign(d) * np.inf)))
+        shift = Shift(m, mu_a, mu_b, d / se if se > 0 else float(np.sign(d) * np.inf) if d else 0.0)
+        log.info("holdout period -> new rows: %s (%d -> %d rows)", shift, len(a), len(b))
+        if abs(shift.z) > z:  # se 0: constant scores on each side, different means (z infinite)
+            out.append(shift)
     return out

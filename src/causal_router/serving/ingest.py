@@ -11,7 +11,7 @@ train); with ``holdout_max_rows=None`` each ingest's slice replaces it and the p
 trains. Why accumulate: the gate compares challenger and champion on the rows where they disagree,
 and one round's slice (60 rows in the loop study) held too few of them to ever promote. The holdout forgets
 when the world changes (``change_z``, :mod:`causal_router.serving.forget`): when a model's inverse-propensity
-weighted mean score in the new rows differs from the holdout's by more than ``change_z`` standard errors,
+weighted mean score in the new rows differs from that of the holdout's period by more than ``change_z`` standard errors,
 the old holdout trains and the holdout restarts with this ingest's slice. The data folder's new version
 is recorded with DVC (``data.dvc``). A second run adds nothing: ingested decisions are recorded
 in the store, and decision ids already in the logs are never added twice.
@@ -42,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import schema as S
-from .forget import shifts
+from .forget import period, shifts
 from .logrows import (
     FEEDBACK_MISSING,
     HOLDOUT,
@@ -229,7 +229,8 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
         good = good.sort_values([S.TIMESTAMP, S.PROMPT_ID], kind="stable").reset_index(drop=True)
         n_hold = min(len(good), math.ceil(holdout_fraction * len(good))) if holdout_fraction > 0 else 0
         new_hold, older = good.iloc[len(good) - n_hold:], good.iloc[: len(good) - n_hold]
-        shifted = [] if change_z is None or n_hold == 0 else shifts(holdout, good, change_z, change_min_rows)
+        shifted = [] if change_z is None or n_hold == 0 else shifts(period(holdout, train, val), good, change_z,
+                                                                               change_min_rows)
         if shifted:
             report.notes.append("the outcomes changed (mean score, holdout -> new rows: "
                                 f"{'; '.join(map(str, shifted))}): the holdout restarts with the newest "
