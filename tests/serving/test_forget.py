@@ -31,6 +31,16 @@ def test_a_changed_model_is_found_and_a_new_logging_policy_is_not():
     assert shifts(old, _rows(20, 0.9, 0.2, 2), 5.0, 30) == []  # too few rows of it
 
 
+def test_a_few_rows_drawn_with_a_small_probability_do_not_make_a_change():
+    """Two exploration rows (propensity 0.005, score 0) outweigh 40 rows of the router's choice: the
+    self-normalised mean falls to 0.1, but the effective rows (Kish) are about 2, below min_rows."""
+    old = pd.DataFrame({S.MODEL: "model-a", S.SCORE: np.r_[np.ones(80), np.zeros(20)], S.PROPENSITY: 0.9})
+    new = pd.DataFrame({S.MODEL: "model-a", S.SCORE: np.r_[np.ones(40), np.zeros(2)],
+                        S.PROPENSITY: np.r_[np.full(40, 0.9), np.full(2, 0.005)]})
+    assert shifts(old, new, 4.0, 30) == []
+    assert [s.model for s in shifts(old, new, 4.0, 2)] == ["model-a"]  # counted by raw rows it would restart
+
+
 def _fill(store, n, start, mean):
     rng = np.random.default_rng(start)
     rows = [{"decision_id": f"dec-{i:04d}", "created_at": T0 + timedelta(minutes=i), "request_id": f"r{i}",

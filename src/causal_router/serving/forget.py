@@ -13,7 +13,8 @@ weighted (self-normalised, each row weighted ``1 / propensity``, the probability
 model with), so each estimates the model's mean score over the whole prompt distribution, whatever policy
 logged the rows: in a stationary world the two agree up to noise, however the router changed between them.
 When a model's two means differ by more than ``z`` standard errors (delta-method variance of the self-
-normalised estimates, at least ``min_rows`` rows of the model on each side), the holdout restarts: its old
+normalised estimates, at least ``min_rows`` effective rows of the model on each side, Kish's ``(sum w)^2 / sum
+w^2``), the holdout restarts: its old
 rows train, and the gate judges on rows logged since the change only. Every holdout row keeps its logged
 propensities, so the doubly robust evidence on that subset is still unbiased for the world as it is now.
 """
@@ -44,12 +45,14 @@ class Shift:
         return f"{self.model} {self.before:.3f} -> {self.after:.3f} (z {self.z:+.1f})"
 
 
-def weighted_mean(rows: pd.DataFrame) -> tuple[float, float, int]:
-    """(self-normalised IPS mean score, its variance, rows) of one model's logged rows."""
+def weighted_mean(rows: pd.DataFrame) -> tuple[float, float, float]:
+    """(self-normalised IPS mean score, its variance, effective rows) of one model's logged rows; the
+    effective rows are Kish's ``(sum w)^2 / sum w^2``: a few rows drawn with a small probability weigh as
+    much as many drawn by the router's choice, and the delta-method variance is not to be trusted on them."""
     w = 1.0 / rows[S.PROPENSITY].to_numpy(dtype=float)
     r = rows[S.SCORE].to_numpy(dtype=float)
     mu = float((w * r).sum() / w.sum())
-    return mu, float((w ** 2 * (r - mu) ** 2).sum() / w.sum() ** 2), len(rows)
+    return mu, float((w ** 2 * (r - mu) ** 2).sum() / w.sum() ** 2), float(w.sum() ** 2 / (w ** 2).sum())
 
 
 def period(holdout: pd.DataFrame | None, *others: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -67,8 +70,8 @@ def period(holdout: pd.DataFrame | None, *others: pd.DataFrame | None) -> pd.Dat
 
 def shifts(holdout: pd.DataFrame | None, new: pd.DataFrame, z: float, min_rows: int) -> list[Shift]:
     """The models whose mean score differs between ``holdout`` (the logs of its period, :func:`period`) and
-    ``new`` rows by more than ``z`` standard errors (both sides with at least ``min_rows`` rows of the model
-    and logged propensities in (0, 1])."""
+    ``new`` rows by more than ``z`` standard errors (both sides with at least ``min_rows`` effective rows of
+    the model, :func:`weighted_mean`, and logged propensities in (0, 1])."""
     if holdout is None or not len(holdout) or not len(new):
         return []
     if any(S.PROPENSITY not in f for f in (holdout, new)):
@@ -82,12 +85,13 @@ def shifts(holdout: pd.DataFrame | None, new: pd.DataFrame, z: float, min_rows: 
     old, recent = usable(holdout), usable(new)
     for m in sorted(set(old[S.MODEL].astype(str)) & set(recent[S.MODEL].astype(str))):
         a, b = old.loc[old[S.MODEL].astype(str) == m], recent.loc[recent[S.MODEL].astype(str) == m]
-        if min(len(a), len(b)) < max(int(min_rows), 2):
+        (mu_a, v_a, n_a), (mu_b, v_b, n_b) = weighted_mean(a), weighted_mean(b)
+        if min(n_a, n_b) < max(int(min_rows), 2):
             continue
-        (mu_a, v_a, _), (mu_b, v_b, _) = weighted_mean(a), weighted_mean(b)
         se, d = float(np.sqrt(v_a + v_b)), mu_b - mu_a
         shift = Shift(m, mu_a, mu_b, d / se if se > 0 else float(np.sign(d) * np.inf) if d else 0.0)
-        log.info("holdout period -> new rows: %s (%d -> %d rows)", shift, len(a), len(b))
+        log.info("holdout period -> new rows: %s (%d -> %d rows, effective %.0f -> %.0f)", shift, len(a), len(b),
+                 n_a, n_b)
         if abs(shift.z) > z:  # se 0: constant scores on each side, different means (z infinite)
             out.append(shift)
     return out
