@@ -37,7 +37,8 @@ def ingest(params_path: str = "params.yaml", root: str = ".") -> dict:
     s = load_settings(root_p / params_path)
     report = run(DecisionStore(default_uri(root_p)), root_p / s.data.dir, s.ingest.holdout_fraction, root=root_p,
                  holdout_max_rows=s.ingest.holdout_max_rows, limits=limits_for(root_p, root_p / params_path),
-                 reward_wait_s=s.ingest.reward_wait_s)
+                 reward_wait_s=s.ingest.reward_wait_s, change_z=s.ingest.change_z,
+                 change_min_rows=s.ingest.change_min_rows)
     print(report.summary())
     return {"added": report.added, "quarantined": report.quarantined, "data_version": report.data_version}
 

@@ -138,3 +138,26 @@ def test_models_the_router_routes_among_are_warm_however_rare(tmp_path):
     finally:
         model.rows_per_model = None
         store.close()
+
+
+def test_a_model_that_joined_the_pool_keeps_its_share_after_the_router_takes_it_in(tmp_path):
+    """A model absent from the log's first pool is new: once the served router routes among it (after a
+    retrain on its few rows), it keeps cold_start_share until cold_start_outcomes ingested outcomes; the
+    models of the first pool stay warm, however rarely the router picks them."""
+    from causal_router.serving.service import RouteItem
+
+    service, store = _service(tmp_path, explore=0.1, floor=0.01, models=["model-a", "model-b"],
+                              cold_start_share=0.2, cold_start_outcomes=50)
+    try:
+        _route(service, 50, tag="first")  # the log begins with the pool {model-a, model-b}
+        assert store.first_pool() == {"model-a", "model-b"}
+        service.pool = list(MODELS)  # model-c joins; the router (H) already routes among it
+        out = service.outcomes(service.holder.current, MODELS)
+        assert out["model-a"] == out["model-b"] == float("inf") and out["model-c"] == 0
+        # at lam 100 the router ranks model-c last: without its share it would get only the exploration
+        routed = service.handle([RouteItem([f"x{i}" for i in range(3000)], 100.0, 0.1, "x")])[0]
+        share = np.mean([d["model"] == "model-c" for d in routed])
+        assert share >= 0.18, share
+        np.testing.assert_array_less(0.2 - 1e-12, [d["propensity"] for d in routed if d["model"] == "model-c"])
+    finally:
+        store.close()

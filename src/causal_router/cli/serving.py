@@ -105,6 +105,9 @@ def ingest(
     reward_wait_s: float = typer.Option(_INGEST.reward_wait_s, "--reward-wait-s", min=0.0,
                                         help="An answered gateway decision without feedback this long is logged "
                                         "to no_feedback.parquet (feedback_missing), not trained on."),
+    change_z: float = typer.Option(_INGEST.change_z or 0.0, "--change-z", min=0.0,
+                                   help="The holdout restarts (its rows train) when a model's IPS-weighted mean "
+                                   "score in the new rows is this many standard errors from the holdout's (0: never)."),
     force: bool = typer.Option(False, "--force", help="Ingest into a data folder that is not the one data.dvc "
                                "tracks (or outside the project: then without a DVC record)."),
     list_quarantined: bool = typer.Option(False, "--list-quarantined", help="List the quarantined decisions with "
@@ -134,7 +137,8 @@ def ingest(
             typer.echo(f"{log_store.release_quarantined()} quarantined decision(s) released for validation")
         report = run_ingest(log_store, data_dir, holdout_fraction, root=root, dvc=not (force and outside),
                             holdout_max_rows=holdout_max_rows or None, limits=limits_for(root), force=force,
-                            reward_wait_s=reward_wait_s)
+                            reward_wait_s=reward_wait_s, change_z=change_z or None,
+                            change_min_rows=_INGEST.change_min_rows)
     except ValueError as err:
         fail(str(err))
     typer.echo(report.summary())

@@ -151,7 +151,8 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
                 regret += world.regret(idx, chosen)
                 deployed = float(world.realised(idx, chosen).mean())
                 stage(ingest)(store, data_dir, INGEST["holdout_fraction"], root=workdir, dvc=False,
-                              holdout_max_rows=INGEST["holdout_max_rows"])
+                              holdout_max_rows=INGEST["holdout_max_rows"], change_z=INGEST["change_z"],
+                              change_min_rows=INGEST["change_min_rows"])
             scenario.after_round(stream, r, chosen)
             share = (None if scenario.changed is None
                      else float(np.mean(chosen == stream.models.index(scenario.changed))))

@@ -9,7 +9,10 @@ promotion gate scores, so it always judges data no challenger trained on) and th
 training logs. The holdout accumulates up to ``holdout_max_rows`` (its oldest rows beyond that then
 train); with ``holdout_max_rows=None`` each ingest's slice replaces it and the previous holdout
 trains. Why accumulate: the gate compares challenger and champion on the rows where they disagree,
-and one round's slice (60 rows in the loop study) held too few of them to ever promote. The data folder's new version
+and one round's slice (60 rows in the loop study) held too few of them to ever promote. The holdout forgets
+when the world changes (``change_z``, :mod:`causal_router.serving.forget`): when a model's inverse-propensity
+weighted mean score in the new rows differs from that of the holdout's period by more than ``change_z`` standard errors,
+the old holdout trains and the holdout restarts with this ingest's slice. The data folder's new version
 is recorded with DVC (``data.dvc``). A second run adds nothing: ingested decisions are recorded
 in the store, and decision ids already in the logs are never added twice.
 
@@ -39,6 +42,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import schema as S
+from .forget import period, shifts
 from .logrows import (
     FEEDBACK_MISSING,
     HOLDOUT,
@@ -131,7 +135,8 @@ def _merge(frames: list[pd.DataFrame], notes: list) -> pd.DataFrame:
 
 def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc: bool = True,
            holdout_max_rows: int | None = None, limits=None, force: bool = False,
-           reward_wait_s: float = 86400.0) -> IngestReport:
+           reward_wait_s: float = 86400.0, change_z: float | None = None,
+           change_min_rows: int = 30) -> IngestReport:
     """Append the store's new decisions with feedback to the logs under ``data_dir``, as one transaction.
 
     Parameters
@@ -157,6 +162,10 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
     reward_wait_s : float
         An answered gateway decision without feedback this many seconds after its answer goes to
         ``no_feedback.parquet`` (see the module docstring).
+    change_z, change_min_rows : float or None, int
+        The holdout restarts (its rows train) when a model with at least ``change_min_rows`` rows on each
+        side has a mean score in the new rows ``change_z`` standard errors from the holdout's
+        (:func:`causal_router.serving.forget.shifts`); None: never.
 
     Returns
     -------
@@ -220,9 +229,16 @@ def ingest(store, data_dir="data", holdout_fraction: float = 0.2, root=".", dvc:
         good = good.sort_values([S.TIMESTAMP, S.PROMPT_ID], kind="stable").reset_index(drop=True)
         n_hold = min(len(good), math.ceil(holdout_fraction * len(good))) if holdout_fraction > 0 else 0
         new_hold, older = good.iloc[len(good) - n_hold:], good.iloc[: len(good) - n_hold]
+        shifted = [] if change_z is None or n_hold == 0 else shifts(period(holdout, train, val), good, change_z,
+                                                                               change_min_rows)
+        if shifted:
+            report.notes.append("the outcomes changed (mean score, holdout -> new rows: "
+                                f"{'; '.join(map(str, shifted))}): the holdout restarts with the newest "
+                                f"{n_hold} row(s), its {0 if holdout is None else len(holdout)} older row(s) train")
+            log.warning(report.notes[-1])
         if n_hold == 0:  # keep the current holdout; everything new trains
             new_train, new_holdout = _merge([train, older], report.notes), holdout
-        elif holdout_max_rows is None:  # the previous holdout has been scored once: it trains from now on
+        elif holdout_max_rows is None or shifted:  # the previous holdout (scored, or of a world gone) trains
             new_train = _merge([train, holdout, older], report.notes)
             new_holdout = _merge([new_hold], report.notes)
         else:  # the holdout accumulates; its oldest rows beyond the cap train

@@ -99,7 +99,7 @@ class RouteService:
         self._price_stamp = file_stamp(price_path)
         #: the models served now (serve.models; None: the router's). The loop sets it per round.
         self.pool = list(settings.models) if settings.models else None
-        self._outcomes, self._outcomes_at = {}, float("-inf")
+        self._outcomes, self._outcomes_at, self._first = {}, float("-inf"), None
         self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
                                         settings.challenger_share, settings.strategy, settings.posterior_scale)
         self.counts = store.counts_by_model()
@@ -128,14 +128,19 @@ class RouteService:
 
     def outcomes(self, model: ServedModel, pool) -> dict:
         """Outcomes per pool model (what ends its cold start): the decision log's ingested feedback rows
-        (re-read every ``poll_seconds``) of a model the served router does not route among; a model it
-        routes among counts as warm, however rare, and explores by the policy. (A share for every model
-        under ``cold_start_outcomes`` rows changed the stationary loop: RouterBench seed 0, explore
-        0.05, causal ended at 0.7248 instead of 0.7853.)"""
+        (re-read every ``poll_seconds``) of a model new to the deployment; an old model counts as warm,
+        however rare, and explores by the policy. New: a model the served router does not route among, or
+        one that joined the pool after the log began (absent from its first exploring decision's
+        propensities, :meth:`DecisionStore.first_pool`): its share holds until ``cold_start_outcomes``
+        outcomes even after a retrain takes it in (a router fitted on its few rows may drop it). (A share
+        for every model under ``cold_start_outcomes`` rows changed the stationary loop: RouterBench seed 0,
+        explore 0.05, causal ended at 0.7248 instead of 0.7853.)"""
         if time.monotonic() - self._outcomes_at >= self.settings.poll_seconds:
             self._outcomes, self._outcomes_at = self.store.outcomes_by_model(), time.monotonic()
-        known = set(model.models)
-        return {m: float("inf") if m in known else self._outcomes.get(m, 0) for m in pool}
+            if self._first is None:
+                self._first = self.store.first_pool()
+        old = set(model.models) & (self._first if self._first is not None else set(model.models))
+        return {m: float("inf") if m in old else self._outcomes.get(m, 0) for m in pool}
 
     def lam_error(self, model: ServedModel, lam: float) -> str | None:
         lo, hi = model.lam_range

@@ -284,6 +284,20 @@ class DecisionStore:
         with _unavailable("read", sa.exc.DBAPIError), self.engine.connect() as conn:
             return {m: int(n) for m, n in conn.execute(q)}
 
+    def first_pool(self) -> set[str] | None:
+        """The pool the log began with: the models of the first exploring decision's propensities vector
+        (None before one). A model outside it joined the pool later (the service's cold start)."""
+        q = (sa.select(decisions.c.propensities).where(decisions.c.propensities.isnot(None), decisions.c.explore > 0)
+             .order_by(decisions.c.created_at, decisions.c.decision_id).limit(1))
+        try:
+            with self.engine.connect() as conn:
+                vec = conn.execute(q).scalar()
+        except sa.exc.DBAPIError as err:
+            raise StoreUnavailable(f"the decision log cannot be read: {_first_line(err)}") from None
+        import json
+
+        return None if vec is None else set(json.loads(vec))
+
     def pending(self):
         """Decisions with feedback that were never ingested, oldest first, as a DataFrame."""
         import pandas as pd

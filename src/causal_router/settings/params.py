@@ -286,6 +286,11 @@ class IngestSettings(_Section):
 
     holdout_fraction: float = Field(0.2, ge=0.0, le=1.0)
     holdout_max_rows: int | None = 2000  # None: each ingest's slice replaces the holdout
+    # the holdout restarts when a model's IPS-weighted mean score in the new rows is change_z standard errors
+    # from that of the logs since the holdout's oldest row (at least change_min_rows rows of it on each side;
+    # None: never; serving/forget.py)
+    change_z: float | None = Field(4.0, gt=0, allow_inf_nan=False)
+    change_min_rows: int = Field(30, ge=2)
     # a gateway decision answered but without feedback this long after its answer is logged to
     # no_feedback.parquet (feedback_missing), never to the training logs (serving/ingest.py)
     reward_wait_s: float = Field(86400.0, ge=0.0, allow_inf_nan=False)
