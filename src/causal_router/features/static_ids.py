@@ -71,21 +71,25 @@ class FastIds:
         """Whether :meth:`ids` computes ``text``'s ids itself (ASCII and no added token's text)."""
         return text.isascii() and not any(a in text for a in self.added)
 
-    def _word_ids(self, words) -> list:
-        cache = self._words
-        missing = [w for w in dict.fromkeys(words) if w not in cache]
-        if len(cache) + len(missing) > MAX_WORDS:  # full: start again (with this text's words)
+    def _add_words(self, words) -> None:
+        """Tokenise the words not cached yet (one tokenizer call) and cache their ids."""
+        cache, words = self._words, list(dict.fromkeys(words))
+        missing = [w for w in words if w not in cache]
+        if len(cache) + len(missing) > MAX_WORDS:  # full: start again (with these words)
             cache.clear()
-            missing = list(dict.fromkeys(words))
+            missing = words
         if missing:
             for w, enc in zip(missing, self.tokenizer.encode_batch_fast(missing, add_special_tokens=False)):
                 cache[w] = tuple(enc.ids)
-        return [cache[w] for w in words]
+
+    def _join(self, parts) -> list:
+        ids = list(itertools.chain.from_iterable(parts))
+        return ids if self.max_length is None else ids[: self.max_length]
 
     def ids(self, texts: list[str]) -> list:
         """Each text's token ids (a list per text), the tokenizer's for texts :meth:`fast` refuses."""
         out: list = [None] * len(texts)
-        slow, cache = [], self._words
+        slow, new, cache = [], {}, self._words
         for i, text in enumerate(texts):
             if not self.fast(text):
                 slow.append(i)
@@ -94,11 +98,13 @@ class FastIds:
                 text = text.translate(_DELETE_CONTROLS)
             words = _WORDS.findall(text.lower())
             try:
-                parts = [cache[w] for w in words]
-            except KeyError:
-                parts = self._word_ids(words)
-            ids = list(itertools.chain.from_iterable(parts))
-            out[i] = ids if self.max_length is None else ids[: self.max_length]
+                out[i] = self._join([cache[w] for w in words])
+            except KeyError:  # words not seen yet: one tokenizer call for all the texts' new words
+                new[i] = words
+        if new:
+            self._add_words(itertools.chain.from_iterable(new.values()))
+            for i, words in new.items():
+                out[i] = self._join([cache[w] for w in words])
         if slow:
             encs = self.tokenizer.encode_batch_fast([texts[i] for i in slow], add_special_tokens=False)
             for i, enc in zip(slow, encs):
