@@ -62,10 +62,10 @@ def test_word_cache_is_bounded(tokenizer, monkeypatch):
     monkeypatch.setattr(static_ids, "MAX_WORDS", 5)
     fast = FastIds.for_tokenizer(tokenizer)
     texts = [f"word{i} other{i} and more words here" for i in range(20)]
-    assert fast.ids(texts) == _reference(tokenizer, texts)  # one call's words may exceed the bound
-    for text in texts:  # then the cache starts again, holding one call's words (6 here)
+    for text in texts:  # when full, the cache starts again with one call's words (6 here)
         assert fast.ids([text]) == _reference(tokenizer, [text])
         assert len(fast._words) <= 6
+    assert fast.ids(texts) == _reference(tokenizer, texts)  # one call's words may exceed the bound
 
 
 def test_another_tokenizer_configuration_has_no_fast_path(tokenizer):
