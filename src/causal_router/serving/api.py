@@ -183,9 +183,10 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         log.warning("%s is not set: the service accepts requests from anyone who can reach it", TOKEN_ENV)
     service = build_service(settings, holder, store, encoder)
     holder, store = service.holder, service.store
-    batcher = MicroBatcher(service.handle, settings.batch_window_ms / 1000.0, settings.max_batch,
+    # a batch's commit (service.commit) overlaps the next batch's work (service.prepare)
+    batcher = MicroBatcher(service.prepare, settings.batch_window_ms / 1000.0, settings.max_batch,
                            size=lambda it: len(it.prompts), cost=lambda it: sum(len(p) for p in it.prompts),
-                           max_cost=settings.max_batch_chars)
+                           max_cost=settings.max_batch_chars, finish=service.commit)
     limits = service.limits
 
     @asynccontextmanager
