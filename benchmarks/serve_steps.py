@@ -167,7 +167,8 @@ def main(argv=None) -> int:
             runs[name].append(json.loads(line[7:]))
             print(f"round {r} {name}: {line[7:]}", flush=True)
     medians = {name: {m: float(np.median([x[m] for x in v])) for m in METRICS} for name, v in runs.items()}
-    result = {"trees": {name: _shown(folder) for name, folder in trees}, "rounds": args.rounds, "n": args.n, "load_avg": list(os.getloadavg()),
+    result = {"trees": {name: _shown(folder) for name, folder in trees}, "rounds": args.rounds, "n": args.n,
+              "load_avg": list(os.getloadavg()),
               "runs": runs, "medians": medians}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve_steps.json").write_text(json.dumps(result, indent=2) + "\n")
