@@ -188,11 +188,7 @@ class MicroBatcher:
                 results = await loop.run_in_executor(self._executor, self._whole if whole else self.handler,
                                                      [item for item, _ in live])
             except Exception as exc:  # noqa: BLE001 - retried one by one, or handed to the request
-                if len(live) == 1:
-                    live[0][1].done() or live[0][1].set_exception(exc)
-                    continue
-                log.warning("a batch of %d requests failed (%s): retrying each on its own", len(live), exc)
-                await self._one_by_one(live)
+                await self._failed(live, exc, "a batch")
                 continue
             finally:
                 self._last_seconds = time.monotonic() - started
@@ -215,13 +211,17 @@ class MicroBatcher:
         try:
             results = await asyncio.get_running_loop().run_in_executor(self._committer, self.finish, pending)
         except Exception as exc:  # noqa: BLE001 - retried one by one, or handed to the request
-            if len(live) == 1:
-                live[0][1].done() or live[0][1].set_exception(exc)
-                return
-            log.warning("committing a batch of %d requests failed (%s): retrying each on its own", len(live), exc)
-            await self._one_by_one(live)
+            await self._failed(live, exc, "committing a batch")
             return
         self._deliver(live, results)
+
+    async def _failed(self, live, exc: Exception, what: str) -> None:
+        """A failed batch: one request gets the exception; several are retried each on its own."""
+        if len(live) == 1:
+            live[0][1].done() or live[0][1].set_exception(exc)
+            return
+        log.warning("%s of %d requests failed (%s): retrying each on its own", what, len(live), exc)
+        await self._one_by_one(live)
 
     def _whole(self, items: list) -> list:
         """``handler`` then ``finish``: one item's whole work (the retries)."""
