@@ -12,7 +12,7 @@
   with ``Retry-After: serve.retry_after_s`` at once.
 - **One write per response**: :class:`GuardedH11Protocol` gathers what one step of the event loop writes
   on a connection (a response's status line and headers, then its body: uvicorn writes them apart, two
-  system calls, each a pass through the kernel's loopback TCP path, ~0.3 ms on the benchmark machine)
+  system calls, each a pass through the kernel's loopback TCP path, ~0.4 ms on the benchmark machine)
   and sends it in one write at the start of the next step. A streamed response's chunks leave as they
   come, one step later.
 - **Fairness**: :func:`client_of` names the client (its address, or a header a trusted proxy sets) for
