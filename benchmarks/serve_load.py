@@ -391,7 +391,7 @@ def main(argv=None):
               "levels": levels, "server_peak_rss_mib": peak, "requests": counts, "lam": LAM,
               "encoder": args.encoder or "default", "workers": args.workers, "max_batch": args.max_batch,
               "max_seconds": args.max_seconds,
-              "code": str(Path(causal_router.__file__).resolve().parents[1]),  # the src/ served (a baseline's)
+              "code": _code_path(Path(causal_router.__file__).resolve().parents[1]),  # the src/ served
               "command": "python -m benchmarks.serve_load" + (" --encoder static" if static else "")
               + (f" --workers {args.workers}" if args.workers > 1 else "")
               + (f" --max-batch {args.max_batch}" if args.max_batch != 64 else "")
@@ -406,6 +406,16 @@ def main(argv=None):
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
     (args.out / f"{stem}.md").write_text(report_static(result) if static else report(result))
     print((args.out / f"{stem}.md").read_text())
+
+
+def _code_path(src: Path) -> str:
+    """The served ``src/`` folder, relative to the repository when inside it (committed results name no
+    machine's paths), else its last two parts (a baseline tree's, e.g. ``before/src``)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(src.relative_to(root))
+    except ValueError:
+        return str(Path(*src.parts[-2:]))
 
 
 def server_rss(pid: int) -> dict:

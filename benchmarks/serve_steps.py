@@ -10,7 +10,7 @@ features and a SQLite decision log (synchronous=FULL). Each source tree (``--src
 
     .venv/bin/python -m benchmarks.serve_steps --src before=/tmp/src-main --src after=src
 
-Results: ``benchmarks/results/serve_load/serve_steps.{md,json}``.
+Results: ``benchmarks/results/serve_load/serve_steps[_TAG].{md,json}``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from .common import results_dir, table_path
+from .serve_load import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = ("handle_1_ms", "handle_1_cpu_ms", "handle_64_ms", "handle_64_cpu_ms", "asgi_c1_ms", "asgi_c64_cpu_ms")
+METRICS = ("handle_1_ms", "handle_1_cpu_ms", "handle_64_ms", "handle_64_cpu_ms", "asgi_c1_ms", "asgi_c64_cpu_ms",
+           "asgi_c64_rps")
+HIGHER = ("asgi_c64_rps",)  # higher is better (the others: lower)
 
 
 def _service_parts(d: str, n_fit: int = 400):
@@ -132,12 +135,13 @@ async def _asgi(app, prompts: list[str], n: int) -> dict:
             lat.append(time.perf_counter() - t0)
             k += 1
         rounds = max(3, n // 4)
-        p0 = time.process_time()
+        p0, w0 = time.process_time(), time.perf_counter()
         for _ in range(rounds):
             await asyncio.gather(*(_post(app, prompts[(k + j) % len(prompts)], k + j) for j in range(64)))
             k += 64
         cpu = (time.process_time() - p0) / (64 * rounds)
-    return {"asgi_c1_ms": float(np.median(lat)) * 1000, "asgi_c64_cpu_ms": cpu * 1000}
+        rps = 64 * rounds / (time.perf_counter() - w0)
+    return {"asgi_c1_ms": float(np.median(lat)) * 1000, "asgi_c64_cpu_ms": cpu * 1000, "asgi_c64_rps": rps}
 
 
 def main(argv=None) -> int:
@@ -147,12 +151,14 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=30, help="timed calls per figure and run")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the subprocess's own run
     ap.add_argument("--out", type=Path, default=results_dir("serve_load"))
+    ap.add_argument("--tag", default="", help="suffix of the result files (serve_steps_TAG.md)")
     args = ap.parse_args(argv)
     if args.one:
         print("RESULT " + json.dumps(measure(args.n)), flush=True)
         return 0
     trees = [s.split("=", 1) for s in args.src] or [["current", str(ROOT / "src")]]
     runs: dict = {name: [] for name, _ in trees}
+    load_before = list(os.getloadavg())
     for r in range(args.rounds):
         for name, folder in trees:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(folder).resolve()), str(ROOT)]))
@@ -164,30 +170,47 @@ def main(argv=None) -> int:
             runs[name].append(json.loads(line[7:]))
             print(f"round {r} {name}: {line[7:]}", flush=True)
     medians = {name: {m: float(np.median([x[m] for x in v])) for m in METRICS} for name, v in runs.items()}
-    result = {"trees": dict(trees), "rounds": args.rounds, "n": args.n, "load_avg": list(os.getloadavg()),
+    result = {"trees": {name: _shown(folder) for name, folder in trees}, "rounds": args.rounds, "n": args.n,
+              "load_avg": list(os.getloadavg()), "load_avg_before": load_before, "cpu": cpu_model(),
+              "cpus": os.cpu_count(),
               "runs": runs, "medians": medians}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve_steps.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "serve_steps.md").write_text(report(result))
+    stem = "serve_steps" + (f"_{args.tag}" if args.tag else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(report(result))
     print(report(result))
     return 0
+
+
+def _shown(folder: str) -> str:
+    """A tree's folder as results show it: relative to the repository when inside it, else its last two parts
+    (committed results name no machine's paths)."""
+    path = Path(folder).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(Path(*path.parts[-2:]))
 
 
 def report(r: dict) -> str:
     names = list(r["medians"])
     base = r["medians"][names[0]]
     lines = ["# The service's own work per request, side by side (`python -m benchmarks.serve_steps`)", "",
-             f"Medians of {r['rounds']} interleaved runs per tree ({r['n']} timed calls each; load average "
-             f"{r['load_avg'][0]:.1f} at the end, shared 2-core machine). Static encoder, ridge `dr-regress` "
-             "router, SQLite log (synchronous=FULL). `handle`: `RouteService.handle` on one request and on a "
+             f"Medians of {r['rounds']} interleaved runs per tree ({r['n']} timed calls each). CPU: "
+             f"{r.get('cpu', '?')} ({r.get('cpus', '?')} logical cores), shared with other jobs: load average "
+             f"{r.get('load_avg_before', [float('nan')])[0]:.1f} before, {r['load_avg'][0]:.1f} at the end. "
+             "Static encoder, ridge `dr-regress` router, SQLite log (synchronous=FULL). `handle`: "
+             "`RouteService.handle` on one request and on a "
              "micro-batch of 64 one-prompt requests (wall and CPU ms per call); `asgi`: `POST /v1/route` "
              "through the whole ASGI app in-process (no sockets): wall ms of one lone request, and CPU ms per "
-             "request at concurrency 64. Ratio: the first tree's figure / this one's (above 1: faster).", "",
+             "request at concurrency 64, and its throughput (requests/s, wall). Ratio: the first tree's figure / this "
+             "one's, inverted for the throughput (above 1: faster).", "",
              "| tree | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
     for name in names:
         m = r["medians"][name]
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.2f} ({base[k] / m[k]:.2f}x)" for k in METRICS) + " |")
-    lines += ["", "Trees: " + ", ".join(f"`{k}` = {v}" for k, v in r["trees"].items()), ""]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{m[k]:.2f} ({(m[k] / base[k] if k in HIGHER else base[k] / m[k]):.2f}x)" for k in METRICS) + " |")
+    lines += ["", "Trees: " + ", ".join(f"`{k}` = {_shown(v)}" for k, v in r["trees"].items()), ""]
     return "\n".join(lines)
 
 

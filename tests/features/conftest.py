@@ -1,8 +1,12 @@
 """Shared encoders (each model is loaded once per session) and a few dozen realistic prompts."""
 
+import shutil
+
 import pytest
 
 from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.models import default_model_path
+from causal_router.features.static import StaticEncoder
 
 PROMPTS = [
     "What is the capital of Australia, and why is it not Sydney?",
@@ -94,3 +98,32 @@ def X32(fp32_encoder, prompts):
 def X16(bf16_encoder, prompts):
     """The bf16 encoder's vectors (n, d) of ``prompts``."""
     return bf16_encoder.encode(prompts)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory):
+    """A 1-layer, 32-wide random BERT with MiniLM's tokenizer (a stand-in source folder)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    for name in TOKENIZER_FILES:
+        shutil.copy(default_model_path() / name, folder / name)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def built(tiny_source, tmp_path_factory):
+    """One distilled tiny static model (16 dims) in a session cache folder."""
+    cache = tmp_path_factory.mktemp("static-cache")
+    enc = StaticEncoder(16, source=tiny_source, cache_dir=cache)
+    enc.ensure()
+    assert enc.distilled
+    return enc

@@ -298,3 +298,27 @@ def test_the_registered_challenger_rides_along_and_follows_its_alias(make_app, r
     assert holder.check() and holder.current.challenger_version == "" and holder.current.challenger is None
     assert not holder.check()
     assert make_app(challenger_share=0.0).state.holder.current.challenger_version == ""
+
+def test_route_parses_its_own_body_with_fastapis_messages_and_answers_the_response_models_fields(make_app):
+    """POST /v1/route reads and validates its body itself (pydantic's JSON parser) and writes its own
+    JSON: the 422 messages FastAPI gave, and each decision's fields are the response model's."""
+    from fastapi.testclient import TestClient
+
+    from causal_router.serving.messages import Decision
+
+    with TestClient(make_app()) as c:
+        r = c.post("/v1/route", content=b"", headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["message"] == "body: is required"
+        r = c.post("/v1/route", content=b'{"prompts": ["a"], "lam": 1}', headers={"content-type": "text/plain"})
+        assert r.status_code == 422 and r.json()["message"].startswith("body: ")
+        r = c.post("/v1/route", content=b'{"prompts": ["a", 3], "lam": 1}')  # no content-type: JSON
+        assert r.status_code == 422 and r.json()["message"].startswith("prompts.1: ")
+        r = c.post("/v1/route", content=b'{"prompts": ["a"], "lam": 1}',
+                   headers={"content-type": "application/vnd.api+json; charset=utf-8"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        decisions = r.json()["decisions"]
+        assert len(decisions) == 1 and list(decisions[0]) == list(Decision.model_fields)
+    spec = make_app().openapi()["paths"]["/v1/route"]["post"]
+    assert spec["security"] == [{"HTTPBearer": []}]
+    assert set(spec["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
+        "prompts", "lam", "explore"}

@@ -169,3 +169,92 @@ def test_isolated_requests_stop_waiting_for_company_until_requests_arrive_togeth
     waits = run(main())
     assert min(waits[:2]) >= 0.25 and max(waits[2:4]) < 0.15
     assert waits[4] >= 0.25 and sum(calls) == 8
+
+
+def test_a_batch_commits_while_the_next_batch_is_prepared_and_answers_only_after_its_commit():
+    """With ``finish`` (the commit), batch 2's handler runs while batch 1's finish is under way; a request's
+    answer comes only once its own batch's finish returned; finishes run one at a time, in batch order."""
+    import threading
+
+    second_started, events = threading.Event(), []
+
+    def prepare(items):
+        if "b" in items:
+            second_started.set()
+        events.append(("prepare", tuple(items)))
+        return list(items)
+
+    def commit(prepared):
+        if "a" in prepared:  # batch 1's commit waits (bounded) for batch 2's work to start
+            assert second_started.wait(5), "batch 2 was not prepared while batch 1 committed"
+        events.append(("commit", tuple(prepared)))
+        return [x.upper() for x in prepared]
+
+    async def main():
+        b = MicroBatcher(prepare, window_s=0.0, finish=commit)
+        await b.start()
+        try:
+            first = [asyncio.ensure_future(b.submit(x)) for x in ("a", "a2")]
+            await asyncio.sleep(0.05)  # batch 1 is prepared, its commit waits
+            assert not any(f.done() for f in first)  # no answer before its batch's commit
+            later = [asyncio.ensure_future(b.submit(x)) for x in ("b", "c")]
+            return await asyncio.gather(*first, *later), b.items
+        finally:
+            await b.stop()
+
+    out, items = run(main())
+    assert out == ["A", "A2", "B", "C"] and items == 4
+    assert events == [("prepare", ("a", "a2")), ("prepare", ("b", "c")), ("commit", ("a", "a2")),
+                      ("commit", ("b", "c"))]
+
+
+def test_a_lone_request_with_nothing_queued_runs_both_stages_in_one_thread_hop():
+    import threading
+
+    threads = {}
+
+    def prepare(items):
+        threads["prepare"] = threading.current_thread().name
+        return items
+
+    def commit(prepared):
+        threads["commit"] = threading.current_thread().name
+        return prepared
+
+    async def main():
+        b = MicroBatcher(prepare, window_s=0.0, finish=commit)
+        await b.start()
+        try:
+            return await b.submit("x")
+        finally:
+            await b.stop()
+
+    assert run(main()) == "x"
+    assert threads["prepare"] == threads["commit"] and threads["commit"].startswith("causal-router-batch")
+
+
+def test_a_failing_commit_retries_each_request_alone():
+    """A finish that raises for several requests: each is prepared and committed again on its own, so one
+    request's bad data fails that request alone (as a failing handler does)."""
+    calls = []
+
+    def prepare(items):
+        return list(items)
+
+    def commit(prepared):
+        calls.append(list(prepared))
+        if "bad" in prepared:
+            raise ValueError("cannot store 'bad'")
+        return [x.upper() for x in prepared]
+
+    async def main():
+        b = MicroBatcher(prepare, window_s=0.2, finish=commit)
+        await b.start()
+        try:
+            return await asyncio.gather(*(b.submit(x) for x in ("a", "bad", "c")), return_exceptions=True)
+        finally:
+            await b.stop()
+
+    out = run(main())
+    assert out[0] == "A" and out[2] == "C" and isinstance(out[1], ValueError)
+    assert calls[0] == ["a", "bad", "c"] and ["a"] in calls and ["bad"] in calls and ["c"] in calls

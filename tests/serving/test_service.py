@@ -224,3 +224,45 @@ def test_the_default_decision_log_is_the_projects_from_any_folder_inside_it(tmp_
         assert not (project / "notebooks" / "deep" / "decisions").exists()
     finally:
         service.store.close()
+
+
+def test_prepare_then_commit_equals_handle_and_a_failed_commit_leaves_the_counts(tmp_path):
+    """The micro-batcher's two stages (prepare, then commit in another thread, overlapping the next batch's
+    prepare) give the decisions handle gives: same models and propensities from the same random stream,
+    the same exploration counts; a commit that fails takes its batch back out of the counts."""
+    from causal_router.serving.model import ServedModel
+    from causal_router.serving.service import RouteItem, RouteService
+    from causal_router.serving.settings import ServeSettings
+    from causal_router.serving.store import StoreUnavailable
+
+    class H:
+        current = ServedModel("m", "1", list(MODELS), LinearRouter(), (0.0, 100.0), None, "tiny-d4")
+
+    def service(name):
+        store = DecisionStore(f"sqlite:///{tmp_path / name}")
+        return RouteService(ServeSettings(explore=0.3, seed=0), H, store, TinyEncoder(), np.random.default_rng(0))
+
+    batches = [[RouteItem([f"p{b}-{i}" for i in range(k)], 1.0, 0.3, f"r{b}") for k in (1, 3)] for b in range(4)]
+    one, two = service("one.db"), service("two.db")
+    handled = [one.handle(items) for items in batches]
+    prepared = [two.prepare(batches[0])]
+    piped = []
+    for items in batches[1:]:
+        prepared.append(two.prepare(items))  # the next batch's work before the previous batch's commit
+        piped.append(two.commit(prepared.pop(0)))
+    piped.append(two.commit(prepared.pop(0)))
+    strip = lambda res: [[(d["model"], d["propensity"]) for d in out] for out in res]  # noqa: E731
+    assert [strip(r) for r in piped] == [strip(r) for r in handled]
+    assert two.counts == one.counts == two.store.counts_by_model()
+    before = dict(two.counts)
+    pending = two.prepare(batches[0])
+    assert sum(two.counts.values()) == sum(before.values()) + 4
+
+    def unavailable(rows):
+        raise StoreUnavailable("gone")
+
+    two.store.add_decisions = unavailable
+    with pytest.raises(StoreUnavailable):
+        two.commit(pending)
+    assert two.counts == before
+    one.store.close(), two.store.close()

@@ -45,6 +45,7 @@ from ..hashing import file_sha256
 from .batching import as_texts
 from .cache import default_cache_dir
 from .models import default_model_path, fingerprint
+from .static_ids import FastIds
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class StaticEncoder:
         self.chunk_size = chunk_size
         self.sif_coefficient = float(sif_coefficient)
         self._model = None
+        self._fast: FastIds | None = None
         self._recipe: dict | None = None
         self._dim: int | None = None
         self.distilled = False  # True when this object distilled its model (not found in the cache)
@@ -305,6 +307,7 @@ class StaticEncoder:
             folder = self.ensure()
             model = StaticModel.from_pretrained(folder, max_length=self.max_length)
             model.embedding = np.ascontiguousarray(model.embedding, dtype=np.float32)  # fp16 sums are slow in numpy
+            self._fast = FastIds.for_tokenizer(model.tokenizer)  # the same ids, without the tokenizer's pipeline
             self._model = model
             self._dim = int(model.dim)
         return self._model
@@ -329,7 +332,7 @@ class StaticEncoder:
         for start in range(0, len(texts), self.chunk_size):
             chunk = texts[start : start + self.chunk_size]
             if plain:
-                X = self._token_sums(model, chunk)
+                X = self._token_sums(model, chunk, self._fast)
             else:  # pragma: no cover - recipes with vocabulary quantisation are not built here
                 X = model.encode(chunk, normalize=False, use_multiprocessing=False, batch_size=len(chunk))
                 X = np.asarray(X, dtype=np.float32).reshape(len(chunk), -1)
@@ -338,12 +341,13 @@ class StaticEncoder:
             yield np.arange(start, start + len(chunk), dtype=np.int64), X
 
     @staticmethod
-    def _token_sums(model, chunk: list[str]) -> np.ndarray:
+    def _token_sums(model, chunk: list[str], fast: FastIds | None = None) -> np.ndarray:
         """Sum of each text's token vectors, float32 (n, dim): model2vec's ``encode`` up to the
         mean's scale (the same text cut at ``max_length`` x the median token length in characters,
         then at ``max_length`` tokens; unknown tokens dropped), as one sparse (texts x vocabulary)
         product instead of a gather per text length: about 20% faster end to end, as tokenising
-        takes most of the time."""
+        takes most of the time. ``fast`` (:class:`~.static_ids.FastIds`) gives the same ids as the
+        tokenizer, several times faster on ASCII text."""
         import itertools
 
         import scipy.sparse as sp
@@ -351,10 +355,12 @@ class StaticEncoder:
         if model.max_length is not None:
             cut = model.max_length * model.median_token_length
             chunk = [t[:cut] for t in chunk]
-        encodings = model.tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
-        lens = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
-        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64,
-                          count=int(lens.sum()))
+        if fast is not None:
+            seqs = fast.ids(chunk)
+        else:
+            seqs = [e.ids for e in model.tokenizer.encode_batch_fast(chunk, add_special_tokens=False)]
+        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
         if model.unk_token_id is not None:
             keep = ids != model.unk_token_id
             rows = np.repeat(np.arange(len(chunk)), lens)

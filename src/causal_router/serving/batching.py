@@ -21,6 +21,14 @@ requests gets its share of each batch, never the whole queue. A client's own ite
 
 Isolation: when a batch's handler raises and the batch holds several requests, each is retried on
 its own, so one request's bad data fails that request alone.
+
+Pipelining (``finish``): the handler may be split in two, ``handler`` (the work: encoding, scoring,
+drawing) and ``finish`` (its commit), each in its own worker thread. While one batch commits (an
+fsync, which holds no lock), the next batch's work runs; at most one commit is in flight and they run
+in batch order; each request's result is handed over only once its batch's ``finish`` returned (the
+decisions are committed before any response). A ``finish`` that raises for several requests retries
+each on its own (``handler`` then ``finish``), as a failing ``handler`` does. A lone request with
+nothing queued behind it and no commit in flight runs both stages in one call (one thread hop less).
 """
 
 from __future__ import annotations
@@ -56,11 +64,19 @@ class MicroBatcher:
         How many prompts an item carries.
     cost : callable(item) -> int
         An item's work (e.g. prompt characters), bounded per batch by ``max_cost`` (None: unbounded).
+    finish : callable(handler's return value) -> list of results, or None
+        The batch's second stage (a commit), run in its own thread while the next batch's ``handler``
+        runs; None: ``handler`` returns the results.
     """
 
     def __init__(self, handler, window_s: float = 0.005, max_items: int = 64, size=lambda item: 1,
-                 max_window_s: float | None = None, cost=lambda item: 0, max_cost: int | None = None):
+                 max_window_s: float | None = None, cost=lambda item: 0, max_cost: int | None = None,
+                 finish=None):
         self.handler = handler
+        self.finish = finish
+        self._committer = None if finish is None else ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="causal-router-commit")
+        self._committing: asyncio.Future | None = None  # the previous batch's finish (at most one in flight)
         self.window_s = float(window_s)
         self.max_window_s = max(self.window_s, 0.1 if max_window_s is None else float(max_window_s))
         self._last_seconds = 0.0
@@ -90,7 +106,12 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._committing is not None:  # a batch being committed: its requests get their answers
+            await asyncio.gather(self._committing, return_exceptions=True)
+            self._committing = None
         self._executor.shutdown(wait=True)
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
 
     async def submit(self, item, client=None):
         """Queue one item of ``client``; returns its result once its batch is done."""
@@ -160,22 +181,52 @@ class MicroBatcher:
                 continue
             self._lone = self._lone + 1 if len(live) == 1 else 0
             started = time.monotonic()
+            # a lone request with nothing queued behind it: its work and its commit in one thread hop
+            whole = self.finish is not None and len(live) == 1 and not self._queues and (
+                self._committing is None or self._committing.done())
             try:
-                results = await loop.run_in_executor(self._executor, self.handler, [item for item, _ in live])
+                results = await loop.run_in_executor(self._executor, self._whole if whole else self.handler,
+                                                     [item for item, _ in live])
             except Exception as exc:  # noqa: BLE001 - retried one by one, or handed to the request
-                if len(live) == 1:
-                    live[0][1].done() or live[0][1].set_exception(exc)
-                    continue
-                log.warning("a batch of %d requests failed (%s): retrying each on its own", len(live), exc)
-                await self._one_by_one(live)
+                await self._failed(live, exc, "a batch")
                 continue
             finally:
                 self._last_seconds = time.monotonic() - started
-            self.batches += 1
-            self.items += len(live)
-            for (_, fut), res in zip(live, results):
-                if not fut.done():
-                    fut.set_result(res)
+            if self.finish is None or whole:
+                self._deliver(live, results)
+                continue
+            if self._committing is not None:  # one commit in flight, in batch order (wait: never cancels it)
+                await asyncio.wait({self._committing})
+            self._committing = asyncio.ensure_future(self._finish(live, results))
+
+    def _deliver(self, live, results) -> None:
+        self.batches += 1
+        self.items += len(live)
+        for (_, fut), res in zip(live, results):
+            if not fut.done():
+                fut.set_result(res)
+
+    async def _finish(self, live, pending) -> None:
+        """Commit one prepared batch (the ``finish`` thread), then hand each request its result."""
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._committer, self.finish, pending)
+        except Exception as exc:  # noqa: BLE001 - retried one by one, or handed to the request
+            await self._failed(live, exc, "committing a batch")
+            return
+        self._deliver(live, results)
+
+    async def _failed(self, live, exc: Exception, what: str) -> None:
+        """A failed batch: one request gets the exception; several are retried each on its own."""
+        if len(live) == 1:
+            live[0][1].done() or live[0][1].set_exception(exc)
+            return
+        log.warning("%s of %d requests failed (%s): retrying each on its own", what, len(live), exc)
+        await self._one_by_one(live)
+
+    def _whole(self, items: list) -> list:
+        """``handler`` then ``finish``: one item's whole work (the retries)."""
+        out = self.handler(items)
+        return out if self.finish is None else self.finish(out)
 
     async def _one_by_one(self, live) -> None:
         loop = asyncio.get_running_loop()
@@ -183,7 +234,7 @@ class MicroBatcher:
             if fut.done():
                 continue
             try:
-                (res,) = await loop.run_in_executor(self._executor, self.handler, [item])
+                (res,) = await loop.run_in_executor(self._executor, self._whole, [item])
             except Exception as exc:  # noqa: BLE001 - this request's own failure
                 fut.done() or fut.set_exception(exc)
             else:

@@ -10,6 +10,11 @@
   ``Retry-After`` (what it did so far stays done: a decision may be logged without being acknowledged).
 - **Concurrency**: at most ``serve.max_concurrent`` requests in flight (``/healthz`` aside); beyond, 503
   with ``Retry-After: serve.retry_after_s`` at once.
+- **One write per response**: :class:`GuardedH11Protocol` gathers what one step of the event loop writes
+  on a connection (a response's status line and headers, then its body: uvicorn writes them apart, two
+  system calls, each a pass through the kernel's loopback TCP path, ~0.4 ms on the benchmark machine)
+  and sends it in one write at the start of the next step. A streamed response's chunks leave as they
+  come, one step later.
 - **Fairness**: :func:`client_of` names the client (its address, or a header a trusted proxy sets) for
   the micro-batcher's per-client queues (:mod:`.batching`), and :func:`split_prompts` cuts a large
   request into parts of at most ``serve.max_batch`` prompts and ``serve.max_batch_chars`` characters
@@ -30,9 +35,42 @@ __all__ = ["GuardedH11Protocol", "LimitsMiddleware", "client_of", "split_prompts
 HEADER_TIMEOUT_ATTR = "causal_router_header_timeout"
 
 
+class _OneWrite:
+    """A transport whose writes of one event-loop step leave together, in one write (one system call):
+    the first write of a step schedules the flush for the next step (``call_soon``); ``close`` flushes
+    first. Everything else is the transport's."""
+
+    def __init__(self, transport, loop):
+        self._transport, self._loop, self._held = transport, loop, []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def writelines(self, chunks) -> None:
+        for data in chunks:
+            self.write(data)
+
+    def flush(self) -> None:
+        if self._held:
+            data, self._held = b"".join(self._held), []
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose request headers take longer than the header
-    timeout (``config.causal_router_header_timeout`` seconds, set by :func:`uvicorn_config`)."""
+    timeout (``config.causal_router_header_timeout`` seconds, set by :func:`uvicorn_config`), and writing
+    what one step of the event loop sends on a connection at once (:class:`_OneWrite`)."""
 
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
@@ -49,7 +87,7 @@ class GuardedH11Protocol(H11Protocol):
             self._header_timer = None
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(_OneWrite(transport, self.loop))
         self._arm()
 
     def data_received(self, data: bytes) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ class RouteService:
         self.policy = ExplorationPolicy(settings.explore, settings.floor, settings.temperature,
                                         settings.challenger_share, settings.strategy, settings.posterior_scale)
         self.counts = store.counts_by_model()
+        self._counts_lock = threading.Lock()
         self.limits = limits_from(self.prices, settings.max_tokens, settings.max_cost, settings.cost_factor)
         self.budget = None  # a BudgetGovernor with serve.budget (build_service)
 
@@ -156,12 +158,33 @@ class RouteService:
         return None if not tpc else np.array([len(p) * float(tpc) for p in prompts])
 
     def handle(self, items: list[RouteItem]) -> list:
-        """Route a batch (runs in the batcher's thread): one embedding call, one commit, and one scoring
+        """Route a batch: :meth:`prepare`, then :meth:`commit` (the micro-batcher runs the two in
+        their own threads, so that a batch's commit overlaps the next batch's work)."""
+        return self.commit(self.prepare(items))
+
+    def commit(self, prepared: tuple) -> list:
+        """Commit a prepared batch's decisions (one transaction) and return its results: nothing is
+        returned, hence acknowledged, before its decisions are in the log. A failed commit takes the
+        batch's decisions back out of the exploration counts."""
+        rows, results = prepared
+        try:
+            self.store.add_decisions(rows)  # committed before any response leaves
+        except BaseException:
+            with self._counts_lock:
+                for r in rows:
+                    self.counts[r["model"]] -= 1
+            raise
+        return results
+
+    def prepare(self, items: list[RouteItem]) -> tuple:
+        """A batch's decisions, not committed yet: (rows, results). One embedding call and one scoring
         and exploration pass per group of requests that share their lambda and exploration rate (a batch
         of one-prompt requests costs about one request's scoring, not one per request: the routers'
         ``scores`` carry a fixed per-call cost, e.g. sklearn's input validation). Probabilities are
         row-wise, so grouping changes no propensity; the draws take the random stream in request order
-        as one call per request did."""
+        as one call per request did. The exploration counts include these decisions from here on (as
+        the next batch would have seen them had this one committed first); texts the log refuses raise
+        :class:`~causal_router.serving.store.BadText` here."""
         self.refresh_prices()
         model = self.holder.current
         pool = self.pool or list(model.models)
@@ -222,10 +245,11 @@ class RouteService:
                             "router_version": model.version, "lam": row["lam"],
                             **({"budget": it.budget} if it.budget else {})})
             results[i] = out
-        self.store.add_decisions(rows)  # committed before any response leaves
-        for r in rows:
-            self.counts[r["model"]] = self.counts.get(r["model"], 0) + 1
-        return results
+        self.store.check_texts(rows)
+        with self._counts_lock:  # commit() (another thread) takes a failed batch back out
+            for r in rows:
+                self.counts[r["model"]] = self.counts.get(r["model"], 0) + 1
+        return rows, results
 
     def priced(self, decision: dict, output_tokens: int | None) -> float:
         """:meth:`cost`, refused (ValueError) above the plausibility limit."""

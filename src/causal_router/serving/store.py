@@ -177,17 +177,22 @@ class DecisionStore:
         """Insert decision rows (dicts keyed by the ``decisions`` columns) in one committed transaction."""
         if not rows:
             return
-        for r in rows:
-            for key in ("decision_id", "prompt", "request_id"):
-                why = text_problem(r.get(key))
-                if why:
-                    raise BadText(f"{'prompt' if key == 'prompt' else key} {why}")
+        self.check_texts(rows)
         self.check_identity()
         with _unavailable("written"), self._writing(), self.engine.begin() as conn:
             conn.execute(decisions.insert(), rows)
         self.check_identity()  # deleted meanwhile: the rows went into an unlinked file; acknowledge nothing
         if self.file is not None:
             self.file.write_marker()
+
+    @staticmethod
+    def check_texts(rows: list[dict]) -> None:
+        """:class:`BadText` for a decision row whose id, prompt or request id the log cannot store."""
+        for r in rows:
+            for key in ("decision_id", "prompt", "request_id"):
+                why = text_problem(r.get(key))
+                if why:
+                    raise BadText(f"{'prompt' if key == 'prompt' else key} {why}")
 
     def add_feedback(self, decision_id: str, score: float, cost: float | None, output_tokens: int | None,
                      cost_fn=None) -> dict:
