@@ -56,7 +56,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from .gateway_config import GatewayConfig
+from .gateway_config import GatewayConfig, reload_gateway
 from .service import BadRequest, RouteItem, file_stamp
 
 log = logging.getLogger("causal_router.serving.gateway")
@@ -156,20 +156,10 @@ class Gateway:
         if seen == self._seen:
             return
         self._seen = seen
-        from .gateway_config import load_gateway
-
-        try:
-            config = load_gateway(self.path, self.service.pool or self.service.holder.current.models,
-                                  self.service.prices)
-        except Exception as err:  # GatewayConfigError, an unreadable or half-written file
-            log.error("gateway file %s changed but cannot be served (%s): keeping the old one", self.path, err)
-            return
-        if set(config.models) != set(self.config.models):
-            log.error("gateway file %s changed its models (%s): restart serve to add or remove a model; keeping "
-                      "the old file", self.path, sorted(set(config.models) ^ set(self.config.models)))
-            return
-        self.config, self.params = config, {m["model_name"]: m["litellm_params"] for m in config.model_list()}
-        log.warning("gateway file %s re-read: its prices and parameters hold from this request on", self.path)
+        config = reload_gateway(self.path, self.config, self.service.pool or self.service.holder.current.models,
+                                self.service.prices)
+        if config is not None:
+            self.config, self.params = config, {m["model_name"]: m["litellm_params"] for m in config.model_list()}
 
     async def call(self, model: str, rest: dict):
         """The chosen model's answer: ``litellm.acompletion`` with the file's parameters (its key from

@@ -27,6 +27,7 @@ the environment: the gateway reads ``os.environ/NAME`` at each call; nothing her
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -35,7 +36,9 @@ from pathlib import Path
 
 from ..errors import SettingsError
 
-__all__ = ["GatewayConfig", "GatewayConfigError", "GatewayModel", "load_gateway", "DEFAULT_TIMEOUT_S"]
+__all__ = ["GatewayConfig", "GatewayConfigError", "GatewayModel", "load_gateway", "reload_gateway", "DEFAULT_TIMEOUT_S"]
+
+log = logging.getLogger(__name__)
 
 #: Seconds an upstream call may take when neither the deployment nor ``router_settings`` set a timeout.
 DEFAULT_TIMEOUT_S = 60.0
@@ -193,3 +196,19 @@ def load_gateway(path, router_models, prices: dict | None = None) -> GatewayConf
     if not (timeout > 0 and math.isfinite(timeout)) or retries < 0:
         raise GatewayConfigError(f"{path}: router_settings.timeout must be > 0 and num_retries >= 0")
     return GatewayConfig(str(path), models, fallbacks, timeout, retries)
+
+
+def reload_gateway(path, old: GatewayConfig, router_models, prices: dict | None = None) -> GatewayConfig | None:
+    """The gateway file at ``path`` read again for a running gateway: None (logged) when it no longer loads
+    or adds or removes a model (a restart of ``serve`` does that), so the old one stays."""
+    try:
+        config = load_gateway(path, router_models, prices)
+    except Exception as err:  # GatewayConfigError, an unreadable or half-written file
+        log.error("gateway file %s changed but cannot be served (%s): keeping the old one", path, err)
+        return None
+    if set(config.models) != set(old.models):
+        log.error("gateway file %s changed its models (%s): restart serve to add or remove a model; keeping "
+                  "the old file", path, sorted(set(config.models) ^ set(old.models)))
+        return None
+    log.warning("gateway file %s re-read: its prices and parameters hold from this request on", path)
+    return config

@@ -170,7 +170,7 @@ class DecisionStore:
         self.engine.dispose()
 
     def _writing(self):
-        return self._write_lock if self._write_lock is not None else _NullLock()
+        return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
     # -- writes ----------------------------------------------------------------------------
     def add_decisions(self, rows: list[dict]) -> None:
@@ -393,11 +393,3 @@ def _unavailable(verb: str, errors=sa.exc.OperationalError):
 def _first_line(err: Exception) -> str:
     text = str(getattr(err, "orig", None) or err).strip()
     return (text.splitlines() or ["unknown error"])[0][:300]
-
-
-class _NullLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
