@@ -174,6 +174,7 @@ def serve_controlled(service, stream, idx: np.ndarray, explore: float, control, 
     import uuid
 
     from ..serving.service import RouteItem
+    from .steps import feed_back
 
     ff = stream.ff
     index = {m: k for k, m in enumerate(stream.models)}
@@ -185,11 +186,7 @@ def serve_controlled(service, stream, idx: np.ndarray, explore: float, control, 
             raise out
         d = out[0]
         k = chosen[j] = index[d["model"]]
-        cost = float(ff.costs[i, k])
-        tokens = None
-        if ff.output_tokens is not None and np.isfinite(ff.output_tokens[i, k]):
-            tokens = int(ff.output_tokens[i, k])
-        service.store.add_feedback(d["decision_id"], float(ff.scores[i, k]), cost, tokens)
+        cost = feed_back(service, ff, i, k, d["decision_id"])
         control.observe(cost)
         if trace is not None:
             trace.append({"round": r, "prompt": int(i), "lam": lam, "model": d["model"],

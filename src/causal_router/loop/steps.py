@@ -113,13 +113,20 @@ def serve_round(service, stream: Stream, idx: np.ndarray, explore: float, report
     chosen = np.array([index[d["model"]] for d in out], dtype=int)
     keep = np.ones(len(idx), bool) if reported is None else reported(ff.scores[idx, chosen])
     for i, k, d, fed in zip(idx, chosen, out, keep):
-        if not fed:
-            continue
-        tokens = None
-        if ff.output_tokens is not None and np.isfinite(ff.output_tokens[i, k]):
-            tokens = int(ff.output_tokens[i, k])
-        service.store.add_feedback(d["decision_id"], float(ff.scores[i, k]), float(ff.costs[i, k]), tokens)
+        if fed:
+            feed_back(service, ff, i, k, d["decision_id"])
     return chosen
+
+
+def feed_back(service, ff, i: int, k: int, decision_id: str) -> float:
+    """Prompt ``i``'s outcome under model ``k``, read from the table, as the decision's feedback (its
+    output tokens where the table has them); returns its cost."""
+    tokens = None
+    if ff.output_tokens is not None and np.isfinite(ff.output_tokens[i, k]):
+        tokens = int(ff.output_tokens[i, k])
+    cost = float(ff.costs[i, k])
+    service.store.add_feedback(decision_id, float(ff.scores[i, k]), cost, tokens)
+    return cost
 
 
 def read_logs(data_dir, encoder: LookupEncoder) -> dict:
