@@ -143,7 +143,7 @@ def report(static: pd.DataFrame, minilm: pd.DataFrame, static_name: str, meta: d
     for r in detail.itertuples(index=False):
         lines.append(f"| {r.dataset} | {r.logger} | {r.method} | {r.seeds} | {_cell(r)} |")
     if meta.get("commands"):
-        lines += ["", "## Commands", ""] + [f"- `{c}`" for c in meta["commands"]]
+        lines += ["", "## Commands", ""] + [f"- {c}" for c in meta["commands"]]
     if meta.get("not_measured"):
         lines += ["", f"Not measured here: {meta['not_measured']}"]
     return lines
