@@ -12,8 +12,9 @@ method, lambda) found twice keeps the last file's row) and the committed MiniLM 
 * the same study mean for every method (the per-method rows);
 * the mean over lambdas per (logger, method), with the paired difference.
 
-A study mean averages the loggers that the static run has on every one of its seeds for that table
-(a logger with fewer seeds is shown in the per-logger rows only), over the seeds both runs have.
+A study mean averages the loggers that the static run has on every one of its seeds on every table (a
+logger with fewer seeds, or on one table only, is shown in the per-logger rows only), over the seeds both
+runs have.
 
 Run: ``python -m benchmarks.static_vs_minilm [--static CSV ...] [--merged CSV] [--out MD]``; with
 several ``--static`` files the merged records are written to ``--merged`` (the default input).
@@ -70,12 +71,12 @@ def _paired(g: pd.DataFrame) -> dict:
 
 
 def study_loggers(per: pd.DataFrame) -> dict[str, list[str]]:
-    """Per dataset, the loggers present on every seed of that dataset (the study mean's loggers)."""
-    out = {}
-    for name, g in per.groupby("dataset", sort=False):
-        seeds = set(g["seed"])
-        out[name] = sorted(lg for lg, h in g.groupby("logger") if set(h["seed"]) == seeds)
-    return out
+    """Per dataset, the study mean's loggers: those present on every seed of their dataset, and on every
+    dataset so, so that both tables' study means average the same loggers."""
+    full = {name: {lg for lg, h in g.groupby("logger") if set(h["seed"]) == set(g["seed"])}
+            for name, g in per.groupby("dataset", sort=False)}
+    common = set.intersection(*full.values()) if full else set()
+    return {name: sorted(common) for name in full}
 
 
 def study_means(per: pd.DataFrame) -> pd.DataFrame:

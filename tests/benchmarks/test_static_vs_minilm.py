@@ -46,3 +46,11 @@ def test_a_logger_missing_seeds_stays_out_of_the_study_mean():
     text = "\n".join(report(static, minilm, "static.csv", {}))
     assert "| t | previous-router | rm-interval | 1 |" in text
     assert "only one table measured" in text
+
+
+def test_the_study_mean_averages_the_loggers_every_table_has():
+    other = _records(0.0).assign(dataset="u")
+    static = pd.concat([_records(0.0), _records(0.5, loggers=(("previous-router", np.nan),)), other])
+    minilm = pd.concat([_records(0.0), _records(0.0, loggers=(("previous-router", np.nan),)), other])
+    rows = study_means(seed_means(static, minilm)).set_index(["dataset", "method"])
+    assert rows.loc[("t", "rm-interval"), "loggers"] == 2 and rows.loc[("t", "rm-interval"), "diff"] == pytest.approx(0)
