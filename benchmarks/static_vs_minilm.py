@@ -96,11 +96,33 @@ def by_logger(per: pd.DataFrame) -> pd.DataFrame:
                          for (n, lg, m), g in per.groupby(["dataset", "logger", "method"], sort=False)])
 
 
+def loop_compare(static: pd.DataFrame, minilm: pd.DataFrame) -> pd.DataFrame:
+    """The loop study's arms (``python -m benchmarks.loop_study --encoder static``) against the committed MiniLM
+    rows on the same (dataset, seed, arm, explore): the last round's test utility and the mean deployed utility
+    over rounds, paired over seeds."""
+    keys = ["dataset", "arm", "explore", "seed"]
+    out = []
+    def pick(d: pd.DataFrame, column: str) -> pd.Series:
+        g = d.sort_values("round").groupby(keys)[column]
+        return g.last() if column == "test_utility" else g.mean()
+
+    for column in ("test_utility", "deployed_utility"):
+        j = pd.concat([pick(static, column).rename("static"), pick(minilm, column).rename("minilm")], axis=1,
+                      join="inner")
+        j["diff"] = j["static"] - j["minilm"]
+        for (name, arm, explore), g in j.reset_index().groupby(keys[:3], sort=False):
+            out.append(dict(dataset=name, arm=arm, explore=explore,
+                            measure="final test utility" if column == "test_utility" else "mean deployed utility",
+                            **_paired(g)))
+    return pd.DataFrame(out)
+
+
 def _cell(r) -> str:
     return f"{r.static:.4f} | {r.minilm:.4f} | {r.diff:+.4f} ({r.se:.4f})"
 
 
-def report(static: pd.DataFrame, minilm: pd.DataFrame, static_name: str, meta: dict) -> list[str]:
+def report(static: pd.DataFrame, minilm: pd.DataFrame, static_name: str, meta: dict,
+           loop: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> list[str]:
     per = seed_means(static, minilm)
     study, detail, loggers = study_means(per), by_logger(per), study_loggers(per)
     order = {m: i for i, m in enumerate(METHODS)}
@@ -143,6 +165,17 @@ def report(static: pd.DataFrame, minilm: pd.DataFrame, static_name: str, meta: d
               "| table | logger | method | seeds | static | MiniLM | diff (SE) |", "|---|---|---|---|---|---|---|"]
     for r in detail.itertuples(index=False):
         lines.append(f"| {r.dataset} | {r.logger} | {r.method} | {r.seeds} | {_cell(r)} |")
+    if loop is not None:
+        rows = loop_compare(*loop)
+        lines += ["", "## Loop study (issue 33: causal and explore-naive arms)", "",
+                  "Same stream as the committed MiniLM loop study (`benchmarks/results/loop/loop.csv`: the incumbent's "
+                  "logging probabilities read MiniLM fp32 features); the arms' routers learn from and route on the "
+                  "static features. Final test utility: the last round's router on the held-out prompts; mean "
+                  "deployed utility: over the rounds, of what the arm served.", "",
+                  "| table | arm | explore | measure | seeds | static | MiniLM | diff (SE) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows.itertuples(index=False):
+            lines.append(f"| {r.dataset} | {r.arm} | {r.explore:g} | {r.measure} | {r.seeds} | {_cell(r)} |")
     if meta.get("commands"):
         lines += ["", "## Commands", ""] + [f"- {c}" for c in meta["commands"]]
     if meta.get("not_measured"):
@@ -160,6 +193,9 @@ def main() -> None:
     ap.add_argument("--meta", default=str(OUT_DIR / "paper_protocol_static_meta.json"),
                     help="JSON with machine, commands and not_measured, shown in the report (optional)")
     ap.add_argument("--out", default=str(OUT_DIR / "comparison.md"))
+    ap.add_argument("--loop", nargs="*", default=sorted(str(p) for p in OUT_DIR.glob("loop_static*.csv")),
+                    help="loop-study records of static runs (default: loop_static*.csv here), against --minilm-loop")
+    ap.add_argument("--minilm-loop", default=str(results_dir("loop") / "loop.csv"))
     args = ap.parse_args()
     static = merge([pd.read_csv(p) for p in args.static])
     name = args.static[0]
@@ -167,7 +203,9 @@ def main() -> None:
         static.to_csv(args.merged, index=False)
         name = args.merged
     meta = json.loads(Path(args.meta).read_text()) if Path(args.meta).exists() else {}
-    lines = report(static, pd.read_csv(args.minilm), shown(name), meta)
+    loop = (pd.concat([pd.read_csv(p) for p in args.loop], ignore_index=True), pd.read_csv(args.minilm_loop)) \
+        if args.loop else None
+    lines = report(static, pd.read_csv(args.minilm), shown(name), meta, loop)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

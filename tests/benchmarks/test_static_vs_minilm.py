@@ -54,3 +54,15 @@ def test_the_study_mean_averages_the_loggers_every_table_has():
     minilm = pd.concat([_records(0.0), _records(0.0, loggers=(("previous-router", np.nan),)), other])
     rows = study_means(seed_means(static, minilm)).set_index(["dataset", "method"])
     assert rows.loc[("t", "rm-interval"), "loggers"] == 2 and rows.loc[("t", "rm-interval"), "diff"] == pytest.approx(0)
+
+
+def test_loop_arms_compare_the_last_round_and_the_mean_deployed_utility():
+    def loop(shift):
+        return pd.DataFrame([{"dataset": "t", "seed": 0, "arm": "causal", "explore": 0.05, "round": r,
+                              "deployed_utility": 0.5 + shift, "test_utility": 0.6 + r / 10 + shift}
+                             for r in (1, 0)])
+    from benchmarks.static_vs_minilm import loop_compare
+
+    rows = loop_compare(loop(0.01), loop(0.0)).set_index("measure")
+    assert rows.loc["final test utility", "static"] == pytest.approx(0.71)
+    assert rows.loc["mean deployed utility", "diff"] == pytest.approx(0.01)
