@@ -33,7 +33,9 @@ import pandas as pd
 import threadpoolctl
 
 from causal_router.evaluation.metrics import evaluate_routers
+from causal_router.features.embed import embed_texts
 from causal_router.features.encoder import TransformerEncoder
+from causal_router.features.encoders import resolve_encoder
 from causal_router.features.hardware import cpu_model
 from causal_router.policy.data import build_routing_data, scored_rows
 from causal_router.policy.training import fit_routers
@@ -56,8 +58,10 @@ RESULTS = results_dir("eval_set")
 METHODS = ("naive", "rm-softmax")
 
 
-def run(name: str, ff, X, policy: str, seed: int, sizes) -> list[dict]:
-    sim, tr, va, test, te = simulated_split(ff, X, *parse_policies(policy)[0], seed)
+def run(name: str, ff, X, policy: str, seed: int, sizes, X_world=None) -> list[dict]:
+    """One (logs, seed) at every M; ``X_world`` (default ``X``): the features the simulated logging
+    policy reads, so that a run on other features (``--encoder``) sees the committed study's logs."""
+    sim, tr, va, test, te = simulated_split(ff, X if X_world is None else X_world, *parse_policies(policy)[0], seed)
     models = list(ff.models)
     order = np.random.default_rng(10_000 + seed).permutation(tr)
     rows = []
@@ -73,14 +77,17 @@ def run(name: str, ff, X, policy: str, seed: int, sizes) -> list[dict]:
     return rows
 
 
-def run_dataset(name: str, policies, seeds, sizes, data_root: str) -> list[dict]:
+def run_dataset(name: str, policies, seeds, sizes, data_root: str, encoder: str | None = None) -> list[dict]:
     threadpoolctl.threadpool_limits(1)
     ff, X = load_table(name, data_root, TransformerEncoder(precision="fp32"))
+    X_world = None
+    if encoder:  # the routers learn from the encoder's features, the logs still come from MiniLM fp32's
+        X_world, X = X, embed_texts(list(ff.prompts), encoder=resolve_encoder(encoder))
     rows = []
     for policy in policies:
         for seed in seeds:
             start = time.perf_counter()
-            rows += run(name, ff, X, policy, seed, sizes)
+            rows += run(name, ff, X, policy, seed, sizes, X_world)
             print(f"{name} {policy} seed {seed}: {time.perf_counter() - start:.0f}s", flush=True)
     return rows
 
@@ -127,11 +134,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="datasets run in parallel processes")
     ap.add_argument("--data-root", default=str(DATA_ROOT))
     ap.add_argument("--tag", default="", help="non-empty for a side run: TAG.csv/.md, never eval_set.csv")
+    ap.add_argument("--encoder", default=None,
+                    help="the routers' features (static or static:DIMS; needs --tag); the simulated logging "
+                    "policies still read MiniLM fp32 features, so the logs equal the committed study's")
     args = ap.parse_args()
+    if args.encoder and not args.tag:
+        ap.error("--encoder needs --tag (eval_set.csv is the MiniLM study)")
     names, policies = args.datasets.split(","), args.policies.split(",")
     seeds, sizes = [int(s) for s in args.seeds.split(",")], [int(m) for m in args.sizes.split(",")]
     start = time.perf_counter()
-    jobs = [(n, policies, seeds, sizes, args.data_root) for n in names]
+    jobs = [(n, policies, seeds, sizes, args.data_root, args.encoder) for n in names]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run_dataset, *zip(*jobs)))
@@ -140,12 +152,14 @@ def main() -> None:
     seconds = time.perf_counter() - start
     df = pd.DataFrame([r for rows in results for r in rows])
     df["cpu_model"] = cpu_model()
+    if args.encoder:
+        df["encoder"] = resolve_encoder(args.encoder).key
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = result_stem("eval_set", args.tag)
     df.to_csv(RESULTS / f"{stem}.csv", index=False)
     command = (f"python -m benchmarks.eval_set --datasets {args.datasets} --policies {args.policies} "
                f"--seeds {args.seeds} --sizes {args.sizes} --jobs {args.jobs}"
-               + (f" --tag {args.tag}" if args.tag else ""))
+               + (f" --tag {args.tag}" if args.tag else "") + (f" --encoder {args.encoder}" if args.encoder else ""))
     write_markdown(df, RESULTS / f"{stem}.md", command, seconds)
     print((RESULTS / f"{stem}.md").read_text())
 

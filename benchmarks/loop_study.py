@@ -40,7 +40,12 @@ def partial(stem: str, name: str) -> Path:
 
 
 def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: int, stem: str = "loop",
-                uniform_draws: int = 10) -> tuple[list, dict]:
+                uniform_draws: int = 10, encoder: str | None = None) -> tuple[list, dict]:
+    """One table's arms. ``encoder`` (e.g. ``static``): the arms' routers learn from and route on that
+    encoder's features, while the incumbent's logging probabilities still come from MiniLM fp32's, so the
+    stream (order, test prompts, round-0 logs' policy) equals the MiniLM study's."""
+    import dataclasses
+
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
     from causal_router.loop.rounds import loop_nuisances
@@ -55,10 +60,17 @@ def run_dataset(name: str, data_root: str, seeds, explores, arms, out: str, cv: 
     lam, rounds, batch = LOOP_SETTINGS[name]
     ff = load_full_feedback(table_path(name, data_root))
     X = embed_texts(list(ff.prompts), encoder=TransformerEncoder(precision="fp32"))
+    X_arms = None
+    if encoder:
+        from causal_router.features.encoders import resolve_encoder
+
+        X_arms = embed_texts(list(ff.prompts), encoder=resolve_encoder(encoder))
     prices = load_table_prices(name)
     records, refs, seconds = [], {}, {}
     for seed in seeds:
         stream = make_stream(ff, X, rounds=rounds, batch=batch, lam=lam, seed=seed, incumbent="cost-biased:3")
+        if X_arms is not None:
+            stream = dataclasses.replace(stream, X=X_arms)
         nuis = loop_nuisances(seed, cv)
         for arm in arms:
             for e in (explores if ARMS[arm] else [0.0]):
@@ -92,7 +104,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="datasets run in parallel processes")
     ap.add_argument("--uniform-draws", type=int, default=10,
                     help="uniform logging draws per seed averaged into the uniform-logging level")
+    ap.add_argument("--encoder", default=None,
+                    help="the arms' features (static or static:DIMS; needs --tag); the incumbent logger still reads "
+                    "MiniLM fp32 features, so the stream equals the committed study's")
     args = ap.parse_args()
+    if args.encoder and not args.tag:
+        ap.error("--encoder needs --tag (loop.csv is the MiniLM study)")
     from causal_router.features.hardware import cpu_model
 
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -106,7 +123,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stem = result_stem("loop", args.tag)
-    jobs = [(n, args.data_root, seeds, explores, arms, str(out), args.cv, stem, args.uniform_draws) for n in names]
+    jobs = [(n, args.data_root, seeds, explores, arms, str(out), args.cv, stem, args.uniform_draws, args.encoder)
+            for n in names]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run_dataset, *zip(*jobs)))
@@ -119,7 +137,7 @@ def main() -> None:
     meta = {"reduced": bool(args.tag), "tag": args.tag, "datasets": names, "seeds": seeds, "explore": explores,
             "arms": arms, "cv": args.cv, "jobs": args.jobs, "uniform_draws": args.uniform_draws,
             "cpu_model": cpu_model(),
-            "embedding_precision": "fp32", "incumbent": "cost-biased:3",
+            "embedding_precision": "fp32", "incumbent": "cost-biased:3", "encoder": args.encoder or "minilm",
             "wall_seconds": time.perf_counter() - start,
             "per_dataset": {n: m for n, (_, m) in zip(names, results)}}
     (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=2))

@@ -224,6 +224,9 @@ def main() -> None:
     loggers = results_dir("loggers") / "results_section.md"
     if loggers.exists():  # issue 32's study: hand-written summary of benchmarks/results/loggers
         out += [loggers.read_text()]
+    static = results_dir("paper_protocol_static") / "results_section.md"
+    if static.exists():  # issue 33: hand-written summary of benchmarks/results/paper_protocol_static
+        out += [static.read_text()]
     (DOCS / "results.md").write_text("\n".join(out))
     readme = ROOT / "README.md"
     text = readme.read_text()
