@@ -184,7 +184,7 @@ def main() -> None:
                     "model2vec": manifest["recipe"]["model2vec"]},
         "load_before": list(load_before), "load_after": list(os.getloadavg()),
         "note": "the machine is shared with other jobs (see the load averages): compare the ratio within this run.",
-        "data_root": str(data_root()),
+        "data_root": os.path.relpath(data_root(), Path(__file__).resolve().parents[1]),  # no machine paths
         "tables": {k: len(v) for k, v in tables.items()},
         "n_prompts": len(texts), "mean_chars": float(np.mean([len(t) for t in texts])),
         "static": {"key": static.key, "dim": static.dim, "max_length": static.max_length,
