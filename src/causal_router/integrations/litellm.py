@@ -26,6 +26,7 @@ plugin's ``lam`` (None and no per-request value: the call fails with a one-line 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import threading
 import uuid
@@ -53,15 +54,21 @@ class _Pending:
     decision id there, and an outcome went to the wrong decision while another was lost. A decision is
     taken here by its call's routing text and served deployment; equal texts to the same deployment are
     exchangeable (the router saw the same context). ``litellm_call_id`` keeps a retry or fallback of a call
-    on the decision its first event took. Bounded: the oldest entries go first."""
+    on the decision its first event took. Bounded, the oldest entries going first, and keyed by a digest of
+    the text: a plugin used without the callback holds at most ``limit`` small entries, never prompts."""
 
-    def __init__(self, limit: int = 100_000):
+    def __init__(self, limit: int = 20_000):
         self.limit, self._lock = limit, threading.Lock()
-        self._by_text: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # text -> [(deployment, id)]
+        self._by_text: OrderedDict[bytes, list[tuple[str, str]]] = OrderedDict()  # text digest -> [(deployment, id)]
         self._by_call: OrderedDict[str, str] = OrderedDict()  # litellm_call_id -> decision id
         self._size = 0
 
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
     def put(self, text: str, deployment: str, did: str) -> None:
+        text = self._key(text)
         with self._lock:
             self._by_text.setdefault(text, []).append((deployment, did))
             self._by_text.move_to_end(text)
@@ -70,6 +77,7 @@ class _Pending:
                 self._size -= len(self._by_text.popitem(last=False)[1])
 
     def take(self, text: str | None, served: set[str], call_id: str | None) -> str | None:
+        text = None if text is None else self._key(text)
         with self._lock:
             if call_id is not None and call_id in self._by_call:
                 return self._by_call[call_id]
