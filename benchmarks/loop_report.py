@@ -287,8 +287,23 @@ def main() -> None:
         from .loop_change_report import committed_section
 
         out += more_seeds(records) + gate_evidence() + gate_strictness() + committed_section() + budget_section()
+        out += static_section()
     (DOCS / "loop.md").write_text("\n".join(out) + "\n")
     print(f"wrote {DOCS / 'loop.md'}")
+
+
+def static_section() -> list[str]:
+    """The static encoder's loop arms beside MiniLM's (``static_vs_minilm``'s comparison.md, its loop
+    study section), if committed (issue 33)."""
+    path = results_dir("paper_protocol_static") / "comparison.md"
+    text = path.read_text().split("\n") if path.exists() else []
+    start = next((i for i, line in enumerate(text) if line.startswith("## Loop study")), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start + 1, len(text)) if text[i].startswith("## ")), len(text))
+    return ["## The static encoder in the loop (issue 33)", "",
+            "From `benchmarks/results/paper_protocol_static/comparison.md` (`python -m benchmarks.static_vs_minilm`; "
+            "commands there):", *text[start + 1:end]]
 
 
 def budget_section() -> list[str]:
