@@ -199,7 +199,13 @@ def _slow_socket(port, data: bytes, hold_s: float):
     return s
 
 
-def test_slow_headers_and_bodies_are_cut_at_their_timeouts(live):
+@pytest.mark.parametrize("protocol", ["httptools", "h11"])
+def test_slow_headers_and_bodies_are_cut_at_their_timeouts(live, protocol, monkeypatch):
+    from causal_router.serving import limits
+
+    assert limits.http_protocol() is limits.GuardedHttpToolsProtocol is not None  # the one served
+    if protocol == "h11":  # uvicorn's fallback where httptools is missing: guarded the same way
+        monkeypatch.setattr(limits, "GuardedHttpToolsProtocol", None)
     srv = live(header_timeout_s=1.0, body_timeout_s=1.0)
     port = int(srv.url.rsplit(":", 1)[1])
     t0 = time.monotonic()

@@ -39,6 +39,19 @@ _NORMALIZER = {"type": "BertNormalizer", "clean_text": True, "handle_chinese_cha
 MAX_WORDS = 1 << 20  # cached words (then the cache starts again)
 
 
+def _spans(words: list[str], limit: int):
+    """(start, stop) of consecutive runs of ``words`` of at most ``limit`` characters joined by spaces
+    (a longer word alone)."""
+    start, chars = 0, -1
+    for i, w in enumerate(words):
+        if i > start and chars + 1 + len(w) > limit:
+            yield start, i
+            start, chars = i, -1
+        chars += 1 + len(w)
+    if words:
+        yield start, len(words)
+
+
 class FastIds:
     """Token ids of texts, as ``tokenizer.encode_batch_fast(texts, add_special_tokens=False)`` with
     the tokenizer's truncation; use :meth:`for_tokenizer` (None for a tokenizer it does not mirror)."""
@@ -78,9 +91,18 @@ class FastIds:
         if len(cache) + len(missing) > MAX_WORDS:  # full: start again (with these words)
             cache.clear()
             missing = words
-        if missing:
-            for w, enc in zip(missing, self.tokenizer.encode_batch_fast(missing, add_special_tokens=False)):
-                cache[w] = tuple(enc.ids)
+        # The new words of a request, joined by spaces into texts of at most ``max_length`` characters
+        # (a token covers at least one character: never truncated), each encoded in one call and cut
+        # back into words by the encoding's word index: ~4x cheaper than encode_batch_fast on a word
+        # list, whose thread-pool dispatch dominated a lone request's new words (0.6 ms for 30).
+        limit = self.max_length or 512
+        for start, stop in _spans(missing, limit):
+            enc = self.tokenizer.encode(" ".join(missing[start:stop]), add_special_tokens=False)
+            parts = [[] for _ in range(stop - start)]
+            for token, word in zip(enc.ids, enc.word_ids):
+                parts[word].append(token)
+            for w, part in zip(missing[start:stop], parts):
+                cache[w] = tuple(part)
 
     def _join(self, parts) -> list:
         ids = list(itertools.chain.from_iterable(parts))

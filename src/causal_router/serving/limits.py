@@ -1,6 +1,7 @@
 """The service under hostile load: timeouts, a bound on requests in flight, fair batching inputs.
 
-- **Header timeout** (slowloris): :class:`GuardedH11Protocol`, uvicorn's h11 protocol with a timer from a
+- **Header timeout** (slowloris): :func:`http_protocol`, uvicorn's httptools protocol (h11's where httptools
+  is not installed) with a timer from a
   connection's first byte (or its opening) until a request's headers are complete; past
   ``serve.header_timeout_s`` the connection is closed. uvicorn itself only times idle keep-alive
   connections (``serve.keepalive_timeout_s``) and never a request that is still arriving.
@@ -10,7 +11,7 @@
   ``Retry-After`` (what it did so far stays done: a decision may be logged without being acknowledged).
 - **Concurrency**: at most ``serve.max_concurrent`` requests in flight (``/healthz`` aside); beyond, 503
   with ``Retry-After: serve.retry_after_s`` at once.
-- **One write per response**: :class:`GuardedH11Protocol` gathers what one step of the event loop writes
+- **One write per response**: the same protocol gathers what one step of the event loop writes
   on a connection (a response's status line and headers, then its body: uvicorn writes them apart, two
   system calls, each a pass through the kernel's loopback TCP path, ~0.4 ms on the benchmark machine)
   and sends it in one write at the start of the next step. A streamed response's chunks leave as they
@@ -30,7 +31,12 @@ import uuid
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["GuardedH11Protocol", "LimitsMiddleware", "client_of", "split_prompts", "uvicorn_config"]
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover
+    HttpToolsProtocol = None
+
+__all__ = ["GuardedH11Protocol", "LimitsMiddleware", "http_protocol", "client_of", "split_prompts", "uvicorn_config"]
 
 HEADER_TIMEOUT_ATTR = "causal_router_header_timeout"
 
@@ -67,19 +73,17 @@ class _OneWrite:
         return getattr(self._transport, name)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request headers take longer than the header
-    timeout (``config.causal_router_header_timeout`` seconds, set by :func:`uvicorn_config`), and writing
-    what one step of the event loop sends on a connection at once (:class:`_OneWrite`)."""
+class _HeaderGuard:
+    """The header timeout and the one write per step, for either of uvicorn's HTTP/1.1 protocols: the
+    timer runs from a connection's opening, and from a kept-alive connection's next request's first byte,
+    until that request's headers are complete (:meth:`_headers_done`)."""
 
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._header_timeout = getattr(config, HEADER_TIMEOUT_ATTR, None)
-        self._header_timer = None
+    _header_timer = None
 
     def _arm(self) -> None:
-        if self._header_timeout and self._header_timer is None:
-            self._header_timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
+        timeout = getattr(self.config, HEADER_TIMEOUT_ATTR, None)
+        if timeout and self._header_timer is None:
+            self._header_timer = self.loop.call_later(timeout, self._headers_too_slow)
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
@@ -89,13 +93,6 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport) -> None:
         super().connection_made(_OneWrite(transport, self.loop))
         self._arm()
-
-    def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE:
-            self._arm()  # a new request starts arriving (a kept-alive connection's timer was disarmed)
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._disarm()  # its headers are complete
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -107,16 +104,60 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.logger.info("closing a connection whose request headers took over %ss", self._header_timeout)
+        if not self._headers_done() and not self.transport.is_closing():
+            self.logger.info("closing a connection whose request headers took over %ss",
+                             getattr(self.config, HEADER_TIMEOUT_ATTR))
             self.transport.close()
+
+
+class GuardedH11Protocol(_HeaderGuard, H11Protocol):
+    """uvicorn's pure-Python h11 protocol, guarded (:class:`_HeaderGuard`): the fallback where httptools
+    is not installed."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            self._arm()  # a new request starts arriving (a kept-alive connection's timer was disarmed)
+        super().data_received(data)
+        if self._headers_done():
+            self._disarm()
+
+    def _headers_done(self) -> bool:
+        return self.conn.their_state is not h11.IDLE
+
+
+if HttpToolsProtocol is not None:
+    class GuardedHttpToolsProtocol(_HeaderGuard, HttpToolsProtocol):
+        """uvicorn's httptools protocol (llhttp, in C), guarded (:class:`_HeaderGuard`)."""
+
+        _in_headers = True  # from the connection's opening until its first request's headers
+
+        def on_message_begin(self) -> None:
+            self._in_headers = True
+            self._arm()
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._in_headers = False
+            self._disarm()
+            super().on_headers_complete()
+
+        def _headers_done(self) -> bool:
+            return not self._in_headers
+else:  # pragma: no cover - httptools is a dependency; h11 is uvicorn's own fallback
+    GuardedHttpToolsProtocol = None
+
+
+def http_protocol():
+    """The guarded protocol ``serve`` runs: httptools' where it is installed (the parser in C: about a
+    third of a decision's server time went to h11 under load), else h11's."""
+    return GuardedHttpToolsProtocol or GuardedH11Protocol
 
 
 def uvicorn_config(app, settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **kwargs):
     """The uvicorn configuration of ``serve``: the guarded protocol and the keep-alive timeout."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, workers=workers, http=GuardedH11Protocol,
+    config = uvicorn.Config(app, host=host, port=port, workers=workers, http=http_protocol(),
                             timeout_keep_alive=max(1, round(settings.keepalive_timeout_s)), **kwargs)
     setattr(config, HEADER_TIMEOUT_ATTR, float(settings.header_timeout_s))
     return config
