@@ -125,7 +125,8 @@ def test_the_decision_is_the_paired_rule_on_the_gate_contributions():
     ch, cp = policy(better), policy(champion_choice)
     s = GateSettings(overlap=0.1, lambdas=[0.0, 1000.0])
     d = decide(ch, cp, ev, s)
-    _, k_gate, k_cp, n_out = gate_contributions(ch, cp, ev, [0.0, 1000.0], MODELS, 0.1)
+    _, k_gate, g_cp, k_cp, n_out = gate_contributions(ch, cp, ev, [0.0, 1000.0], MODELS, 0.1)
+    assert np.array_equal(g_cp, k_cp)  # tie: the champion counts with its own contributions
     promoted, diff, reason = gate_rule(k_gate, k_cp, without_overlap=n_out)
     assert (d.promoted, d.difference, d.reason, d.without_overlap) == (promoted, diff, reason, n_out)
     assert d.lambdas == [0.0, 1000.0] and d.promoted and d.decision == "promoted"
@@ -160,6 +161,37 @@ def test_rows_without_overlap_count_as_no_difference():
     assert nothing.difference.value == 0.0 and not nothing.promoted
     with pytest.raises(ValueError, match="overlap must be a number"):
         decide(ch, cp, ev, GateSettings(overlap=1.0, lambdas=0.0))
+
+
+def test_switch_judges_rows_without_overlap_on_the_outcome_models():
+    """Where the challenger's choice was served below ``overlap`` on every row it differs (a model the
+    logs barely served), ``tie`` sees an exact 0 and rejects; ``switch`` counts the outcome models there
+    (strong's 0.8 against cheap's 0.5) and promotes; a challenger worse on the outcome models stays out."""
+    ev = evidence(thin=0.002)  # strong served with probability 0.002 everywhere
+    ch, cp = policy(better), policy(champion_choice)
+    tie = decide(ch, cp, ev, GateSettings(overlap=0.1, lambdas=0.0))
+    assert tie.difference.value == 0.0 and not tie.promoted and tie.without_overlap > 0
+    switch = decide(ch, cp, ev, GateSettings(overlap=0.1, lambdas=0.0, no_overlap="switch"))
+    assert switch.promoted and "outcome models (SWITCH)" in switch.reason
+    assert switch.difference.value == pytest.approx(0.3 * (ev.X[:, 0] > 0).mean(), abs=0.02)  # the DM gain
+    assert not decide(policy(worse), cp, ev, GateSettings(overlap=0.1, lambdas=0.0, no_overlap="switch")).promoted
+    # where every choice has overlap, switch is the DR gate
+    ev_wide = evidence(thin=0.5)
+    wide = decide(ch, cp, ev_wide, GateSettings(overlap=0.0, lambdas=0.0, no_overlap="switch"))
+    assert wide.difference == decide(ch, cp, ev_wide, GateSettings(overlap=0.0, lambdas=0.0)).difference
+    with pytest.raises(ValueError, match="no_overlap must be one of"):
+        decide(ch, cp, ev, GateSettings(overlap=0.1, lambdas=0.0, no_overlap="ignore"))
+
+
+def test_switch_contributions_replace_only_thinly_served_models_pseudo_outcomes():
+    ev = evidence(thin=0.2)
+    pi = np.tile([0.0, 0.0, 1.0], (len(ev.X), 1))  # always strong: served at 0.002 where X[:, 1] > 0
+    dr, sw = ev.contributions(pi, 0.0), ev.switch_contributions(pi, 0.0, 0.1)
+    thin = ev.X[:, 1] > 0
+    assert not np.allclose(sw[thin], dr[thin])  # strong's few logged rows there carried 500x weights
+    assert np.allclose(sw[~thin], dr[~thin])
+    assert np.allclose(sw[thin], ev.nuisances.quality[thin, 2])
+    assert np.array_equal(ev.switch_contributions(pi, 0.0, 0.0), dr)
 
 
 def test_settings_come_from_the_promote_section():

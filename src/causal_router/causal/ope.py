@@ -161,6 +161,21 @@ class HoldoutEvidence:
         """Per-row DR contributions (n,) of ``policy`` ((n,) actions or (n, K) probabilities) at ``lam``."""
         return contributions(policy, self.treatment, self.quality, self.cost, self.nuisances, lam, "dr", self.clip)
 
+    def switch_contributions(self, policy, lam: float, threshold: float) -> np.ndarray:
+        """Per-row SWITCH contributions (n,) (Wang, Agarwal and Dudik, ICML 2017): the DR pseudo-outcome of
+        a model the logs served with probability >= ``threshold``, the outcome models' prediction (the
+        direct method) of one served below it. Where ``policy`` puts its mass on well-served models this
+        is :meth:`contributions`; rows without a logged vector, and every row at threshold 0, too."""
+        pi = as_policy(policy, self.n_arms)
+        e = self.nuisances.logged_propensity
+        Gq = pseudo_outcomes(self.treatment, self.quality, self.nuisances.quality, e, "dr", self.clip)
+        Gc = pseudo_outcomes(self.treatment, self.cost, self.nuisances.cost, e, "dr", self.clip)
+        if self.logging is not None and threshold > 0:
+            thin = np.where(np.isnan(self.logging), np.inf, self.logging) < threshold
+            Gq = np.where(thin, self.nuisances.quality, Gq)
+            Gc = np.where(thin, self.nuisances.cost, Gc)
+        return np.sum(pi * (Gq - lam * Gc), axis=1)
+
 
 def fit_holdout_nuisances(X, treatment, quality, cost, n_arms: int, input_tokens=None, output_tokens=None,
                           logged_propensity=None, groups=None, config: NuisanceConfig | None = None,

@@ -18,7 +18,15 @@ import pandas as pd
 
 from ..causal.nuisances import NuisanceConfig
 from ..data import schema as S
-from ..promotion.gate import DEFAULT_OVERLAP, DEFAULT_RULE, GateDecision, GateSettings, Policy, decide
+from ..promotion.gate import (
+    DEFAULT_NO_OVERLAP,
+    DEFAULT_OVERLAP,
+    DEFAULT_RULE,
+    GateDecision,
+    GateSettings,
+    Policy,
+    decide,
+)
 from ..serving.logrows import HOLDOUT, TRAIN, VAL
 from .stream import LookupEncoder, Stream
 
@@ -164,14 +172,15 @@ def train_round(data_dir, encoder: LookupEncoder, models, lam, methods, nuisance
 
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
          nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0,
-         overlap: float | None = None, rule: str | None = None) -> GateDecision:
+         overlap: float | None = None, rule: str | None = None, no_overlap: str | None = None) -> GateDecision:
     """The promotion gate (:func:`causal_router.promotion.gate.decide`) on the loop's router sets
     (``method`` at ``lam``) and its holdout, without the registry (``overlap``, ``rule``: None, the gate's
     defaults)."""
     from ..policy.data import holdout_evidence
 
     settings = GateSettings(alpha=alpha, margin=margin, overlap=DEFAULT_OVERLAP if overlap is None else overlap,
-                            rule=DEFAULT_RULE if rule is None else rule, lambdas=[lam])
+                            rule=DEFAULT_RULE if rule is None else rule, lambdas=[lam],
+                            no_overlap=DEFAULT_NO_OVERLAP if no_overlap is None else no_overlap)
     if champion is None:  # the first champion: nothing to weigh
         return decide(Policy.of(challenger, method), None, None, settings)
     return decide(Policy.of(challenger, method), Policy.of(champion, method),

@@ -44,6 +44,12 @@ DEFAULT_OVERLAP = 0.1
 #: estimate above ``-margin``; ``bound``, the lower end of its (1 - alpha) interval above ``-margin``.
 RULES = ("estimate", "bound")
 DEFAULT_RULE = "estimate"
+#: What a holdout row without overlap counts as (params.yaml ``promote.no_overlap``): ``tie``, no difference
+#: (the champion's contribution for both); ``switch``, each router's SWITCH contribution there (the direct
+#: method for the models served below ``overlap``, :meth:`HoldoutEvidence.switch_contributions`): a
+#: challenger that routes to a model the logs barely served (a new one) is judged on the outcome models.
+NO_OVERLAP = ("tie", "switch")
+DEFAULT_NO_OVERLAP = "tie"
 DEFAULT_ALPHA = 0.05
 DEFAULT_MARGIN = 0.0
 #: What a decision can be.
@@ -58,6 +64,7 @@ class GateSettings:
     margin : >= 0, non-inferiority margin (0: the challenger must be better)
     overlap : in [0, 1), rows where a router's choice was logged below it count as no difference
     rule : ``estimate`` or ``bound``
+    no_overlap : ``tie`` or ``switch``, what a row without overlap counts as (:data:`NO_OVERLAP`)
     lambdas : the lambdas the routers are compared at (their contributions averaged); None: the
         challenger's own (an endpoint's lambda, or the interval router's grid)
 
@@ -70,6 +77,7 @@ class GateSettings:
     overlap: float = DEFAULT_OVERLAP
     rule: str = DEFAULT_RULE
     lambdas: tuple | list | float | None = None
+    no_overlap: str = DEFAULT_NO_OVERLAP
 
     @classmethod
     def from_params(cls, section: dict | None, **overrides) -> GateSettings:
@@ -195,20 +203,23 @@ def policy_contributions(policy: Policy, ev: HoldoutEvidence, lam=None, models=N
 
 
 def gate_contributions(challenger: Policy, champion: Policy, ev: HoldoutEvidence, lams, models,
-                       overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                       overlap: float = 0.0, no_overlap: str = DEFAULT_NO_OVERLAP) -> tuple:
     """Per-row DR contributions (n,) of the two routers, averaged over ``lams``, as the gate pairs them.
 
     At each lambda, a row where either router's choice was served with a probability below
-    ``overlap`` (the logs' ``propensities`` vectors, :meth:`HoldoutEvidence.supported`) takes the
-    champion's contribution for the challenger too: it counts as no difference. Rows without a
-    logged vector, and every row when ``overlap`` is 0, keep their own.
+    ``overlap`` (the logs' ``propensities`` vectors, :meth:`HoldoutEvidence.supported`) counts as no
+    difference (``no_overlap`` ``tie``: the champion's contribution for the challenger too) or with
+    both routers' SWITCH contributions (``switch``). Rows without a logged vector, and every row when
+    ``overlap`` is 0, keep their own.
 
-    Returns (the challenger's own contributions, the challenger's as the gate counts them, the
-    champion's, the number of rows without overlap where the two differ)."""
+    Returns (the challenger's own contributions, the challenger's and the champion's as the gate counts
+    them, the champion's own, the number of rows without overlap where the two differ)."""
     if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ValueError(f"promote overlap must be a number in [0, 1), got {overlap!r}")
+    if no_overlap not in NO_OVERLAP:
+        raise ValueError(f"promote no_overlap must be one of {', '.join(NO_OVERLAP)}, got {no_overlap!r}")
     n = len(ev.X)
-    k_ch, k_gate, k_cp = np.zeros(n), np.zeros(n), np.zeros(n)
+    k_ch, g_ch, g_cp, k_cp = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     out = np.zeros(n, dtype=bool)
     for x in lams:
         p_ch = challenger.probabilities(ev.X, float(x), models, ev.input_tokens)
@@ -217,13 +228,20 @@ def gate_contributions(challenger: Policy, champion: Policy, ev: HoldoutEvidence
         keep = ev.supported(p_ch, overlap) & ev.supported(p_cp, overlap)
         out |= ~keep & (np.abs(p_ch - p_cp).sum(axis=1) > 1e-12)
         k_ch += c_ch
-        k_gate += np.where(keep, c_ch, c_cp)
         k_cp += c_cp
-    return k_ch / len(lams), k_gate / len(lams), k_cp / len(lams), int(out.sum())
+        if no_overlap == "switch":
+            g_ch += np.where(keep, c_ch, ev.switch_contributions(p_ch, float(x), overlap))
+            g_cp += np.where(keep, c_cp, ev.switch_contributions(p_cp, float(x), overlap))
+        else:
+            g_ch += np.where(keep, c_ch, c_cp)
+            g_cp += c_cp
+    m = len(lams)
+    return k_ch / m, g_ch / m, g_cp / m, k_cp / m, int(out.sum())
 
 
 def gate_rule(challenger, champion, alpha: float = DEFAULT_ALPHA, margin: float = DEFAULT_MARGIN,
-              without_overlap: int = 0, rule: str = DEFAULT_RULE) -> tuple[bool, Estimate, str]:
+              without_overlap: int = 0, rule: str = DEFAULT_RULE,
+              no_overlap: str = DEFAULT_NO_OVERLAP) -> tuple[bool, Estimate, str]:
     """The gate on paired per-row DR contributions (n,) of the challenger and the champion (same rows,
     same nuisances; :func:`gate_contributions`).
 
@@ -250,8 +268,8 @@ def gate_rule(challenger, champion, alpha: float = DEFAULT_ALPHA, margin: float 
     reason = (f"challenger - champion {what} {judged:+.4f} {'>' if promoted else '<='} {bound} on {len(d)} held-out "
               f"logs (difference {diff.value:+.4f}, {interval})")
     if without_overlap:
-        reason += (f"; {without_overlap} rows where a router's choice was served with too small a probability "
-                   "count as no difference")
+        counted = "count as no difference" if no_overlap == "tie" else "count on the outcome models (SWITCH)"
+        reason += f"; {without_overlap} rows where a router's choice was served with too small a probability {counted}"
     return promoted, diff, reason
 
 
@@ -297,10 +315,11 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     if ev is None:
         raise ValueError("a champion exists: held-out logs and their features are needed to compare")
     d.rows_per_model = rows_per_model(ev, challenger.models)
-    c_ch, k_gate, c_cp, d.without_overlap = gate_contributions(challenger, champion, ev, lams, challenger.models,
-                                                               s.overlap)
+    c_ch, g_ch, g_cp, c_cp, d.without_overlap = gate_contributions(challenger, champion, ev, lams, challenger.models,
+                                                                   s.overlap, s.no_overlap)
     d.challenger, d.champion = summarize(c_ch, s.alpha), summarize(c_cp, s.alpha)
-    d.promoted, d.difference, d.reason = gate_rule(k_gate, c_cp, s.alpha, s.margin, d.without_overlap, s.rule)
+    d.promoted, d.difference, d.reason = gate_rule(g_ch, g_cp, s.alpha, s.margin, d.without_overlap, s.rule,
+                                                   s.no_overlap)
     d.decision = "promoted" if d.promoted else "rejected"
     return d
 

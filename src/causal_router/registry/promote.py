@@ -33,6 +33,7 @@ from ..causal.ope import Estimate, summarize
 from ..policy.data import holdout_evidence
 from ..policy.routerset import RouterSet
 from ..promotion.gate import (
+    DEFAULT_NO_OVERLAP,
     DEFAULT_OVERLAP,
     DEFAULT_RULE,
     GateDecision,
@@ -124,7 +125,8 @@ def _fmt(x) -> str:
 def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, lam=None, client=None,
             alpha: float = 0.05, nuisances: NuisanceConfig | None = None,
             dry_run: bool = False, prices=None, margin: float = 0.0,
-            overlap: float = DEFAULT_OVERLAP, rule: str = DEFAULT_RULE) -> GateDecision:
+            overlap: float = DEFAULT_OVERLAP, rule: str = DEFAULT_RULE,
+            no_overlap: str = DEFAULT_NO_OVERLAP) -> GateDecision:
     """Promote ``name@challenger`` to ``name@champion`` if held-out evidence says it is better.
 
     Parameters
@@ -152,6 +154,9 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
         ``propensities`` vectors) count as no difference (``promotion.gate.gate_contributions``); 0 keeps every row.
     rule : {"estimate", "bound"}
         Promote on the difference's point estimate or on its lower bound (``promotion.gate.gate_rule``).
+    no_overlap : {"tie", "switch"}
+        What a row without overlap counts as: no difference, or both routers' SWITCH contributions (the
+        outcome models for the models served below ``overlap``; ``promotion.gate.NO_OVERLAP``).
 
     Returns
     -------
@@ -171,20 +176,20 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
         # a damaged store, or one that lost a champion, stops here: no "first champion" without evidence
         expected = integrity.verify(uri, c)
         d = _decide(c, name, holdout_logs, X, lam, alpha, nuisances or NuisanceConfig(), prices, expected, margin,
-                    overlap, rule)
+                    overlap, rule, no_overlap)
         if dry_run or d.decision == "skipped":
             return d
         if d.promoted:
             c.set_registered_model_alias(name, CHAMPION, d.challenger_version)
             integrity.record_expected(uri, c)
         _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs),
-                    clip=(nuisances or NuisanceConfig()).clip, overlap=overlap, rule=rule)
+                    clip=(nuisances or NuisanceConfig()).clip, overlap=overlap, rule=rule, no_overlap=no_overlap)
     log.info("%s", d.summary())
     return d
 
 
 def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, margin=0.0,
-            overlap=DEFAULT_OVERLAP, rule=DEFAULT_RULE) -> GateDecision:
+            overlap=DEFAULT_OVERLAP, rule=DEFAULT_RULE, no_overlap=DEFAULT_NO_OVERLAP) -> GateDecision:
     """The gate's decision (nothing written)."""
     from ..errors import StoreDamagedError
 
@@ -208,7 +213,8 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, m
         evidence = None
         if holdout_logs is not None and X is not None:
             evidence = _Evidence(holdout_logs, X, nuisances, prices)
-        settings = GateSettings(alpha=alpha, margin=margin, overlap=overlap, rule=rule, lambdas=lam)
+        settings = GateSettings(alpha=alpha, margin=margin, overlap=overlap, rule=rule, lambdas=lam,
+                                no_overlap=no_overlap)
         d.lambdas = evaluation_lambdas(ch, settings)
         out = decide(ch, cp, evidence, settings)
         d.promoted, d.decision, d.reason, d.coverage = out.promoted, out.decision, out.reason, out.coverage
@@ -234,7 +240,8 @@ class _Evidence:
         return self.built
 
 
-def _write_tags(c, d: GateDecision, holdout_n, clip, overlap=DEFAULT_OVERLAP, rule=DEFAULT_RULE):
+def _write_tags(c, d: GateDecision, holdout_n, clip, overlap=DEFAULT_OVERLAP, rule=DEFAULT_RULE,
+                no_overlap=DEFAULT_NO_OVERLAP):
     tags = {
         "decision": d.decision, "reason": d.reason, "timestamp": d.timestamp,
         "compared_to_version": d.champion_version or "",
@@ -249,6 +256,7 @@ def _write_tags(c, d: GateDecision, holdout_n, clip, overlap=DEFAULT_OVERLAP, ru
         "n_holdout": "" if holdout_n is None else str(holdout_n),
         "clip": format(clip, "g"), "estimator": "dr", "overlap": format(overlap, "g"), "rule": rule,
         "n_without_overlap": "" if d.without_overlap is None else str(d.without_overlap),
+        "no_overlap": no_overlap,
         "coverage": d.coverage,
     }
     try:

@@ -103,11 +103,14 @@ class PromoteSettings(_Section):
     margin: float = 0.0
     overlap: float = 0.1
     rule: Literal["estimate", "bound"] = "estimate"
+    no_overlap: Literal["tie", "switch"] = "tie"
     keep_versions: int | None = 5
 
     def gate(self) -> dict:
-        """The gate's own settings (``alpha``, ``margin``, ``overlap``, ``rule``) as keyword arguments."""
-        return {"alpha": self.alpha, "margin": self.margin, "overlap": self.overlap, "rule": self.rule}
+        """The gate's own settings (``alpha``, ``margin``, ``overlap``, ``rule``, ``no_overlap``) as keyword
+        arguments."""
+        return {"alpha": self.alpha, "margin": self.margin, "overlap": self.overlap, "rule": self.rule,
+                "no_overlap": self.no_overlap}
 
 
 class ServeSettings(_Section):
