@@ -55,10 +55,14 @@ def partial(stem: str) -> Path:
     return Path(tempfile.gettempdir()) / f"loop_change_{stem}.partial.csv"
 
 
-def run_job(name: str, data_root: str, seed: int, scenario: str, arms, cv: int) -> tuple[list, dict]:
-    """Every arm on one (dataset, seed, scenario); returns (records, what the job chose and took)."""
+def run_job(name: str, data_root: str, seed: int, scenario: str, arms, cv: int, no_overlap: str | None = None,
+            cold_share: float | None = None) -> tuple[list, dict]:
+    """Every arm on one (dataset, seed, scenario); returns (records, what the job chose and took).
+    ``no_overlap``, ``cold_share``: the gate's ``promote.no_overlap`` and the service's
+    ``serve.cold_start_share`` for this job (None: the defaults)."""
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
+    from causal_router.loop import rounds as loop_rounds
     from causal_router.loop.rounds import loop_nuisances
     from causal_router.loop.scenarios import make_scenario
     from causal_router.loop.stream import make_stream
@@ -69,6 +73,10 @@ def run_job(name: str, data_root: str, seed: int, scenario: str, arms, cv: int) 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} {seed} {scenario} %(message)s")
     for noisy in ("causal_router.policy.data", "httpx", "LiteLLM", "causal_router.loop.rounds"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if no_overlap is not None:
+        loop_rounds.GATE["no_overlap"] = no_overlap
+    if cold_share is not None:
+        loop_rounds.SERVE["cold_start_share"] = cold_share
     lam, rounds, batch = LOOP_SETTINGS[name]
     ff = load_full_feedback(table_path(name, data_root))
     X = embed_texts(list(ff.prompts), encoder=TransformerEncoder(precision="fp32"))
@@ -161,6 +169,10 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="non-empty for a reduced run: TAG.csv, never loop_change.csv")
     ap.add_argument("--cv", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=1, help="(dataset, seed, scenario) jobs in parallel processes")
+    ap.add_argument("--no-overlap", choices=("tie", "switch"), default=None,
+                    help="the gate's promote.no_overlap (default: params.yaml's, tie); needs --tag")
+    ap.add_argument("--cold-share", type=float, default=None,
+                    help="serve.cold_start_share of the served loop (default: the service's, 0.05); needs --tag")
     ap.add_argument("--finish-partial", action="store_true",
                     help="write the records a stopped run finished (its partial file) as TAG.csv, marked partial")
     args = ap.parse_args()
@@ -177,7 +189,10 @@ def main() -> None:
     stem = result_stem("loop_change", args.tag)
     if args.finish_partial:
         return finish_partial(out, stem, args, CHANGE_ROUND)
-    jobs = [(n, args.data_root, s, sc, arms, args.cv) for n in names for s in seeds for sc in scenarios]
+    if (args.no_overlap is not None or args.cold_share is not None) and not args.tag:
+        raise SystemExit("--no-overlap and --cold-share need --tag (loop_change.csv is the defaults' study)")
+    jobs = [(n, args.data_root, s, sc, arms, args.cv, args.no_overlap, args.cold_share)
+            for n in names for s in seeds for sc in scenarios]
     start = time.perf_counter()
     results, done = [], {}
     pool = ProcessPoolExecutor(args.jobs) if args.jobs > 1 else None
@@ -198,7 +213,8 @@ def main() -> None:
     df[COLUMNS].to_csv(out / f"{stem}.csv", index=False)
     meta = {"reduced": bool(args.tag), "tag": args.tag, "command": "python -m benchmarks.loop_change "
             + " ".join(sys.argv[1:]), "datasets": names, "seeds": seeds, "scenarios": scenarios, "arms": arms,
-            "explore": EXPLORE, "cv": args.cv, "jobs": args.jobs, "cpu_model": cpu_model(),
+            "explore": EXPLORE, "cv": args.cv, "no_overlap": args.no_overlap, "cold_share": args.cold_share,
+            "jobs": args.jobs, "cpu_model": cpu_model(),
             "incumbent": "cost-biased:3", "change_round": CHANGE_ROUND, "adapt_share": ADAPT_SHARE,
             "wall_seconds": time.perf_counter() - start, "per_job": done}
     (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=2))

@@ -53,6 +53,8 @@ FEEDBACK_KEY = 202
 INGEST = IngestSettings().model_dump()
 #: The gate of a gated run: params.yaml's ``promote`` defaults.
 GATE = PromoteSettings().gate()
+#: Serve settings of every round beyond the service's defaults (e.g. ``cold_start_share``; studies set them).
+SERVE: dict = {}
 
 
 def loop_nuisances(seed: int = 0, cv: int = 5) -> NuisanceConfig:
@@ -132,7 +134,7 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
     store = DecisionStore(store_uri or f"sqlite:///{workdir / 'decisions' / 'decisions.db'}")
     try:
         write_round0(logs0, data_dir)
-        service = make_service(stream, Holder(None), store, explore, stream.seed * 1000 + SERVE_KEY)
+        service = make_service(stream, Holder(None), store, explore, stream.seed * 1000 + SERVE_KEY, **SERVE)
         encoder = service.encoder
         champion, champion_version, out = None, None, []
         for r in range(stream.rounds):
