@@ -18,15 +18,7 @@ import pandas as pd
 
 from ..causal.nuisances import NuisanceConfig
 from ..data import schema as S
-from ..promotion.gate import (
-    DEFAULT_NO_OVERLAP,
-    DEFAULT_OVERLAP,
-    DEFAULT_RULE,
-    GateDecision,
-    GateSettings,
-    Policy,
-    decide,
-)
+from ..promotion.gate import GateDecision, GateSettings, Policy, decide
 from ..serving.logrows import HOLDOUT, TRAIN, VAL
 from .stream import LookupEncoder, Stream
 
@@ -178,9 +170,9 @@ def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float,
     defaults)."""
     from ..policy.data import holdout_evidence
 
-    settings = GateSettings(alpha=alpha, margin=margin, overlap=DEFAULT_OVERLAP if overlap is None else overlap,
-                            rule=DEFAULT_RULE if rule is None else rule, lambdas=[lam],
-                            no_overlap=DEFAULT_NO_OVERLAP if no_overlap is None else no_overlap)
+    given = {"overlap": overlap, "rule": rule, "no_overlap": no_overlap}  # None: the gate's defaults
+    settings = GateSettings(alpha=alpha, margin=margin, lambdas=[lam],
+                            **{k: v for k, v in given.items() if v is not None})
     if champion is None:  # the first champion: nothing to weigh
         return decide(Policy.of(challenger, method), None, None, settings)
     return decide(Policy.of(challenger, method), Policy.of(champion, method),
