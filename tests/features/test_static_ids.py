@@ -84,3 +84,12 @@ def test_encode_gives_the_same_vectors_with_and_without_the_fast_path(built, pro
     assert enc._fast is not None
     enc._fast = None  # the tokenizer's own pipeline
     np.testing.assert_array_equal(enc.encode(texts), X)
+
+
+def test_a_lone_text_gets_the_same_vector_as_in_a_batch(built, prompts):
+    """A few texts are summed row by row, a batch through the sparse product: the same float32 sums."""
+    texts = prompts[:40] + _texts(60, seed=2) + [""]
+    enc = StaticEncoder(**built.config())
+    X = enc.encode(texts)
+    np.testing.assert_array_equal(np.vstack([enc.encode([t]) for t in texts]), X)
+    np.testing.assert_array_equal(enc.encode(texts[:3]), X[:3])
