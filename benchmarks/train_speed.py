@@ -33,7 +33,7 @@ from .common import DATA_ROOT, GRIDS, ROOT, results_dir
 TABLE = "routerbench_subset"
 
 
-def measure(logger: str, methods: list[str] | None) -> dict:
+def measure(logger: str, methods: list[str] | None, jobs: int = 0) -> dict:
     """One tree's phase times and routers' digest (run in a subprocess whose ``causal_router`` is that tree's)."""
     from causal_router.policy.training import DEFAULT_METHODS, fit_routing_data, train_routerset
 
@@ -48,7 +48,7 @@ def measure(logger: str, methods: list[str] | None) -> dict:
     w0, c0 = time.perf_counter(), time.process_time()
     data, meta = fit_routing_data(train, X[tr], val, X[va])
     w1 = time.perf_counter()
-    rs = train_routerset(data, grid, methods, meta=meta)
+    rs = train_routerset(data, grid, methods, meta=meta, **({"jobs": jobs} if jobs else {}))
     w2, c2 = time.perf_counter(), time.process_time()
     digest = hashlib.sha256()
     for lam in grid:
@@ -69,22 +69,27 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved runs of each tree")
     ap.add_argument("--logger", default="cost-b3", help="the simulated logger (benchmarks.loggers)")
     ap.add_argument("--methods", default="", help="comma-separated routers (default: every default router)")
+    ap.add_argument("--jobs", action="append", default=[],
+                    help="NAME=JOBS: train_routerset's jobs for tree NAME (default: the tree's own); repeatable")
+    ap.add_argument("--one-jobs", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the subprocess's own run
     ap.add_argument("--out", type=Path, default=results_dir("train_speed"))
     ap.add_argument("--tag", default="", help="suffix of the result files (train_speed_TAG.md)")
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m] or None
     if args.one:
-        print("RESULT " + json.dumps(measure(args.logger, methods)), flush=True)
+        print("RESULT " + json.dumps(measure(args.logger, methods, args.one_jobs)), flush=True)
         return 0
     trees = [s.split("=", 1) for s in args.src] or [["current", str(ROOT / "src")]]
+    jobs = {name: int(n) for name, n in (j.split("=", 1) for j in args.jobs)}
     runs: dict = {name: [] for name, _ in trees}
     load_before = list(os.getloadavg())
     cmd = ["--one", "--logger", args.logger] + (["--methods", args.methods] if args.methods else [])
     for r in range(args.rounds):
         for name, folder in trees:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(folder).resolve()), str(ROOT)]))
-            res = subprocess.run([sys.executable, "-m", "benchmarks.train_speed", *cmd], env=env,
+            one = cmd + (["--one-jobs", str(jobs[name])] if name in jobs else [])
+            res = subprocess.run([sys.executable, "-m", "benchmarks.train_speed", *one], env=env,
                                  capture_output=True, text=True, timeout=1800, cwd=ROOT)
             line = next((x for x in res.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
@@ -96,9 +101,10 @@ def main(argv=None) -> int:
     from causal_router.features.hardware import cpu_model
 
     result = {"command": "python -m benchmarks.train_speed " + " ".join(
-                  [f"--src {n}={_shown(f)}" for n, f in trees] + [f"--rounds {args.rounds}", f"--logger {args.logger}"]
+                  [f"--src {n}={_shown(f)}" for n, f in trees] + [f"--jobs {j}" for j in args.jobs]
+                  + [f"--rounds {args.rounds}", f"--logger {args.logger}"]
                   + ([f"--methods {args.methods}"] if args.methods else [])),
-              "trees": {name: _shown(folder) for name, folder in trees}, "rounds": args.rounds,
+              "trees": {name: _shown(folder) for name, folder in trees}, "jobs": jobs, "rounds": args.rounds,
               "logger": args.logger, "grid": GRIDS[TABLE], "load_avg_before": load_before,
               "load_avg": list(os.getloadavg()), "cpu": cpu_model(), "cpus": os.cpu_count(),
               "runs": runs, "medians": medians,

@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from causal_router.features.hardware import torch_threads
 from causal_router.policy.losses import rm_classification_loss, rm_softmax_loss
 from causal_router.policy.network import MLP, AdamW, _batch_bounds, train_network
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):  # as the routers train (policy.training); two threads on a shared machine crawl
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the routers train (policy.training)
 
 
 def _flat(net) -> torch.Tensor:
