@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .losses import regret_of, regret_softmax_loss
@@ -177,7 +176,8 @@ def train_network(X, G, X_val=None, G_val=None, *, loss: str = "softmax", tau: f
         Xp, Tp, Op = Xt[perm], Tt[perm], Ot[perm]
         for a, b in bounds:
             s = net(Xp[a:b]) + Op[a:b]
-            lval = regret_softmax_loss(s, Tp[a:b], tau) if loss == "softmax" else F.cross_entropy(s, Tp[a:b])
+            t = Tp[a:b]
+            lval = regret_softmax_loss(s, t, tau) if loss == "softmax" else nn.functional.cross_entropy(s, t)
             opt.zero_grad()
             lval.backward()
             opt.step()
