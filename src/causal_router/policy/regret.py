@@ -199,7 +199,6 @@ class _EndpointRouter(Router):
         out.n_features_in_ = parts[0].n_features_in_
         out.lambdas_ = np.array([lam for lam, _, _ in pairs])
         out.regress_ = getattr(parts[0], "regress_", None)
-        out.arm_posterior_ = getattr(parts[0], "arm_posterior_", None)
         for attr in ("nets_", "starts_", "fallback_", "val_values_", "selection_"):
             setattr(out, attr, [getattr(parts[i], attr)[k] for _, i, k in pairs])
         return out

@@ -131,7 +131,6 @@ def fit_endpoints_parallel(data: RoutingData, lambdas, methods, params: dict | N
         done = [f.result() for f in [pool.submit(_fit_part, m, lam, params) for m, lam in work]]
     parts, seconds = {}, {}
     for (m, _), (router, sec) in zip(work, done):
-        router.attach(data)  # this process's nuisance models, as a head fitted here holds them
         parts.setdefault(m, []).append(router)
         seconds[m] = seconds.get(m, 0.0) + sec
     return parts, seconds
@@ -156,14 +155,18 @@ def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = 
     params, endpoints = params or {}, dict(endpoints or {})
     routers, seconds = {}, {}
     todo = [m for m in methods if m in ENDPOINT_METHODS and m not in endpoints]
+    parallel = []
     if jobs > 1 and todo and "fork" in _start_methods():
         fitted, seconds = fit_endpoints_parallel(data, [float(x) for x in lambdas], todo, params, jobs)
         endpoints.update(fitted)
+        parallel = list(fitted)
     with torch_threads(threads), one_blas_thread():
         for name in methods:
             start = time.perf_counter()
             if name in endpoints:
                 router = ROUTERS[name].merge(endpoints[name])
+                if name in parallel:  # as fitted here: this process's nuisance models and arm posterior
+                    router.attach(data)
             else:
                 router = get_router(name, **params.get(name, {}))
                 if name == "rm-interval" and "rm-softmax" in routers and not params.get(name):
