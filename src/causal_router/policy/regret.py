@@ -142,10 +142,7 @@ class _EndpointRouter(Router):
             raise ValueError(f"select must be one of {self.SELECT}, got {self.select!r}")
         self._fitted_on(data)
         self.lambdas_ = np.array(sorted(float(x) for x in lambdas))
-        cf = data.crossfitter
-        self.nuisance_ = None if cf is None else {
-            "quality": cf.quality_model_, "cost": cf.cost_model_, "propensity": cf.propensity_model_}
-        self.arm_posterior_ = data.arm_posterior
+        cf = self.attach(data)
         best = BestSingleRouter().fit(data, lambdas)
         self.regress_ = DRRegressRouter().fit(data, lambdas) if cf is not None else None
         self.nets_, self.starts_, self.fallback_, self.val_values_, self.selection_ = [], [], [], [], []
@@ -169,6 +166,15 @@ class _EndpointRouter(Router):
                 if not _select(U_check.at(lam), learned, arm, self.margin):
                     self.fallback_[k] = arm
         return self
+
+    def attach(self, data: RoutingData):
+        """Point the router at ``data``'s fitted nuisance models and arm posterior (shared, not copied: a
+        head fitted in another process gets this process's objects back); returns the cross-fitter."""
+        cf = data.crossfitter
+        self.nuisance_ = None if cf is None else {
+            "quality": cf.quality_model_, "cost": cf.cost_model_, "propensity": cf.propensity_model_}
+        self.arm_posterior_ = data.arm_posterior
+        return cf
 
     def _choose(self, k: int, arm: int, X, tok, evidence):
         """Head ``k``'s policy by the lower bound of its improvement over the direct method:

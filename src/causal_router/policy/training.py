@@ -105,27 +105,68 @@ def fit_endpoint(data: RoutingData, method: str, lam: float, params: dict | None
         return get_router(method, **(params or {}).get(method, {})).fit(data, [lam])
 
 
+_WORKER: dict = {}
+
+
+def _init_worker(data: RoutingData) -> None:
+    _WORKER["data"] = data  # inherited from the parent by fork, never pickled
+
+
+def _fit_part(method: str, lam: float, params: dict | None):
+    start = time.perf_counter()
+    return fit_endpoint(_WORKER["data"], method, lam, params), time.perf_counter() - start
+
+
+def fit_endpoints_parallel(data: RoutingData, lambdas, methods, params: dict | None = None, jobs: int = 2):
+    """The endpoint routers of ``methods`` fitted one per lambda in ``jobs`` forked processes (the flow's
+    fan-out on one machine): {method: [router per lambda]} for :func:`fit_routers`'s ``endpoints``, and
+    {method: seconds summed over its parts}. Each part is seeded and runs on one thread as it would in
+    this process, so the merged routers are the same bytes as fitted here one after the other."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    work = [(m, float(lam)) for m in methods for lam in lambdas]
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork"), initializer=_init_worker,
+                             initargs=(data,)) as pool:
+        done = [f.result() for f in [pool.submit(_fit_part, m, lam, params) for m, lam in work]]
+    parts, seconds = {}, {}
+    for (m, _), (router, sec) in zip(work, done):
+        parts.setdefault(m, []).append(router)
+        seconds[m] = seconds.get(m, 0.0) + sec
+    return parts, seconds
+
+
 def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = None, threads: int = 1,
-                endpoints: dict | None = None):
+                endpoints: dict | None = None, jobs: int = 1):
     """Fit the named routers (default :data:`DEFAULT_METHODS`) in order.
 
     ``endpoints`` maps an endpoint method to its routers already fitted one per lambda (the flow's
     fan-out): they are merged rather than refitted. RM-Interval starts from the RM-Softmax
-    endpoints when both are trained with default settings.
+    endpoints when both are trained with default settings. ``jobs`` > 1 fits the other endpoint
+    methods' heads in that many forked processes (:func:`fit_endpoints_parallel`; where fork is
+    unavailable, one after the other): the same routers, sooner where cores are free.
 
     Returns
     -------
     routers : dict name -> fitted router
-    seconds : dict name -> training wall time
+    seconds : dict name -> training wall time (for heads fitted in parallel: their parts' summed)
     """
     methods = check_methods(methods)
-    params, endpoints = params or {}, endpoints or {}
+    params, endpoints = params or {}, dict(endpoints or {})
     routers, seconds = {}, {}
+    todo = [m for m in methods if m in ENDPOINT_METHODS and m not in endpoints]
+    parallel = []
+    if jobs > 1 and todo and "fork" in _start_methods():
+        fitted, seconds = fit_endpoints_parallel(data, [float(x) for x in lambdas], todo, params, jobs)
+        endpoints.update(fitted)
+        parallel = list(fitted)
     with torch_threads(threads), one_blas_thread():
         for name in methods:
             start = time.perf_counter()
             if name in endpoints:
                 router = ROUTERS[name].merge(endpoints[name])
+                if name in parallel:  # as fitted here: this process's nuisance models and arm posterior
+                    router.attach(data)
             else:
                 router = get_router(name, **params.get(name, {}))
                 if name == "rm-interval" and "rm-softmax" in routers and not params.get(name):
@@ -135,12 +176,19 @@ def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = 
                 else:
                     router.fit(data, lambdas)
             routers[name] = router
-            seconds[name] = time.perf_counter() - start
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
     return routers, seconds
 
 
+def _start_methods() -> list[str]:
+    import multiprocessing as mp
+
+    return mp.get_all_start_methods()
+
+
 def train_routerset(data: RoutingData, lambdas, methods=None, *, encoder_key: str = "", meta: dict | None = None,
-                    params: dict | None = None, endpoints: dict | None = None, out_dir=None) -> RouterSet:
+                    params: dict | None = None, endpoints: dict | None = None, out_dir=None,
+                    jobs: int = 1) -> RouterSet:
     """Train the routers on routing data and build the :class:`RouterSet` (saved to ``out_dir``).
 
     Parameters
@@ -153,9 +201,10 @@ def train_routerset(data: RoutingData, lambdas, methods=None, *, encoder_key: st
     params : dict or None           hyperparameters per router name
     endpoints : dict or None        endpoint routers fitted per lambda (see :func:`fit_routers`)
     out_dir : path or None
+    jobs : int                      processes for the endpoint heads (see :func:`fit_routers`)
     """
     grid = [float(x) for x in lambdas]
-    routers, seconds = fit_routers(data, grid, methods, params, endpoints=endpoints)
+    routers, seconds = fit_routers(data, grid, methods, params, endpoints=endpoints, jobs=jobs)
     meta = {**(meta or {}), "train_seconds": seconds,
             "clip_report": data.clip_report.to_records() if data.clip_report is not None else None}
     rs = RouterSet(list(data.models), grid, routers, encoder_key, meta)
