@@ -196,6 +196,7 @@ class _EndpointRouter(Router):
         out = cls(**parts[0].get_params())
         pairs = sorted((lam, i, k) for i, r in enumerate(parts) for k, lam in enumerate(r.lambdas_))
         out.n_arms_, out.nuisance_ = parts[0].n_arms_, parts[0].nuisance_
+        out.arm_posterior_ = getattr(parts[0], "arm_posterior_", None)  # Thompson exploration needs it
         out.n_features_in_ = parts[0].n_features_in_
         out.lambdas_ = np.array([lam for lam, _, _ in pairs])
         out.regress_ = getattr(parts[0], "regress_", None)

@@ -155,18 +155,17 @@ def fit_routers(data: RoutingData, lambdas, methods=None, params: dict | None = 
     params, endpoints = params or {}, dict(endpoints or {})
     routers, seconds = {}, {}
     todo = [m for m in methods if m in ENDPOINT_METHODS and m not in endpoints]
-    parallel = []
     if jobs > 1 and todo and "fork" in _start_methods():
         fitted, seconds = fit_endpoints_parallel(data, [float(x) for x in lambdas], todo, params, jobs)
         endpoints.update(fitted)
-        parallel = list(fitted)
     with torch_threads(threads), one_blas_thread():
         for name in methods:
             start = time.perf_counter()
             if name in endpoints:
+                # as fitted here: this process's nuisance models and arm posterior (the flow's parts were
+                # fitted on copies, in other tasks)
                 router = ROUTERS[name].merge(endpoints[name])
-                if name in parallel:  # as fitted here: this process's nuisance models and arm posterior
-                    router.attach(data)
+                router.attach(data)
             else:
                 router = get_router(name, **params.get(name, {}))
                 if name == "rm-interval" and "rm-softmax" in routers and not params.get(name):
