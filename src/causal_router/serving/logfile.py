@@ -16,6 +16,12 @@ class StoreUnavailable(RuntimeError):
     """The decision log cannot be written (unwritable, deleted, replaced, or missing where one existed): 503."""
 
 
+def first_line(err: Exception) -> str:
+    """A database error's first line (the driver's own message where SQLAlchemy wrapped it), at most 300 characters."""
+    text = str(getattr(err, "orig", None) or err).strip()
+    return (text.splitlines() or ["unknown error"])[0][:300]
+
+
 class BadText(ValueError):
     """A text value the log refuses (NUL, unpaired surrogate): 422."""
 

@@ -1,0 +1,48 @@
+"""SQLite decision rows written through the driver (:mod:`causal_router.serving.sqlite_insert`) are the rows
+SQLAlchemy writes, byte for byte in the file's text, and a failed batch leaves nothing behind."""
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from causal_router.serving.sqlite_insert import SQLiteInsert
+from causal_router.serving.store import DecisionStore
+from causal_router.serving.tables import decisions
+
+
+def _rows(prefix: str) -> list[dict]:
+    at = datetime(2026, 12, 7, 19, 5, 3, 123456, tzinfo=UTC)
+    return [{"decision_id": f"{prefix}{i}", "created_at": at, "request_id": "r", "prompt": f"p\u00e9 {i}\n\t",
+             "model": "m", "propensity": 0.1 + i / 3, "lam": 1e-9, "explore": 0.05, "router_name": "x",
+             "router_version": "1", "input_tokens": None if i else 12.5, "propensities": '{"m": 1.0}'}
+            for i in range(3)]
+
+
+def _raw(path) -> list[tuple]:
+    with sqlite3.connect(path) as con:
+        return con.execute("SELECT * FROM decisions ORDER BY decision_id").fetchall()
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(tmp_path):
+    fast, slow = DecisionStore(f"sqlite:///{tmp_path}/a.db"), DecisionStore(f"sqlite:///{tmp_path}/b.db")
+    fast.add_decisions(_rows("d"))
+    with slow.engine.begin() as conn:
+        conn.execute(decisions.insert(), _rows("d"))
+    assert _raw(tmp_path / "a.db") == _raw(tmp_path / "b.db")
+    assert fast.frame("decisions").equals(slow.frame("decisions"))
+    assert fast.frame("decisions")["fallback_of"].isna().all()  # a key the rows lack is NULL
+
+
+def test_a_failed_batch_is_rolled_back_and_the_log_stays_writable(tmp_path):
+    store = DecisionStore(f"sqlite:///{tmp_path}/a.db")
+    insert = SQLiteInsert(store.engine, decisions)
+    insert(_rows("a"))
+    with pytest.raises(sqlite3.IntegrityError):
+        insert(_rows("b") + [_rows("a")[0]])  # the last row's id exists: the whole batch fails
+    assert store.count("decisions") == 3
+    store.add_decisions(_rows("c"))
+    assert store.count("decisions") == 6
+    with store.engine.connect() as conn:  # no transaction left open on the pooled connection
+        assert conn.execute(sa.text("SELECT count(*) FROM decisions")).scalar() == 6
