@@ -46,3 +46,28 @@ def test_a_failed_batch_is_rolled_back_and_the_log_stays_writable(tmp_path):
     assert store.count("decisions") == 6
     with store.engine.connect() as conn:  # no transaction left open on the pooled connection
         assert conn.execute(sa.text("SELECT count(*) FROM decisions")).scalar() == 6
+
+
+def test_a_commit_that_may_not_wait_is_refused_while_another_process_writes(tmp_path):
+    from causal_router.serving.logfile import LogBusy
+
+    store = DecisionStore(f"sqlite:///{tmp_path}/a.db")
+    other = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer (serve --workers, ingest) holds the write lock
+    try:
+        with pytest.raises(LogBusy):
+            store.add_decisions(_rows("a"), wait=False)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.count("decisions") == 0
+    store.add_decisions(_rows("a"), wait=False)  # the lock free: written at once
+    assert store.count("decisions") == 3
+    with store._write_lock:  # a thread of this process writing
+        with pytest.raises(LogBusy):
+            store.add_decisions(_rows("b"), wait=False)
+    raw = store.engine.raw_connection()
+    try:  # the busy timeout is back for the connection's next writers
+        assert raw.driver_connection.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    finally:
+        raw.close()

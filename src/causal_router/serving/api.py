@@ -51,6 +51,7 @@ from starlette.exceptions import HTTPException
 from .batching import MicroBatcher
 from .gateway import mount_gateway, recorded_cost
 from .limits import LimitsMiddleware, client_of, split_prompts, uvicorn_config
+from .logfile import LogBusy
 from .messages import (
     BudgetReport,
     Decision,
@@ -210,7 +211,7 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     # a batch's commit (service.commit) overlaps the next batch's work (service.prepare)
     batcher = MicroBatcher(service.prepare, settings.batch_window_ms / 1000.0, settings.max_batch,
                            size=lambda it: len(it.prompts), cost=lambda it: sum(len(p) for p in it.prompts),
-                           max_cost=settings.max_batch_chars, finish=service.commit)
+                           max_cost=settings.max_batch_chars, finish=service.commit, busy=LogBusy)
     limits = service.limits
 
     @asynccontextmanager

@@ -22,6 +22,10 @@ def first_line(err: Exception) -> str:
     return (text.splitlines() or ["unknown error"])[0][:300]
 
 
+class LogBusy(RuntimeError):
+    """Another writer holds the SQLite log's write lock, and the caller asked not to wait for it."""
+
+
 class BadText(ValueError):
     """A text value the log refuses (NUL, unpaired surrogate): 422."""
 
@@ -94,3 +98,12 @@ class LogFile:
         if not same:
             raise StoreUnavailable(f"the decision log {self.path} was deleted or replaced while in use: nothing is "
                                    "recorded into it; restore it (or move it back) and restart the service")
+
+
+def check_texts(rows: list[dict]) -> None:
+    """:class:`BadText` for a decision row whose id, prompt or request id the log cannot store."""
+    for r in rows:
+        for key in ("decision_id", "prompt", "request_id"):
+            why = text_problem(r.get(key))
+            if why:
+                raise BadText(f"{'prompt' if key == 'prompt' else key} {why}")

@@ -23,6 +23,7 @@ from ..data.schema import propensities_json
 from ..features.encoders import check_features, encoder_for, resolve_encoder
 from ..policy.exploration import ExplorationPolicy, pool_probabilities
 from ..validation.plausibility import limits_from
+from .logfile import LogBusy
 from .model import ModelHolder, ServedModel
 from .settings import ServeSettings
 from .store import DecisionStore, now
@@ -162,13 +163,20 @@ class RouteService:
         their own threads, so that a batch's commit overlaps the next batch's work)."""
         return self.commit(self.prepare(items))
 
-    def commit(self, prepared: tuple) -> list:
+    def commit(self, prepared: tuple, wait: bool = True) -> list:
         """Commit a prepared batch's decisions (one transaction) and return its results: nothing is
         returned, hence acknowledged, before its decisions are in the log. A failed commit takes the
-        batch's decisions back out of the exploration counts."""
+        batch's decisions back out of the exploration counts. ``wait=False`` (the micro-batcher's lone
+        request, on the event loop): :class:`~.logfile.LogBusy`, nothing written, where the commit would
+        wait for another writer or travel the network (PostgreSQL)."""
         rows, results = prepared
+        if not wait and not self.store.is_sqlite:
+            raise LogBusy("a PostgreSQL commit is not made on the event loop")
         try:
-            self.store.add_decisions(rows)  # committed before any response leaves
+            # committed before any response leaves
+            self.store.add_decisions(rows) if wait else self.store.add_decisions(rows, wait=False)
+        except LogBusy:
+            raise  # nothing written: the caller commits this batch again, waiting
         except BaseException:
             with self._counts_lock:
                 for r in rows:

@@ -44,7 +44,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .logfile import BadText, LogFile, StoreUnavailable, first_line, text_problem
+from .logfile import BadText, LogFile, StoreUnavailable, check_texts, first_line, text_problem
 from .sqlite_insert import SQLiteInsert
 from .tables import ADDED, SCHEMA_VERSION, decisions, feedback, heartbeat, ingested, metadata, outcomes, schema_version
 
@@ -114,7 +114,8 @@ class DecisionStore:
         # this avoids busy waits between our own threads)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         # SQLite through its driver: a lone decision's commit in half the time (see .sqlite_insert)
-        self._insert_decisions = SQLiteInsert(self.engine, decisions) if self.is_sqlite else self._insert
+        self._insert_decisions = (SQLiteInsert(self.engine, decisions, self._write_lock) if self.is_sqlite
+                                  else self._insert)
         self.create()
         if self.file is not None:
             self.file.opened()
@@ -177,30 +178,24 @@ class DecisionStore:
         return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
     # -- writes ----------------------------------------------------------------------------
-    def add_decisions(self, rows: list[dict]) -> None:
-        """Insert decision rows (dicts keyed by the ``decisions`` columns) in one committed transaction."""
+    def add_decisions(self, rows: list[dict], wait: bool = True) -> None:
+        """Insert decision rows (dicts keyed by the ``decisions`` columns) in one committed transaction.
+        ``wait=False`` (SQLite): :class:`~.logfile.LogBusy` at once where another writer holds the log."""
         if not rows:
             return
         self.check_texts(rows)
         self.check_identity()
-        with _unavailable("written", (sa.exc.OperationalError, sqlite3.OperationalError)), self._writing():
-            self._insert_decisions(rows)
+        with _unavailable("written", (sa.exc.OperationalError, sqlite3.OperationalError)):
+            self._insert_decisions(rows, wait)
         self.check_identity()  # deleted meanwhile: the rows went into an unlinked file; acknowledge nothing
         if self.file is not None:
             self.file.write_marker()
 
-    def _insert(self, rows: list[dict]) -> None:
-        with self.engine.begin() as conn:
+    def _insert(self, rows: list[dict], wait: bool = True) -> None:
+        with self._writing(), self.engine.begin() as conn:
             conn.execute(decisions.insert(), rows)
 
-    @staticmethod
-    def check_texts(rows: list[dict]) -> None:
-        """:class:`BadText` for a decision row whose id, prompt or request id the log cannot store."""
-        for r in rows:
-            for key in ("decision_id", "prompt", "request_id"):
-                why = text_problem(r.get(key))
-                if why:
-                    raise BadText(f"{'prompt' if key == 'prompt' else key} {why}")
+    check_texts = staticmethod(check_texts)
 
     def add_feedback(self, decision_id: str, score: float, cost: float | None, output_tokens: int | None,
                      cost_fn=None) -> dict:
