@@ -120,3 +120,25 @@ def test_embed_honours_explicit_precision_and_threads(workdir, monkeypatch):
     if not torch.cuda.is_available():  # a GPU asked for on a machine without one: one line, no traceback
         no_gpu = CliRunner().invoke(app, ["embed", str(small), "--device", "cuda", "--cache-dir", str(workdir / "x")])
         assert no_gpu.exit_code == 1 and "no CUDA GPU" in no_gpu.output and "Traceback" not in no_gpu.output
+
+
+def test_train_jobs_fits_the_same_routers_and_refuses_zero(workdir, tmp_path):
+    import torch
+
+    from causal_router.policy.routerset import RouterSet
+
+    logs = workdir / "logs"
+    if not (logs / "train.parquet").exists():
+        pytest.skip("needs the round trip's logs")
+    args = ["train", logs / "train.parquet", "--val", logs / "val.parquet", "--lambdas", LAMBDAS,
+            "--methods", "rm-classification,rm-softmax", "--cache-dir", workdir / "cache",
+            "--prices", ROOT / "configs" / "prices" / "llmrouter_9models.yaml"]
+    invoke(*args, "--out", tmp_path / "one")
+    invoke(*args, "--jobs", "2", "--out", tmp_path / "two")
+    one, two = RouterSet.load(tmp_path / "one").routers, RouterSet.load(tmp_path / "two").routers
+    for name, router in one.items():  # the same weights and fallbacks (the pickles' storage layout may differ)
+        assert list(router.fallback_) == list(two[name].fallback_)
+        for a, b in zip(router.nets_, two[name].nets_):
+            assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    result = CliRunner().invoke(app, [str(a) for a in (*args, "--jobs", "0", "--out", tmp_path / "bad")])
+    assert result.exit_code == 2 and "--jobs" in result.output and "Traceback" not in result.output

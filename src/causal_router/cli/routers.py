@@ -46,6 +46,8 @@ def train(
     eval_set: Optional[Path] = typer.Option(
         None, "--eval-set", help="Full-feedback table (models run on the same prompts, as `evaluate --table` reads): "
         "its outcomes also train the quality and cost models, anchoring the models the logs hold few rows of."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for the RM heads (forked; the same routers). "
+                             "2 on two idle cores: 21 s against 37 s for RouterBench; slower on busy cores."),
 ):
     """Cross-fit nuisances, build DR utilities and train the routers on a lambda grid."""
     sheet = load_prices(prices) if prices else None
@@ -82,7 +84,7 @@ def train(
                    "outcome models")
     train_routerset(data, grid, method_list, encoder_key=enc.key,
                     meta={**meta, "train_logs": str(logs), "val_logs": str(val),
-                          **({"eval_set": str(eval_set)} if eval_set else {})}, out_dir=out)
+                          **({"eval_set": str(eval_set)} if eval_set else {})}, out_dir=out, jobs=jobs)
     typer.echo(f"trained {', '.join(method_list)} on {len(train_df)} logs in {time.perf_counter() - start:.1f}s "
                f"-> {out}")
 

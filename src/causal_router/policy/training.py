@@ -10,6 +10,7 @@ parallel. Every router set is built by :func:`train_routerset`: one rule for the
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
@@ -114,14 +115,17 @@ def _init_worker(data: RoutingData) -> None:
 
 def _fit_part(method: str, lam: float, params: dict | None):
     start = time.perf_counter()
-    return fit_endpoint(_WORKER["data"], method, lam, params), time.perf_counter() - start
+    router = fit_endpoint(_WORKER["data"], method, lam, params)
+    # sent back as plain pickle bytes: torch's multiprocessing pickler would share the tensors' storage
+    # through file descriptors, which hung the hand-back in `causal-router train --jobs 2`
+    return pickle.dumps(router, protocol=pickle.HIGHEST_PROTOCOL), time.perf_counter() - start
 
 
 def fit_endpoints_parallel(data: RoutingData, lambdas, methods, params: dict | None = None, jobs: int = 2):
     """The endpoint routers of ``methods`` fitted one per lambda in ``jobs`` forked processes (the flow's
     fan-out on one machine): {method: [router per lambda]} for :func:`fit_routers`'s ``endpoints``, and
     {method: seconds summed over its parts}. Each part is seeded and runs on one thread as it would in
-    this process, so the merged routers are the same bytes as fitted here one after the other."""
+    this process, so the merged routers hold the same weights as fitted here one after the other."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -130,8 +134,8 @@ def fit_endpoints_parallel(data: RoutingData, lambdas, methods, params: dict | N
                              initargs=(data,)) as pool:
         done = [f.result() for f in [pool.submit(_fit_part, m, lam, params) for m, lam in work]]
     parts, seconds = {}, {}
-    for (m, _), (router, sec) in zip(work, done):
-        parts.setdefault(m, []).append(router)
+    for (m, _), (blob, sec) in zip(work, done):
+        parts.setdefault(m, []).append(pickle.loads(blob))
         seconds[m] = seconds.get(m, 0.0) + sec
     return parts, seconds
 
