@@ -71,3 +71,23 @@ def test_a_commit_that_may_not_wait_is_refused_while_another_process_writes(tmp_
         assert raw.driver_connection.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
     finally:
         raw.close()
+
+
+def test_outcomes_are_stored_as_sqlalchemy_stores_them_and_a_second_one_is_refused(tmp_path):
+    from causal_router.serving.store import DuplicateFeedback
+    from causal_router.serving.tables import outcomes
+
+    fast, slow = DecisionStore(f"sqlite:///{tmp_path}/a.db"), DecisionStore(f"sqlite:///{tmp_path}/b.db")
+    at = datetime(2026, 12, 7, 20, 1, 2, 345678, tzinfo=UTC)
+    row = {"decision_id": "d0", "created_at": at, "source": "gateway", "served_model": "m-2026", "status": "ok",
+           "upstream_status": 200, "input_tokens": 12, "output_tokens": 7, "cost": 1.25e-5, "latency_ms": 51.5}
+    for store in (fast, slow):
+        store.add_decisions(_rows("d"))
+    fast.add_outcome(row)
+    with slow.engine.begin() as conn:
+        conn.execute(outcomes.insert().values(**row))
+    with sqlite3.connect(tmp_path / "a.db") as a, sqlite3.connect(tmp_path / "b.db") as b:
+        assert a.execute("SELECT * FROM outcomes").fetchall() == b.execute("SELECT * FROM outcomes").fetchall()
+    with pytest.raises(DuplicateFeedback):
+        fast.add_outcome({**row, "status": "error"})
+    assert fast.frame("outcomes")["status"].tolist() == ["ok"]

@@ -39,6 +39,7 @@ import contextlib
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -114,8 +115,9 @@ class DecisionStore:
         # this avoids busy waits between our own threads)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         # SQLite through its driver: a lone decision's commit in half the time (see .sqlite_insert)
-        self._insert_decisions = (SQLiteInsert(self.engine, decisions, self._write_lock) if self.is_sqlite
-                                  else self._insert)
+        self._insert_decisions, self._insert_outcomes = (
+            (SQLiteInsert(self.engine, t, self._write_lock) if self.is_sqlite else partial(self._insert, t))
+            for t in (decisions, outcomes))
         self.create()
         if self.file is not None:
             self.file.opened()
@@ -191,9 +193,9 @@ class DecisionStore:
         if self.file is not None:
             self.file.write_marker()
 
-    def _insert(self, rows: list[dict], wait: bool = True) -> None:
+    def _insert(self, table: sa.Table, rows: list[dict], wait: bool = True) -> None:
         with self._writing(), self.engine.begin() as conn:
-            conn.execute(decisions.insert(), rows)
+            conn.execute(table.insert(), rows)
 
     check_texts = staticmethod(check_texts)
 
@@ -239,9 +241,9 @@ class DecisionStore:
         defaults to now). A second outcome for the same decision raises :class:`DuplicateFeedback`."""
         row = {"created_at": now(), **row}
         try:
-            with _unavailable("written"), self._writing(), self.engine.begin() as conn:
-                conn.execute(outcomes.insert().values(**row))
-        except IntegrityError:
+            with _unavailable("written", (sa.exc.OperationalError, sqlite3.OperationalError)):
+                self._insert_outcomes([row])
+        except (IntegrityError, sqlite3.IntegrityError):
             raise DuplicateFeedback(row["decision_id"]) from None
 
     def mark_ingested(self, outcomes: dict[str, tuple[str, str | None]]) -> None:
