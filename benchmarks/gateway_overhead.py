@@ -209,7 +209,8 @@ def main(argv=None) -> int:
             "input_cost_per_token": 1e-7 * (i + 1), "output_cost_per_token": 2e-7 * (i + 1)}}
             for i, m in enumerate(MODELS)]
         (tmp / "gateway.yaml").write_text(json.dumps({"model_list": entries}))
-        (tmp / "params.yaml").write_text("serve:\n  explore: 0.1\n  seed: 0\n  poll_seconds: 0\n")
+        # poll_seconds as deployed (10 s): 0 would also re-read the log's outcome counts on every request
+        (tmp / "params.yaml").write_text("serve:\n  explore: 0.1\n  seed: 0\n  poll_seconds: 10\n")
         try:
             procs.append(subprocess.Popen([sys.executable, "-m", "causal_router.integrations.stub_upstream",
                                            "--port", str(up_port), "--delay-ms", str(DELAY_MS)], env=env, cwd=tmp))
