@@ -105,3 +105,24 @@ def test_a_failing_request_on_the_loop_fails_alone():
             await b.stop()
 
     assert asyncio.run(main()) == ["a", "b", "c", "bad text", "d"]
+
+
+def test_a_request_cancelled_while_it_waits_for_company_is_never_handled():
+    log = []
+    prepare, commit = _stages(log)
+
+    async def main():
+        b = MicroBatcher(prepare, window_s=0.0, finish=commit, busy=Busy)
+        await b.start()
+        try:
+            for x in "abc":
+                await b.submit(x)
+            gone = asyncio.ensure_future(b.submit("gone"))
+            await asyncio.sleep(0)  # it is queued, waiting one pass of the loop
+            gone.cancel()
+            return await b.submit("d"), await b.submit("e")
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == ("D", "E")
+    assert all("gone" not in e[2] for e in log)

@@ -137,7 +137,11 @@ class MicroBatcher:
         self._weight += self.size(item)
         self._cost += self.cost(item)
         if self._alone(fut):
-            await asyncio.sleep(0)  # one pass of the loop: requests read in the same pass make a batch instead
+            try:
+                await asyncio.sleep(0)  # one pass of the loop: requests read in the same pass make a batch instead
+            except asyncio.CancelledError:
+                fut.cancel()  # the client left: no batch takes it
+                raise
             if self._alone(fut):
                 self._take()
                 return await self._on_loop(item)
