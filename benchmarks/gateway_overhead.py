@@ -5,10 +5,11 @@
    MLflow store as ``causal-router-bench@champion`` for three models.
 2. A stub OpenAI-compatible upstream (:mod:`causal_router.integrations.stub_upstream`) runs in its
    own process and answers every chat completion in a fixed 50 ms.
-3. ``causal-router serve --gateway`` runs in its own process (one worker, the default encoder or
-   ``--encoder static``, exploration on, SQLite decision log), its three models all on that upstream.
+3. ``causal-router serve --gateway`` runs in its own process, once per ``serve.gateway_client``
+   (``direct`` and ``litellm``; one worker each, the default encoder or ``--encoder static``,
+   exploration on, SQLite decision log), its three models all on that upstream.
 4. At concurrency 1, 16 and 64, the same number of requests (distinct prompts) go to the upstream
-   directly and through the gateway; reported: p50 and p99 of each and their difference (the
+   directly and through each gateway in turn; reported: p50 and p99 of each and their difference (the
    overhead), and the encoder's own time for one prompt (p50, measured in this process).
 5. Nothing lost: every answered gateway request's decision id is in the decision log with its
    recorded outcome.
@@ -17,7 +18,7 @@
 
 Run from the repository root (a few minutes on 2 busy cores)::
 
-    .venv/bin/python -m benchmarks.gateway_overhead [--requests 200] [--encoder static]
+    .venv/bin/python -m benchmarks.gateway_overhead [--requests 200] [--encoder static] [--clients direct,litellm]
 
 Results: ``benchmarks/results/gateway_overhead/gateway_overhead[_static].{json,md}``.
 """
@@ -47,6 +48,7 @@ MODELS = ["bench-a", "bench-b", "bench-c"]
 LAM = 0.0
 DELAY_MS = 50.0
 LEVELS = (1, 16, 64)
+CLIENTS = ("direct", "litellm")
 
 
 def free_port() -> int:
@@ -141,7 +143,7 @@ async def sdk_floor(up_url: str, n: int = 100) -> dict:
     before the call, the outcome after)."""
     import httpx
 
-    from causal_router.serving.gateway import litellm_module
+    from causal_router.serving.upstream import litellm_module
 
     litellm = litellm_module()
     body = {"model": MODELS[0], "messages": [{"role": "user", "content": "floor"}]}
@@ -190,6 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=200, help="requests per level and path (default 200)")
     p.add_argument("--encoder", default=None,
                    help="the router's encoder: the default (all-MiniLM-L6-v2) or 'static' (the fast one)")
+    p.add_argument("--clients", type=lambda v: v.split(","), default=list(CLIENTS),
+                   help="the gateways' serve.gateway_client values, each its own server (default direct,litellm)")
     args = p.parse_args(argv)
     from causal_router.features.encoders import resolve_encoder
     from causal_router.features.hardware import cpu_model
@@ -203,43 +207,50 @@ def main(argv=None) -> int:
         register_router(tmp, int(enc.dim), enc.key)
         env = env_for(tmp)
         up_port, gw_port = free_port(), free_port()
-        up_url, gw_url = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
+        up_url, _gw_url = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
         entries = [{"model_name": m, "litellm_params": {
             "model": f"openai/{m}", "api_base": up_url + "/v1", "api_key": "os.environ/BENCH_UPSTREAM_KEY",
             "input_cost_per_token": 1e-7 * (i + 1), "output_cost_per_token": 2e-7 * (i + 1)}}
             for i, m in enumerate(MODELS)]
         (tmp / "gateway.yaml").write_text(json.dumps({"model_list": entries}))
-        # poll_seconds as deployed (10 s): 0 would also re-read the log's outcome counts on every request
-        (tmp / "params.yaml").write_text("serve:\n  explore: 0.1\n  seed: 0\n  poll_seconds: 10\n")
+        gateways = {}  # serve.gateway_client -> URL: both served at once, measured in turn at each level
         try:
             procs.append(subprocess.Popen([sys.executable, "-m", "causal_router.integrations.stub_upstream",
                                            "--port", str(up_port), "--delay-ms", str(DELAY_MS)], env=env, cwd=tmp))
-            procs.append(subprocess.Popen([sys.executable, "-m", "causal_router.cli", "serve", "--port", str(gw_port),
-                                           "--model-uri", f"models:/{NAME}@champion", "--params",
-                                           str(tmp / "params.yaml"), "--gateway", str(tmp / "gateway.yaml")],
-                                          env=env, cwd=tmp))
+            for kind in args.clients:
+                port = free_port()
+                # poll_seconds as deployed (10 s): 0 would also re-read the log's outcome counts on every request
+                (tmp / f"params-{kind}.yaml").write_text(
+                    f"serve:\n  explore: 0.1\n  seed: 0\n  poll_seconds: 10\n  gateway_client: {kind}\n"
+                    f"  decisions_uri: sqlite:///{tmp / f'decisions-{kind}.db'}\n")
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "causal_router.cli", "serve", "--port", str(port), "--model-uri",
+                     f"models:/{NAME}@champion", "--params", str(tmp / f"params-{kind}.yaml"),
+                     "--gateway", str(tmp / "gateway.yaml")], env=env, cwd=tmp))
+                gateways[kind] = f"http://127.0.0.1:{port}"
             wait_http(up_url + "/docs", procs[0])
-            wait_http(gw_url + "/healthz", procs[1])
-            # warm both paths (LiteLLM's first call, the encoder's first batch)
-            asyncio.run(run_level(gw_url, 4, 8, True, "warm"))
+            for proc, url in zip(procs[1:], gateways.values(), strict=True):
+                wait_http(url + "/healthz", proc)
+                asyncio.run(run_level(url, 4, 8, True, "warm"))  # LiteLLM's first call, the encoder's first batch
             asyncio.run(run_level(up_url, 4, 8, False, "warm"))
             floor = asyncio.run(sdk_floor(up_url))
             levels = []
             for c in LEVELS:
                 direct = asyncio.run(run_level(up_url, c, args.requests, False, f"direct-{c}"))
-                via = asyncio.run(run_level(gw_url, c, args.requests, True, f"gateway-{c}"))
-                answered = via.pop("answered")
                 direct.pop("answered")
-                store = DecisionStore(f"sqlite:///{tmp / 'decisions' / 'decisions.db'}")
-                logged = set(store.frame("decisions")["decision_id"]) & set(store.frame("outcomes")["decision_id"])
-                store.close()
-                levels.append({"concurrency": c, "direct": direct, "gateway": via,
-                               "added_p50_ms": via["p50_ms"] - direct["p50_ms"],
-                               "added_p99_ms": via["p99_ms"] - direct["p99_ms"],
-                               "answered_in_log": sum(a in logged for a in answered), "answered": len(answered)})
-                print(f"concurrency {c}: direct p50 {direct['p50_ms']:.1f} ms, gateway p50 {via['p50_ms']:.1f} ms, "
-                      f"added {levels[-1]['added_p50_ms']:.1f} ms (p99 {levels[-1]['added_p99_ms']:.1f} ms)",
-                      flush=True)
+                for kind, url in gateways.items():
+                    via = asyncio.run(run_level(url, c, args.requests, True, f"gateway-{kind}-{c}"))
+                    answered = via.pop("answered")
+                    store = DecisionStore(f"sqlite:///{tmp / f'decisions-{kind}.db'}")
+                    logged = set(store.frame("decisions")["decision_id"]) & set(store.frame("outcomes")["decision_id"])
+                    store.close()
+                    levels.append({"concurrency": c, "client": kind, "direct": direct, "gateway": via,
+                                   "added_p50_ms": via["p50_ms"] - direct["p50_ms"],
+                                   "added_p99_ms": via["p99_ms"] - direct["p99_ms"],
+                                   "answered_in_log": sum(a in logged for a in answered), "answered": len(answered)})
+                    print(f"concurrency {c}, {kind}: direct p50 {direct['p50_ms']:.1f} ms, gateway p50 "
+                          f"{via['p50_ms']:.1f} ms, added {levels[-1]['added_p50_ms']:.1f} ms "
+                          f"(p99 {levels[-1]['added_p99_ms']:.1f} ms)", flush=True)
         finally:
             for pr in procs:
                 pr.terminate()
@@ -252,8 +263,10 @@ def main(argv=None) -> int:
               "python": platform.python_version(), "encoder": enc.key, "encoder_p50_ms_one_prompt": enc_ms,
               "upstream_delay_ms": DELAY_MS, "requests_per_level": args.requests, "levels": levels, "floor": floor,
               "nothing_lost": all(lv["answered_in_log"] == lv["answered"] for lv in levels),
+              "clients": list(args.clients),
               "command": f"python -m benchmarks.gateway_overhead --requests {args.requests}"
-                         + (f" --encoder {args.encoder}" if args.encoder else "")}
+                         + (f" --encoder {args.encoder}" if args.encoder else "")
+                         + ("" if args.clients == list(CLIENTS) else f" --clients {','.join(args.clients)}")}
     OUT.mkdir(parents=True, exist_ok=True)
     stem = "gateway_overhead" + (f"_{args.encoder.replace(':', '_')}" if args.encoder else "")
     (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -266,30 +279,37 @@ def report(r: dict) -> str:
     lines = ["# Gateway overhead", "",
              f"`{r['command']}` on {r['cpu']} ({r['cores']} cores, load average {r['load_avg'][0]:.1f} at the end; "
              f"shared machine). Upstream: a stub answering in a fixed {r['upstream_delay_ms']:.0f} ms, own process; "
-             f"gateway: `causal-router serve --gateway`, one worker, own process, encoder `{r['encoder']}` "
-             f"(one prompt: p50 {r['encoder_p50_ms_one_prompt']:.1f} ms in the benchmark's process).", "",
-             "| concurrency | direct p50 ms | gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | "
-             "added p99 ms | gateway req/s | errors | answered decisions in the log |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"gateways: `causal-router serve --gateway`, one per `serve.gateway_client` "
+             f"({', '.join(r.get('clients', ['litellm']))}), one worker each, own processes, measured in turn at "
+             f"each level against the same upstream; encoder `{r['encoder']}` (one prompt: p50 "
+             f"{r['encoder_p50_ms_one_prompt']:.1f} ms in the benchmark's process).", "",
+             "| concurrency | gateway_client | direct p50 ms | gateway p50 ms | added p50 ms | direct p99 ms | "
+             "gateway p99 ms | added p99 ms | gateway req/s | errors | answered decisions in the log |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for lv in r["levels"]:
         d, g = lv["direct"], lv["gateway"]
-        lines.append(f"| {lv['concurrency']} | {d['p50_ms']:.1f} | {g['p50_ms']:.1f} | {lv['added_p50_ms']:.1f} | "
-                     f"{d['p99_ms']:.1f} | {g['p99_ms']:.1f} | {lv['added_p99_ms']:.1f} | {g['throughput_rps']:.1f} | "
-                     f"{d['errors']} + {g['errors']} | {lv['answered_in_log']}/{lv['answered']} |")
-    f, one = r["floor"], r["levels"][0]
-    rest = one["added_p50_ms"] - f["litellm_sdk_ms"] - 2 * f["sqlite_commit_p50_ms"] - r["encoder_p50_ms_one_prompt"]
+        lines.append(f"| {lv['concurrency']} | {lv.get('client', 'litellm')} | {d['p50_ms']:.1f} | {g['p50_ms']:.1f} | "
+                     f"{lv['added_p50_ms']:.1f} | {d['p99_ms']:.1f} | {g['p99_ms']:.1f} | {lv['added_p99_ms']:.1f} | "
+                     f"{g['throughput_rps']:.1f} | {d['errors']} + {g['errors']} | "
+                     f"{lv['answered_in_log']}/{lv['answered']} |")
+    f = r["floor"]
     lines += ["", f"Nothing lost: {'yes' if r['nothing_lost'] else 'NO'} (every answered request's decision and "
-              "outcome are in the decision log).", "",
-              "What the gateway cannot avoid, measured side by side in the benchmark's process against the same "
-              f"upstream: LiteLLM's SDK call (`litellm.acompletion`) p50 {f['litellm_acompletion_p50_ms']:.1f} ms "
-              f"against "
-              f"a plain HTTP post's {f['http_post_p50_ms']:.1f} ms, so the SDK itself costs "
-              f"{f['litellm_sdk_ms']:.1f} ms a call; one durable commit to the SQLite decision log "
+              "outcome are in its gateway's decision log).", "",
+              "Measured side by side in the benchmark's process against the same upstream: LiteLLM's SDK call "
+              f"(`litellm.acompletion`) p50 {f['litellm_acompletion_p50_ms']:.1f} ms against a plain HTTP post's "
+              f"{f['http_post_p50_ms']:.1f} ms, so the SDK itself costs {f['litellm_sdk_ms']:.1f} ms a call (the "
+              "`litellm` client pays it, the `direct` one does not); one durable commit to the SQLite decision log "
               f"(`synchronous=FULL`) p50 {f['sqlite_commit_p50_ms']:.1f} ms, two per call (the decision before it, "
-              f"the outcome after). At concurrency {one['concurrency']}, with the encoder's "
-              f"{r['encoder_p50_ms_one_prompt']:.1f} ms, that leaves {rest:.1f} ms of the {one['added_p50_ms']:.1f} ms "
-              "added for the gateway's own work (the extra hop, HTTP, routing, JSON, thread hand-offs).", ""]
-    return "\n".join(lines)
+              "the outcome after)."]
+    for lv in r["levels"]:
+        if lv["concurrency"] != 1:
+            continue
+        sdk = f["litellm_sdk_ms"] if lv.get("client", "litellm") == "litellm" else 0.0
+        rest = lv["added_p50_ms"] - sdk - 2 * f["sqlite_commit_p50_ms"] - r["encoder_p50_ms_one_prompt"]
+        lines.append(f"- `{lv.get('client', 'litellm')}` at concurrency 1: {rest:.1f} ms of the "
+                     f"{lv['added_p50_ms']:.1f} ms added are the gateway's own work (the extra hop, HTTP, routing, "
+                     "JSON, thread hand-offs).")
+    return "\n".join(lines + [""])
 
 
 if __name__ == "__main__":

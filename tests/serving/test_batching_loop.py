@@ -126,3 +126,43 @@ def test_a_request_cancelled_while_it_waits_for_company_is_never_handled():
 
     assert asyncio.run(main()) == ("D", "E")
     assert all("gone" not in e[2] for e in log)
+
+
+def test_early_hands_a_lone_request_its_result_while_its_commit_runs_and_reports_the_commit():
+    gate, log = threading.Event(), []
+    failing = {"d"}
+
+    def prepare(items):
+        return list(items), [x.upper() for x in items]
+
+    def commit(prepared, wait=True):
+        gate.wait(10)  # the commit thread holds the commit until the test lets it go
+        if failing & set(prepared[0]):
+            raise OSError("disk full")
+        log.append(prepared[0][0])
+        return prepared[1]
+
+    async def main():
+        b = MicroBatcher(prepare, window_s=0.0, finish=commit, busy=Busy, peek=lambda p: p[1])
+        await b.start()
+        try:
+            gate.set()
+            for x in "abc":  # lone batches: the next lone request runs on the loop
+                res, committed = await b.submit(x, early=True)
+                await committed
+                assert res == x.upper()
+            gate.clear()
+            res, committed = await b.submit("c", early=True)
+            assert res == "C" and log == list("abc")  # the result came first: its commit is still held
+            gate.set()
+            await committed
+            assert log == list("abcc")
+            res, committed = await b.submit("d", early=True)
+            try:
+                await committed
+            except OSError as exc:
+                return res, str(exc)
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == ("D", "disk full")  # a failed commit reaches whoever awaits it

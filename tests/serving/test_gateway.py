@@ -1,6 +1,7 @@
-"""The gateway (serving/gateway.py) over real HTTP: the official openai client against uvicorn, LiteLLM
-calling local stub upstreams (integrations/stub_upstream.py) that answer known text and usage, fail
-or stall; recording, feedback, ingest, failures and the start-up checks."""
+"""The gateway (serving/gateway.py) over real HTTP: the official openai client against uvicorn, the
+direct client or LiteLLM (``serve.gateway_client``, serving/upstream.py) calling local stub upstreams
+(integrations/stub_upstream.py) that answer known text and usage, fail or stall; recording, feedback,
+ingest, failures and the start-up checks."""
 
 import os
 
@@ -63,8 +64,9 @@ def chosen(text, lam):
     return MODELS[int(LinearRouter().scores(TinyEncoder().encode([text]), lam).argmax(1)[0])]
 
 
-def test_openai_client_gets_routed_answers_with_headers_and_recorded_cost(gw, stubs, settings):
-    srv = gw()
+@pytest.mark.parametrize("via", ["direct", "litellm"])
+def test_openai_client_gets_routed_answers_with_headers_and_recorded_cost(gw, stubs, settings, via):
+    srv = gw(gateway_client=via)
     c = client(srv)
     seen = set()
     for i in range(12):
@@ -118,9 +120,10 @@ def test_a_gateway_file_edited_while_serving_prices_the_next_call(gw, stubs, set
                                      extra_body={"causal_router": {"lam": 50.0}}).choices[0].message.content
 
 
+@pytest.mark.parametrize("via", ["direct", "litellm"])
 @pytest.mark.parametrize("client_usage", [True, False])
-def test_streaming_through_the_openai_client_records_usage(gw, stubs, settings, client_usage):
-    srv = gw()
+def test_streaming_through_the_openai_client_records_usage(gw, stubs, settings, client_usage, via):
+    srv = gw(gateway_client=via)
     kw = {"stream_options": {"include_usage": True}} if client_usage else {}
     with client(srv).chat.completions.with_streaming_response.create(
             model="causal-router", messages=ASK, stream=True, extra_body={"causal_router": {"lam": 0.0}},
@@ -136,8 +139,9 @@ def test_streaming_through_the_openai_client_records_usage(gw, stubs, settings, 
     assert o["status"] == "ok" and (o["input_tokens"], o["output_tokens"]) == USAGE[model]
 
 
-def test_a_stream_that_breaks_mid_way_ends_with_an_error_event_and_a_recorded_outcome(gw, stubs, settings):
-    srv = gw()
+@pytest.mark.parametrize("via", ["direct", "litellm"])
+def test_a_stream_that_breaks_mid_way_ends_with_an_error_event_and_a_recorded_outcome(gw, stubs, settings, via):
+    srv = gw(gateway_client=via)
     for b in stubs.values():
         b.break_after = 2  # the role chunk and the first word, then the connection drops
     events = []
@@ -258,8 +262,9 @@ def _no_traceback(r):
     return r.json()["message"]
 
 
-def test_failing_upstream_without_fallbacks_is_a_clean_502_and_a_recorded_outcome(gw, stubs, settings, caplog):
-    srv = gw()
+@pytest.mark.parametrize("via", ["direct", "litellm"])
+def test_failing_upstream_without_fallbacks_is_a_clean_502_and_a_recorded_outcome(gw, stubs, settings, caplog, via):
+    srv = gw(gateway_client=via)
     for b in stubs.values():
         b.fail_status = 500
     r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "causal-router", "messages": ASK,
@@ -279,13 +284,14 @@ def test_failing_upstream_without_fallbacks_is_a_clean_502_and_a_recorded_outcom
     assert KEY not in caplog.text
 
 
-def test_stalled_upstream_falls_back_as_a_separate_decision_kept_out_of_the_logs(gw, stubs, settings, tmp_path):
+@pytest.mark.parametrize("via", ["direct", "litellm"])
+def test_stalled_upstream_falls_back_as_a_separate_decision_kept_out_of_the_logs(gw, stubs, settings, tmp_path, via):
     from causal_router.serving.ingest import ingest
 
     text = ASK[-1]["content"]
     first = chosen(text, 0.0)
     other = next(m for m in MODELS if m != first)
-    srv = gw(fallbacks=[{first: [other]}], timeout=0.5)
+    srv = gw(fallbacks=[{first: [other]}], timeout=0.5, gateway_client=via)
     stubs[first].stall_s = 5.0
     raw = client(srv).chat.completions.with_raw_response.create(
         model="causal-router", messages=ASK, extra_body={"causal_router": {"lam": 0.0, "explore": 0.0}})
@@ -350,3 +356,26 @@ def test_routing_text_is_the_last_user_message():
     assert routing_text([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
                          {"role": "user", "content": [{"type": "text", "text": "c"}, {"type": "text", "text": "d"}]},
                          {"role": "assistant", "content": "e"}]) == "c\nd"
+
+
+def test_a_decision_the_log_refuses_is_never_answered_though_its_commit_overlaps_the_call(gw, stubs, settings):
+    from causal_router.serving.store import StoreUnavailable
+
+    srv = gw()
+    store = srv.server.config.app.state.store
+    body = {"model": "causal-router", "messages": ASK, "causal_router": {"lam": 0.0}}
+    for _ in range(4):  # past the first lone batches: the decision's commit now runs beside the call
+        assert httpx.post(srv.url + "/v1/chat/completions", json=body).status_code == 200
+    before, add = len(store.frame("outcomes")), store.add_decisions
+
+    def refuse(rows, wait=True):
+        raise StoreUnavailable("the decision log is unavailable (disk full)")
+
+    store.add_decisions = refuse
+    try:
+        r = httpx.post(srv.url + "/v1/chat/completions", json=body)
+    finally:
+        store.add_decisions = add
+    assert r.status_code == 503 and "choices" not in r.text and "Traceback" not in r.text
+    assert len(store.frame("outcomes")) == before  # no outcome without its decision
+    assert httpx.post(srv.url + "/v1/chat/completions", json=body).status_code == 200

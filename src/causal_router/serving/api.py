@@ -211,7 +211,8 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
     # a batch's commit (service.commit) overlaps the next batch's work (service.prepare)
     batcher = MicroBatcher(service.prepare, settings.batch_window_ms / 1000.0, settings.max_batch,
                            size=lambda it: len(it.prompts), cost=lambda it: sum(len(p) for p in it.prompts),
-                           max_cost=settings.max_batch_chars, finish=service.commit, busy=LogBusy)
+                           max_cost=settings.max_batch_chars, finish=service.commit, busy=LogBusy,
+                           peek=lambda prepared: prepared[1])
     limits = service.limits
 
     @asynccontextmanager
@@ -228,6 +229,8 @@ def create_app(settings: ServeSettings | None = None, holder: ModelHolder | None
         finally:
             holder.stop()
             await batcher.stop()
+            if getattr(app.state, "gateway", None) is not None:
+                await app.state.gateway.upstreams.aclose()
 
     docs = settings.docs != "off"
     app = FastAPI(title="causal-router", version=_version(), lifespan=lifespan,

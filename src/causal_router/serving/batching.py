@@ -77,13 +77,17 @@ class MicroBatcher:
     busy : exception type, tuple of them, or None
         What ``finish(..., wait=False)`` raises instead of waiting, having done nothing; None: no request
         runs on the event loop.
+    peek : callable(handler's return value) -> list of results, or None
+        The results before ``finish`` ran: ``submit(..., early=True)`` then hands a lone request its
+        result while its commit runs (the gateway overlaps the commit with the upstream call).
     """
 
     def __init__(self, handler, window_s: float = 0.005, max_items: int = 64, size=lambda item: 1,
                  max_window_s: float | None = None, cost=lambda item: 0, max_cost: int | None = None,
-                 finish=None, busy=None):
+                 finish=None, busy=None, peek=None):
         self.handler = handler
         self.finish = finish
+        self.peek = peek if finish is not None else None
         self.busy = busy if finish is not None else None
         self._running = False  # a batch in the worker thread
         self._committer = None if finish is None else ThreadPoolExecutor(
@@ -125,8 +129,10 @@ class MicroBatcher:
         if self._committer is not None:
             self._committer.shutdown(wait=True)
 
-    async def submit(self, item, client=None):
-        """Queue one item of ``client``; returns its result once its batch is done."""
+    async def submit(self, item, client=None, early: bool = False):
+        """Queue one item of ``client``; returns its result once its batch is done. ``early``: returns
+        ``(result, committed)``, ``committed`` an awaitable done once the result's batch is committed
+        (raising what the commit raised); a lone request (with ``peek``) gets its result before that."""
         if self._arrived is None:
             raise RuntimeError("MicroBatcher.submit before start")
         fut = asyncio.get_running_loop().create_future()
@@ -144,9 +150,12 @@ class MicroBatcher:
                 raise
             if self._alone(fut):
                 self._take()
-                return await self._on_loop(item)
+                if early and self.peek is not None:
+                    return self._early(item)
+                result = await self._on_loop(item)
+                return (result, _DONE) if early else result
         self._arrived.set()
-        return await fut
+        return (await fut, _DONE) if early else await fut
 
     def _alone(self, fut) -> bool:
         """``fut``'s request is the only one queued, at low load, with nothing running or committing."""
@@ -172,6 +181,21 @@ class MicroBatcher:
         self.batches += 1
         self.items += 1
         return results[0]
+
+    def _early(self, item) -> tuple:
+        """A lone request's work on the event loop, its result handed over while its commit runs in the
+        commit thread (in order: the next batch's commit waits for it)."""
+        self._lone += 1
+        started = time.monotonic()
+        try:
+            pending = self.handler([item])
+        finally:
+            self._last_seconds = time.monotonic() - started
+        self._committing = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(
+            self._committer, self.finish, pending))
+        self.batches += 1
+        self.items += 1
+        return self.peek(pending)[0], _Committed(self._committing)
 
     def _full(self) -> bool:
         return self._weight >= self.max_items or (self.max_cost is not None and self._cost >= self.max_cost)
@@ -289,3 +313,24 @@ class MicroBatcher:
                 self.batches += 1
                 self.items += 1
                 fut.done() or fut.set_result(res)
+
+
+class _Committed:
+    """Awaitable: a commit in flight (shielded: a caller that goes away does not cancel it)."""
+
+    def __init__(self, fut):
+        self.fut = fut
+
+    def __await__(self):
+        return asyncio.shield(self.fut).__await__()
+
+
+class _Done:
+    """Awaitable: already committed."""
+
+    def __await__(self):
+        return None
+        yield  # a generator that finishes at once
+
+
+_DONE = _Done()

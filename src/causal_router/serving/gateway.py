@@ -1,6 +1,7 @@
 """The gateway: ``POST /v1/chat/completions`` (the OpenAI schema) routes the conversation with the
-served router, calls the chosen model through LiteLLM and records the call's outcome
-(``causal-router serve --gateway GATEWAY.yaml``; the file: :mod:`.gateway_config`).
+served router, calls the chosen model (directly where it is OpenAI-compatible, else through LiteLLM:
+:mod:`.upstream`) and records the call's outcome (``causal-router serve --gateway GATEWAY.yaml``; the
+file: :mod:`.gateway_config`).
 
 Request
 -------
@@ -58,6 +59,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .gateway_config import GatewayConfig, reload_gateway
 from .service import BadRequest, RouteItem, file_stamp
+from .upstream import UpstreamError, Upstreams
 
 log = logging.getLogger("causal_router.serving.gateway")
 
@@ -72,14 +74,6 @@ _OWN = ("model", "causal_router")
 _REFUSED = frozenset({"api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "organization",
                       "headers", "extra_headers", "mock_response", "input_cost_per_token", "output_cost_per_token",
                       "timeout", "num_retries", "fallbacks", "model_list", "mock_timeout"})
-
-
-def litellm_module():
-    """LiteLLM, imported with the local cost map (it never fetches one)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    return litellm
 
 
 def routing_text(messages) -> str:
@@ -133,10 +127,10 @@ class Gateway:
     def __init__(self, config: GatewayConfig, settings, service, batcher, path=None):
         self.config, self.settings, self.service, self.batcher = config, settings, service, batcher
         self.store = service.store
-        # one deployment per model name: LiteLLM's SDK call with the file's parameters (its Router adds
-        # ~5 ms a call here for load balancing and cooldowns this gateway does not use;
-        # benchmarks/results/gateway_overhead)
-        self.litellm = litellm_module()
+        # one deployment per model name, called with the file's parameters: directly where it is
+        # OpenAI-compatible, else by LiteLLM's SDK (not its Router: ~5 ms a call here for load balancing
+        # and cooldowns this gateway does not use; benchmarks/results/gateway_overhead)
+        self.upstreams = Upstreams(getattr(settings, "gateway_client", "direct"))
         self.params = {m["model_name"]: m["litellm_params"] for m in config.model_list()}
         self.path = path
         self._seen = self._version()
@@ -162,13 +156,12 @@ class Gateway:
             self.config, self.params = config, {m["model_name"]: m["litellm_params"] for m in config.model_list()}
 
     async def call(self, model: str, rest: dict):
-        """The chosen model's answer: ``litellm.acompletion`` with the file's parameters (its key from
-        the environment, read at each call, never stored here) and the client's body."""
-        params = dict(self.params[model])
+        """The chosen model's answer (:mod:`.upstream`: a dict, or chunk dicts when streamed) with the
+        file's parameters (its key from the environment, read at each call, never stored here) and the
+        client's body."""
         env = self.config.models[model].key_env  # os.environ/NAME, checked at start (gateway_config)
-        if env:
-            params["api_key"] = os.environ.get(env)
-        return await self.litellm.acompletion(**rest, **params, num_retries=self.config.num_retries)
+        key = os.environ.get(env) if env else None
+        return await self.upstreams.call(self.params[model], rest, key, self.config.num_retries)
 
     # -- the request ------------------------------------------------------------------------
     def parse(self, body, headers) -> tuple[list, float | None, float, dict]:
@@ -203,17 +196,20 @@ class Gateway:
                                   f"where and how each model is called)")
         return messages, lam, float(explore), rest
 
-    async def decide(self, text: str, lam: float, explore: float, request_id: str) -> dict:
+    async def decide(self, text: str, lam: float, explore: float, request_id: str) -> tuple:
+        """The policy's decision and an awaitable done once it is in the log (a lone request's commit
+        runs while the model is called: nothing leaves before it is done)."""
         if len(text) > self.settings.max_prompt_chars:
             raise BadRequest(413, f"the last user message exceeds the limit of {self.settings.max_prompt_chars} "
                                   f"characters")
         err = None if lam is None else self.service.lam_error(self.service.holder.current, lam)
         if err:
             raise BadRequest(422, err)
-        out = await self.batcher.submit(RouteItem([text], lam, explore, request_id))
+        out, committed = await self.batcher.submit(RouteItem([text], lam, explore, request_id), early=True)
         if isinstance(out, BadRequest):
+            await committed
             raise out
-        return out[0]
+        return out[0], committed
 
     def fallback_decision(self, policy: dict, model: str, text: str, explore: float, request_id: str) -> dict:
         """A decision no policy drew: the fallback rule's next model after ``policy``'s failed."""
@@ -243,21 +239,21 @@ class Gateway:
             self.store.add_feedback(call.decision_id, FAILED_SCORE, cost, call.output_tokens)
 
     def failed(self, call: Call, exc: BaseException) -> Call:
-        timeout = isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "timeout" in type(exc).__name__.lower()
+        name = exc.name if isinstance(exc, UpstreamError) else type(exc).__name__
+        timeout = isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "timeout" in name.lower()
         call.status = "timeout" if timeout else "error"
         code = getattr(exc, "status_code", None)
         call.upstream_status = None if timeout or not isinstance(code, int) else code
-        call.error = _redact(f"{type(exc).__name__}" + (f" (HTTP {call.upstream_status})" if call.upstream_status
+        call.error = _redact(name + (f" (HTTP {call.upstream_status})" if call.upstream_status
                                                         else ""), self.config.secrets())
         call.latency_ms = (time.perf_counter() - call.started) * 1000
         return call
 
     @staticmethod
     def usage(call: Call, usage) -> None:
-        if usage:
-            u = usage if isinstance(usage, dict) else usage.model_dump()
-            call.input_tokens = u.get("prompt_tokens")
-            call.output_tokens = u.get("completion_tokens")
+        if isinstance(usage, dict):
+            call.input_tokens = usage.get("prompt_tokens")
+            call.output_tokens = usage.get("completion_tokens")
 
     # -- the endpoint -----------------------------------------------------------------------
     async def handle(self, request: Request):
@@ -269,7 +265,7 @@ class Gateway:
         messages, lam, explore, rest = self.parse(body, request.headers)
         text = routing_text(messages)
         rid = request.state.request_id
-        decision = await self.decide(text, lam, explore, rid)
+        decision, committed = await self.decide(text, lam, explore, rid)
         stream = bool(rest.get("stream"))
         client_usage = bool((rest.get("stream_options") or {}).get("include_usage"))
         if stream:
@@ -283,8 +279,14 @@ class Gateway:
             if i > 0:
                 current = await run_in_threadpool(self.fallback_decision, decision, model, text, explore, rid)
             call = Call(current["decision_id"], model, started=time.perf_counter())
+            task = asyncio.ensure_future(self.call(model, rest))
             try:
-                resp = await self.call(model, rest)
+                await committed  # the decision is in the log before anything is answered or recorded
+            except BaseException:
+                task.cancel()
+                raise
+            try:
+                resp = await task
             except Exception as exc:  # an upstream error or timeout: the decision's outcome
                 await run_in_threadpool(self.record, self.failed(call, exc))
                 failures.append(f"{self.config.models[model].upstream}: {call.error}")
@@ -295,12 +297,11 @@ class Gateway:
                 return StreamingResponse(self.chunks(resp, call, client_usage), media_type="text/event-stream",
                                          headers=headers)
             call.latency_ms = (time.perf_counter() - call.started) * 1000
-            call.served_model = getattr(resp, "model", None)
-            self.usage(call, getattr(resp, "usage", None))
+            call.served_model = resp.get("model")
+            self.usage(call, resp.get("usage"))
             await run_in_threadpool(self.record, call)
-            out = resp.model_dump(exclude_none=True)
-            out["model"] = model
-            return JSONResponse(out, headers=headers)
+            resp["model"] = model
+            return JSONResponse(resp, headers=headers)
         raise BadRequest(502, "upstream failed: " + "; then ".join(failures)
                          + ("" if len(chain) > 1 else " (no fallbacks configured)"))
 
@@ -316,8 +317,7 @@ class Gateway:
     async def chunks(self, resp, call: Call, client_usage: bool):
         """The upstream's chunks as server-sent events, ``model`` set; the outcome recorded at the end."""
         try:
-            async for chunk in resp:
-                data = chunk.model_dump(exclude_none=True)
+            async for data in resp:
                 if data.get("usage"):
                     self.usage(call, data["usage"])
                     call.served_model = data.get("model") or call.served_model

@@ -163,6 +163,10 @@ class ServeSettings(_Section):
         ``POST /v1/chat/completions`` and call the chosen model (None: no gateway).
     gateway_model : str
         The model name clients ask the gateway for.
+    gateway_client : {"direct", "litellm"}
+        How the gateway calls a model: ``direct``, an OpenAI-compatible deployment (``openai/NAME`` at an
+        ``api_base``, no other call parameters) over one pooled HTTP client and every other one through
+        LiteLLM's SDK; ``litellm``, every one through LiteLLM (:mod:`causal_router.serving.upstream`).
     lam : float or None
         The gateway's lambda when a request sets none (body ``causal_router.lam``, then the header
         ``x-causal-router-lam``); None: such a request gets 422.
@@ -235,6 +239,7 @@ class ServeSettings(_Section):
     root: str | None = None
     gateway: str | None = None
     gateway_model: str = Field("causal-router", min_length=1)
+    gateway_client: Literal["direct", "litellm"] = "direct"
     lam: float | None = Field(None, allow_inf_nan=False)
     max_tokens: int = Field(1_000_000, ge=1, le=2**31 - 1)
     max_cost: float | None = Field(None, gt=0, allow_inf_nan=False)
