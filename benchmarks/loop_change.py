@@ -56,10 +56,10 @@ def partial(stem: str) -> Path:
 
 
 def run_job(name: str, data_root: str, seed: int, scenario: str, arms, cv: int, no_overlap: str | None = None,
-            cold_share: float | None = None) -> tuple[list, dict]:
+            cold_share: float | None = None, outcome_rows: str | None = None) -> tuple[list, dict]:
     """Every arm on one (dataset, seed, scenario); returns (records, what the job chose and took).
-    ``no_overlap``, ``cold_share``: the gate's ``promote.no_overlap`` and the service's
-    ``serve.cold_start_share`` for this job (None: the defaults)."""
+    ``no_overlap``, ``cold_share``, ``outcome_rows``: the gate's ``promote.no_overlap``, the service's
+    ``serve.cold_start_share`` and the gate's ``promote.outcome_rows`` for this job (None: the defaults)."""
     from causal_router.features.embed import embed_texts
     from causal_router.features.encoder import TransformerEncoder
     from causal_router.loop import rounds as loop_rounds
@@ -77,6 +77,8 @@ def run_job(name: str, data_root: str, seed: int, scenario: str, arms, cv: int, 
         loop_rounds.GATE["no_overlap"] = no_overlap
     if cold_share is not None:
         loop_rounds.SERVE["cold_start_share"] = cold_share
+    if outcome_rows is not None:
+        loop_rounds.GATE["outcome_rows"] = outcome_rows
     lam, rounds, batch = LOOP_SETTINGS[name]
     ff = load_full_feedback(table_path(name, data_root))
     X = embed_texts(list(ff.prompts), encoder=TransformerEncoder(precision="fp32"))
@@ -173,6 +175,8 @@ def main() -> None:
                     help="the gate's promote.no_overlap (default: params.yaml's, tie); needs --tag")
     ap.add_argument("--cold-share", type=float, default=None,
                     help="serve.cold_start_share of the served loop (default: the service's, 0.05); needs --tag")
+    ap.add_argument("--outcome-rows", choices=("holdout", "train+holdout"), default=None,
+                    help="the gate's promote.outcome_rows (default: params.yaml's, holdout); needs --tag")
     ap.add_argument("--finish-partial", action="store_true",
                     help="write the records a stopped run finished (its partial file) as TAG.csv, marked partial")
     args = ap.parse_args()
@@ -189,9 +193,10 @@ def main() -> None:
     stem = result_stem("loop_change", args.tag)
     if args.finish_partial:
         return finish_partial(out, stem, args, CHANGE_ROUND)
-    if (args.no_overlap is not None or args.cold_share is not None) and not args.tag:
-        raise SystemExit("--no-overlap and --cold-share need --tag (loop_change.csv is the defaults' study)")
-    jobs = [(n, args.data_root, s, sc, arms, args.cv, args.no_overlap, args.cold_share)
+    if (args.no_overlap is not None or args.cold_share is not None or args.outcome_rows is not None) and not args.tag:
+        raise SystemExit("--no-overlap, --cold-share and --outcome-rows need --tag (loop_change.csv is the defaults' "
+                         "study)")
+    jobs = [(n, args.data_root, s, sc, arms, args.cv, args.no_overlap, args.cold_share, args.outcome_rows)
             for n in names for s in seeds for sc in scenarios]
     start = time.perf_counter()
     results, done = [], {}
@@ -214,6 +219,7 @@ def main() -> None:
     meta = {"reduced": bool(args.tag), "tag": args.tag, "command": "python -m benchmarks.loop_change "
             + " ".join(sys.argv[1:]), "datasets": names, "seeds": seeds, "scenarios": scenarios, "arms": arms,
             "explore": EXPLORE, "cv": args.cv, "no_overlap": args.no_overlap, "cold_share": args.cold_share,
+            "outcome_rows": args.outcome_rows,
             "jobs": args.jobs, "cpu_model": cpu_model(),
             "incumbent": "cost-biased:3", "change_round": CHANGE_ROUND, "adapt_share": ADAPT_SHARE,
             "wall_seconds": time.perf_counter() - start, "per_job": done}

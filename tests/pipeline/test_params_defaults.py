@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_gate_has_one_set_of_defaults():
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["promote"]
     defaults = PromoteSettings()
-    for key in ("alpha", "margin", "overlap", "rule"):
+    for key in ("alpha", "margin", "overlap", "rule", "no_overlap", "outcome_rows"):
         assert shipped[key] == getattr(defaults, key) == GATE[key], key
         assert inspect.signature(promote).parameters[key].default == GATE[key], key
     assert DEFAULT_OVERLAP == GATE["overlap"] and DEFAULT_RULE == GATE["rule"]

@@ -268,3 +268,23 @@ def test_a_challenger_that_does_not_cover_the_champion_is_refused_and_says_why(s
     d = promote(NAME, *holdout(problem))
     assert d.coverage == "covered" and d.difference is not None
     assert mlflow.MlflowClient().get_model_version(NAME, wide).tags["promotion.coverage"] == "covered"
+
+
+def test_outcome_rows_train_holdout_reads_the_training_logs_and_tags_the_rows_per_model(store, routerset_dir, problem):
+    """``outcome_rows`` ``train+holdout``: the evidence's outcome models learn from the training logs too
+    (the decision and the tags count the rows of each); without the training logs it is an error that
+    leaves the champion where it was."""
+    old = add_version(routerset_dir, "best-single", alias="champion")
+    new = add_version(routerset_dir, "rm-interval")
+    tr = problem["train"]
+    lacking = promote(NAME, *holdout(problem), outcome_rows="train+holdout")
+    assert lacking.decision == "error" and "needs the training logs" in lacking.reason
+    assert str(champion().version) == old
+    d = promote(NAME, *holdout(problem), outcome_rows="train+holdout", support=[(tr.logs, tr.X)])
+    assert d.promoted, d.summary()
+    held = d.rows_per_model
+    assert sum(held.values()) == len(problem["holdout"].logs)
+    assert sum(d.outcome_rows_per_model.values()) == len(problem["holdout"].logs) + len(tr.logs)
+    tags = mlflow.MlflowClient().get_model_version(NAME, new).tags
+    assert tags["promotion.outcome_rows"] == "train+holdout"
+    assert tags["promotion.rows_per_model"] == ",".join(f"{m}={n}" for m, n in held.items())

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.stats import norm
 
 from .checks import check_ope_inputs
-from .crossfit import Nuisances
+from .crossfit import Nuisances, ScoredRows
 from .nuisances import NuisanceConfig
 from .scores import DEFAULT_CLIP, NO_CLIP, pseudo_outcomes
 
@@ -137,6 +137,9 @@ class HoldoutEvidence:
     clip : float                propensity floor of the DR weights
     logging : ndarray (n, K) or None
         The logged probability vectors (``propensities``), NaN on rows that carry none.
+    support_rows : ndarray (K,) int or None
+        Rows per arm that the outcome models learnt from beyond these logs (``support`` of
+        :func:`fit_holdout_nuisances`, e.g. the training logs); None: the held-out rows alone.
     """
 
     X: np.ndarray
@@ -148,6 +151,7 @@ class HoldoutEvidence:
     propensity: str
     clip: float
     logging: np.ndarray | None = None
+    support_rows: np.ndarray | None = None
 
     @property
     def n_arms(self) -> int:
@@ -179,7 +183,7 @@ class HoldoutEvidence:
 
 def fit_holdout_nuisances(X, treatment, quality, cost, n_arms: int, input_tokens=None, output_tokens=None,
                           logged_propensity=None, groups=None, config: NuisanceConfig | None = None,
-                          prices=None) -> HoldoutEvidence:
+                          prices=None, support: ScoredRows | None = None) -> HoldoutEvidence:
     """Cross-fit nuisances on held-out logs, for evaluating routers on them.
 
     Parameters
@@ -197,6 +201,12 @@ def fit_holdout_nuisances(X, treatment, quality, cost, n_arms: int, input_tokens
     prices : ndarray (n_arms, 2) or None
         With a price sheet an arm absent from small held-out logs is still costed exactly (and its
         quality predicted by the pooled model); without one every arm needs rows.
+    support : ScoredRows or None
+        Rows outside the held-out logs (m rows, e.g. the training logs) that the outcome models of
+        every fold learn from too (never the propensity model; no DR correction is made on them):
+        a held-out fold is scored by outcome models fitted on the other folds plus ``support``, still
+        independent of it, so DR stays unbiased, and a model with few held-out rows (a new one) is
+        predicted from all its rows (then an arm needs rows in the held-out logs or in ``support``).
     """
     config = config or NuisanceConfig()
     X = np.asarray(X, dtype=float)
@@ -208,11 +218,13 @@ def fit_holdout_nuisances(X, treatment, quality, cost, n_arms: int, input_tokens
         raise ValueError(f"{len(t)} holdout rows are too few for {config.cv}-fold cross-fitting")
     has_p = logged_propensity is not None and not np.isnan(np.asarray(logged_propensity, dtype=float)).any()
     propensity = "logged" if has_p else "fitted"
+    has_support = support is not None and len(support) > 0
     cf = config.crossfitter(n_arms, prices, require_all_arms=prices is None, propensity=propensity)
     cf.fit(X, t, quality, cost, input_tokens, output_tokens, logged_propensity=logged_propensity, groups=groups,
-           n_arms=n_arms)
+           n_arms=n_arms, scored=support if has_support else None)
+    rows = np.bincount(np.asarray(support.treatment, dtype=int), minlength=n_arms) if has_support else None
     return HoldoutEvidence(X, t, np.asarray(quality, float), np.asarray(cost, float), input_tokens, cf.nuisances_,
-                           propensity, config.clip)
+                           propensity, config.clip, support_rows=rows)
 
 
 __all__ = ["DEFAULT_CLIP", "OPE_ESTIMATORS", "Estimate", "HoldoutEvidence", "as_policy", "contributions",

@@ -60,9 +60,9 @@ class RegistryHooks:
         only on evidence."""
         from ..registry.promote import promote
 
-        holdout, X = read_logs(data_dir, self.encoder)["holdout"]
-        d = promote(self.name, holdout, X, lam=[self.lam if lam is None else float(lam)], nuisances=self.nuisances,
-                    prices=self.prices, **GATE)
+        logs = read_logs(data_dir, self.encoder)
+        d = promote(self.name, *logs["holdout"], lam=[self.lam if lam is None else float(lam)],
+                    nuisances=self.nuisances, prices=self.prices, **GATE, support=[logs["train"], logs["val"]])
         self.decisions.append({"round": r, **{k: v for k, v in d.to_dict().items()
                                               if k in ("decision", "reason", "challenger_version")}})
         return d.promoted

@@ -171,8 +171,9 @@ def run_rounds(stream: Stream, explore: float = 0.0, *, method: str = METHOD, ga
             else:
                 version = str(r)
                 if gated:
-                    holdout, Xh = read_logs(data_dir, encoder)["holdout"]
-                    decision = gate(rs, champion, holdout, Xh, lam, method, nuisances, round_prices, **GATE)
+                    logs = read_logs(data_dir, encoder)
+                    decision = gate(rs, champion, *logs["holdout"], lam, method, nuisances, round_prices, **GATE,
+                                    support=[logs["train"], logs["val"]])
                     log.info("gate, round %d: %s", r, decision.reason)
                     promoted = decision.promoted
                 else:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..causal.nuisances import NuisanceConfig
 from ..data import schema as S
-from ..promotion.gate import GateDecision, GateSettings, Policy, decide
+from ..promotion.gate import GateDecision, GateSettings, Policy, decide, uses_training_rows
 from ..serving.logrows import HOLDOUT, TRAIN, VAL
 from .stream import LookupEncoder, Stream
 
@@ -164,19 +164,22 @@ def train_round(data_dir, encoder: LookupEncoder, models, lam, methods, nuisance
 
 def gate(challenger, champion, holdout: pd.DataFrame, X: np.ndarray, lam: float, method: str,
          nuisances: NuisanceConfig, prices=None, alpha: float = 0.05, margin: float = 0.0,
-         overlap: float | None = None, rule: str | None = None, no_overlap: str | None = None) -> GateDecision:
+         overlap: float | None = None, rule: str | None = None, no_overlap: str | None = None,
+         outcome_rows: str | None = None, support=None) -> GateDecision:
     """The promotion gate (:func:`causal_router.promotion.gate.decide`) on the loop's router sets
-    (``method`` at ``lam``) and its holdout, without the registry (``overlap``, ``rule``: None, the gate's
-    defaults)."""
+    (``method`` at ``lam``) and its holdout, without the registry (``overlap``, ``rule``, ``no_overlap``,
+    ``outcome_rows``: None, the gate's defaults). ``support``: the training logs, a list of (logs, X (m, d)),
+    that the evidence's outcome models learn from too when ``outcome_rows`` is ``train+holdout``."""
     from ..policy.data import holdout_evidence
 
-    given = {"overlap": overlap, "rule": rule, "no_overlap": no_overlap}  # None: the gate's defaults
+    given = {"overlap": overlap, "rule": rule, "no_overlap": no_overlap, "outcome_rows": outcome_rows}
     settings = GateSettings(alpha=alpha, margin=margin, lambdas=[lam],
-                            **{k: v for k, v in given.items() if v is not None})
+                            **{k: v for k, v in given.items() if v is not None})  # None: the gate's defaults
     if champion is None:  # the first champion: nothing to weigh
         return decide(Policy.of(challenger, method), None, None, settings)
+    rows = support if uses_training_rows(settings.outcome_rows) else None
     return decide(Policy.of(challenger, method), Policy.of(champion, method),
-                  lambda models: holdout_evidence(holdout, X, models, nuisances, prices), settings)
+                  lambda models: holdout_evidence(holdout, X, models, nuisances, prices, rows), settings)
 
 
 def greedy_actions(routerset, method: str, stream: Stream, idx, lam: float | None = None) -> np.ndarray:

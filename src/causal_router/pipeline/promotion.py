@@ -8,13 +8,14 @@ from ..settings.params import Settings
 from . import stages
 
 
-def holdout_features(root, p: Settings):
-    """(held-out logs, their features (n, d)): embeddings from the pipeline, else embedded now."""
+def holdout_features(root, p: Settings, split: str = "holdout"):
+    """(held-out logs, their features (n, d)): embeddings from the pipeline, else embedded now.
+    ``split``: ``train`` or ``val`` for those logs instead (params.yaml's ``data`` paths)."""
     from ..validation.loaders import load_logs
 
-    logs = load_logs(Path(root) / p.data.holdout)
+    logs = load_logs(Path(root) / getattr(p.data, split))
     try:
-        X = stages.load_embeddings(Path(root) / p.artifacts / "embeddings", "holdout", logs["prompt_id"])
+        X = stages.load_embeddings(Path(root) / p.artifacts / "embeddings", split, logs["prompt_id"])
     except (FileNotFoundError, KeyError):
         from ..features.embed import embed_texts
 
@@ -47,8 +48,11 @@ def record_gate(root, decisions: list, p: Settings) -> str:
 
 
 def gate(root, name: str, logs, X, p: Settings):
-    """One promotion decision (see :func:`causal_router.registry.promote.promote`)."""
+    """One promotion decision (see :func:`causal_router.registry.promote.promote`); with
+    ``promote.outcome_rows`` ``train+holdout`` the training logs (train, val) are read for the evidence's
+    outcome models."""
     from ..causal.nuisances import NuisanceConfig
+    from ..promotion.gate import uses_training_rows
     from ..registry.names import INTERVAL_NAME
     from ..registry.promote import promote
     from ..registry.tracking import configure
@@ -57,6 +61,9 @@ def gate(root, name: str, logs, X, p: Settings):
     configure(root)
     lambdas = p.promote.lambdas if name == INTERVAL_NAME else None
     prices = p.crossfit.prices
-    return promote(name, logs, X, lam=lambdas, **p.promote.gate(),
+    support = None
+    if uses_training_rows(p.promote.outcome_rows):
+        support = [holdout_features(root, p, split) for split in ("train", "val")]
+    return promote(name, logs, X, lam=lambdas, **p.promote.gate(), support=support,
                    nuisances=NuisanceConfig.from_params(p.crossfit.model_dump()),
                    prices=load_prices(Path(root) / prices) if prices else None)

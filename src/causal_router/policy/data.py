@@ -181,11 +181,13 @@ def build_routing_data(train: pd.DataFrame, X: np.ndarray, val: pd.DataFrame | N
     return data
 
 
-def holdout_evidence(logs: pd.DataFrame, X: np.ndarray, models, config=None, prices=None):
+def holdout_evidence(logs: pd.DataFrame, X: np.ndarray, models, config=None, prices=None, support=None):
     """Held-out logs (a DataFrame, n rows) and their features X (n, d) as the evidence of
     :func:`causal_router.causal.ope.fit_holdout_nuisances` (arms = ``models``, in that order).
 
     ``config`` : NuisanceConfig or None; ``prices`` : price sheet ``{model: (input, output)}`` or None.
+    ``support`` : None, or a list of (logs DataFrame (m_j rows), features (m_j, d)) outside the holdout
+    (the training logs) that the outcome models learn from too (:func:`log_support`).
     """
     from ..causal.ope import fit_holdout_nuisances
 
@@ -197,6 +199,26 @@ def holdout_evidence(logs: pd.DataFrame, X: np.ndarray, models, config=None, pri
     groups = logs[S.PROMPT_ID].to_numpy() if S.PROMPT_ID in logs and logs[S.PROMPT_ID].duplicated().any() else None
     ev = fit_holdout_nuisances(X, arr["treatment"], arr["quality"], arr["cost"], len(models), arr["input_tokens"],
                                arr["output_tokens"], arr["propensity"], groups, config,
-                               price_array(prices, models))
+                               price_array(prices, models), log_support(support, models))
     ev.logging = S.propensity_matrix(logs, models)
     return ev
+
+
+def log_support(parts, models) -> ScoredRows | None:
+    """Logs outside the holdout (a list of (logs DataFrame (m_j rows), features (m_j, d)); None or empty:
+    None) as rows for the gate's outcome models, arms numbered as ``models``; rows of a model outside
+    ``models`` (one removed from the pool) are left out."""
+    kept = []
+    for lg, x in parts or []:
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or len(x) != len(lg):
+            raise ValueError(f"support features must have shape (m, d) with m = {len(lg)} rows, got {x.shape}")
+        mask = lg[S.MODEL].isin(list(models)).to_numpy()
+        if mask.any():
+            kept.append((lg[mask], x[mask]))
+    if not kept:
+        return None
+    logs = pd.concat([lg for lg, _ in kept], ignore_index=True)
+    arr = log_arrays(logs, models)
+    return ScoredRows(X=np.vstack([x for _, x in kept]), treatment=arr["treatment"], quality=arr["quality"],
+                      cost=arr["cost"], input_tokens=arr["input_tokens"], output_tokens=arr["output_tokens"])

@@ -50,6 +50,13 @@ DEFAULT_RULE = "estimate"
 #: challenger that routes to a model the logs barely served (a new one) is judged on the outcome models.
 NO_OVERLAP = ("tie", "switch")
 DEFAULT_NO_OVERLAP = "tie"
+#: What the evidence's outcome models learn from (params.yaml ``promote.outcome_rows``): ``holdout``, the
+#: held-out logs' other folds; ``train+holdout``, those plus the training logs (train and val), so that a
+#: model with few held-out rows (a new one) is predicted from all its rows. Either way a held-out row is
+#: scored by outcome models not fitted on it, so DR stays unbiased (the callers build the evidence:
+#: :func:`causal_router.loop.steps.gate`, :func:`causal_router.registry.promote.promote`).
+OUTCOME_ROWS = ("holdout", "train+holdout")
+DEFAULT_OUTCOME_ROWS = "holdout"
 DEFAULT_ALPHA = 0.05
 DEFAULT_MARGIN = 0.0
 #: What a decision can be.
@@ -67,6 +74,7 @@ class GateSettings:
     no_overlap : ``tie`` or ``switch``, what a row without overlap counts as (:data:`NO_OVERLAP`)
     lambdas : the lambdas the routers are compared at (their contributions averaged); None: the
         challenger's own (an endpoint's lambda, or the interval router's grid)
+    outcome_rows : ``holdout`` or ``train+holdout``, what the outcome models learn from (:data:`OUTCOME_ROWS`)
 
     Values are checked where they are used (:func:`gate_rule`, :func:`gate_contributions`), so that
     a bad setting is a decision that names it, not a crash before the gate ran.
@@ -78,6 +86,7 @@ class GateSettings:
     rule: str = DEFAULT_RULE
     lambdas: tuple | list | float | None = None
     no_overlap: str = DEFAULT_NO_OVERLAP
+    outcome_rows: str = DEFAULT_OUTCOME_ROWS
 
     @classmethod
     def from_params(cls, section: dict | None, **overrides) -> GateSettings:
@@ -152,6 +161,7 @@ class GateDecision:
     timestamp: str = ""
     coverage: str = ""  # "" not checked (no champion); "covered"; else what the challenger fails to cover
     rows_per_model: dict = field(default_factory=dict)  # held-out rows per model in the evidence (a new one: few)
+    outcome_rows_per_model: dict = field(default_factory=dict)  # rows per model the outcome models learnt from
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -299,7 +309,7 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     if champion is None:
         ev = evidence(challenger.models) if callable(evidence) else evidence
         if ev is not None:
-            d.rows_per_model = rows_per_model(ev, challenger.models)
+            d.rows_per_model, d.outcome_rows_per_model = rows_per_model(ev, challenger.models, both=True)
             d.challenger = summarize(policy_contributions(challenger, ev, lams, challenger.models), s.alpha)
         d.promoted, d.decision = True, "promoted"
         d.reason = "no champion: the challenger becomes the first champion"
@@ -314,20 +324,36 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     ev = evidence(challenger.models) if callable(evidence) else evidence
     if ev is None:
         raise ValueError("a champion exists: held-out logs and their features are needed to compare")
-    d.rows_per_model = rows_per_model(ev, challenger.models)
+    d.rows_per_model, d.outcome_rows_per_model = rows_per_model(ev, challenger.models, both=True)
     c_ch, g_ch, g_cp, c_cp, d.without_overlap = gate_contributions(challenger, champion, ev, lams, challenger.models,
                                                                    s.overlap, s.no_overlap)
     d.challenger, d.champion = summarize(c_ch, s.alpha), summarize(c_cp, s.alpha)
     d.promoted, d.difference, d.reason = gate_rule(g_ch, g_cp, s.alpha, s.margin, d.without_overlap, s.rule,
                                                    s.no_overlap)
+    if ev.support_rows is not None:
+        d.reason += f"; outcome models on held-out and training rows per model {d.outcome_rows_per_model}"
     d.decision = "promoted" if d.promoted else "rejected"
     return d
 
 
-def rows_per_model(ev: HoldoutEvidence, models) -> dict:
-    """Held-out rows logged for each of ``models`` (a model new to the pool may have few or none)."""
+def rows_per_model(ev: HoldoutEvidence, models, both: bool = False):
+    """Held-out rows logged for each of ``models`` (a model new to the pool may have few or none);
+    ``both``: (those, the rows per model the outcome models learnt from: held-out plus the evidence's
+    ``support_rows``, the training logs', when it has them)."""
     counts = np.bincount(np.asarray(ev.treatment, dtype=int), minlength=len(models))
-    return {str(m): int(counts[k]) for k, m in enumerate(models)}
+    held = {str(m): int(counts[k]) for k, m in enumerate(models)}
+    if not both:
+        return held
+    extra = np.zeros(len(models), dtype=int) if ev.support_rows is None else np.asarray(ev.support_rows, dtype=int)
+    return held, {str(m): int(counts[k] + extra[k]) for k, m in enumerate(models)}
+
+
+def uses_training_rows(outcome_rows: str) -> bool:
+    """Whether ``promote.outcome_rows`` asks the evidence's outcome models to learn from the training logs
+    too (:data:`OUTCOME_ROWS`; another value raises ValueError)."""
+    if outcome_rows not in OUTCOME_ROWS:
+        raise ValueError(f"promote outcome_rows must be one of {', '.join(OUTCOME_ROWS)}, got {outcome_rows!r}")
+    return outcome_rows == "train+holdout"
 
 
 def evaluation_lambdas(challenger: Policy, settings: GateSettings) -> list[float]:

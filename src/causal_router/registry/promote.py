@@ -34,6 +34,7 @@ from ..policy.data import holdout_evidence
 from ..policy.routerset import RouterSet
 from ..promotion.gate import (
     DEFAULT_NO_OVERLAP,
+    DEFAULT_OUTCOME_ROWS,
     DEFAULT_OVERLAP,
     DEFAULT_RULE,
     GateDecision,
@@ -42,6 +43,7 @@ from ..promotion.gate import (
     decide,
     evaluation_lambdas,
     policy_contributions,
+    uses_training_rows,
 )
 from .names import CHALLENGER, CHAMPION, model_uri
 from .pyfunc import INTERVAL_METHOD, RouterModel
@@ -126,7 +128,8 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
             alpha: float = 0.05, nuisances: NuisanceConfig | None = None,
             dry_run: bool = False, prices=None, margin: float = 0.0,
             overlap: float = DEFAULT_OVERLAP, rule: str = DEFAULT_RULE,
-            no_overlap: str = DEFAULT_NO_OVERLAP) -> GateDecision:
+            no_overlap: str = DEFAULT_NO_OVERLAP, outcome_rows: str = DEFAULT_OUTCOME_ROWS,
+            support=None) -> GateDecision:
     """Promote ``name@challenger`` to ``name@champion`` if held-out evidence says it is better.
 
     Parameters
@@ -157,6 +160,11 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
     no_overlap : {"tie", "switch"}
         What a row without overlap counts as: no difference, or both routers' SWITCH contributions (the
         outcome models for the models served below ``overlap``; ``promotion.gate.NO_OVERLAP``).
+    outcome_rows : {"holdout", "train+holdout"}
+        What the evidence's outcome models learn from: the held-out logs' other folds, or those plus
+        ``support`` (``promotion.gate.OUTCOME_ROWS``); ``train+holdout`` without ``support`` is an error.
+    support : list of (logs DataFrame (m_j rows), features ndarray (m_j, d)) or None
+        The training logs (train, val), read only with ``outcome_rows`` ``train+holdout``.
 
     Returns
     -------
@@ -176,20 +184,22 @@ def promote(name: str, holdout_logs: pd.DataFrame | None, X: np.ndarray | None, 
         # a damaged store, or one that lost a champion, stops here: no "first champion" without evidence
         expected = integrity.verify(uri, c)
         d = _decide(c, name, holdout_logs, X, lam, alpha, nuisances or NuisanceConfig(), prices, expected, margin,
-                    overlap, rule, no_overlap)
+                    overlap, rule, no_overlap, outcome_rows, support)
         if dry_run or d.decision == "skipped":
             return d
         if d.promoted:
             c.set_registered_model_alias(name, CHAMPION, d.challenger_version)
             integrity.record_expected(uri, c)
         _write_tags(c, d, holdout_n=None if holdout_logs is None else len(holdout_logs),
-                    clip=(nuisances or NuisanceConfig()).clip, overlap=overlap, rule=rule, no_overlap=no_overlap)
+                    clip=(nuisances or NuisanceConfig()).clip, overlap=overlap, rule=rule, no_overlap=no_overlap,
+                    outcome_rows=outcome_rows)
     log.info("%s", d.summary())
     return d
 
 
 def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, margin=0.0,
-            overlap=DEFAULT_OVERLAP, rule=DEFAULT_RULE, no_overlap=DEFAULT_NO_OVERLAP) -> GateDecision:
+            overlap=DEFAULT_OVERLAP, rule=DEFAULT_RULE, no_overlap=DEFAULT_NO_OVERLAP,
+            outcome_rows=DEFAULT_OUTCOME_ROWS, support=None) -> GateDecision:
     """The gate's decision (nothing written)."""
     from ..errors import StoreDamagedError
 
@@ -211,15 +221,19 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, m
         ch = load_policy(model_uri(name, version=d.challenger_version))
         cp = None if champion is None else load_policy(model_uri(name, version=d.champion_version))
         evidence = None
+        if uses_training_rows(outcome_rows) and not support:
+            raise ValueError("promote outcome_rows train+holdout needs the training logs (support)")
         if holdout_logs is not None and X is not None:
-            evidence = _Evidence(holdout_logs, X, nuisances, prices)
+            evidence = _Evidence(holdout_logs, X, nuisances, prices,
+                                 support if uses_training_rows(outcome_rows) else None)
         settings = GateSettings(alpha=alpha, margin=margin, overlap=overlap, rule=rule, lambdas=lam,
-                                no_overlap=no_overlap)
+                                no_overlap=no_overlap, outcome_rows=outcome_rows)
         d.lambdas = evaluation_lambdas(ch, settings)
         out = decide(ch, cp, evidence, settings)
         d.promoted, d.decision, d.reason, d.coverage = out.promoted, out.decision, out.reason, out.coverage
         d.challenger, d.champion, d.difference = out.challenger, out.champion, out.difference
         d.without_overlap = out.without_overlap
+        d.rows_per_model, d.outcome_rows_per_model = out.rows_per_model, out.outcome_rows_per_model
         if cp is not None and evidence is not None and evidence.built is not None:
             d.reason += f" (propensity {evidence.built.propensity})"
     except Exception as err:  # evaluation failed: never touch the champion
@@ -232,16 +246,17 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, m
 class _Evidence:
     """The held-out evidence, built when the gate first asks for it (with the challenger's models as arms)."""
 
-    def __init__(self, logs, X, nuisances, prices):
+    def __init__(self, logs, X, nuisances, prices, support=None):
         self.logs, self.X, self.nuisances, self.prices, self.built = logs, X, nuisances, prices, None
+        self.support = support
 
     def __call__(self, models):
-        self.built = holdout_evidence(self.logs, self.X, models, self.nuisances, self.prices)
+        self.built = holdout_evidence(self.logs, self.X, models, self.nuisances, self.prices, self.support)
         return self.built
 
 
 def _write_tags(c, d: GateDecision, holdout_n, clip, overlap=DEFAULT_OVERLAP, rule=DEFAULT_RULE,
-                no_overlap=DEFAULT_NO_OVERLAP):
+                no_overlap=DEFAULT_NO_OVERLAP, outcome_rows=DEFAULT_OUTCOME_ROWS):
     tags = {
         "decision": d.decision, "reason": d.reason, "timestamp": d.timestamp,
         "compared_to_version": d.champion_version or "",
@@ -256,7 +271,9 @@ def _write_tags(c, d: GateDecision, holdout_n, clip, overlap=DEFAULT_OVERLAP, ru
         "n_holdout": "" if holdout_n is None else str(holdout_n),
         "clip": format(clip, "g"), "estimator": "dr", "overlap": format(overlap, "g"), "rule": rule,
         "n_without_overlap": "" if d.without_overlap is None else str(d.without_overlap),
-        "no_overlap": no_overlap,
+        "no_overlap": no_overlap, "outcome_rows": outcome_rows,
+        "rows_per_model": ",".join(f"{m}={n}" for m, n in d.rows_per_model.items()),
+        "outcome_rows_per_model": ",".join(f"{m}={n}" for m, n in d.outcome_rows_per_model.items()),
         "coverage": d.coverage,
     }
     try:

@@ -104,13 +104,14 @@ class PromoteSettings(_Section):
     overlap: float = 0.1
     rule: Literal["estimate", "bound"] = "estimate"
     no_overlap: Literal["tie", "switch"] = "tie"
+    outcome_rows: Literal["holdout", "train+holdout"] = "holdout"
     keep_versions: int | None = 5
 
     def gate(self) -> dict:
-        """The gate's own settings (``alpha``, ``margin``, ``overlap``, ``rule``, ``no_overlap``) as keyword
-        arguments."""
+        """The gate's own settings (``alpha``, ``margin``, ``overlap``, ``rule``, ``no_overlap``,
+        ``outcome_rows``) as keyword arguments."""
         return {"alpha": self.alpha, "margin": self.margin, "overlap": self.overlap, "rule": self.rule,
-                "no_overlap": self.no_overlap}
+                "no_overlap": self.no_overlap, "outcome_rows": self.outcome_rows}
 
 
 class ServeSettings(_Section):
