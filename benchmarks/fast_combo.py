@@ -71,8 +71,8 @@ log = logging.getLogger("fast_combo")
 
 #: The issue's quick protocol's lambdas.
 LAMBDAS = {"routerbench_subset": [0, 100, 500, 1000], "llmrouter_9models": [0, 2000, 7400, 20000]}
-ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
-WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 #: Feature sets: name -> (dense block or None, sparse block or None).
 FEATURES = {
     "minilm": ("minilm", None), "static": ("static", None), "tfidf": (None, "tfidf"), "hash": (None, "hash"),
@@ -397,6 +397,11 @@ def main() -> None:
         speeds.append(dict(table=name, prompts=len(texts),
                            **speed(texts, [texts[i] for i in tr], static, minilm)))
         log.info("%s speed: %s", name, speeds[-1])
+        write(out, frames, speeds, args, started, load_before, check)  # after every table: a partial run is kept
+    log.info("records: %s", shown(out / "fast_combo.csv"))
+
+
+def write(out: Path, frames, speeds, args, started: float, load_before: float, check: float) -> None:
     records = pd.concat(frames, ignore_index=True)
     records = records[["table"] + [c for c in records.columns if c != "table"]]
     spd = pd.DataFrame(speeds)
@@ -408,8 +413,7 @@ def main() -> None:
     (out / "fast_combo_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     lines = markdown(records, spd, meta)
     (out / "fast_combo.md").write_text("\n".join(lines))
-    print("\n".join(lines))
-    log.info("records: %s", shown(out / "fast_combo.csv"))
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
