@@ -227,6 +227,9 @@ def main() -> None:
     static = results_dir("paper_protocol_static") / "results_section.md"
     if static.exists():  # issue 33: hand-written summary of benchmarks/results/paper_protocol_static
         out += [static.read_text()]
+    combo = results_dir("fast_combo") / "results_section.md"
+    if combo.exists():  # issue 33, item 2: hand-written summary of benchmarks/results/fast_combo
+        out += [combo.read_text()]
     (DOCS / "results.md").write_text("\n".join(out))
     readme = ROOT / "README.md"
     text = readme.read_text()
