@@ -206,8 +206,8 @@ def main(argv=None) -> int:
         tmp = Path(d)
         register_router(tmp, int(enc.dim), enc.key)
         env = env_for(tmp)
-        up_port, gw_port = free_port(), free_port()
-        up_url, _gw_url = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
+        up_port = free_port()
+        up_url = f"http://127.0.0.1:{up_port}"
         entries = [{"model_name": m, "litellm_params": {
             "model": f"openai/{m}", "api_base": up_url + "/v1", "api_key": "os.environ/BENCH_UPSTREAM_KEY",
             "input_cost_per_token": 1e-7 * (i + 1), "output_cost_per_token": 2e-7 * (i + 1)}}

@@ -20,6 +20,7 @@ from causal_router.settings.params import load_settings
 __all__ = ["main", "promote_flow"]
 
 holdout_features = task(promotion.holdout_features)
+support_features = task(promotion.support_features)
 gate = task(promotion.gate, task_run_name="gate-{name}")
 record = task(promotion.record_gate)  # the gate's own MLflow run, then the retention rule
 
@@ -34,9 +35,10 @@ def promote_flow(params_path: str = "params.yaml", root: str = ".", names: list 
     p = load_settings(Path(root_s) / params_path)
     configure(root_s)  # a damaged store, or one that lost a champion, stops here (promotion.gate checks again)
     logs, X = holdout_features(root_s, p)
+    support = support_features(root_s, p)
     decisions = []
     for name in names or promotion.router_names(p):
-        d = gate(root_s, name, logs, X, p)
+        d = gate(root_s, name, logs, X, p, support)
         logger.info(d.summary())
         decisions.append(d)
     record(root_s, decisions, p)

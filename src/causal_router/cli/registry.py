@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..pipeline.promotion import gate, holdout_features, router_names
+from ..pipeline.promotion import gate, holdout_features, router_names, support_features
 from ..registry.lifecycle import RollbackError
 from ..registry.lifecycle import rollback as do_rollback
 from ..registry.lineage import describe, format_lineage
@@ -45,8 +45,9 @@ def promote(
     """Run the evidence gate: 'champion' moves to 'challenger' only if their paired DR difference is above 0."""
     p = load_settings(params)
     logs, X = holdout_features(".", p)
+    support = support_features(".", p)
     for n in [name] if name else router_names(p):
-        typer.echo(gate(".", n, logs, X, p).summary())
+        typer.echo(gate(".", n, logs, X, p, support).summary())
 
 
 @app.command()

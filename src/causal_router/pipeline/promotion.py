@@ -23,6 +23,16 @@ def holdout_features(root, p: Settings, split: str = "holdout"):
     return logs, X
 
 
+def support_features(root, p: Settings) -> list | None:
+    """The training logs (train, val) with their features, a list of (logs, X (m, d)), for the gate's
+    outcome models when ``promote.outcome_rows`` is ``train+holdout``; else None (nothing read)."""
+    from ..promotion.gate import uses_training_rows
+
+    if not uses_training_rows(p.promote.outcome_rows):
+        return None
+    return [holdout_features(root, p, split) for split in ("train", "val")]
+
+
 def router_names(p: Settings) -> list[str]:
     """The interval router and one endpoint router per grid lambda."""
     from ..registry.names import INTERVAL_NAME, endpoint_name
@@ -47,12 +57,10 @@ def record_gate(root, decisions: list, p: Settings) -> str:
     return run_id
 
 
-def gate(root, name: str, logs, X, p: Settings):
-    """One promotion decision (see :func:`causal_router.registry.promote.promote`); with
-    ``promote.outcome_rows`` ``train+holdout`` the training logs (train, val) are read for the evidence's
-    outcome models."""
+def gate(root, name: str, logs, X, p: Settings, support=None):
+    """One promotion decision (see :func:`causal_router.registry.promote.promote`); ``support``: the
+    training logs for the evidence's outcome models (:func:`support_features`, read once for every name)."""
     from ..causal.nuisances import NuisanceConfig
-    from ..promotion.gate import uses_training_rows
     from ..registry.names import INTERVAL_NAME
     from ..registry.promote import promote
     from ..registry.tracking import configure
@@ -61,9 +69,6 @@ def gate(root, name: str, logs, X, p: Settings):
     configure(root)
     lambdas = p.promote.lambdas if name == INTERVAL_NAME else None
     prices = p.crossfit.prices
-    support = None
-    if uses_training_rows(p.promote.outcome_rows):
-        support = [holdout_features(root, p, split) for split in ("train", "val")]
     return promote(name, logs, X, lam=lambdas, **p.promote.gate(), support=support,
                    nuisances=NuisanceConfig.from_params(p.crossfit.model_dump()),
                    prices=load_prices(Path(root) / prices) if prices else None)

@@ -309,7 +309,8 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     if champion is None:
         ev = evidence(challenger.models) if callable(evidence) else evidence
         if ev is not None:
-            d.rows_per_model, d.outcome_rows_per_model = rows_per_model(ev, challenger.models, both=True)
+            d.rows_per_model = rows_per_model(ev, challenger.models)
+            d.outcome_rows_per_model = outcome_rows_per_model(ev, d.rows_per_model)
             d.challenger = summarize(policy_contributions(challenger, ev, lams, challenger.models), s.alpha)
         d.promoted, d.decision = True, "promoted"
         d.reason = "no champion: the challenger becomes the first champion"
@@ -324,7 +325,8 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     ev = evidence(challenger.models) if callable(evidence) else evidence
     if ev is None:
         raise ValueError("a champion exists: held-out logs and their features are needed to compare")
-    d.rows_per_model, d.outcome_rows_per_model = rows_per_model(ev, challenger.models, both=True)
+    d.rows_per_model = rows_per_model(ev, challenger.models)
+    d.outcome_rows_per_model = outcome_rows_per_model(ev, d.rows_per_model)
     c_ch, g_ch, g_cp, c_cp, d.without_overlap = gate_contributions(challenger, champion, ev, lams, challenger.models,
                                                                    s.overlap, s.no_overlap)
     d.challenger, d.champion = summarize(c_ch, s.alpha), summarize(c_cp, s.alpha)
@@ -336,16 +338,18 @@ def decide(challenger: Policy, champion: Policy | None, evidence: Evidence,
     return d
 
 
-def rows_per_model(ev: HoldoutEvidence, models, both: bool = False):
-    """Held-out rows logged for each of ``models`` (a model new to the pool may have few or none);
-    ``both``: (those, the rows per model the outcome models learnt from: held-out plus the evidence's
-    ``support_rows``, the training logs', when it has them)."""
+def rows_per_model(ev: HoldoutEvidence, models) -> dict:
+    """Held-out rows logged for each of ``models`` (a model new to the pool may have few or none)."""
     counts = np.bincount(np.asarray(ev.treatment, dtype=int), minlength=len(models))
-    held = {str(m): int(counts[k]) for k, m in enumerate(models)}
-    if not both:
+    return {str(m): int(counts[k]) for k, m in enumerate(models)}
+
+
+def outcome_rows_per_model(ev: HoldoutEvidence, held: dict) -> dict:
+    """The rows each model gave the outcome models: its held-out rows (``held``, :func:`rows_per_model`)
+    plus the evidence's ``support_rows`` (the training logs', when it has them)."""
+    if ev.support_rows is None:
         return held
-    extra = np.zeros(len(models), dtype=int) if ev.support_rows is None else np.asarray(ev.support_rows, dtype=int)
-    return held, {str(m): int(counts[k] + extra[k]) for k, m in enumerate(models)}
+    return {m: n + int(ev.support_rows[k]) for k, (m, n) in enumerate(held.items())}
 
 
 def uses_training_rows(outcome_rows: str) -> bool:

@@ -221,11 +221,11 @@ def _decide(c, name, holdout_logs, X, lam, alpha, nuisances, prices, expected, m
         ch = load_policy(model_uri(name, version=d.challenger_version))
         cp = None if champion is None else load_policy(model_uri(name, version=d.champion_version))
         evidence = None
-        if uses_training_rows(outcome_rows) and not support:
+        borrow = uses_training_rows(outcome_rows)
+        if borrow and not support:
             raise ValueError("promote outcome_rows train+holdout needs the training logs (support)")
         if holdout_logs is not None and X is not None:
-            evidence = _Evidence(holdout_logs, X, nuisances, prices,
-                                 support if uses_training_rows(outcome_rows) else None)
+            evidence = _Evidence(holdout_logs, X, nuisances, prices, support if borrow else None)
         settings = GateSettings(alpha=alpha, margin=margin, overlap=overlap, rule=rule, lambdas=lam,
                                 no_overlap=no_overlap, outcome_rows=outcome_rows)
         d.lambdas = evaluation_lambdas(ch, settings)

@@ -150,12 +150,11 @@ class MicroBatcher:
                 raise
             if self._alone(fut):
                 self._take()
-                if early and self.peek is not None:
-                    return self._early(item)
-                result = await self._on_loop(item)
-                return (result, _DONE) if early else result
+                result, committed = await self._on_loop(item, early and self.peek is not None)
+                return (result, committed or _done()) if early else result
         self._arrived.set()
-        return (await fut, _DONE) if early else await fut
+        result = await fut
+        return (result, _done()) if early else result
 
     def _alone(self, fut) -> bool:
         """``fut``'s request is the only one queued, at low load, with nothing running or committing."""
@@ -164,38 +163,33 @@ class MicroBatcher:
         (q,) = self._queues.values()
         return len(q) == 1 and q[0][1] is fut and (self._committing is None or self._committing.done())
 
-    async def _on_loop(self, item):
-        """One lone request's work and commit on the event loop (its commit in the thread where it would wait)."""
+    async def _on_loop(self, item, early: bool = False) -> tuple:
+        """One lone request's work and commit on the event loop (its commit in the thread where it would
+        wait). ``early``: the commit runs in the commit thread, the result handed over meanwhile (in order:
+        the next batch's commit waits for it). Returns (result, the awaitable commit or None: done)."""
         self._lone += 1
         started = time.monotonic()
         try:
             pending = self.handler([item])
-            try:
-                results = self.finish(pending, wait=False)
-            except self.busy:
-                self._committing = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(
-                    self._committer, self.finish, pending))
-                results = await asyncio.shield(self._committing)
+            committed = None
+            if early:
+                results, committed = self.peek(pending), asyncio.shield(self._commit_in_thread(pending))
+            else:
+                try:
+                    results = self.finish(pending, wait=False)
+                except self.busy:
+                    results = await asyncio.shield(self._commit_in_thread(pending))
         finally:
             self._last_seconds = time.monotonic() - started
         self.batches += 1
         self.items += 1
-        return results[0]
+        return results[0], committed
 
-    def _early(self, item) -> tuple:
-        """A lone request's work on the event loop, its result handed over while its commit runs in the
-        commit thread (in order: the next batch's commit waits for it)."""
-        self._lone += 1
-        started = time.monotonic()
-        try:
-            pending = self.handler([item])
-        finally:
-            self._last_seconds = time.monotonic() - started
+    def _commit_in_thread(self, pending) -> asyncio.Future:
+        """``finish(pending)`` in the commit thread, as the one commit in flight."""
         self._committing = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(
             self._committer, self.finish, pending))
-        self.batches += 1
-        self.items += 1
-        return self.peek(pending)[0], _Committed(self._committing)
+        return self._committing
 
     def _full(self) -> bool:
         return self._weight >= self.max_items or (self.max_cost is not None and self._cost >= self.max_cost)
@@ -315,22 +309,8 @@ class MicroBatcher:
                 fut.done() or fut.set_result(res)
 
 
-class _Committed:
-    """Awaitable: a commit in flight (shielded: a caller that goes away does not cancel it)."""
-
-    def __init__(self, fut):
-        self.fut = fut
-
-    def __await__(self):
-        return asyncio.shield(self.fut).__await__()
-
-
-class _Done:
-    """Awaitable: already committed."""
-
-    def __await__(self):
-        return None
-        yield  # a generator that finishes at once
-
-
-_DONE = _Done()
+def _done() -> asyncio.Future:
+    """An awaitable already done (a result whose batch is committed)."""
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut

@@ -130,7 +130,7 @@ class Gateway:
         # one deployment per model name, called with the file's parameters: directly where it is
         # OpenAI-compatible, else by LiteLLM's SDK (not its Router: ~5 ms a call here for load balancing
         # and cooldowns this gateway does not use; benchmarks/results/gateway_overhead)
-        self.upstreams = Upstreams(getattr(settings, "gateway_client", "direct"))
+        self.upstreams = Upstreams(settings.gateway_client)
         self.params = {m["model_name"]: m["litellm_params"] for m in config.model_list()}
         self.path = path
         self._seen = self._version()
