@@ -52,8 +52,10 @@ def goal_checks(df: pd.DataFrame, floors: pd.Series | None = None) -> list[str]:
                    f"{c['worst_window_ratio'].max():.3f}. {'MET' if okw.all() else 'MISSED'}.")
         if floors is not None and len(floors):
             out.append("- Share of the causal arm's decisions after warm-up served at the bottom of the interval "
-                       "(lambda <= 1% of the loop's: below the budget there, the router will hardly spend more): "
-                       + ", ".join(f"{d} {s} s{seed} B={b:g} {v:.0%}" for (d, s, seed, b), v in floors.items()) + ".")
+                       "(lambda <= 1% of the loop's: the router will hardly spend more by lambda there), and the "
+                       "mean fill there (the share the controller's slack moved to the models that reach the "
+                       "budget): " + ", ".join(f"{d} {s} s{seed} B={b:g} {v:.0%} (fill {f:.2f})"
+                                               for (d, s, seed, b), (v, f) in floors.items()) + ".")
     key = ["dataset", "scenario", "seed", "budget_fraction"]
     piv = df.pivot_table(index=key, columns="arm", values="final_test_utility")
     if {"causal", "hindsight"} <= set(piv.columns):
@@ -88,23 +90,26 @@ def goal_checks(df: pd.DataFrame, floors: pd.Series | None = None) -> list[str]:
 
 
 def floor_shares(trace_dir: Path, df: pd.DataFrame) -> pd.Series:
-    """Per causal run, the share of decisions after warm-up served at the bottom of the lambda interval
-    (lambda at most 1% of the loop's: the router's most quality-minded choices, so spending less than the
-    budget there is the router's limit, not the controller's)."""
+    """Per causal run, (the share of decisions after warm-up served at the bottom of the lambda interval,
+    their mean fill): lambda at most 1% of the loop's is the router's most quality-minded choices, so
+    spending less than the budget there is the router's limit, and the controller's slack fills it
+    (``fill``: 0 in traces from before it existed)."""
     from .common import LOOP_SETTINGS
 
     out = {}
     for r in df[df["arm"] == "causal"].itertuples():
         f = trace_dir / f"{r.dataset}_{r.scenario}_s{r.seed}_b{r.budget_fraction:g}_causal.parquet"
         if f.exists():
-            lam = pd.read_parquet(f)["lam"].to_numpy()[WARMUP:]
-            low = 0.01 * LOOP_SETTINGS[r.dataset][0]
-            out[(r.dataset, r.scenario, r.seed, r.budget_fraction)] = float(np.mean(lam <= low)) if len(lam) else 0.0
-    return pd.Series(out, dtype=float)
+            t = pd.read_parquet(f).iloc[WARMUP:]
+            low = t["lam"].to_numpy() <= 0.01 * LOOP_SETTINGS[r.dataset][0]
+            fill = t["fill"].to_numpy() if "fill" in t else np.zeros(len(t))
+            out[(r.dataset, r.scenario, r.seed, r.budget_fraction)] = (
+                float(np.mean(low)) if len(t) else 0.0, float(np.mean(fill[low])) if low.any() else 0.0)
+    return pd.Series(out, dtype=object)
 
 
 def plot(trace_dir: Path, png: Path, seed: int = 0, fraction: float = 0.4) -> list[str]:
-    """Spend (mean cost over the last 500 decisions / budget) and lambda over the stream, one seed,
+    """Spend (mean cost over the last 500 decisions / budget), lambda and fill over the stream, one seed,
     ``causal`` and ``causal-fixed``, each table (iid, and drift where run). Returns the files plotted."""
     import matplotlib
 
@@ -114,7 +119,7 @@ def plot(trace_dir: Path, png: Path, seed: int = 0, fraction: float = 0.4) -> li
     files = sorted(trace_dir.glob(f"*_s{seed}_b{fraction:g}_causal.parquet"))
     if not files:
         return []
-    fig, axes = plt.subplots(2, len(files), figsize=(4.2 * len(files), 5.5), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(3, len(files), figsize=(4.2 * len(files), 7.5), squeeze=False, sharex="col")
     used = []
     for j, f in enumerate(files):
         meta = json.loads(f.with_suffix(".json").read_text()) if f.with_suffix(".json").exists() else {}
@@ -128,13 +133,16 @@ def plot(trace_dir: Path, png: Path, seed: int = 0, fraction: float = 0.4) -> li
             roll = t["cost"].rolling(WINDOW, min_periods=50).mean() / b
             axes[0, j].plot(roll.to_numpy(), style, label=arm)
             axes[1, j].plot(t["lam"].to_numpy(), style, label=arm)
+            if "fill" in t:
+                axes[2, j].plot(t["fill"].to_numpy(), style, label=arm)
             used.append(shown(g))
         axes[0, j].axhline(1.0, color="grey", lw=0.8)
         axes[0, j].axvline(WARMUP, color="grey", lw=0.5, ls=":")
         axes[0, j].set_title(f.name.split(f"_s{seed}")[0], fontsize=9)
         axes[0, j].set_ylabel(f"spend / budget (last {WINDOW})")
         axes[1, j].set_ylabel("lambda")
-        axes[1, j].set_xlabel("budgeted decision (rounds 1 on)")
+        axes[2, j].set_ylabel("fill (slack to the dear models)")
+        axes[2, j].set_xlabel("budgeted decision (rounds 1 on)")
         axes[0, j].legend(fontsize=7)
     fig.suptitle(f"Budget {fraction:g} x the best model's mean cost, seed {seed}")
     fig.tight_layout()

@@ -60,7 +60,7 @@ DRIFT_CLUSTERS, DRIFT_SHARE = 8, 0.8
 DRIFT_KEY = 400  # spawn key of the drift's draws
 COLUMNS = ["dataset", "scenario", "seed", "arm", "budget_fraction", "budget_usd", "spend_ratio", "worst_window_ratio",
            "final_test_utility", "final_test_quality", "final_test_cost", "lam0", "lam_final", "lam_median",
-           "calibration_met", "hindsight_met", "hindsight_tries", "decisions", "seconds"]
+           "fill_mean", "calibration_met", "hindsight_met", "hindsight_tries", "decisions", "seconds"]
 
 
 def spend_metrics(costs, budget: float) -> tuple[float, float]:
@@ -124,7 +124,9 @@ def _row(arm, recs, b, budget, seconds, trace_costs=None) -> dict:
     return {"arm": arm, "budget_usd": budget, "spend_ratio": ratio, "worst_window_ratio": worst,
             "final_test_utility": last["test_utility"], "final_test_quality": last["test_quality"],
             "final_test_cost": last["test_cost"], "lam0": b.lam0, "lam_final": last["lam"],
-            "lam_median": float(np.median(lams)) if lams else None, "calibration_met": b.met,
+            "lam_median": float(np.median(lams)) if lams else None,
+            "fill_mean": float(np.mean([t.get("fill", 0.0) for t in b.trace][WARMUP:] or [0.0])),
+            "calibration_met": b.met,
             "decisions": len(costs), "seconds": seconds}
 
 

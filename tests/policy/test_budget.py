@@ -6,7 +6,7 @@ import pytest
 
 from causal_router.causal.nuisances import NuisanceConfig
 from causal_router.data.synthetic import make_synthetic
-from causal_router.policy.budget import BudgetCalibrator, search_grid, smallest_meeting
+from causal_router.policy.budget import BudgetCalibrator, fill_probabilities, search_grid, smallest_meeting
 from causal_router.policy.data import holdout_evidence
 
 PRICES = np.array([1.0, 2.0, 3.0])  # make_synthetic's USD per million tokens, 3 models
@@ -118,3 +118,22 @@ def test_a_budget_is_searched_and_held_from_the_spend_peak_up(halves):
     loose = cal.calibrate(budget=2 * peak)
     assert loose.met and loose.lam == loose.lam_floor and "without spending it" in loose.message
     assert loose.to_dict()["lam_floor"] == loose.lam_floor  # calibrate --out carries it to serve
+
+
+def test_fill_moves_its_share_of_the_mass_outside_the_targets_to_the_best_scored_target():
+    P = np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]])
+    scores = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0], [1.0, 0.0, 2.0]])
+    to = [False, True, True]  # models 1 and 2 reach the budget
+    out = fill_probabilities(P, scores, to, 0.5)
+    np.testing.assert_allclose(out.sum(1), 1.0)
+    np.testing.assert_allclose(out[:, 0], P[:, 0] * 0.5)  # the cheap model keeps half its mass
+    np.testing.assert_allclose(out[0], [0.45, 0.05, 0.5])  # row 0: model 2 scores best among the targets
+    np.testing.assert_allclose(out[1], [0.05, 0.15, 0.8])  # row 1: model 1 does
+    np.testing.assert_allclose(out[2], [0.1, 0.7, 0.2])
+    for fill, mask in [(0.0, to), (0.5, [False] * 3), (0.5, [True] * 3)]:  # nothing to move
+        np.testing.assert_array_equal(fill_probabilities(P, scores, mask, fill), P)
+    full = fill_probabilities(P, scores, to, 1.0)
+    assert (full[:, 0] == 0).all()  # fill 1: every decision goes to a model that reaches the budget
+    kept = fill_probabilities(P, scores, to, 1.0, floor=0.15)  # but for the exploration floor
+    np.testing.assert_allclose(kept[:, 0], [0.15, 0.1, 0.15])
+    np.testing.assert_allclose(kept.sum(1), 1.0)

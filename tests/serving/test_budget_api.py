@@ -198,3 +198,30 @@ def test_a_calibration_files_spend_peak_is_the_controllers_floor(make_app, tmp_p
         gov.controller.observe(0.0)  # nothing spent: lambda falls, to the floor and no lower
     assert gov.controller.lam == pytest.approx(25.0)
     assert gov.report()["lam_range"][0] == 25.0
+
+
+@pytest.mark.parametrize("fill_max", [1.0, 0.0])
+def test_a_budget_the_router_cannot_spend_moves_traffic_to_the_models_that_reach_it(make_app, settings, fill_max):
+    from tests.serving.conftest import LiveServer
+
+    a = make_app(budget=0.002, budget_lam0=0.0, budget_fill=fill_max, floor=0.01)
+    g = _governor(a)
+    g.controller.observe(0.05, "model-a")  # the one model whose recorded cost reaches the budget
+    for _ in range(3000):
+        g.controller.observe(0.0, "model-c")  # the router's choices at its floor spend nothing
+    with LiveServer(a) as srv:
+        rep = httpx.get(srv.url + "/v1/budget").json()
+        r = httpx.post(srv.url + "/v1/route", json={"prompts": PROMPTS[:20], "explore": 0.05})
+        assert r.status_code == 200 and r.headers["x-causal-router-budget"] == "controlled"
+    rows = DecisionStore(settings.decisions_uri).frame("decisions")
+    P = np.array([[json.loads(p)[m] for m in MODELS] for p in rows["propensities"]])
+    assert rep["lam"] == 0.0
+    if fill_max:  # all the slack: every model but model-a keeps only the exploration floor
+        assert rep["fill"] == pytest.approx(1.0)
+        np.testing.assert_allclose(P[:, 1:], 0.01)
+        np.testing.assert_allclose(P[:, 0], 0.98)
+    else:  # a cap: served at the floor, the router's own policy (model-c its choice)
+        assert rep["fill"] == 0.0 and (P[:, 0] < 0.5).all()
+    # the recorded propensity is the drawn model's probability in that policy
+    drawn = np.array([MODELS.index(m) for m in rows["model"]])
+    np.testing.assert_allclose(rows["propensity"], P[np.arange(len(P)), drawn])

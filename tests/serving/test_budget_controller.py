@@ -97,3 +97,61 @@ def test_below_a_spend_peak_the_floor_keeps_the_controller_from_winding_down():
     mean, low, high = ratios(costs, budget)
     assert abs(mean - 1) <= 0.02 and 0.9 <= low and high <= 1.1, (mean, low, high)
     assert lams.min() >= dip
+
+
+def underspender(seed, fraction, fill_max, n=5000, delay=20):
+    """A router that underrates the two dear models (a cost-biased logger rarely chose them): even at
+    lambda 0 it picks the cheap ones, so no lambda spends ``fraction`` of the strongest model's cost. Each
+    decision is drawn from its policy after :func:`fill_probabilities`, as the service serves it."""
+    from causal_router.policy.budget import fill_probabilities
+
+    rng = np.random.default_rng(seed)
+    names = [f"m{k}" for k in range(4)]
+    believed = np.array([0.5, 0.6, 0.45, 0.4])
+    budget = fraction * SCALE[-1] * math.exp(0.125)
+    ctl = BudgetController(budget, (0.0, 74000.0), 0.0, 0.02, fill_max=fill_max)
+    ctl.by_model.update({m: [1, float(c)] for m, c in zip(names, SCALE * math.exp(0.125))})  # the logs' costs
+    costs, fills, pending = [], [], []
+    for _ in range(n):
+        c = SCALE * rng.lognormal(0, 0.5, size=4)
+        scores = (believed + 0.1 * rng.normal(size=4) - ctl.lam * c)[None]
+        P = np.eye(4)[[int(scores.argmax())]]
+        fill, to = ctl.fill_for(names)
+        P = fill_probabilities(P, scores, [m in to for m in names], fill)
+        k = int(rng.choice(4, p=P[0]))
+        costs.append(c[k])
+        fills.append(fill)
+        pending.append((c[k], names[k]))
+        if len(pending) > delay:
+            ctl.observe(*pending.pop(0))
+    return np.array(costs), np.array(fills), budget
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.6])
+def test_a_router_that_cannot_spend_the_budget_spends_it_through_the_fill(fraction):
+    costs, fills, budget = underspender(0, fraction, fill_max=0.0)
+    assert ratios(costs, budget)[0] < 0.7  # at its floor, as a cap: under the budget
+    assert fills.max() == 0
+    costs, fills, budget = underspender(0, fraction, fill_max=1.0)
+    mean, low, high = ratios(costs, budget)
+    # windows are lumpier than a lambda's: at 0.2 a fifth of the decisions go to models 2-13x the budget
+    assert abs(mean - 1) <= 0.02 and 0.85 <= low and high <= 1.15, (mean, low, high)
+    assert 0 < fills[WARMUP:].mean() < 1
+
+
+def test_the_fill_goes_only_to_models_whose_recorded_cost_reaches_the_budget_and_rebase_keeps_it():
+    ctl = BudgetController(1.0, (0.0, 10.0), 0.0, 0.05)
+    for _ in range(100):
+        ctl.observe(0.1, "cheap")  # underspent at the floor: u goes below 0
+    assert ctl.lam == 0.0 and 0 < ctl.fill <= 1
+    assert ctl.fill_for(["cheap", "dear"]) == (0.0, ())  # no model known to reach the budget: nothing moves
+    ctl.observe(3.0, "dear")
+    fill, to = ctl.fill_for(["cheap", "dear"])
+    assert to == ("dear",) and fill == pytest.approx(ctl.fill)
+    before = ctl.fill
+    ctl.rebase(0.0)  # a new router, calibrated at its floor: the fill is kept
+    assert ctl.fill == pytest.approx(before)
+    ctl.rebase(5.0)  # one that spends the budget above its floor: back to lambda
+    assert ctl.fill == 0 and ctl.lam == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="budget_fill"):
+        BudgetController(1.0, (0.0, 1.0), fill_max=1.5)

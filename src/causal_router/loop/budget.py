@@ -12,6 +12,8 @@ answers any lambda) and serves each decision, in stream order, at the lambda of 
 - ``online`` (the product): :class:`causal_router.serving.budget.BudgetController`, the service's own
   controller, stepping on each decision's realised cost (the outcome the loop feeds back), its bounds
   the router's interval, its cold start the lambda calibrated on round 0 (below), as ``serve`` starts;
+  below the router's spend peak its slack moves traffic to the models that reach the budget (``fill``,
+  :mod:`causal_router.serving.budget`), each model's mean cost known from round 0's logs on;
 - ``fixed``: the calibrated lambda throughout (or a given one), never moved.
 
 Calibration (the cold start, and the fixed arm's lambda): after round 0's training,
@@ -73,18 +75,23 @@ def budget_grid(lam: float, multiples=GRID_MULTIPLES) -> list[float]:
 class FixedLam:
     """A lambda that never moves (the ``fixed`` control): the controller's interface, ``observe`` a no-op."""
 
+    fill = 0.0
+
     def __init__(self, lam: float):
         self.lam = float(lam)
 
-    def observe(self, cost: float) -> None:
+    def observe(self, cost: float, model: str | None = None) -> None:
         pass
+
+    def fill_for(self, models) -> tuple[float, tuple]:
+        return 0.0, ()
 
 
 def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances, prices=None,
-              splits=("val", "holdout")) -> tuple[float, bool, float]:
+              splits=("val", "holdout")) -> tuple[float, bool, float, dict]:
     """The lambda at which router ``method`` of ``rs`` meets ``budget`` (USD per decision) by the DR mean
     cost on the logs ``splits`` of ``data_dir`` (rows its heads were not fitted on): (lambda, met, the
-    spend peak ``lam_floor``: the controller's lower bound)."""
+    spend peak ``lam_floor``: the controller's lower bound, the logs' ``{model: [rows, total cost]}``)."""
     import pandas as pd
 
     from ..policy.budget import BudgetCalibrator
@@ -96,19 +103,23 @@ def calibrate(rs, method: str, data_dir, encoder, budget: float, grid, nuisances
     X = np.concatenate([logs[k][1] for k in splits])
     ev = holdout_evidence(rows, X, list(rs.models), nuisances, prices)
     cal = BudgetCalibrator(rs.get(method), rs.models, ev, (grid[0], grid[-1]), grid).calibrate(budget=budget)
-    return cal.lam, cal.met, cal.lam_floor
+    spent = rows.groupby("model")["cost"].agg(["count", "sum"])
+    return cal.lam, cal.met, cal.lam_floor, {str(m): [int(n), float(t)] for m, (n, t) in spent.iterrows()}
 
 
-def make_control(kind: str, budget: float, grid, lam0: float, gain: float | None = None, floor: float | None = None):
+def make_control(kind: str, budget: float, grid, lam0: float, gain: float | None = None, floor: float | None = None,
+                 fill: float | None = None):
     """The ``online`` controller (the service's; bounds: ``grid``'s ends, the lower raised to the spend peak
-    ``floor`` when given; cold start ``lam0``), or ``fixed`` at ``lam0``."""
-    from ..serving.budget import BudgetController
+    ``floor`` when given; cold start ``lam0``; ``fill``: the most its slack buys, None: the service's
+    default), or ``fixed`` at ``lam0``."""
+    from ..serving.budget import FILL, BudgetController
 
     if kind not in CONTROLS:
         raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {kind!r}")
     if kind == "fixed":
         return FixedLam(lam0)
-    control = BudgetController(budget, (grid[0], grid[-1]), lam0, LOOP_GAIN if gain is None else gain)
+    control = BudgetController(budget, (grid[0], grid[-1]), lam0, LOOP_GAIN if gain is None else gain,
+                               fill_max=FILL if fill is None else fill)
     if floor is not None:
         control.rebase(lam0, floor)
     return control
@@ -122,18 +133,21 @@ class Budget:
     control : str           ``online`` (the service's controller) or ``fixed``
     lam : float or None     the fixed lambda (None: calibrated on round 0, :func:`calibrate`)
     gain : float or None    the controller's integral gain (None: :data:`LOOP_GAIN`)
+    fill : float or None    the most the controller's slack buys below its floor (0: a cap; None: the
+                            service's default; serving/budget.py)
 
     After the run, :attr:`trace` holds one row per budgeted decision (:func:`serve_controlled`),
     :attr:`lam0` the calibrated lambda and :attr:`met` whether calibration met the target.
     """
 
     def __init__(self, usd: float, grid, control: str = "online", lam: float | None = None,
-                 gain: float | None = None):
+                 gain: float | None = None, fill: float | None = None):
         if not (math.isfinite(usd) and usd > 0):
             raise ValueError(f"the budget must be a finite number of USD per decision > 0, got {usd!r}")
         if control not in CONTROLS:
             raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {control!r}")
         self.usd, self.grid, self.kind, self.fixed, self.gain = float(usd), sorted(map(float, grid)), control, lam, gain
+        self.fill = fill
         self.trace: list = []
         self.control = None
         self.lam0, self.met = None, None
@@ -142,10 +156,14 @@ class Budget:
         return TRAIN_WITH.get(method, [method])
 
     def start(self, rs, method, data_dir, encoder, nuisances, prices=None) -> None:
-        """After round 0's training: the calibrated lambda, then the control starting there."""
-        self.lam0, self.met, floor = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices)
+        """After round 0's training: the calibrated lambda, then the control starting there, knowing each
+        model's mean cost from the logs it was calibrated on (where its slack goes: serving/budget.py)."""
+        self.lam0, self.met, floor, spent = calibrate(rs, method, data_dir, encoder, self.usd, self.grid,
+                                                      nuisances, prices)
         lam = self.lam0 if self.fixed is None else float(self.fixed)
-        self.control = make_control(self.kind, self.usd, self.grid, lam, self.gain, floor)
+        self.control = make_control(self.kind, self.usd, self.grid, lam, self.gain, floor, self.fill)
+        if hasattr(self.control, "by_model"):
+            self.control.by_model.update(spent)
 
     def redeploy(self, rs, method, data_dir, encoder, nuisances, prices=None) -> None:
         """A new router is deployed after round 1 or later: the online controller moves its operating point
@@ -154,7 +172,8 @@ class Budget:
         over- or underspending while the integral catches up. A fixed lambda stays where it is."""
         if self.kind != "online":
             return
-        lam, _, floor = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices, ("holdout",))
+        lam, _, floor, _ = calibrate(rs, method, data_dir, encoder, self.usd, self.grid, nuisances, prices,
+                                     ("holdout",))
         self.control.rebase(lam, floor)
 
     def record(self, stream, actions, r: int) -> dict:
@@ -168,9 +187,10 @@ class Budget:
 
 
 def serve_controlled(service, stream, idx: np.ndarray, explore: float, control, r: int, trace=None) -> np.ndarray:
-    """The service routes prompts ``idx`` (m,) one decision at a time, each at ``control.lam``; each
-    outcome goes back as feedback and its cost to ``control``. Appends ``{round, prompt, lam, model,
-    propensity, cost}`` per decision to ``trace`` (a list) when given. Returns the chosen model indices (m,)."""
+    """The service routes prompts ``idx`` (m,) one decision at a time, each at ``control.lam`` with its
+    ``fill``; each outcome goes back as feedback and its cost to ``control``. Appends ``{round, prompt,
+    lam, fill, model, propensity, cost}`` per decision to ``trace`` (a list) when given. Returns the chosen
+    model indices (m,)."""
     import uuid
 
     from ..serving.service import RouteItem
@@ -181,15 +201,17 @@ def serve_controlled(service, stream, idx: np.ndarray, explore: float, control, 
     chosen = np.empty(len(idx), dtype=int)
     for j, i in enumerate(np.asarray(idx)):
         lam = float(control.lam)
-        out = service.handle([RouteItem([str(ff.prompts[i])], lam, float(explore), uuid.uuid4().hex)])[0]
+        fill, fill_to = control.fill_for(stream.models)
+        item = RouteItem([str(ff.prompts[i])], lam, float(explore), uuid.uuid4().hex, fill=fill, fill_to=fill_to)
+        out = service.handle([item])[0]
         if isinstance(out, Exception):
             raise out
         d = out[0]
         k = chosen[j] = index[d["model"]]
         cost = feed_back(service, ff, i, k, d["decision_id"])
-        control.observe(cost)
+        control.observe(cost, d["model"])
         if trace is not None:
-            trace.append({"round": r, "prompt": int(i), "lam": lam, "model": d["model"],
+            trace.append({"round": r, "prompt": int(i), "lam": lam, "fill": fill, "model": d["model"],
                           "propensity": float(d["propensity"]), "cost": cost})
     return chosen
 

@@ -49,7 +49,29 @@ from ..causal.ope import Estimate, HoldoutEvidence, summarize
 GRID = 33
 BISECTIONS = 30
 
-__all__ = ["BISECTIONS", "GRID", "BudgetCalibrator", "Calibration", "search_grid", "smallest_meeting"]
+__all__ = ["BISECTIONS", "GRID", "BudgetCalibrator", "Calibration", "fill_probabilities", "search_grid",
+           "smallest_meeting"]
+
+
+def fill_probabilities(P, scores, to, fill: float, floor: float = 0.0) -> np.ndarray:
+    """The served policy with a budget's slack spent (:mod:`causal_router.serving.budget`): share ``fill``
+    of each row's probability on the models outside ``to``, above the exploration ``floor`` that each
+    keeps, moves to the model of ``to`` that the router scores best on that prompt. The result is still a
+    policy of the prompt alone, so the drawn model's probability in it is its exact propensity.
+
+    P : (n, K) the served policy's probabilities; scores : (n, K) the router's scores at the served lambda;
+    to : (K,) bool, the models whose mean recorded cost reaches the budget; fill : float in [0, 1];
+    floor : float, the least probability each model keeps. Returns (n, K), rows summing to 1.
+    """
+    P, to = np.asarray(P, dtype=float), np.asarray(to, dtype=bool)
+    if fill <= 0 or not to.any() or to.all():
+        return P
+    best = np.where(to, np.asarray(scores, dtype=float), -np.inf).argmax(1)
+    moved = fill * np.maximum(P[:, ~to] - floor, 0.0)
+    out = P.copy()
+    out[:, ~to] -= moved
+    out[np.arange(len(out)), best] += moved.sum(1)
+    return out
 
 
 def search_grid(lo: float, hi: float, own=()) -> list[float]:

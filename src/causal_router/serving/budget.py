@@ -10,9 +10,9 @@ small lambda). Each recorded cost ``c`` (USD, one decision's) is one step of dua
 rate, a PI controller::
 
     e     = c / budget - 1                                      (relative error of that decision)
-    I    <- clip(I + gain * e, -u0, 1 - u0)                      (integral: the dual variable, no wind-up)
+    I    <- clip(I + gain * e, -F - u0, 1 - u0)                  (integral: the dual variable, no wind-up)
     P     = KP * (mean cost of the last ``window`` costs / budget - 1)
-    u     = clip(u0 + I + P, 0, 1);   lam = the lambda at u
+    u     = clip(u0 + I + P, -F, 1);   lam = the lambda at max(u, 0);   fill = max(-u, 0)
 
 Overspending raises lambda (the router then prefers cheaper models), underspending lowers it. Because
 ``I`` is the running sum of the relative errors, the mean cost since start is within
@@ -26,7 +26,19 @@ there until costs are recorded; when costs stop arriving it holds its last lambd
 
 The floor: a calibration file's ``lam_floor`` (the router's spend peak, :mod:`causal_router.policy.budget`)
 raises ``lo``: below it the router spends no more, so a controller that went lower to spend more would
-find less and wind to the bottom. A budget the router cannot spend is then served at the floor.
+find less and wind to the bottom.
+
+Below the floor, the slack buys exploration (``serve.budget_fill``, the most it buys, default 1; 0: a
+budget the router cannot spend is served at the floor, as a cap). ``u`` continues below 0 to
+``-budget_fill``; there lambda stays at ``lo`` and ``fill = -u`` of the probability the served policy puts
+on models whose mean recorded cost is below the budget (above the exploration floor each keeps) moves to
+the best-scored model on that prompt among those whose mean recorded cost reaches it
+(:func:`causal_router.policy.budget.fill_probabilities`). A router that underrates the dear models (a
+cost-biased logger rarely chose them) spends less than the budget even at its floor; the unspent budget
+then logs those models where the router likes them best, with exact propensities, and the next training
+learns what they are worth. With ``fill = 1`` every decision but the exploration floor's goes to a model
+that reaches the budget, so a budget up to about the dearest model's cost can be held. The costs per model
+are those recorded since the service (or the loop's budget) started.
 
 Where the costs come from (:class:`BudgetGovernor`): the decision log, polled at most every
 :data:`POLL_S` seconds from the batcher's thread: a gateway call's outcome cost (``outcomes``), else the
@@ -65,10 +77,12 @@ from .store import decisions, feedback, now, outcomes
 
 log = logging.getLogger("causal_router.serving.budget")
 
-__all__ = ["DEFAULT_GAIN", "KP", "POLL_S", "WINDOW", "BudgetController", "BudgetGovernor", "calibrated_lam"]
+__all__ = ["DEFAULT_GAIN", "FILL", "KP", "POLL_S", "WINDOW", "BudgetController", "BudgetGovernor", "calibrated_lam"]
 
-#: Integral gain per recorded cost (``serve.budget_gain``), proportional gain, window, poll period.
+#: Integral gain per recorded cost (``serve.budget_gain``), proportional gain, window, poll period; the
+#: most the slack buys below the floor (``serve.budget_fill``).
 DEFAULT_GAIN = 0.005
+FILL = 1.0
 KP = 0.05
 WINDOW = 500
 POLL_S = 1.0
@@ -81,7 +95,7 @@ class BudgetController:
     """The PI / dual-ascent rule of the module docstring, without I/O: :meth:`observe` costs, read :attr:`lam`."""
 
     def __init__(self, budget: float, lam_range, lam0: float | None = None, gain: float = DEFAULT_GAIN,
-                 window: int = WINDOW, kp: float = KP):
+                 window: int = WINDOW, kp: float = KP, fill_max: float = FILL):
         if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
             raise ValueError(f"the budget must be a finite number of USD per decision > 0, got {budget!r}")
         lo, hi = (float(x) for x in lam_range)
@@ -91,9 +105,13 @@ class BudgetController:
         self.base_lo = lo  # the router's own bound: rebase may raise lo to a spend peak, never below this
         self.scale = (hi - lo) / _WARP if hi > lo else 1.0
         self.u0 = 0.5 if lam0 is None else self.to_u(min(max(float(lam0), lo), hi))
+        if not (math.isfinite(fill_max) and 0 <= fill_max <= 1):
+            raise ValueError(f"budget_fill must be in [0, 1], got {fill_max!r}")
+        self.fill_max = float(fill_max)
         self.integral = 0.0
         self.recent: deque = deque(maxlen=int(window))
         self.n, self.total = 0, 0.0
+        self.by_model: dict = {}  # model -> [recorded decisions, their total cost]
 
     def to_u(self, lam: float) -> float:
         if self.hi <= self.lo:
@@ -106,33 +124,59 @@ class BudgetController:
         lam = self.lo + self.scale * math.expm1(u * math.log1p((self.hi - self.lo) / self.scale))
         return min(max(lam, self.lo), self.hi)  # u = 1 can round a hair above hi
 
-    def observe(self, cost: float) -> None:
-        """One decision's recorded cost (USD)."""
+    def observe(self, cost: float, model: str | None = None) -> None:
+        """One decision's recorded cost (USD), and the model that cost it when known."""
         e = float(cost) / self.budget - 1.0
-        self.integral = min(max(self.integral + self.gain * e, -self.u0), 1.0 - self.u0)
+        self.integral = min(max(self.integral + self.gain * e, -self.fill_max - self.u0), 1.0 - self.u0)
         self.recent.append(float(cost))
         self.n += 1
         self.total += float(cost)
+        if model is not None:
+            m = self.by_model.setdefault(str(model), [0, 0.0])
+            m[0] += 1
+            m[1] += float(cost)
+
+    def mean_costs(self) -> dict:
+        """Mean recorded cost per model (USD per decision)."""
+        return {m: t / n for m, (n, t) in self.by_model.items() if n}
+
+    def fill_for(self, models) -> tuple[float, tuple]:
+        """(fill, the models of ``models`` whose mean recorded cost reaches the budget): the share the
+        served policy moves to them (module docstring); (0, ()) when none is known to reach it."""
+        fill = self.fill
+        if fill <= 0:
+            return 0.0, ()
+        means = self.mean_costs()
+        to = tuple(m for m in models if means.get(m, -math.inf) >= self.budget)
+        return (fill, to) if to else (0.0, ())
 
     def rebase(self, lam: float, floor: float | None = None) -> None:
         """A new router is deployed whose calibrated lambda is ``lam`` (and spend peak ``floor``, the new
         lower bound, when given): move the operating point so the controller's lambda is ``lam`` now,
-        keeping the integral (the spend's memory) and the window."""
+        keeping the integral (the spend's memory) and the window. A ``lam`` at the floor while the
+        controller is filling keeps the fill: the new router cannot spend more than at its floor either."""
         if floor is not None:
             self.lo = min(max(float(floor), self.base_lo), self.hi)
             self.scale = (self.hi - self.lo) / _WARP if self.hi > self.lo else 1.0
-        self.u0 = self.to_u(min(max(float(lam), self.lo), self.hi)) - self.integral - self._p()
+        target = self.to_u(min(max(float(lam), self.lo), self.hi))
+        if target <= 0.0 and self.u < 0.0:
+            target = self.u
+        self.u0 = target - self.integral - self._p()
 
     def _p(self) -> float:
         return self.kp * (float(np.mean(self.recent)) / self.budget - 1.0) if self.recent else 0.0
 
     @property
     def u(self) -> float:
-        return min(max(self.u0 + self.integral + self._p(), 0.0), 1.0)
+        return min(max(self.u0 + self.integral + self._p(), -self.fill_max), 1.0)
 
     @property
     def lam(self) -> float:
-        return self.to_lam(self.u)
+        return self.to_lam(max(self.u, 0.0))
+
+    @property
+    def fill(self) -> float:
+        return max(-self.u, 0.0)
 
 
 def calibrated_lam(path) -> tuple[float, float | None]:
@@ -153,7 +197,7 @@ class BudgetGovernor:
     """The service's budget: the controller fed from the decision log, the hard cap, the report.
 
     ``store`` : the DecisionStore; ``settings`` : ServeSettings (``budget``, ``budget_lam0``,
-    ``budget_calibration``, ``budget_hard``, ``budget_window``, ``budget_gain``); ``lam_range`` : the
+    ``budget_calibration``, ``budget_hard``, ``budget_window``, ``budget_gain``, ``budget_fill``); ``lam_range`` : the
     served router's; ``prices`` : the price sheet ``{model: (input, output)}`` or None.
     """
 
@@ -170,7 +214,7 @@ class BudgetGovernor:
         if floor is not None:
             lo = min(max(lo, floor), hi)
         self.controller = BudgetController(settings.budget, (lo, hi), lam0, settings.budget_gain,
-                                           settings.budget_window)
+                                           settings.budget_window, fill_max=settings.budget_fill)
         self.store, self.prices, self.hard, self.clock = store, prices or {}, settings.budget_hard, clock
         self.started = now()
         self.poll, self._polled = POLL_S, -math.inf
@@ -178,7 +222,6 @@ class BudgetGovernor:
         self._mark = self.started
         self._hour: deque = deque()  # (time, cost) of the costs recorded over the last hour
         self._hour_total = 0.0  # their sum, kept as they come and go (read for every decision under a hard cap)
-        self._by_model: dict = {}  # model -> [n, total cost]
         self._lock = threading.RLock()  # the batcher's thread decides, a request thread reports
 
     # -- the log --------------------------------------------------------------------------
@@ -212,12 +255,9 @@ class BudgetGovernor:
             self._seen = {d: at for d, at in self._seen.items() if at >= self._mark}
 
     def _record(self, cost: float, model: str, t: float) -> None:
-        self.controller.observe(cost)
+        self.controller.observe(cost, model)
         self._hour.append((t, cost))
         self._hour_total += cost
-        m = self._by_model.setdefault(model, [0, 0.0])
-        m[0] += 1
-        m[1] += cost
 
     def hour_spend(self) -> float:
         cut = self.clock() - HOUR_S
@@ -236,7 +276,9 @@ class BudgetGovernor:
         """The cheapest of ``models``: by the price sheet, else by mean recorded cost; None if unknown."""
         if self.prices and all(m in self.prices for m in models):
             return min(models, key=lambda m: sum(self.prices[m]))
-        seen = {m: v[1] / v[0] for m, v in self._by_model.items() if m in models and v[0]}
+        with self._lock:
+            means = self.controller.mean_costs()
+        seen = {m: means[m] for m in models if m in means}
         return min(seen, key=seen.get) if len(seen) == len(models) else None
 
     # -- the service's hook -------------------------------------------------------------------
@@ -253,6 +295,11 @@ class BudgetGovernor:
         else:
             lam, how = float(lam), "override"
         return lam, "capped" if self.capped else how
+
+    def fill_for(self, models) -> tuple[float, tuple]:
+        """The controller's (fill, models it goes to) for a controlled request (module docstring)."""
+        with self._lock:
+            return self.controller.fill_for(models)
 
     def cap(self, P: np.ndarray, models, scores_at_hi) -> np.ndarray:
         """Probabilities (n, K) of the capped policy: the cheapest model with propensity 1 (without prices
@@ -273,9 +320,9 @@ class BudgetGovernor:
             n_decisions = int(conn.execute(n_q).scalar() or 0)
         c = self.controller
         with self._lock:
-            window, n, total, lam = list(c.recent), c.n, c.total, c.lam
+            window, n, total, lam, fill = list(c.recent), c.n, c.total, c.lam, c.fill
         return {
-            "budget": c.budget, "lam": lam, "lam_range": [c.lo, c.hi], "lam0": self.lam0,
+            "budget": c.budget, "lam": lam, "fill": fill, "lam_range": [c.lo, c.hi], "lam0": self.lam0,
             "decisions": n_decisions, "costed_decisions": n,
             "spend_since_start": total, "spend_per_decision_since_start": total / n if n else None,
             "window": c.recent.maxlen, "spend_window": float(sum(window)),

@@ -68,6 +68,8 @@ class BudgetReport(BaseModel):
 
     budget: float = Field(..., description="Target mean cost, USD per decision.")
     lam: float = Field(..., description="The controller's current lambda.")
+    fill: float = Field(0.0, description="Share of the traffic the unspent budget moves to the models that reach "
+                        "it, when the router underspends at the bottom of its interval (serve.budget_fill).")
     lam_range: list[float]
     lam0: float | None = Field(None, description="The cold start (the calibrated lambda).")
     decisions: int = Field(..., description="Decisions since the service started.")

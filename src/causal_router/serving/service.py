@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.schema import propensities_json
 from ..features.encoders import check_features, encoder_for, resolve_encoder
+from ..policy.budget import fill_probabilities
 from ..policy.exploration import ExplorationPolicy, pool_probabilities
 from ..validation.plausibility import limits_from
 from .logfile import LogBusy
@@ -41,6 +42,8 @@ class RouteItem:
     explore: float
     request_id: str
     budget: str = ""  # with serve.budget: "controlled", "override" or "capped"
+    fill: float = 0.0  # the budget's slack: this share moves to the models ``fill_to`` (policy.budget)
+    fill_to: tuple = ()
 
 
 class BadRequest(Exception):
@@ -209,12 +212,14 @@ class RouteService:
             start += n
             if self.budget is not None:
                 it.lam, it.budget = self.budget.resolve(it.lam, model.lam_range)
+                if it.budget == "controlled":
+                    it.fill, it.fill_to = self.budget.fill_for(model.models)
             err = "lam: is required" if it.lam is None else self.lam_error(model, it.lam)
             if err:
                 results[i] = BadRequest(422, err)
                 continue
             # capped requests get the cap's probabilities, whatever their lambda: one group
-            key = ("capped",) if it.budget == "capped" else (float(it.lam), float(it.explore))
+            key = ("capped",) if it.budget == "capped" else (float(it.lam), float(it.explore), it.fill, it.fill_to)
             groups.setdefault(key, []).append(i)
         P_all = np.zeros((len(texts), len(pool)))
         toks = self.tokens(model, texts)
@@ -224,7 +229,11 @@ class RouteService:
             Xg, tok = X[rows_of], None if toks is None else toks[rows_of]
             guide = model.challenger_choice(Xg, it.lam, tok) if it.explore > 0 else None
             post = model.posterior(Xg, it.lam, tok) if it.explore > 0 and self.policy.strategy == "thompson" else None
-            P = self.policy.probabilities(model.scores(Xg, it.lam, tok), it.explore, counts, guide, post)
+            S = model.scores(Xg, it.lam, tok)
+            P = self.policy.probabilities(S, it.explore, counts, guide, post)
+            if it.fill > 0 and it.budget != "capped":
+                P = fill_probabilities(P, S, [m in it.fill_to for m in model.models], it.fill,
+                                       self.policy.floor if it.explore > 0 else 0.0)
             if it.budget == "capped":  # the hard cap: the cheapest model, propensity 1
                 P = self.budget.cap(P, model.models,
                                     lambda X=Xg, t=tok: model.scores(X, model.lam_range[1], t))

@@ -205,8 +205,9 @@ class ServeSettings(_Section):
         the cheapest model (None: no cap).
     budget_window : int
         Decisions in the controller's window (its proportional term; ``GET /v1/budget``'s window).
-    budget_gain : float
-        The controller's integral gain per recorded cost.
+    budget_gain, budget_fill : float
+        The controller's integral gain per recorded cost; the most share its slack moves to the models that
+        reach the budget when the router underspends at its floor (0: none, the budget is a cap).
     models : list of str or None
         The served pool (None: the router's models). A router model left out gets probability 0 (its rows
         stay valid in the logs); a model the router lacks (a new one) gets the cold-start share.
@@ -259,6 +260,7 @@ class ServeSettings(_Section):
     budget_hard: float | None = Field(None, gt=0, allow_inf_nan=False)
     budget_window: int = Field(500, ge=1)
     budget_gain: float = Field(0.005, gt=0, le=1, allow_inf_nan=False)
+    budget_fill: float = Field(1.0, ge=0, le=1, allow_inf_nan=False)
     models: list[str] | None = Field(None, min_length=1)
     cold_start_share: float = Field(COLD_START_SHARE, ge=0, le=1, allow_inf_nan=False)
     cold_start_outcomes: int = Field(COLD_START_OUTCOMES, ge=0)
