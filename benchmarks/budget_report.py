@@ -166,7 +166,12 @@ INTRO = [
     "the router's interval, its lower end raised to the router's spend peak `lam_floor` as `calibrate` finds it "
     "(below the peak a router whose small-lambda heads fell back to a cheap model spends less, and a controller "
     "would wind down there); integral gain 0.02 in the loop, `LOOP_GAIN`), which steps on each decision's "
-    "realised cost as the outcome comes back. Its cold start is the lambda `causal-router calibrate`'s "
+    "realised cost as the outcome comes back. Below the floor its coordinate goes on as a **fill**: when the "
+    "router underspends even at its spend peak, up to all of each decision's probability above the "
+    "exploration floor moves to the model the router scores best among those whose mean recorded cost reaches "
+    "the budget (`serve.budget_fill`, default 1; each model's mean cost known from round 0's logs on), so the "
+    "unspent budget logs the dear models that the cost-biased incumbent rarely chose, with exact propensities, "
+    "and the next rounds learn what they are worth. Its cold start is the lambda `causal-router calibrate`'s "
     "calibrator finds on round 0's validation and holdout logs (DR mean cost), as `serve --budget` starts from a "
     "calibrated lambda; when the gate deploys a new router, the controller's operating point moves to the "
     "lambda calibrated for it on the holdout (`BudgetController.rebase`; the integral keeps its memory). "
@@ -174,7 +179,7 @@ INTRO = [
     "controller's current lambda. Every decision in "
     "the decision log records the lambda it was served at (`lam`) and its propensities, and the ingested logs "
     "keep the propensities, so the next round's DR training stays valid; `OUT/budget_trace.csv` lists every "
-    "budgeted decision (round, prompt, lambda, model, propensity, cost) and `loop.csv` gains the columns "
+    "budgeted decision (round, prompt, lambda, fill, model, propensity, cost) and `loop.csv` gains the columns "
     "`budget, spend, test_quality, test_cost` (`lam`: the controller's lambda after the round).",
     "",
     "The study (`python -m benchmarks.budget_study`, then `python -m benchmarks.budget_report --docs`): the "
@@ -231,11 +236,14 @@ def docs_section(df: pd.DataFrame, meta: dict, png: str, floors: pd.Series | Non
 
 
 def write_docs(lines: list[str], path) -> None:
-    """Replace the budget section of docs/loop.md (from its heading to the end) with ``lines``."""
+    """Replace the budget section of docs/loop.md (from its heading to the next second-level heading, or
+    the end) with ``lines``."""
     path = Path(path)
     text = path.read_text() if path.exists() else ""
-    head = text.split("\n" + SECTION)[0].rstrip("\n")
-    path.write_text(head + "\n" + "\n".join(lines).rstrip("\n") + "\n")
+    head, _, rest = text.partition("\n" + SECTION)
+    nxt = rest.find("\n## ")
+    body = head.rstrip("\n") + "\n" + "\n".join(lines).rstrip("\n") + "\n"
+    path.write_text(body + ("\n" + rest[nxt + 1:] if nxt >= 0 else ""))
 
 
 def main() -> None:

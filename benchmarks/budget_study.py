@@ -16,8 +16,9 @@ cost-biased beta=3), explore 0.05. Arms:
 - ``cheapest``: the model with the lowest mean cost on the table, for every decision;
 - ``hindsight``: the causal router at a fixed lambda chosen in hindsight: among the fixed-lambda runs
   tried (``causal-fixed``'s lambda and ``--hindsight-tries`` more, the first at the controller's median
-  lambda after warm-up, the next by the secant in the controller's warped lambda coordinate on log
-  spend), the one with the best final test utility whose spend after warm-up is within the budget
+  lambda after warm-up over the decisions it served without a fill (where the router spent the budget by
+  lambda alone; all of them if none), the next by the secant in the controller's warped lambda coordinate
+  on log spend), the one with the best final test utility whose spend after warm-up is within the budget
   (spend ratio <= 1 + SPEND_TOL); none: the lowest spend, ``hindsight_met`` False.
 
 Scenarios: ``iid`` (the loop study's shuffled stream) and ``drift`` (:func:`drift_order`: the topic mix
@@ -60,7 +61,8 @@ DRIFT_CLUSTERS, DRIFT_SHARE = 8, 0.8
 DRIFT_KEY = 400  # spawn key of the drift's draws
 COLUMNS = ["dataset", "scenario", "seed", "arm", "budget_fraction", "budget_usd", "spend_ratio", "worst_window_ratio",
            "final_test_utility", "final_test_quality", "final_test_cost", "lam0", "lam_final", "lam_median",
-           "fill_mean", "calibration_met", "hindsight_met", "hindsight_tries", "decisions", "seconds"]
+           "lam_median_unfilled", "fill_mean", "calibration_met", "hindsight_met", "hindsight_tries", "decisions",
+           "seconds"]
 
 
 def spend_metrics(costs, budget: float) -> tuple[float, float]:
@@ -119,12 +121,14 @@ def _controlled(stream, arm, budget, control, lam=None, nuisances=None, prices=N
 def _row(arm, recs, b, budget, seconds, trace_costs=None) -> dict:
     costs = [t["cost"] for t in b.trace] if trace_costs is None else trace_costs
     lams = [t["lam"] for t in b.trace][WARMUP:]
+    own = [t["lam"] for t in b.trace[WARMUP:] if not t.get("fill")]  # where the router spent by lambda alone
     ratio, worst = spend_metrics(costs, budget)
     last = recs[-1]
     return {"arm": arm, "budget_usd": budget, "spend_ratio": ratio, "worst_window_ratio": worst,
             "final_test_utility": last["test_utility"], "final_test_quality": last["test_quality"],
             "final_test_cost": last["test_cost"], "lam0": b.lam0, "lam_final": last["lam"],
             "lam_median": float(np.median(lams)) if lams else None,
+            "lam_median_unfilled": float(np.median(own)) if own else None,
             "fill_mean": float(np.mean([t.get("fill", 0.0) for t in b.trace][WARMUP:] or [0.0])),
             "calibration_met": b.met,
             "decisions": len(costs), "seconds": seconds}
@@ -193,7 +197,9 @@ def run_task(name: str, scenario: str, seed: int, fraction: float, arms, data_ro
         warp = BudgetController(budget, (lo, hi))
         points = [(fixed_runs[0][0], fixed_runs[0][3]["spend_ratio"] * budget)]
         for j in range(tries):
-            lam_j = causal["lam_median"] if j == 0 else _secant(points, budget, warp.to_u, warp.to_lam)
+            first = causal["lam_median_unfilled"]
+            first = causal["lam_median"] if first is None else first
+            lam_j = first if j == 0 else _secant(points, budget, warp.to_u, warp.to_lam)
             recs, b = _controlled(stream, "hindsight", budget, "fixed", lam_j, nuisances=nuis, prices=prices)
             row = _row("hindsight", recs, b, budget, 0.0)
             fixed_runs.append((lam_j, recs, b, row))
