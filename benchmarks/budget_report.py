@@ -74,6 +74,16 @@ def goal_checks(df: pd.DataFrame, floors: pd.Series | None = None) -> list[str]:
                    f"and budget): {int(ok.sum())} of {len(by)}; causal - hindsight: "
                    + ", ".join(f"{ds} B={b:g} {v:+.4f}" for (ds, b), v in by.items())
                    + f"; per run {int((d >= -QUALITY_TOL).sum())} of {len(d)}. {'MET' if ok.all() else 'MISSED'}.")
+        # the same, where the hindsight run spent the budget too (within the spend goal's tolerance): a fixed
+        # lambda that underspends is scored at the loop's lambda on less spend, not at the budget
+        sp = h.set_index(["dataset", "seed", "budget_fraction"])["spend_ratio"]
+        eq = [i for i in d.index if i in sp.index and abs(sp[i] - 1) <= SPEND_TOL]
+        out.append(f"- Where the hindsight run spent the budget too (spend within +-{SPEND_TOL:.0%}): {len(eq)} of "
+                   f"{len(d)} runs" + (": causal - hindsight " + ", ".join(
+                       f"{ds} s{seed} B={b:g} {d[(ds, seed, b)]:+.4f}" for ds, seed, b in eq) if eq else "")
+                   + ". Elsewhere the hindsight run spent " + ", ".join(
+                       f"{ds} s{seed} B={b:g} {sp[(ds, seed, b)]:.2f}" for ds, seed, b in d.index if (ds, seed, b)
+                       not in eq and (ds, seed, b) in sp.index) + " of the budget.")
     if {"causal", "causal-fixed"} <= set(piv.columns) and "drift" in piv.index.get_level_values("scenario"):
         p = piv.xs("drift", level="scenario").dropna(subset=["causal", "causal-fixed"])
         d = p["causal"] - p["causal-fixed"]
