@@ -212,23 +212,27 @@ INTRO = [
 
 #: What the committed (reduced, seed 0) run says beyond the checks: rewrite it with the run.
 READING = [
-    "Reading of the committed run (seed 0 only). The controller holds the budget where the deployed routers can "
-    "spend it: under drift it ends at 0.995 (RouterBench) and 0.996 (LLMRouter) of the budget after warm-up, worst "
-    "500-window 0.965 and 0.954, while the round-0 calibrated lambda (`causal-fixed`) overspends 2.3x as the "
-    "router learns what the dear models are worth and the mix moves to prompts they answer best. On the iid "
-    "streams it underspends (0.957, 0.907, and 0.615 at B = 0.2) because for 21-69% of the decisions after "
-    "warm-up it sits at the bottom of the interval: the routers trained on the cost-biased incumbent's logs do "
-    "not choose the dear models often enough even at lambda 0, so no lambda spends the budget (at B = 0.2 on "
-    "RouterBench, probably because the controller's early lambdas kept the dear model out of the logs, its "
-    "routers learned less of it than `causal-fixed`'s, which overspent 1.95x). A spend target that is a cap is "
-    "met in every run; the +-2% two-sided goal is not. A rerun of RouterBench B = 0.2 seed 0 (`causal` only) "
-    "after the spend-peak floor was added gave the same spend ratio, 0.615: in rounds 2-5, where the controller "
-    "sat at lambda 0, the calibrated floor was lambda 0: those routers spend the most there, and it is below the "
-    "budget (rounds 2-5 spent 0.36-0.47 of it there). No lambda of those routers spends such a budget, and "
-    "`calibrate` now says so (\"meets ... without spending it\"). Quality: +0.0031 over the hindsight arm on "
-    "RouterBench, -0.0097 "
-    "on LLMRouter (missed), against a two-point hindsight search. `causal-fixed` is far worse in final test "
-    "utility everywhere because it overspends and utility is scored at the loop's lambda.",
+    "Reading of the committed run (seed 0, and RouterBench B = 0.4 of seed 1). **The spend is now held on every "
+    "iid run** (0.995-1.018 of the budget after warm-up, worst 500-window 0.942-1.080), where the previous "
+    "committed run (before the fill) underspent in every one (0.615-0.957, worst windows down to 0.359): the "
+    "routers trained on the cost-biased incumbent's logs underrate the dear models, so at the bottom of their "
+    "interval they spend less than the budget, and no lambda spends it. The fill spends the rest on the dear "
+    "models where the router likes them best, and the next rounds learn from those rows: on RouterBench B = 0.2 "
+    "seed 0 rounds 2-4 were served at lambda ~0 with a fill of 0.15-0.20, and from round 5 on the retrained "
+    "routers spent the budget by lambda alone (lambda ~25, no fill). Under drift RouterBench ends at 1.022 "
+    "(just outside 2%): the router deployed after round 1 spent 1.12x the budget in round 2 at its calibrated "
+    "lambda, and the rebase to each new router's calibrated lambda keeps the integral but not the debt; "
+    "LLMRouter ends at 0.999. **Quality** by the study's rule (final test utility at the loop's lambda against "
+    "the best fixed lambda tried whose stream spend is at most 1.02 of the budget) is missed: the fixed lambdas "
+    "that qualify spent 17-84% of the budget, and at the loop's lambda a router that spends less than a budget "
+    "above that lambda's own spend scores better, so the comparison rewards not spending the budget. Where the "
+    "hindsight run did spend it (RouterBench B = 0.6: the calibrated lambda 0 spent 0.999), causal is +0.049. "
+    "Final test quality, the budget's point, is higher for causal than for the hindsight arm in 6 of 7 runs "
+    "(RouterBench B = 0.4 s0 0.813 against 0.722, s1 0.817 against 0.787; LLMRouter B = 0.2 0.586 against 0.550, "
+    "0.6 0.613 against 0.559); the exception is RouterBench B = 0.6 (0.833 against 0.862, at 0.0035 against "
+    "0.0043 USD per test decision). The naive router with the same controller (`explore-naive`) spends as "
+    "exactly and is above causal in final test utility in 5 of 7 runs. Under drift the controller beats the "
+    "round-0 calibrated lambda by +0.31 (RouterBench) and +0.33 (LLMRouter), which overspends 2.3x.",
 ]
 
 
