@@ -212,28 +212,28 @@ INTRO = [
 
 #: What the committed (reduced, seed 0) run says beyond the checks: rewrite it with the run.
 READING = [
-    "Reading of the committed run (seed 0, and RouterBench B = 0.2 and 0.4 of seed 1). **The spend is now held on "
-    "every iid run** (8 of 8: 0.995-1.018 of the budget after warm-up, worst 500-window 0.942-1.080), where the "
-    "previous committed run (before the fill) underspent in every one (0.615-0.957, worst windows down to 0.359): the "
-    "routers trained on the cost-biased incumbent's logs underrate the dear models, so at the bottom of their "
-    "interval they spend less than the budget, and no lambda spends it. The fill spends the rest on the dear "
-    "models where the router likes them best, and the next rounds learn from those rows: on RouterBench B = 0.2 "
-    "seed 0 rounds 2-4 were served at lambda ~0 with a fill of 0.15-0.20, and from round 5 on the retrained "
-    "routers spent the budget by lambda alone (lambda ~25, no fill). Under drift RouterBench seed 0 ends at 1.022 "
-    "(just outside 2%): the router deployed after round 1 spent 1.12x the budget in round 2 at its calibrated "
-    "lambda, and the rebase to each new router's calibrated lambda keeps the integral but not the debt; "
-    "seed 1 at 1.003, LLMRouter at 0.999. **Quality** by the study's rule (final test utility at the loop's "
-    "lambda against the best fixed lambda tried whose stream spend is at most 1.02 of the budget) is missed: the "
-    "fixed lambdas that qualify spent 17-84% of the budget, and at the loop's lambda a router that spends less than a budget "
+    'Reading of the committed run (seed 0, and RouterBench B = 0.2 and 0.4 of seed 1). **The spend is now held on'
+    ' every iid run** (8 of 8: 0.995-1.018 of the budget after warm-up, worst 500-window 0.942-1.080), where the '
+    'previous committed run (before the fill) underspent in every one (0.615-0.957, worst windows down to 0.359):'
+    " the routers trained on the cost-biased incumbent's logs underrate the dear models, so at the bottom of "
+    'their interval they spend less than the budget, and no lambda spends it. The fill spends the rest on the '
+    'dear models where the router likes them best, and the next rounds learn from those rows: on RouterBench B = '
+    '0.2 seed 0 rounds 2-4 were served at lambda ~0 with a fill of 0.15-0.20, and from round 5 on the retrained '
+    'routers spent the budget by lambda alone (lambda ~25, no fill). Under drift RouterBench seed 0 ends at 1.022'
+    ' (just outside 2%): the router deployed after round 1 spent 1.12x the budget in round 2 at its calibrated '
+    "lambda, and the rebase to each new router's calibrated lambda keeps the integral but not the debt; seed 1 at"
+    " 1.003, LLMRouter at 0.999. **Quality** by the study's rule (final test utility at the loop's lambda against"
+    ' the best fixed lambda tried whose stream spend is at most 1.02 of the budget) is missed: the fixed lambdas '
+    "that qualify spent 17-84% of the budget, and at the loop's lambda a router that spends less than a budget "
     "above that lambda's own spend scores better, so the comparison rewards not spending the budget. Where the "
-    "hindsight run did spend it (RouterBench B = 0.6: the calibrated lambda 0 spent 0.999), causal is +0.049. "
+    'hindsight run did spend it (RouterBench B = 0.6: the calibrated lambda 0 spent 0.999), causal is +0.049. '
     "Final test quality, the budget's point, is higher for causal than for the hindsight arm in 7 of 8 runs "
-    "(RouterBench B = 0.4 s0 0.813 against 0.722, s1 0.817 against 0.787, B = 0.2 s1 0.816 against 0.787; LLMRouter "
-    "B = 0.2 0.586 against 0.550, "
-    "0.6 0.613 against 0.559); the exception is RouterBench B = 0.6 (0.833 against 0.862, at 0.0035 against "
-    "0.0043 USD per test decision). The naive router with the same controller (`explore-naive`) spends as "
-    "exactly and is above causal in final test utility in 6 of 8 runs. Under drift the controller beats the "
-    "round-0 calibrated lambda by +0.32 (RouterBench, two seeds) and +0.33 (LLMRouter), which overspends 2.1-2.4x.",
+    '(RouterBench B = 0.4 s0 0.813 against 0.722, s1 0.817 against 0.787, B = 0.2 s1 0.816 against 0.787; '
+    'LLMRouter B = 0.2 0.586 against 0.550, 0.6 0.613 against 0.559); the exception is RouterBench B = 0.6 (0.833'
+    ' against 0.862, at 0.0035 against 0.0043 USD per test decision). The naive router with the same controller '
+    '(`explore-naive`) spends as exactly and is above causal in final test utility in 6 of 8 runs. Under drift '
+    'the controller beats the round-0 calibrated lambda by +0.32 (RouterBench, two seeds) and +0.33 (LLMRouter), '
+    'which overspends 2.1-2.4x.',
 ]
 
 
